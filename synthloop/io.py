@@ -1,0 +1,116 @@
+"""Reading and writing tables (CSV, Parquet, JSONL) with clear errors and atomic writes."""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import pandas as pd
+
+from synthloop.errors import DataError
+
+FORMATS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".json": "jsonl"}
+
+
+def table_format(path: str | Path) -> str:
+    """Format from the file extension (a trailing .gz is allowed for text formats)."""
+    p = Path(path)
+    suffixes = [s.lower() for s in p.suffixes]
+    if suffixes and suffixes[-1] in (".gz", ".bz2", ".zip", ".xz"):
+        suffixes = suffixes[:-1]
+    ext = suffixes[-1] if suffixes else ""
+    if ext not in FORMATS:
+        raise DataError(f"{path}: unknown table format '{ext or '(no extension)'}'; use .csv, .tsv, .parquet or .jsonl")
+    return FORMATS[ext]
+
+
+def _line_of_offset(path: Path, offset: int) -> int:
+    with open(path, "rb") as fh:
+        return fh.read(offset).count(b"\n") + 1
+
+
+def read_table(path: str | Path, encoding: str = "utf-8") -> pd.DataFrame:
+    """Read a CSV/TSV/Parquet/JSONL table; every failure names the file and, where known, the line."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{p}: file not found")
+    if p.is_dir():
+        raise DataError(f"{p}: is a directory, expected a table file")
+    fmt = table_format(p)
+    if p.stat().st_size == 0:
+        raise DataError(f"{p}: file is empty; expected a header line and at least one data row")
+    try:
+        if fmt in ("csv", "tsv"):
+            df = pd.read_csv(p, sep="," if fmt == "csv" else "\t", encoding=encoding, low_memory=False)
+        elif fmt == "parquet":
+            df = pd.read_parquet(p)
+        else:
+            df = pd.read_json(p, lines=True, encoding=encoding)
+    except UnicodeDecodeError as exc:
+        line = _line_of_offset(p, exc.start) if not str(p).endswith(".gz") else "?"
+        raise DataError(
+            f"{p}: line {line} is not valid {encoding} (byte 0x{exc.object[exc.start]:02x}); "
+            f"re-save the file as UTF-8 or pass --encoding latin-1"
+        ) from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{p}: file is empty; expected a header line and at least one data row") from None
+    except pd.errors.ParserError as exc:
+        msg = str(exc)
+        m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", msg)
+        if m:
+            raise DataError(
+                f"{p}: line {m.group(2)} has {m.group(3)} fields but the header has {m.group(1)} "
+                f"(ragged row); fix that row or quote values that contain the separator"
+            ) from None
+        raise DataError(f"{p}: cannot parse: {msg.strip().splitlines()[-1]}") from None
+    except ValueError as exc:  # JSON and Parquet errors
+        raise DataError(f"{p}: cannot parse as {fmt}: {str(exc).splitlines()[0]}") from None
+    if df.shape[1] == 0:
+        raise DataError(f"{p}: no columns found; expected a header line")
+    if len(df) == 0:
+        raise DataError(f"{p}: has a header but no data rows; at least one row is needed to learn from")
+    dup = [c for c in df.columns if re.fullmatch(r".+\.\d+", str(c)) and str(c).rsplit(".", 1)[0] in df.columns]
+    if dup:
+        raise DataError(f"{p}: column name '{str(dup[0]).rsplit('.', 1)[0]}' appears more than once in the header; rename one")
+    return df
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temp path beside `path`; rename it over `path` only if the block succeeds."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_table(df: pd.DataFrame, path: str | Path) -> Path:
+    """Write by extension (csv, tsv, parquet, jsonl), atomically: readers never see half a file."""
+    fmt = table_format(path)
+    with atomic_path(path) as tmp:
+        if fmt == "csv":
+            df.to_csv(tmp, index=False, compression="gzip" if str(path).endswith(".gz") else None)
+        elif fmt == "tsv":
+            df.to_csv(tmp, index=False, sep="\t")
+        elif fmt == "parquet":
+            df.to_parquet(tmp, index=False)
+        else:
+            df.to_json(tmp, orient="records", lines=True, date_format="iso")
+    return Path(path)
+
+
+def write_text(text: str, path: str | Path) -> Path:
+    """Write a text file atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)

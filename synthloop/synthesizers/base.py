@@ -1,0 +1,218 @@
+"""BaseSynthesizer: the one interface every learned synthesizer offers.
+
+`fit(df)`, `sample(n, seed=, conditions=)`, `sample_from_conditions(...)`, `save(path)`, `load(path)`.
+Subclasses only see encoded arrays (see TableCodec) and implement `_fit`, `_sample`, `_state`,
+`_set_state`. Models are saved as one `.npz` file of NumPy arrays plus a JSON header: never pickle.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar, Mapping
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+
+from synthloop.errors import ConditionError, DataError, ModelFileError
+from synthloop.io import atomic_path
+from synthloop.schema import ColumnKind, TableSchema, infer_schema
+from synthloop.transforms import TableCodec
+
+FORMAT = "synthloop-model"
+FORMAT_VERSION = 1
+_REGISTRY: dict[str, type["BaseSynthesizer"]] = {}
+
+Conditions = Mapping[str, Any] | pd.DataFrame
+
+
+class BaseSynthesizer(BaseEstimator):
+    """Shared fit/sample/save logic; see module docstring."""
+
+    name: ClassVar[str] = "base"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _REGISTRY[cls.name] = cls
+
+    # -- fitting -----------------------------------------------------------------------------
+    def fit(self, data: pd.DataFrame, schema: TableSchema | None = None) -> "BaseSynthesizer":
+        """Learn `data`; the schema is inferred unless given (here or as the `schema` parameter)."""
+        if not isinstance(data, pd.DataFrame):
+            raise DataError(f"fit expects a pandas DataFrame, got {type(data).__name__}")
+        if len(data) == 0 or data.shape[1] == 0:
+            raise DataError("the table to learn is empty: it needs at least one row and one column")
+        schema = schema or getattr(self, "schema", None)
+        if isinstance(schema, (str, Path)):
+            schema = TableSchema.load(schema)
+        elif isinstance(schema, dict):
+            schema = infer_schema(data, overrides=schema)
+        self.schema_ = schema if isinstance(schema, TableSchema) else infer_schema(data)
+        self.codec_ = TableCodec(self.schema_)
+        encoded = self.codec_.encode(data)
+        self.n_rows_ = len(data)
+        seed = getattr(self, "random_state", None)
+        self._rng = np.random.default_rng(seed)
+        self._fit(encoded, self._rng)
+        return self
+
+    def _fit(self, encoded: dict[str, np.ndarray], rng: np.random.Generator) -> None:
+        raise NotImplementedError
+
+    # -- sampling ----------------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "schema_"):
+            raise DataError(f"this {type(self).__name__} is not fitted yet: call fit(data) first")
+
+    def sample(self, n: int | None = None, seed: int | None = None, conditions: Conditions | None = None) -> pd.DataFrame:
+        """`n` new rows. `conditions`: {column: value or (low, high)} for all rows, or a DataFrame of
+        known values per row (its length is the number of rows; NaN cells are left free)."""
+        self._check_fitted()
+        if isinstance(conditions, pd.DataFrame):
+            if n is not None and n != len(conditions):
+                raise ConditionError(f"n={n} but the conditions table has {len(conditions)} rows; give one or the other")
+            n = len(conditions)
+        if n is None:
+            n = self.n_rows_
+        if int(n) < 0:
+            raise ConditionError(f"cannot sample {n} rows")
+        n = int(n)
+        rng = np.random.default_rng(seed) if seed is not None else self._rng
+        gen_seed = int(rng.integers(2**31))
+        known = self._normalize_conditions(conditions, n) if conditions is not None else {}
+        arrays = self._sample(n, rng, known)
+        df = self.codec_.decode(arrays, n, rng, gen_seed)
+        for name, spec in known.items():  # conditioned values are returned exactly as asked
+            exact = spec.get("exact")
+            if exact is not None:
+                mask = spec["mask"]
+                df.loc[mask, name] = exact[mask]
+        return df
+
+    def sample_from_conditions(self, conditions: Conditions, n: int | None = None, seed: int | None = None) -> pd.DataFrame:
+        """SDV's verb: rows that satisfy `conditions` (a dict for `n` rows, or a DataFrame per row)."""
+        return self.sample(n=n, seed=seed, conditions=conditions)
+
+    def sample_remaining_columns(self, known_columns: pd.DataFrame, seed: int | None = None) -> pd.DataFrame:
+        """SDV's verb: complete each row of `known_columns`."""
+        return self.sample(seed=seed, conditions=known_columns)
+
+    def _sample(self, n: int, rng: np.random.Generator, known: dict[str, dict[str, Any]]) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def _normalize_conditions(self, conditions: Conditions, n: int) -> dict[str, dict[str, Any]]:
+        """Validate conditions into per-column arrays: `lo`/`hi` (encoded bounds, inclusive), `codes` for
+        categories, `mask` (rows where the column is conditioned) and `exact` (values to write back)."""
+        schema = self.schema_
+        if isinstance(conditions, pd.DataFrame):
+            table = conditions.reset_index(drop=True)
+        elif isinstance(conditions, Mapping):
+            table = None
+        else:
+            raise ConditionError("conditions must be a dict {column: value} or a DataFrame of known columns")
+        names = list(table.columns) if table is not None else list(conditions)
+        out: dict[str, dict[str, Any]] = {}
+        for name in names:
+            if name not in schema:
+                raise ConditionError(f"condition on unknown column '{name}'; columns are: {', '.join(schema.names)}")
+            col = schema[name]
+            if table is not None:
+                values = table[name]
+            else:
+                v = conditions[name]
+                if isinstance(v, (tuple, list)) and col.kind in (ColumnKind.NUMERICAL, ColumnKind.DATETIME):
+                    if len(v) != 2:
+                        raise ConditionError(f"condition on '{name}': a range is (low, high), got {v!r}")
+                    lo, hi = (self.codec_.encode_column(col, pd.Series([b]))[0] for b in v)
+                    if not lo <= hi:
+                        raise ConditionError(f"condition on '{name}': empty range {v!r}")
+                    if hi < (col.min or -np.inf) or lo > (col.max if col.max is not None else np.inf):
+                        raise ConditionError(f"condition on '{name}': range {v!r} lies outside the learned range [{col.min}, {col.max}]")
+                    out[name] = {"mask": np.ones(n, bool), "lo": np.full(n, lo), "hi": np.full(n, hi)}
+                    continue
+                values = pd.Series([v] * n, dtype=object)
+            mask = values.notna().to_numpy()
+            if not col.learned:
+                out[name] = {"mask": mask, "exact": values.to_numpy(dtype=object), "generated": True}
+                continue
+            enc = self.codec_.encode_column(col, values, strict=False)
+            if col.kind in (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN):
+                bad = mask & (enc < 0)
+                if bad.any():
+                    cats = col.categories or []
+                    shown = ", ".join(map(repr, cats[:10])) + (", ..." if len(cats) > 10 else "")
+                    raise ConditionError(f"condition on '{name}': value {values[bad].iloc[0]!r} never occurs in the "
+                                         f"training data, so it cannot be sampled; known values: {shown}")
+                out[name] = {"mask": mask, "codes": enc, "exact": values.to_numpy(dtype=object)}
+            else:
+                bad = mask & np.isnan(enc)
+                if bad.any():
+                    raise ConditionError(f"condition on '{name}': {values[bad].iloc[0]!r} is not a valid {col.kind.value} value")
+                outside = mask & ((enc < col.min) | (enc > col.max))
+                if outside.any():
+                    raise ConditionError(f"condition on '{name}': {values[outside].iloc[0]!r} lies outside the learned "
+                                         f"range [{col.min}, {col.max}]")
+                out[name] = {"mask": mask, "lo": enc, "hi": enc, "exact": values.to_numpy(dtype=object)}
+        return out
+
+    # -- persistence -------------------------------------------------------------------------
+    def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        raise NotImplementedError
+
+    def _set_state(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        raise NotImplementedError
+
+    def save(self, path: str | Path) -> Path:
+        """One `.npz` file: arrays + a JSON header (class, parameters, schema). Written atomically."""
+        self._check_fitted()
+        meta, arrays = self._state()
+        header = {
+            "format": FORMAT, "version": FORMAT_VERSION, "class": self.name,
+            "params": {k: v for k, v in self.get_params().items() if _jsonable(v)},
+            "schema": self.schema_.to_dict(), "n_rows": self.n_rows_, "model": meta,
+        }
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez_compressed(fh, __header__=np.array(json.dumps(header)), **arrays)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "BaseSynthesizer":
+        """Load any synthloop model file (the class is read from its header)."""
+        p = Path(path)
+        if not p.exists():
+            raise ModelFileError(f"{p}: model file not found")
+        try:
+            with np.load(p, allow_pickle=False) as npz:
+                header = json.loads(str(npz["__header__"]))
+                arrays = {k: npz[k] for k in npz.files if k != "__header__"}
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelFileError(f"{p}: not a synthloop model file ({exc})") from None
+        if header.get("format") != FORMAT:
+            raise ModelFileError(f"{p}: not a synthloop model file")
+        if header.get("version", 0) > FORMAT_VERSION:
+            raise ModelFileError(f"{p}: written by a newer synthloop (format {header['version']}); upgrade synthloop")
+        klass = _REGISTRY.get(header["class"])
+        if klass is None:
+            raise ModelFileError(f"{p}: unknown model class '{header['class']}'")
+        if cls is not BaseSynthesizer and not issubclass(klass, cls):
+            raise ModelFileError(f"{p}: holds a {klass.__name__}, not a {cls.__name__}")
+        obj = klass(**header["params"])
+        obj.schema_ = TableSchema.from_dict(header["schema"])
+        obj.codec_ = TableCodec(obj.schema_)
+        obj.n_rows_ = header["n_rows"]
+        obj._rng = np.random.default_rng(getattr(obj, "random_state", None))
+        obj._set_state(header["model"], arrays)
+        return obj
+
+
+def _jsonable(v: Any) -> bool:
+    try:
+        json.dumps(v)
+        return True
+    except TypeError:
+        return False
+
+
+def load_synthesizer(path: str | Path) -> BaseSynthesizer:
+    """Load a model file whatever its class."""
+    return BaseSynthesizer.load(path)
