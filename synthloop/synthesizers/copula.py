@@ -37,23 +37,67 @@ class GaussianCopulaSynthesizer(BaseSynthesizer):
 
     name = "copula"
 
-    def __init__(self, random_state: int | None = 0, n_knots: int = 4097, gibbs_sweeps: int = 25, schema: Any = None):
+    def __init__(self, random_state: int | None = 0, n_knots: int = 4097, gibbs_sweeps: int = 25,
+                 order_categories: bool = True, schema: Any = None):
         self.random_state = random_state
+        self.order_categories = order_categories
         self.n_knots = n_knots
         self.gibbs_sweeps = gibbs_sweeps
         self.schema = schema
 
     # -- fit ----------------------------------------------------------------------------------
+    def _category_orders(self, encoded: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Order each categorical column's categories along its most associated other column.
+
+        A Gaussian copula can only express monotone dependence, so the order in which categories
+        sit on the normal line decides how much of an association survives. Sorting categories by
+        the mean score of their strongest partner (largest correlation ratio) turns e.g. education
+        vs education_num into a monotone relation the copula reproduces.
+        """
+        probe: dict[str, np.ndarray] = {}
+        for col in self.codec_.learned:  # a rough score per column: ranks, or codes by frequency
+            x = encoded[col.name]
+            if col.kind in (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN):
+                k = len(col.categories or [])
+                codes = np.where(x < 0, k, x)
+                counts = np.bincount(codes, minlength=k + 1)
+                rank_of = np.empty(k + 1)
+                rank_of[np.argsort(-counts, kind="stable")] = np.arange(k + 1)
+                probe[col.name] = rank_of[codes]
+            else:
+                probe[col.name] = np.where(np.isnan(x), np.nanmedian(x) if (~np.isnan(x)).any() else 0.0, x)
+        standardized = {k: (v - v.mean()) / (v.std() or 1.0) for k, v in probe.items()}
+        orders: dict[str, np.ndarray] = {}
+        for col in self.codec_.learned:
+            if col.kind not in (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN) or len(col.categories or []) < 3:
+                continue
+            x = encoded[col.name]
+            k = len(col.categories or [])
+            codes = np.where(x < 0, k, x)
+            counts = np.bincount(codes, minlength=k + 1).astype(float)
+            best, best_eta, best_means = None, -1.0, None
+            for other, z in standardized.items():
+                if other == col.name:
+                    continue
+                means = np.bincount(codes, weights=z, minlength=k + 1) / np.maximum(counts, 1)
+                eta = float((counts * means**2).sum() / z.size)  # between-group share of variance
+                if eta > best_eta:
+                    best, best_eta, best_means = other, eta, means
+            if best is not None:
+                orders[col.name] = np.argsort(best_means, kind="stable")
+        return orders
+
     def _fit(self, encoded: dict[str, np.ndarray], rng: np.random.Generator) -> None:
         latents: list[dict[str, Any]] = []
         encoders: list[Any] = []
         scores: list[np.ndarray] = []
+        orders = self._category_orders(encoded, rng) if self.order_categories else {}
         for col in self.codec_.learned:
             x = encoded[col.name]
             if col.kind in (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN):
                 k = len(col.categories or [])
                 codes = np.where(x < 0, k, x)  # missing is one more category
-                enc = FrequencyEncoder().fit(codes, k + 1)
+                enc = FrequencyEncoder().fit(codes, k + 1, order=orders.get(col.name))
                 latents.append({"column": col.name, "role": "category", "k": k})
                 encoders.append(enc)
                 scores.append(enc.transform(codes, rng))
@@ -94,8 +138,8 @@ class GaussianCopulaSynthesizer(BaseSynthesizer):
             mask = spec["mask"]
             if lat["role"] == "category":
                 codes = spec["codes"][mask]
-                lo[mask, j] = ndtri(np.clip(enc.edges_[codes], 1e-9, 1 - 1e-9))
-                hi[mask, j] = ndtri(np.clip(enc.edges_[codes + 1], 1e-9, 1 - 1e-9))
+                lo[mask, j] = ndtri(np.clip(enc.lo_[codes], 1e-9, 1 - 1e-9))
+                hi[mask, j] = ndtri(np.clip(enc.hi_[codes], 1e-9, 1 - 1e-9))
             elif lat["role"] == "missing":  # a conditioned value is present
                 lo[mask, j], hi[mask, j] = enc.interval(0)
             else:

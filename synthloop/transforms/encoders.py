@@ -46,7 +46,11 @@ class QuantileNormalEncoder:
         return _to_normal(lo + rng.random(n) * (hi - lo))
 
     def inverse(self, z: np.ndarray) -> np.ndarray:
-        return np.interp(ndtr(z), self.probs_, self.quantiles_)
+        # knots sit on a uniform probability grid: index arithmetic instead of a binary search
+        pos = ndtr(z) * (self.n_knots - 1)
+        i = np.minimum(pos.astype(np.int64), self.n_knots - 2)
+        q = self.quantiles_
+        return q[i] + (pos - i) * (q[i + 1] - q[i])
 
     def interval(self, lo_value: float, hi_value: float) -> tuple[float, float]:
         """Normal-score interval of the values in [lo_value, hi_value]; a spike maps to its whole mass."""
@@ -81,38 +85,54 @@ class QuantileNormalEncoder:
 
 
 class FrequencyEncoder:
-    """Category codes 0..K-1 <-> normal score; each code owns an interval of width equal to its share."""
+    """Category codes 0..K-1 <-> normal score; each code owns an interval of width equal to its share.
 
-    def fit(self, codes: np.ndarray, n_categories: int) -> "FrequencyEncoder":
+    `order` (a permutation of the codes) sets where categories sit along the normal line; the
+    default is code order.
+    """
+
+    def fit(self, codes: np.ndarray, n_categories: int, order: np.ndarray | None = None) -> "FrequencyEncoder":
         counts = np.bincount(codes, minlength=n_categories).astype(float)
         self.probs_ = counts / counts.sum()
-        self.edges_ = np.concatenate([[0.0], np.cumsum(self.probs_)])
-        self.edges_[-1] = 1.0
+        self.order_ = np.arange(n_categories) if order is None else np.asarray(order, dtype=np.int64)
+        self._edges()
         return self
 
+    def _edges(self) -> None:
+        """lo_[code], hi_[code]: each code's CDF interval when codes are laid out in `order_`."""
+        widths = self.probs_[self.order_]
+        cum = np.concatenate([[0.0], np.cumsum(widths)])
+        cum[-1] = 1.0
+        self.cum_ = cum
+        self.lo_ = np.empty_like(self.probs_)
+        self.hi_ = np.empty_like(self.probs_)
+        self.lo_[self.order_] = cum[:-1]
+        self.hi_[self.order_] = cum[1:]
+
     def transform(self, codes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return _to_normal(self.edges_[codes] + rng.random(codes.size) * self.probs_[codes])
+        return _to_normal(self.lo_[codes] + rng.random(codes.size) * self.probs_[codes])
 
     def inverse(self, z: np.ndarray) -> np.ndarray:
-        codes = np.searchsorted(self.edges_, ndtr(z), side="right") - 1
-        codes = np.clip(codes, 0, self.probs_.size - 1)
-        # a score that lands on a zero-width edge belongs to the nearest category that exists
-        empty = self.probs_[codes] == 0
+        pos = np.searchsorted(self.cum_, ndtr(z), side="right") - 1
+        pos = np.clip(pos, 0, self.probs_.size - 1)
+        widths = self.probs_[self.order_]
+        # a score that lands on a zero-width slot belongs to the nearest slot that has mass
+        empty = widths[pos] == 0
         if empty.any():
-            nonzero = np.flatnonzero(self.probs_ > 0)
-            codes[empty] = nonzero[np.clip(np.searchsorted(nonzero, codes[empty]), 0, nonzero.size - 1)]
-        return codes
+            nonzero = np.flatnonzero(widths > 0)
+            pos[empty] = nonzero[np.clip(np.searchsorted(nonzero, pos[empty]), 0, nonzero.size - 1)]
+        return self.order_[pos]
 
     def interval(self, code: int) -> tuple[float, float]:
-        return float(_to_normal(np.array(self.edges_[code]))), float(_to_normal(np.array(self.edges_[code + 1])))
+        return float(_to_normal(np.array(self.lo_[code]))), float(_to_normal(np.array(self.hi_[code])))
 
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        return {}, {"probs": self.probs_}
+        return {}, {"probs": self.probs_, "order": self.order_}
 
     @classmethod
     def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> "FrequencyEncoder":
         enc = cls()
         enc.probs_ = arrays["probs"]
-        enc.edges_ = np.concatenate([[0.0], np.cumsum(enc.probs_)])
-        enc.edges_[-1] = 1.0
+        enc.order_ = arrays["order"]
+        enc._edges()
         return enc

@@ -97,4 +97,5 @@ class TableCodec:
         for c in self.schema.columns:  # all-null columns of any kind
             if c.name not in cols:
                 cols[c.name] = pd.Series(np.full(n, None, dtype=object))
-        return pd.DataFrame({c.name: cols[c.name].reset_index(drop=True) for c in self.schema.columns})
+        # copy=False: no block consolidation, which would copy every object column once more
+        return pd.DataFrame({c.name: cols[c.name].reset_index(drop=True) for c in self.schema.columns}, copy=False)
