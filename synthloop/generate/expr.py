@@ -1,0 +1,269 @@
+"""A small, safe expression language for derived columns, evaluated column-wise on a DataFrame.
+
+Expressions are parsed with Python's `ast` and only a whitelist of node types is accepted:
+numbers, strings, column names, arithmetic, comparisons (`in [..]` too), `and`/`or`/`not`,
+`a if cond else b`, and calls of the functions in FUNCTIONS. Nothing is ever passed to eval,
+attributes and subscripts are refused, so a spec cannot reach Python objects.
+Every operation works on whole pandas Series, so one evaluation covers all rows.
+"""
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from synthloop.errors import SynthloopError
+
+
+class ExpressionError(SynthloopError):
+    """An expression is not allowed or cannot be evaluated; the message names the offending part."""
+
+
+def _dt(x: Any) -> Any:
+    return pd.to_datetime(x, errors="coerce")
+
+
+def _series_fn(fn: Callable[[pd.Series], Any]) -> Callable[[Any], Any]:
+    def wrapped(x: Any) -> Any:
+        return fn(x) if isinstance(x, pd.Series) else fn(pd.Series([x])).iloc[0]
+
+    return wrapped
+
+
+def _round(x: Any, digits: Any = 0) -> Any:
+    return np.round(x, int(digits))
+
+
+def _where(cond: Any, a: Any, b: Any) -> Any:
+    return _ifexp(cond, a, b)
+
+
+def _concat(*parts: Any) -> Any:
+    out: Any = ""
+    for p in parts:
+        out = out + (p.astype(str) if isinstance(p, pd.Series) else str(p))
+    return out
+
+
+def _coalesce(*parts: Any) -> Any:
+    out = parts[0]
+    for p in parts[1:]:
+        out = out.where(out.notna(), p) if isinstance(out, pd.Series) else (p if out is None else out)
+    return out
+
+
+def _minmax(fn: Callable[..., Any]) -> Callable[..., Any]:
+    def wrapped(*args: Any) -> Any:
+        if len(args) < 2:
+            raise ExpressionError("min/max take two or more arguments (they work row by row)")
+        out = args[0]
+        for a in args[1:]:
+            out = fn(out, a)
+        return out
+
+    return wrapped
+
+
+FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "abs": np.abs,
+    "round": _round,
+    "floor": np.floor,
+    "ceil": np.ceil,
+    "sqrt": np.sqrt,
+    "log": np.log,
+    "log10": np.log10,
+    "exp": np.exp,
+    "min": _minmax(np.minimum),
+    "max": _minmax(np.maximum),
+    "clip": lambda x, lo, hi: np.clip(x, lo, hi),
+    "where": _where,
+    "int": lambda x: x.round().astype("Int64") if isinstance(x, pd.Series) else int(round(x)),
+    "float": lambda x: x.astype(float) if isinstance(x, pd.Series) else float(x),
+    "str": lambda x: x.astype(str) if isinstance(x, pd.Series) else str(x),
+    "lower": _series_fn(lambda s: s.astype(str).str.lower()),
+    "upper": _series_fn(lambda s: s.astype(str).str.upper()),
+    "title": _series_fn(lambda s: s.astype(str).str.title()),
+    "strip": _series_fn(lambda s: s.astype(str).str.strip()),
+    "len": _series_fn(lambda s: s.astype(str).str.len()),
+    "concat": _concat,
+    "coalesce": _coalesce,
+    "isnull": _series_fn(lambda s: s.isna()),
+    "year": _series_fn(lambda s: _dt(s).dt.year),
+    "month": _series_fn(lambda s: _dt(s).dt.month),
+    "day": _series_fn(lambda s: _dt(s).dt.day),
+    "weekday": _series_fn(lambda s: _dt(s).dt.weekday),
+    "hour": _series_fn(lambda s: _dt(s).dt.hour),
+    "days_between": lambda a, b: (_dt(b) - _dt(a)) / pd.Timedelta(days=1),
+}
+
+_BINOPS: dict[type, Callable[[Any, Any], Any]] = {
+    ast.Add: lambda a, b: a + b,
+    ast.Sub: lambda a, b: a - b,
+    ast.Mult: lambda a, b: a * b,
+    ast.Div: lambda a, b: a / b,
+    ast.FloorDiv: lambda a, b: a // b,
+    ast.Mod: lambda a, b: a % b,
+    ast.Pow: lambda a, b: a**b,
+}
+_CMPOPS: dict[type, Callable[[Any, Any], Any]] = {
+    ast.Eq: lambda a, b: a == b,
+    ast.NotEq: lambda a, b: a != b,
+    ast.Lt: lambda a, b: a < b,
+    ast.LtE: lambda a, b: a <= b,
+    ast.Gt: lambda a, b: a > b,
+    ast.GtE: lambda a, b: a >= b,
+}
+_CONSTANTS = {"True": True, "False": False, "None": None, "null": None, "true": True, "false": False}
+
+
+def _ifexp(cond: Any, a: Any, b: Any) -> Any:
+    if not isinstance(cond, pd.Series):
+        return a if bool(cond) else b
+    c = cond.fillna(False).astype(bool).to_numpy()
+    av = a.to_numpy() if isinstance(a, pd.Series) else a
+    bv = b.to_numpy() if isinstance(b, pd.Series) else b
+    return pd.Series(np.where(c, av, bv), index=cond.index)
+
+
+def _as_bool(x: Any) -> Any:
+    return x.fillna(False).astype(bool) if isinstance(x, pd.Series) else bool(x)
+
+
+@dataclass(frozen=True)
+class Expression:
+    """A parsed, checked expression: `names` are the columns it reads."""
+
+    source: str
+    tree: ast.Expression
+    names: frozenset[str]
+
+    def evaluate(self, df: pd.DataFrame) -> pd.Series:
+        """Evaluate over every row of `df` at once; a scalar result is broadcast."""
+        try:
+            with np.errstate(all="ignore"):
+                out = _Eval(df).visit(self.tree.body)
+        except ExpressionError:
+            raise
+        except Exception as exc:  # type errors between columns, bad dates, ...
+            raise ExpressionError(f"expression '{self.source}': {type(exc).__name__}: {exc}") from None
+        if not isinstance(out, pd.Series):
+            out = pd.Series([out] * len(df), index=df.index)
+        return out
+
+
+def parse_expression(source: str) -> Expression:
+    """Parse and whitelist-check `source`; raise ExpressionError naming what is not allowed."""
+    try:
+        tree = ast.parse(source.strip(), mode="eval")
+    except SyntaxError as exc:
+        raise ExpressionError(f"syntax error at character {exc.offset}: {exc.msg}") from None
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            if node.id not in FUNCTIONS and node.id not in _CONSTANTS:
+                names.add(node.id)
+        elif isinstance(node, ast.Call):
+            if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
+                what = node.func.id if isinstance(node.func, ast.Name) else ast.unparse(node.func)
+                raise ExpressionError(
+                    f"function '{what}' is not allowed; use one of {', '.join(sorted(FUNCTIONS))}"
+                )
+            if node.keywords:
+                raise ExpressionError(f"'{node.func.id}(...)': keyword arguments are not allowed")
+        elif not isinstance(node, _ALLOWED):
+            raise ExpressionError(
+                f"'{ast.unparse(node) if isinstance(node, ast.expr) else type(node).__name__}' is not allowed "
+                f"({type(node).__name__}); use arithmetic, comparisons, and/or/not, 'a if c else b', "
+                f"column names and functions"
+            )
+    for node in ast.walk(tree):  # function names used as values are not allowed
+        if isinstance(node, ast.Name) and node.id in FUNCTIONS:
+            parent_ok = any(
+                isinstance(p, ast.Call) and p.func is node for p in ast.walk(tree)
+            )
+            if not parent_ok:
+                raise ExpressionError(f"'{node.id}' is a function; call it, e.g. {node.id}(x)")
+    return Expression(source, tree, frozenset(names))
+
+
+_ALLOWED = (
+    ast.Expression, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare, ast.IfExp, ast.Call, ast.Name,
+    ast.Constant, ast.Load, ast.List, ast.Tuple, ast.Set,
+    ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow, ast.USub, ast.UAdd, ast.Not,
+    ast.And, ast.Or, ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.In, ast.NotIn,
+)
+
+
+class _Eval(ast.NodeVisitor):
+    def __init__(self, df: pd.DataFrame) -> None:
+        self.df = df
+
+    def generic_visit(self, node: ast.AST) -> Any:  # pragma: no cover - parse_expression refuses these
+        raise ExpressionError(f"'{type(node).__name__}' is not allowed")
+
+    def visit_Constant(self, node: ast.Constant) -> Any:
+        if not isinstance(node.value, (int, float, str, bool, type(None))):
+            raise ExpressionError(f"constant {node.value!r} is not allowed")
+        return node.value
+
+    def visit_Name(self, node: ast.Name) -> Any:
+        if node.id in _CONSTANTS:
+            return _CONSTANTS[node.id]
+        if node.id not in self.df.columns:
+            raise ExpressionError(f"unknown column '{node.id}'")
+        return self.df[node.id]
+
+    def visit_BinOp(self, node: ast.BinOp) -> Any:
+        return _BINOPS[type(node.op)](self.visit(node.left), self.visit(node.right))
+
+    def visit_UnaryOp(self, node: ast.UnaryOp) -> Any:
+        v = self.visit(node.operand)
+        if isinstance(node.op, ast.Not):
+            b = _as_bool(v)
+            return ~b if isinstance(b, pd.Series) else not b
+        return -v if isinstance(node.op, ast.USub) else +v
+
+    def visit_BoolOp(self, node: ast.BoolOp) -> Any:
+        vals = [_as_bool(self.visit(v)) for v in node.values]
+        out = vals[0]
+        for v in vals[1:]:
+            out = (out & v) if isinstance(node.op, ast.And) else (out | v)
+        return out
+
+    def visit_Compare(self, node: ast.Compare) -> Any:
+        left = self.visit(node.left)
+        result: Any = True
+        for op, comp in zip(node.ops, node.comparators):
+            if isinstance(op, (ast.In, ast.NotIn)):
+                if not isinstance(comp, (ast.List, ast.Tuple, ast.Set)):
+                    raise ExpressionError("'in' needs a literal list, e.g. type in ['credit', 'debit']")
+                values = [self.visit(e) for e in comp.elts]
+                if isinstance(left, pd.Series):
+                    r = left.isin(values)
+                else:
+                    r = left in values
+                if isinstance(op, ast.NotIn):
+                    r = ~r if isinstance(r, pd.Series) else not r
+                right = None
+            else:
+                right = self.visit(comp)
+                r = _CMPOPS[type(op)](left, right)
+            result = r if result is True else (result & r)
+            left = right
+        return result
+
+    def visit_IfExp(self, node: ast.IfExp) -> Any:
+        return _ifexp(self.visit(node.test), self.visit(node.body), self.visit(node.orelse))
+
+    def visit_Call(self, node: ast.Call) -> Any:
+        fn = FUNCTIONS[node.func.id]  # type: ignore[union-attr]
+        return fn(*[self.visit(a) for a in node.args])
+
+    def visit_List(self, node: ast.List) -> Any:
+        raise ExpressionError("a list is only allowed after 'in'")
+
+    visit_Tuple = visit_List
+    visit_Set = visit_List

@@ -1,0 +1,74 @@
+"""The planner: before any prompt is sent, decide every row's statistical values, the per-value
+quotas of categorical columns (targets included, so the model never has to count), the column
+order, and a seed for every (row, column, attempt)."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from synthloop.generate.expr import ExpressionError, parse_expression
+from synthloop.generate.samplers import apply_nulls, column_rng, quota_draw, sample_column
+from synthloop.spec.dag import dependencies, topo_order
+from synthloop.spec.errors import SpecError
+from synthloop.spec.models import Spec
+
+
+def cell_seed(seed: int, row: int, column: str, attempt: int = 0, round_: int = 0) -> int:
+    """A 31-bit seed per cell and attempt, independent of run order and concurrency."""
+    h = hashlib.blake2b(f"{seed}:{row}:{column}:{attempt}:{round_}".encode(), digest_size=8).digest()
+    return int.from_bytes(h, "little") & 0x7FFFFFFF
+
+
+@dataclass
+class Plan:
+    spec: Spec
+    n: int
+    order: list[str]  # spec column names, dependencies first
+    deps: dict[str, set[str]]
+    frame: pd.DataFrame  # values decided up front (samplers, expressions over them)
+    per_row: list[str]  # spec columns computed row by row (LLM columns and what reads them)
+    assigned: dict[str, np.ndarray] = field(default_factory=dict)  # LLM enum field -> planned values
+
+    def assigned_for(self, column: str, row: int) -> dict[str, Any]:
+        col = self.spec.column(column)
+        return {f: self.assigned[f][row] for f in col.output_names() if f in self.assigned and f != column}
+
+
+def make_plan(spec: Spec, n: int | None = None) -> Plan:
+    """Draw every up-front column for `n` rows (spec.rows by default), vectorized per column."""
+    n = spec.rows if n is None else n
+    deps = dependencies(spec)
+    order = topo_order(deps, [c.name for c in spec.columns])
+    llm_based: set[str] = set()
+    for name in order:  # a column is per-row when it is an LLM column or reads one
+        col = spec.column(name)
+        if col.llm is not None or deps[name] & llm_based:
+            llm_based.add(name)
+    frame = pd.DataFrame(index=pd.RangeIndex(n))
+    for i_name in order:
+        if i_name in llm_based:
+            continue
+        col = spec.column(i_name)
+        idx = [c.name for c in spec.columns].index(i_name)
+        rng = column_rng(spec.seed, i_name)
+        if col.sampler is not None:
+            shares = spec.targets.get(i_name) if col.sampler.categorical is not None else None
+            values = sample_column(col.sampler, frame, n, rng, spec.seed, spec.quotas, shares)
+        else:
+            try:
+                values = parse_expression(col.expression or "").evaluate(frame)  # type: ignore[arg-type]
+            except ExpressionError as exc:
+                raise SpecError(f"{spec.source}: columns[{idx}].expression: {exc}") from None
+        frame[i_name] = apply_nulls(values.reset_index(drop=True), col.null_rate, rng)
+    assigned: dict[str, np.ndarray] = {}
+    for name, shares in spec.targets.items():
+        col = spec.producer()[name]
+        if col.llm is not None and name != col.name:
+            values = list(shares)
+            assigned[name] = quota_draw(values, np.array([shares[v] for v in values]), n, column_rng(spec.seed, name))
+    per_row = [c for c in order if c in llm_based]
+    return Plan(spec=spec, n=n, order=order, deps=deps, frame=frame, per_row=per_row, assigned=assigned)

@@ -1,0 +1,186 @@
+"""Prompt building: system instruction, rendered template, constraints, things to avoid, a few-shot
+block picked for diversity from a seed file, and the JSON schema the answer must follow."""
+from __future__ import annotations
+
+import copy
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from jinja2 import TemplateError, UndefinedError
+from jinja2.sandbox import SecurityError
+
+from synthloop.generate.diversity import jaccard_matrix, shingle_matrix
+from synthloop.spec.dag import template_env
+from synthloop.spec.errors import GenerationError, SpecError
+from synthloop.spec.models import Column, LLMSettings, Spec
+
+REASONING_FIELD = "reasoning"
+MAX_SEED_ROWS = 5000
+
+
+def answer_schema(col: Column, assigned: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON schema one answer must follow: a text column becomes {"<name>": string};
+    quota-assigned enum fields are pinned to their planned value; reasoning comes first."""
+    llm = col.llm
+    assert llm is not None
+    if llm.structured:
+        schema = copy.deepcopy(llm.json_schema)
+        assert schema is not None
+        schema.setdefault("required", list(schema["properties"]))
+        schema.setdefault("additionalProperties", False)
+        for field, value in (assigned or {}).items():
+            prop = dict(schema["properties"].get(field, {}))
+            prop.pop("enum", None)
+            prop["enum"] = [value]
+            schema["properties"][field] = prop
+    else:
+        schema = {
+            "type": "object",
+            "properties": {col.name: {"type": "string", "minLength": llm.min_chars, "maxLength": llm.max_chars}},
+            "required": [col.name],
+            "additionalProperties": False,
+        }
+    if llm.reasoning:
+        schema["properties"] = {REASONING_FIELD: {"type": "string", "maxLength": 400}, **schema["properties"]}
+        schema["required"] = [REASONING_FIELD] + [r for r in schema["required"] if r != REASONING_FIELD]
+    return schema
+
+
+def _plain(v: Any) -> Any:
+    """JSON/Jinja-friendly scalar: NaN -> None, numpy -> Python, timestamps -> ISO text."""
+    if v is None or v is pd.NA or v is pd.NaT:
+        return None
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    if isinstance(v, np.generic):
+        return _plain(v.item())
+    if isinstance(v, (pd.Timestamp,)):
+        return v.isoformat()
+    return v
+
+
+class FewShotPool:
+    """Examples from a seed file, with a precomputed n-gram similarity matrix for diverse picks."""
+
+    def __init__(self, spec: Spec, col: Column, index: int) -> None:
+        from synthloop.io import read_table
+        from synthloop.errors import DataError
+
+        fs = col.llm.few_shot  # type: ignore[union-attr]
+        assert fs is not None
+        path = spec.base_dir / fs.file
+        where = f"{spec.source}: columns[{index}].llm.few_shot"
+        try:
+            df = read_table(path)
+        except DataError as exc:
+            raise SpecError(f"{where}.file: {exc}") from None
+        if len(df) > MAX_SEED_ROWS:
+            df = df.sample(MAX_SEED_ROWS, random_state=0).reset_index(drop=True)
+        if col.llm.structured:  # type: ignore[union-attr]
+            fields = [f for f in col.llm.json_schema["properties"] if f in df.columns]  # type: ignore[index]
+            if not fields:
+                raise SpecError(f"{where}.file: {path} has none of the schema's fields ({', '.join(col.llm.json_schema['properties'])})")  # type: ignore[index]
+            self.examples = [{k: _plain(v) for k, v in r.items()} for r in df[fields].to_dict("records")]
+        else:
+            name = fs.column or col.name
+            if name not in df.columns:
+                raise SpecError(f"{where}.column: {path} has no column '{name}' (columns: {', '.join(map(str, df.columns))})")
+            self.examples = [{col.name: _plain(v)} for v in df[name]]
+        for m in fs.match:
+            if m not in df.columns:
+                raise SpecError(f"{where}.match: {path} has no column '{m}' to match on")
+        self.match_keys = df[fs.match].astype(str).to_numpy() if fs.match else None
+        self.match = list(fs.match)
+        self.k = fs.k
+        self.diverse = fs.diverse
+        texts = [json.dumps(e, ensure_ascii=False, sort_keys=True) for e in self.examples]
+        self.sim = jaccard_matrix(shingle_matrix(texts, 3)) if fs.diverse and len(texts) > 1 else None
+
+    def pick(self, row: dict[str, Any], rng: np.random.Generator) -> list[dict[str, Any]]:
+        """k examples: those sharing the row's `match` values, spread out by greedy max-min distance."""
+        cand = np.arange(len(self.examples))
+        if self.match_keys is not None:
+            want = np.array([str(_plain(row.get(m))) for m in self.match], dtype=object)
+            ok = (self.match_keys == want[None, :]).all(axis=1)
+            if ok.any():
+                cand = cand[ok]
+        k = min(self.k, len(cand))
+        if k == 0:
+            return []
+        pool = rng.permutation(cand)[: max(4 * k, k)]
+        if self.sim is None or k == 1:
+            chosen = list(pool[:k])
+        else:
+            chosen = [int(pool[0])]
+            rest = pool[1:]
+            for _ in range(k - 1):
+                closest = self.sim[np.ix_(rest, chosen)].max(axis=1)  # similarity to the nearest chosen
+                j = int(np.argmin(closest))
+                chosen.append(int(rest[j]))
+                rest = np.delete(rest, j)
+        return [self.examples[i] for i in chosen]
+
+
+@dataclass
+class Prompt:
+    messages: tuple[tuple[str, str], ...]
+    schema: dict[str, Any]
+
+
+def render(template: str, context: dict[str, Any], where: str) -> str:
+    try:
+        return template_env().from_string(template).render(**context).strip()
+    except UndefinedError as exc:
+        raise GenerationError(f"{where}: {exc.message}") from None
+    except SecurityError as exc:
+        raise GenerationError(f"{where}: template refused by the sandbox: {exc}") from None
+    except TemplateError as exc:
+        raise GenerationError(f"{where}: {exc}") from None
+
+
+def build_prompt(spec: Spec, settings: LLMSettings, col: Column, index: int, row: dict[str, Any],
+                 row_index: int, n_rows: int, examples: list[dict[str, Any]],
+                 assigned: dict[str, Any] | None = None, extra_avoid: list[str] | None = None) -> Prompt:
+    """The exact messages sent for one cell (what `synthloop prompt SPEC --row N` prints)."""
+    llm = col.llm
+    assert llm is not None
+    ctx = {k: _plain(v) for k, v in row.items()}
+    ctx.update(row_index=row_index, n_rows=n_rows, dataset=spec.name)
+    where = f"{spec.source}: columns[{index}].llm"
+    system = settings.system
+    if llm.system:
+        system = system + "\n" + render(llm.system, ctx, where + ".system")
+    parts = [render(llm.prompt, ctx, where + ".prompt")]
+    rules = list(llm.constraints)
+    if assigned:
+        rules += [f'"{k}" must be {json.dumps(v)}.' for k, v in assigned.items()]
+    if not llm.structured:
+        rules.append(f"At most {llm.max_chars} characters.")
+    if rules:
+        parts.append("Rules:\n" + "\n".join(f"- {r}" for r in rules))
+    avoid = list(llm.avoid) + list(extra_avoid or [])
+    if avoid:
+        parts.append("Avoid:\n" + "\n".join(f"- {a}" for a in avoid))
+    if examples:
+        parts.append("Examples:\n" + "\n".join(json.dumps(e, ensure_ascii=False) for e in examples))
+    schema = answer_schema(col, assigned)
+    if llm.structured:
+        fmt = "Reply with one JSON object that follows this JSON schema:\n" + json.dumps(schema, ensure_ascii=False)
+    else:
+        fmt = f'Reply with JSON: {{"{col.name}": "<text>"}}'
+        if llm.reasoning:
+            fmt = f'Reply with JSON: {{"{REASONING_FIELD}": "<short reasoning>", "{col.name}": "<text>"}}'
+    if llm.reasoning and llm.structured:
+        fmt += f'\nFirst think briefly in "{REASONING_FIELD}", then give the fields.'
+    parts.append(fmt)
+    return Prompt(messages=(("system", system), ("user", "\n\n".join(parts))), schema=schema)
+
+
+def repair_messages(prompt: Prompt, answer: str, errors: list[str]) -> tuple[tuple[str, str], ...]:
+    """The same conversation plus the invalid answer and what was wrong with it."""
+    fix = "That answer is invalid: " + "; ".join(errors) + ". Reply again with only a JSON object that follows the schema."
+    return prompt.messages + (("assistant", answer[:2000]), ("user", fix))

@@ -1,0 +1,412 @@
+"""The prompted-generation run: plan -> per-row LLM cells (constrained, validated, repaired) ->
+journal -> near-duplicate regeneration -> target check -> one DataFrame plus a summary.
+
+Rows are independent once planned, so they run `backend.concurrency` at a time; each finished row
+is appended to the journal before it counts, which is what makes resume exact.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from synthloop.generate.diversity import diversity_report, near_duplicates
+from synthloop.generate.expr import parse_expression
+from synthloop.generate.planner import Plan, cell_seed, make_plan
+from synthloop.generate.prompts import REASONING_FIELD, FewShotPool, Prompt, _plain, build_prompt, repair_messages
+from synthloop.generate.store import Journal, ResponseCache, journal_path_for
+from synthloop.llm import LLMBackend, LLMRequest, LLMResult, make_backend
+from synthloop.llm.validate import parse_and_validate
+from synthloop.spec.dag import downstream
+from synthloop.spec.errors import GenerationError
+from synthloop.spec.models import Column, Spec
+
+
+class GenerationInterrupted(GenerationError):
+    """Ctrl-C during a run: finished rows are in the journal; the same command resumes."""
+
+
+@dataclass
+class GenerationResult:
+    data: pd.DataFrame
+    summary: dict[str, Any]
+    failed: list[dict[str, Any]] = field(default_factory=list)
+
+
+def summary_path_for(out: str | Path) -> Path:
+    p = Path(out)
+    return p.with_name(p.name + ".summary.json")
+
+
+class PromptedGenerator:
+    """Runs a spec. `backend` defaults to the spec's `llm` settings; `cache_dir=False` disables the cache."""
+
+    def __init__(self, spec: Spec, backend: LLMBackend | None = None, cache_dir: str | Path | None | bool = None) -> None:
+        self.spec = spec
+        self._backend = backend
+        self._cache_dir = cache_dir
+        self.cache: ResponseCache | None = None
+        self._pools: dict[str, FewShotPool] = {}
+        self._exprs = {c.name: parse_expression(c.expression) for c in spec.columns if c.expression is not None}
+
+    # -- pieces -------------------------------------------------------------------------------
+    @property
+    def backend(self) -> LLMBackend:
+        if self._backend is None:
+            self._backend = make_backend(self.spec.llm)
+        return self._backend
+
+    def _index(self, name: str) -> int:
+        return [c.name for c in self.spec.columns].index(name)
+
+    def pool(self, col: Column) -> FewShotPool | None:
+        if col.llm is None or col.llm.few_shot is None:
+            return None
+        if col.name not in self._pools:
+            self._pools[col.name] = FewShotPool(self.spec, col, self._index(col.name))
+        return self._pools[col.name]
+
+    def plan(self, n: int | None = None) -> Plan:
+        return make_plan(self.spec, n)
+
+    def prompt(self, plan: Plan, col: Column, i: int, row: dict[str, Any], round_: int = 0,
+               extra_avoid: list[str] | None = None) -> Prompt:
+        pool = self.pool(col)
+        examples = pool.pick(row, np.random.default_rng(cell_seed(self.spec.seed, i, col.name + "#shots", 0, round_))) if pool else []
+        return build_prompt(self.spec, self.spec.llm, col, self._index(col.name), row, i, plan.n, examples,
+                            plan.assigned_for(col.name, i), extra_avoid)
+
+    def _complete(self, req: LLMRequest) -> LLMResult:
+        if self.cache is not None:
+            key = req.cache_key(self.backend.model_id)
+            hit = self.cache.get(key)
+            if hit is not None:
+                return LLMResult(text=hit, cached=True)
+            res = self.backend.complete([req])[0]
+            self.cache.put(key, res.text)
+            return res
+        return self.backend.complete([req])[0]
+
+    def _llm_cell(self, plan: Plan, col: Column, i: int, row: dict[str, Any], round_: int,
+                  extra_avoid: list[str] | None, stats: dict[str, Any]) -> tuple[dict[str, Any] | None, list[str]]:
+        llm = col.llm
+        assert llm is not None
+        prompt = self.prompt(plan, col, i, row, round_, extra_avoid)
+        messages = prompt.messages
+        errs: list[str] = []
+        settings = self.spec.llm
+        stats["cells"] += 1
+        for attempt in range(llm.max_retries + 1):
+            req = LLMRequest(
+                messages=messages, schema=prompt.schema, seed=cell_seed(self.spec.seed, i, col.name, attempt, round_),
+                temperature=llm.temperature if llm.temperature is not None else settings.temperature,
+                top_p=settings.top_p, max_tokens=llm.max_tokens or settings.max_tokens, constrained=settings.constrained,
+            )
+            res = self._complete(req)
+            stats["backend_seconds"] += res.elapsed
+            stats["transport_retries"] += res.retries
+            stats["cache_hits"] += int(res.cached)
+            obj, errs = parse_and_validate(res.text, prompt.schema)
+            if not errs:
+                stats["valid_first"] += int(attempt == 0)
+                assert obj is not None
+                obj.pop(REASONING_FIELD, None)
+                if not llm.structured:
+                    return {col.name: " ".join(str(obj[col.name]).split())}, []
+                if llm.flatten:
+                    return {k: obj.get(k) for k in col.output_names()}, []
+                return {col.name: json.dumps(obj, ensure_ascii=False, sort_keys=False)}, []
+            stats["repairs"] += int(attempt < llm.max_retries)
+            messages = repair_messages(prompt, res.text, errs)
+        return None, errs
+
+    def _context(self, plan: Plan, i: int, values: dict[str, Any]) -> dict[str, Any]:
+        """Everything a template or expression of row i can read (structured columns as dicts too)."""
+        row = dict(self._records[i])
+        row.update(values)
+        for name in plan.per_row:
+            col = self.spec.column(name)
+            if col.llm is not None and col.llm.structured and col.llm.flatten and all(f in values for f in col.output_names()):
+                row[name] = {f: values[f] for f in col.output_names()}
+        return row
+
+    def _run_row(self, plan: Plan, i: int, round_: int = 0, extra_avoid: dict[str, list[str]] | None = None,
+                 keep: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Compute the per-row columns of row i; `keep` holds values not to recompute (dedup rounds)."""
+        stats = {"cells": 0, "valid_first": 0, "repairs": 0, "transport_retries": 0, "cache_hits": 0, "backend_seconds": 0.0}
+        values: dict[str, Any] = dict(keep or {})
+        for name in plan.per_row:
+            col = self.spec.column(name)
+            if all(o in values for o in col.output_names()):
+                continue
+            if col.expression is not None:
+                ctx = self._context(plan, i, values)
+                v = self._exprs[name].evaluate(pd.DataFrame([ctx])).iloc[0]
+                values[name] = _plain(v)
+                continue
+            out, errs = self._llm_cell(plan, col, i, self._context(plan, i, values), round_,
+                                       (extra_avoid or {}).get(name), stats)
+            if out is None:
+                return {"row": i, "status": "failed", "column": name, "error": "; ".join(errs), "round": round_, "stats": stats}
+            values.update(out)
+        return {"row": i, "status": "ok", "values": values, "round": round_, "stats": stats}
+
+    # -- the run ------------------------------------------------------------------------------
+    def fingerprint(self, n: int) -> str:
+        s = self.spec.model_dump(mode="json", by_alias=True, exclude={"llm"})
+        llm = self.spec.llm
+        payload = json.dumps([s, n, self.backend.model_id, llm.temperature, llm.top_p, llm.max_tokens, llm.constrained, llm.system],
+                             sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+    def dedup_columns(self) -> list[str]:
+        if self.spec.diversity.columns is not None:
+            return list(self.spec.diversity.columns)
+        return [c.name for c in self.spec.columns
+                if c.llm is not None and (c.llm.dedup if c.llm.dedup is not None else not c.llm.structured)]
+
+    def generate(self, n: int | None = None, out: str | Path | None = None, resume: bool = True,
+                 fresh: bool = False, on_progress: Callable[[dict[str, Any]], None] | None = None,
+                 keep_journal: bool = False) -> GenerationResult:
+        """Generate `n` rows (spec.rows by default); with `out`, journal next to it and write it."""
+        t_start = time.perf_counter()
+        plan = self.plan(n)
+        self._records = plan.frame.to_dict("records")
+        if self._cache_dir is not False and self.cache is None:
+            self.cache = ResponseCache(None if self._cache_dir in (None, True) else self._cache_dir)  # type: ignore[arg-type]
+        journal = Journal(journal_path_for(out), self.fingerprint(plan.n)) if out else None
+        done: dict[int, dict[str, Any]] = {}
+        if journal is not None:
+            if fresh:
+                journal.remove()
+            elif resume:
+                done = journal.load()
+            elif journal.path.exists():
+                raise GenerationError(f"{journal.path}: a journal of an interrupted run exists; resume it or pass --fresh")
+            journal.open()
+        resumed = len(done)
+        progress = _Progress(plan.n, on_progress, self.backend)
+        progress.add_existing(done.values())
+        try:
+            todo = [i for i in range(plan.n) if i not in done]
+            if plan.per_row:
+                self._run_rows(plan, todo, journal, done, progress)
+            else:
+                for i in todo:
+                    done[i] = {"row": i, "status": "ok", "values": {}, "round": 0, "stats": {}}
+            div_before, regenerated = self._dedup(plan, journal, done, progress)
+        except KeyboardInterrupt:
+            kept = sum(1 for r in done.values())
+            where = f" in {journal.path}" if journal else ""
+            raise GenerationInterrupted(f"interrupted: {kept} of {plan.n} rows are saved{where}; run the same command again to resume") from None
+        finally:
+            if journal is not None:
+                journal.close()
+        df, failed = self._assemble(plan, done)
+        wall = time.perf_counter() - t_start
+        summary = self._summary(plan, df, failed, done, resumed, div_before, regenerated, wall, progress)
+        if out is not None:
+            from synthloop.io import write_table, write_text
+
+            summary["output"] = str(out)
+            write_table(df, out)
+            write_text(json.dumps(summary, indent=2, default=str) + "\n", summary_path_for(out))
+            if journal is not None and not keep_journal:
+                journal.remove()
+        return GenerationResult(df, summary, failed)
+
+    def _run_rows(self, plan: Plan, todo: list[int], journal: Journal | None, done: dict[int, dict[str, Any]],
+                  progress: "_Progress", round_: int = 0, avoid: dict[int, dict[str, list[str]]] | None = None,
+                  keep: dict[int, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        """Run rows with at most `concurrency` in flight; journal each one as it finishes."""
+        width = max(1, int(getattr(self.backend, "concurrency", 1)))
+        results: list[dict[str, Any]] = []
+        pending: set[Future[dict[str, Any]]] = set()
+        queue = list(todo)
+        pool = ThreadPoolExecutor(max_workers=width)
+        try:
+            while queue or pending:
+                while queue and len(pending) < 2 * width:  # bounded: no thousands of queued futures
+                    i = queue.pop(0)
+                    pending.add(pool.submit(self._run_row, plan, i, round_, (avoid or {}).get(i), (keep or {}).get(i)))
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    rec = fut.result()
+                    if round_ > 0 and rec["status"] != "ok":
+                        continue  # a failed regeneration keeps the earlier, valid row
+                    if journal is not None:
+                        journal.append(rec)
+                    done[rec["row"]] = rec
+                    results.append(rec)
+                    progress.row(rec, fresh_row=round_ == 0)
+        except BaseException:
+            for f in pending:
+                f.cancel()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+        return results
+
+    def _dedup(self, plan: Plan, journal: Journal | None, done: dict[int, dict[str, Any]],
+               progress: "_Progress") -> tuple[dict[str, Any], dict[str, int]]:
+        """Regenerate near-duplicate texts for up to max_rounds; returns the 'before' figures."""
+        div = self.spec.diversity
+        before: dict[str, Any] = {}
+        regenerated: dict[str, int] = {}
+        for name in self.dedup_columns():
+            col = self.spec.producer()[name]
+            regenerated[name] = 0
+            first = True
+            for round_ in range(1, div.max_rounds + 2):
+                ok_rows = sorted(i for i, r in done.items() if r["status"] == "ok" and name in r["values"])
+                texts = [done[i]["values"][name] for i in ok_rows]
+                if not texts:
+                    break
+                is_dup, twin = near_duplicates(texts, div.threshold, div.ngram)
+                if first:
+                    before[name] = diversity_report(texts, div.threshold, div.ngram)
+                    first = False
+                if round_ > div.max_rounds or col.llm is None:
+                    break
+                redo = [(ok_rows[k], ok_rows[twin[k]]) for k in np.flatnonzero(is_dup) if done[ok_rows[k]].get("round", 0) < round_]
+                if not redo:
+                    break
+                below = downstream(plan.deps, col.name) | {col.name}
+                keep_cols = [c for c in plan.per_row if c not in below]
+                keep: dict[int, dict[str, Any]] = {}
+                avoid: dict[int, dict[str, list[str]]] = {}
+                for i, j in redo:
+                    vals = done[i]["values"]
+                    keep[i] = {o: vals[o] for c in keep_cols for o in self.spec.column(c).output_names() if o in vals}
+                    avoid[i] = {col.name: [f'repeating "{done[j]["values"][name]}"']}
+                progress.phase(f"dedup {name} r{round_}")
+                res = self._run_rows(plan, [i for i, _ in redo], journal, done, progress, round_, avoid, keep)
+                regenerated[name] += len(res)
+        progress.phase("done")
+        return before, regenerated
+
+    def _assemble(self, plan: Plan, done: dict[int, dict[str, Any]]) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+        ok = sorted(i for i, r in done.items() if r["status"] == "ok")
+        failed = [{"row": i, "column": r.get("column"), "error": r.get("error")} for i, r in sorted(done.items()) if r["status"] != "ok"]
+        df = plan.frame.iloc[ok].reset_index(drop=True)
+        if plan.per_row:
+            vals = pd.DataFrame.from_records([done[i]["values"] for i in ok], index=range(len(ok)))
+            for name in plan.per_row:
+                col = self.spec.column(name)
+                for o in col.output_names():
+                    df[o] = vals[o] if o in vals.columns else pd.Series([None] * len(ok), dtype=object)
+            for name in plan.per_row:  # expressions again, vectorized, for exact dtypes
+                if name in self._exprs and len(df):
+                    df[name] = self._exprs[name].evaluate(df).reset_index(drop=True)
+        for c in df.columns:
+            if df[c].dtype == object:
+                df[c] = df[c].infer_objects()
+        return df[self.spec.output_columns()], failed
+
+    def _summary(self, plan: Plan, df: pd.DataFrame, failed: list[dict[str, Any]], done: dict[int, dict[str, Any]],
+                 resumed: int, div_before: dict[str, Any], regenerated: dict[str, int], wall: float,
+                 progress: "_Progress") -> dict[str, Any]:
+        spec = self.spec
+        tot = {"cells": 0, "valid_first": 0, "repairs": 0, "transport_retries": 0, "cache_hits": 0, "backend_seconds": 0.0}
+        for r in done.values():
+            for k in tot:
+                tot[k] += r.get("stats", {}).get(k, 0)
+        targets: dict[str, Any] = {}
+        worst = 0.0
+        for name, shares in spec.targets.items():
+            if name not in df.columns or not len(df):
+                continue
+            got = df[name].astype(str).value_counts(normalize=True)
+            rows = {}
+            for v, share in shares.items():
+                g = float(got.get(str(v), 0.0))
+                rows[str(v)] = {"target": share, "generated": round(g, 6), "abs_error": round(abs(g - share), 6)}
+                worst = max(worst, abs(g - share))
+            targets[name] = rows
+        diversity = {}
+        for name, before in div_before.items():
+            texts = df[name].tolist() if name in df.columns else []
+            diversity[name] = {"before": before, "after": diversity_report(texts, spec.diversity.threshold, spec.diversity.ngram),
+                               "regenerated": regenerated.get(name, 0)}
+        sess = progress.session
+        return {
+            "spec": spec.name, "seed": spec.seed, "backend": self.backend.model_id if plan.per_row else None,
+            "rows_requested": plan.n, "rows_written": int(len(df)), "rows_failed": len(failed), "failed": failed[:50],
+            "resumed_rows": resumed,
+            "validity": {
+                "llm_cells": tot["cells"],
+                "valid_first_try": round(tot["valid_first"] / tot["cells"], 6) if tot["cells"] else None,
+                "valid_rows": round(len(df) / plan.n, 6) if plan.n else None,
+                "repairs": tot["repairs"], "transport_retries": tot["transport_retries"],
+            },
+            "targets": {"columns": targets, "max_abs_error": round(worst, 6), "tolerance": spec.target_tolerance,
+                        "met": worst <= spec.target_tolerance},
+            "diversity": diversity,
+            "cache": {"hits": sess["cache_hits"], "misses": self.cache.misses if self.cache else None},
+            "timing": {
+                "wall_seconds": round(wall, 4), "backend_seconds": round(sess["backend_seconds"], 4),
+                "overhead_seconds": round(wall - sess["backend_seconds"], 4),
+                "rows_per_second": round((plan.n - resumed) / wall, 4) if wall > 0 else None,
+            },
+        }
+
+
+class _Progress:
+    """Counts for the progress bar (rows/s, validity, retries) and the session's own figures."""
+
+    def __init__(self, total: int, callback: Callable[[dict[str, Any]], None] | None, backend: Any) -> None:
+        self.total = total
+        self.callback = callback
+        self.done = self.ok = self.failed = self.cells = self.valid_first = self.retries = 0
+        self.session = {"cache_hits": 0, "backend_seconds": 0.0}
+        self.t0 = time.perf_counter()
+        self.fresh = 0
+        self.label = "rows"
+
+    def add_existing(self, records: Any) -> None:
+        for r in records:
+            self._count(r)
+        self._emit()
+
+    def _count(self, r: dict[str, Any]) -> None:
+        self.done += 1
+        self.ok += r["status"] == "ok"
+        self.failed += r["status"] != "ok"
+        st = r.get("stats", {})
+        self.cells += st.get("cells", 0)
+        self.valid_first += st.get("valid_first", 0)
+        self.retries += st.get("repairs", 0) + st.get("transport_retries", 0)
+
+    def row(self, r: dict[str, Any], fresh_row: bool = True) -> None:
+        st = r.get("stats", {})
+        self.session["cache_hits"] += st.get("cache_hits", 0)
+        self.session["backend_seconds"] += st.get("backend_seconds", 0.0)
+        if fresh_row:
+            self._count(r)
+            self.fresh += 1
+        else:
+            self.cells += st.get("cells", 0)
+            self.valid_first += st.get("valid_first", 0)
+            self.retries += st.get("repairs", 0) + st.get("transport_retries", 0)
+        self._emit()
+
+    def phase(self, label: str) -> None:
+        self.label = label
+        self._emit()
+
+    def _emit(self) -> None:
+        if self.callback is None:
+            return
+        el = time.perf_counter() - self.t0
+        self.callback({
+            "done": self.done, "total": self.total, "ok": self.ok, "failed": self.failed, "retries": self.retries,
+            "valid": (self.valid_first / self.cells) if self.cells else 1.0,
+            "rows_per_s": self.fresh / el if el > 0 else 0.0, "phase": self.label,
+        })

@@ -1,0 +1,173 @@
+"""Load a YAML spec: parse, validate with pydantic, then cross-check columns; every error names
+the file, the line and the YAML path (e.g. `spec.yaml:14: columns[2].llm.prompt: ...`)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jinja2 import TemplateSyntaxError
+from pydantic import ValidationError
+
+from synthloop.spec.dag import column_reads, dependencies, find_cycle
+from synthloop.spec.errors import SpecError
+from synthloop.spec.models import Spec
+
+
+def yaml_path(loc: tuple[Any, ...] | list[Any]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(root)"
+
+
+def _line_of(root: yaml.Node | None, loc: tuple[Any, ...] | list[Any]) -> int | None:
+    """1-based line of the deepest YAML node on `loc` (the parent when the key is missing)."""
+    node = root
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        nxt = None
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                if str(getattr(k, "value", None)) == str(part):
+                    nxt = v
+                    line = k.start_mark.line + 1
+                    break
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            nxt = node.value[part]
+            line = nxt.start_mark.line + 1
+        if nxt is None:
+            break
+        node = nxt
+    return line
+
+
+class _Where:
+    def __init__(self, source: str, root: yaml.Node | None) -> None:
+        self.source, self.root = source, root
+
+    def error(self, loc: tuple[Any, ...] | list[Any], msg: str) -> SpecError:
+        line = _line_of(self.root, loc)
+        at = f"{self.source}:{line}" if line else self.source
+        return SpecError(f"{at}: {yaml_path(loc)}: {msg}")
+
+
+def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    # pydantic adds validator tags ("function-after[...]") and dict-key markers; drop them.
+    return tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+
+
+def parse_spec(data: Any, source: str = "spec", base_dir: Path | None = None, text: str | None = None) -> Spec:
+    """Validate an already-parsed YAML mapping (text, when given, lets errors carry line numbers)."""
+    root = yaml.compose(text) if text else None
+    where = _Where(source, root)
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: expected a mapping with 'name', 'rows' and 'columns' at the top level")
+    try:
+        spec = Spec.model_validate(data)
+    except ValidationError as exc:
+        errs = exc.errors()
+        err = next((e for e in errs if e["type"] == "extra_forbidden"), errs[0])  # a typo explains 'missing'
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown key '{err['loc'][-1]}' (check the spelling)"
+        raise where.error(_clean_loc(err["loc"]), msg) from None
+    spec.base_dir = base_dir or Path(".")
+    spec.source = source
+    _cross_check(spec, where)
+    return spec
+
+
+def _cross_check(spec: Spec, where: _Where) -> None:
+    from synthloop.generate.expr import ExpressionError
+
+    # names: spec columns and flattened structured fields must not clash
+    seen: dict[str, int] = {}
+    for i, col in enumerate(spec.columns):
+        for name in {col.name, *col.output_names()}:
+            if name in seen and seen[name] != i:
+                raise where.error(("columns", i, "name"), f"column name '{name}' is already used by columns[{seen[name]}]")
+            seen[name] = i
+    known = set(seen)
+    for i, col in enumerate(spec.columns):
+        try:
+            reads = column_reads(col)
+        except ExpressionError as exc:
+            raise where.error(("columns", i, "expression"), str(exc)) from None
+        except TemplateSyntaxError as exc:
+            part = "system" if col.llm and col.llm.system and exc.source == col.llm.system else "prompt"
+            raise where.error(("columns", i, "llm", part), f"template syntax error (line {exc.lineno} of the template): {exc.message}") from None
+        for sub, names in reads.items():
+            unknown = sorted(names - known)
+            if unknown:
+                raise where.error(
+                    ("columns", i, *sub.split(".")),
+                    f"unknown column '{unknown[0]}'; known columns: {', '.join(sorted(known))}",
+                )
+        if col.sampler is not None and col.sampler.by:
+            by_col = spec.producer()[col.sampler.by]
+            if by_col.sampler is None or by_col.sampler.categorical is None:
+                pass  # any column works; values not in cases use the default distribution
+        if col.llm is not None and col.llm.few_shot is not None:
+            path = spec.base_dir / col.llm.few_shot.file
+            if not path.exists():
+                raise where.error(("columns", i, "llm", "few_shot", "file"), f"seed file {path} not found")
+    deps = dependencies(spec)
+    cycle = find_cycle(deps)
+    if cycle:
+        idx = [c.name for c in spec.columns].index(cycle[0])
+        raise where.error(("columns", idx), "columns form a cycle: " + " -> ".join(cycle) + "; break it by removing one reference")
+    producer = spec.producer()
+    for name, shares in spec.targets.items():
+        if name not in producer:
+            raise where.error(("targets", name), f"unknown column '{name}'")
+        allowed = _categories_of(spec, name)
+        if allowed is None:
+            raise where.error(("targets", name), "targets need a categorical sampler column or an LLM schema field with an enum")
+        bad = [v for v in shares if v not in allowed]
+        if bad:
+            raise where.error(("targets", name), f"value {bad[0]!r} is not one of {allowed}")
+        if any(s < 0 for s in shares.values()) or abs(sum(shares.values()) - 1.0) > 1e-6:
+            raise where.error(("targets", name), f"shares must be >= 0 and sum to 1 (they sum to {sum(shares.values()):.4g})")
+    for j, name in enumerate(spec.diversity.columns or []):
+        if name not in producer:
+            raise where.error(("diversity", "columns", j), f"unknown column '{name}'")
+
+
+def _categories_of(spec: Spec, name: str) -> list[Any] | None:
+    col = spec.producer()[name]
+    if col.sampler is not None and col.name == name and col.sampler.categorical is not None and not col.sampler.by:
+        return list(col.sampler.categorical)
+    if col.llm is not None and col.llm.structured and name != col.name:
+        prop = col.llm.json_schema["properties"][name]  # type: ignore[index]
+        if isinstance(prop, dict) and isinstance(prop.get("enum"), list):
+            return list(prop["enum"])
+    return None
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read and validate a YAML spec file; paths inside it are relative to its folder."""
+    p = Path(path)
+    if not p.exists():
+        raise SpecError(f"{p}: spec file not found")
+    text = p.read_text(encoding="utf-8")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError(f"{p}{line}: not valid YAML: {problem}") from None
+    return parse_spec(data, str(p), p.resolve().parent, text)
+
+
+def loads_spec(text: str, source: str = "spec", base_dir: Path | None = None) -> Spec:
+    """Validate a spec given as YAML text (tests, notebooks)."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{source}: not valid YAML: {exc}") from None
+    return parse_spec(data, source, base_dir, text)

@@ -1,0 +1,318 @@
+"""Pydantic models of the prompted-generation spec (YAML).
+
+One column has exactly one source: a statistical `sampler`, a safe `expression` over other columns,
+or an `llm` prompt (free text, or a JSON schema whose fields become several columns at once).
+Validation here is per field; cross-column checks (unknown names, cycles, targets) live in loader.py
+so their errors can name the YAML path too.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+DEFAULT_SYSTEM = (
+    "You write realistic, varied records for a synthetic dataset. "
+    "Reply with one JSON object only, no explanations."
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+# -- samplers ----------------------------------------------------------------------------------
+class _Bounded(_Strict):
+    min: float | None = None
+    max: float | None = None
+    decimals: int | None = Field(None, ge=0, le=12, description="round to this many digits; 0 = integers")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "_Bounded":
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        return self
+
+
+class Uniform(_Bounded):
+    min: float  # type: ignore[assignment]
+    max: float  # type: ignore[assignment]
+
+
+class Normal(_Bounded):
+    mean: float
+    std: float = Field(gt=0)
+
+
+class LogNormal(_Bounded):
+    """Log-normal: `mean`/`sigma` are those of the underlying normal (log scale), as in NumPy."""
+
+    mean: float
+    sigma: float = Field(gt=0)
+    decimals: int | None = Field(2, ge=0, le=12)
+
+
+class Poisson(_Bounded):
+    lam: float = Field(gt=0)
+    decimals: int | None = 0
+
+
+class DatetimeRange(_Strict):
+    start: _dt.datetime | _dt.date
+    end: _dt.datetime | _dt.date
+    format: str | None = Field(None, description="strftime format of the output; default ISO date or datetime")
+
+    @model_validator(mode="after")
+    def _order(self) -> "DatetimeRange":
+        if _as_datetime(self.start) > _as_datetime(self.end):
+            raise ValueError(f"start ({self.start}) is after end ({self.end})")
+        return self
+
+
+def _as_datetime(v: _dt.datetime | _dt.date) -> _dt.datetime:
+    return v if isinstance(v, _dt.datetime) else _dt.datetime(v.year, v.month, v.day)
+
+
+FAKER_PROVIDERS = {
+    "name", "first_name", "last_name", "address", "street_address", "city", "country", "postcode",
+    "email", "free_email", "company", "company_email", "phone_number", "job", "iban", "ipv4",
+    "user_name", "url", "country_code", "state", "license_plate", "ssn", "credit_card_number", "uuid4",
+}
+
+
+class FakerSampler(_Strict):
+    provider: str = Field(description="Faker provider: name, address, email, company, phone_number, ...")
+    locale: str = "en_US"
+    unique: bool = False
+
+    @field_validator("provider")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v not in FAKER_PROVIDERS:
+            raise ValueError(f"unknown Faker provider '{v}'; use one of {', '.join(sorted(FAKER_PROVIDERS))}")
+        return v
+
+
+class Sequence(_Strict):
+    """Row ids: prefix + zero-padded counter (T000001, T000002, ...)."""
+
+    start: int = 1
+    prefix: str = ""
+    digits: int = Field(0, ge=0, le=18)
+
+
+class Distribution(_Strict):
+    """Exactly one distribution."""
+
+    categorical: dict[Any, float] | None = Field(None, description="value -> weight (normalized)")
+    uniform: Uniform | None = None
+    normal: Normal | None = None
+    lognormal: LogNormal | None = None
+    poisson: Poisson | None = None
+    datetime: DatetimeRange | None = None
+    faker: FakerSampler | None = None
+    sequence: Sequence | None = None
+
+    @field_validator("categorical")
+    @classmethod
+    def _weights(cls, v: dict[Any, float] | None) -> dict[Any, float] | None:
+        if v is None:
+            return v
+        if not v:
+            raise ValueError("categorical needs at least one value")
+        if any(w < 0 for w in v.values()):
+            raise ValueError("categorical weights must be >= 0")
+        total = sum(v.values())
+        if total <= 0:
+            raise ValueError("categorical weights must not all be 0")
+        return {k: w / total for k, w in v.items()}
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in DIST_KINDS if getattr(self, k) is not None)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "Distribution":
+        set_ = [k for k in DIST_KINDS if getattr(self, k) is not None]
+        if len(set_) != 1:
+            raise ValueError(
+                f"give exactly one distribution ({', '.join(DIST_KINDS)}); got "
+                + (", ".join(set_) if set_ else "none")
+            )
+        return self
+
+
+DIST_KINDS = ("categorical", "uniform", "normal", "lognormal", "poisson", "datetime", "faker", "sequence")
+
+
+class Sampler(Distribution):
+    """A distribution, optionally switched by the value of another column (`by` + `cases`)."""
+
+    by: str | None = Field(None, description="column whose value picks the case")
+    cases: dict[Any, Distribution] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _by_cases(self) -> "Sampler":
+        if self.cases and not self.by:
+            raise ValueError("'cases' needs 'by' (the column whose value picks the case)")
+        if self.by and not self.cases:
+            raise ValueError("'by' needs 'cases' (a distribution per value)")
+        if self.sequence is not None and self.by:
+            raise ValueError("a sequence cannot be switched by another column")
+        return self
+
+
+# -- LLM columns -------------------------------------------------------------------------------
+class FewShot(_Strict):
+    file: Path = Field(description="CSV or JSONL seed file, relative to the spec file")
+    k: int = Field(3, ge=1, le=20)
+    column: str | None = Field(None, description="seed column with the examples (default: the column name)")
+    match: list[str] = Field(default_factory=list, description="columns whose value an example must share")
+    diverse: bool = Field(True, description="pick examples far apart (n-gram distance), not at random")
+
+
+class LLMColumn(_Strict):
+    prompt: str = Field(min_length=1, description="Jinja2 template; may reference other columns")
+    system: str | None = None
+    json_schema: dict[str, Any] | None = Field(None, alias="schema")
+    few_shot: FewShot | None = None
+    constraints: list[str] = Field(default_factory=list)
+    avoid: list[str] = Field(default_factory=list)
+    reasoning: bool = Field(False, description="ask for a short reasoning field first; dropped from the output")
+    min_chars: int = Field(1, ge=0)
+    max_chars: int = Field(160, ge=1, le=20000)
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, ge=1)
+    max_retries: int = Field(2, ge=0, le=10, description="repair attempts after an invalid answer")
+    flatten: bool = Field(True, description="structured: each schema property becomes its own column")
+    dedup: bool | None = Field(None, description="near-duplicate check (default: on for text columns)")
+
+    @field_validator("json_schema")
+    @classmethod
+    def _schema(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is None:
+            return v
+        import jsonschema
+
+        try:
+            jsonschema.Draft202012Validator.check_schema(v)
+        except jsonschema.SchemaError as exc:
+            raise ValueError(f"not a valid JSON schema: {exc.message}") from None
+        if v.get("type") != "object" or not isinstance(v.get("properties"), dict) or not v["properties"]:
+            raise ValueError("must be an object schema with 'properties' (one per output field)")
+        for field in v["properties"]:
+            if not NAME_RE.match(field):
+                raise ValueError(f"property name '{field}' must be an identifier (letters, digits, _)")
+        return v
+
+    @model_validator(mode="after")
+    def _chars(self) -> "LLMColumn":
+        if self.min_chars > self.max_chars:
+            raise ValueError(f"min_chars ({self.min_chars}) is greater than max_chars ({self.max_chars})")
+        return self
+
+    @property
+    def structured(self) -> bool:
+        return self.json_schema is not None
+
+
+class Column(_Strict):
+    name: str
+    description: str | None = None
+    sampler: Sampler | None = None
+    expression: str | None = None
+    llm: LLMColumn | None = None
+    null_rate: float = Field(0.0, ge=0.0, lt=1.0)
+
+    @field_validator("name")
+    @classmethod
+    def _ident(cls, v: str) -> str:
+        if not NAME_RE.match(v):
+            raise ValueError(f"'{v}' is not a valid column name; use letters, digits and _ (not starting with a digit)")
+        return v
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "Column":
+        set_ = [k for k in ("sampler", "expression", "llm") if getattr(self, k) is not None]
+        if len(set_) != 1:
+            raise ValueError(
+                "give exactly one of sampler, expression or llm; got " + (", ".join(set_) if set_ else "none")
+            )
+        return self
+
+    @property
+    def source(self) -> str:
+        return "sampler" if self.sampler is not None else "expression" if self.expression is not None else "llm"
+
+    def output_names(self) -> list[str]:
+        """Columns this entry writes: structured LLM columns write one per schema property."""
+        if self.llm is not None and self.llm.structured and self.llm.flatten:
+            return list(self.llm.json_schema["properties"])  # type: ignore[index]
+        return [self.name]
+
+
+# -- run settings ------------------------------------------------------------------------------
+class LLMSettings(_Strict):
+    backend: Literal["embedded", "openai", "hf"] = "embedded"
+    model: str | None = Field(None, description="embedded: a .gguf path (default SmolLM2-135M); openai: model name; hf: a local directory")
+    base_url: str | None = None
+    api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the API key (never logged)")
+    concurrency: int = Field(4, ge=1, le=256)
+    timeout: float = Field(60.0, gt=0)
+    max_retries: int = Field(5, ge=0, le=20, description="HTTP retries on 429/5xx/timeouts")
+    backoff: float = Field(0.5, ge=0, description="first retry delay in seconds, doubled each retry")
+    temperature: float = Field(0.8, ge=0, le=2)
+    top_p: float = Field(0.95, gt=0, le=1)
+    max_tokens: int = Field(200, ge=1)
+    n_ctx: int = Field(2048, ge=256)
+    threads: int | None = Field(None, ge=1)
+    constrained: bool = Field(True, description="JSON-schema constrained decoding where the backend allows it")
+    response_format: Literal["json_schema", "json_object"] = "json_schema"
+    system: str = DEFAULT_SYSTEM
+
+
+class Diversity(_Strict):
+    columns: list[str] | None = Field(None, description="text columns to check (default: every LLM text column)")
+    threshold: float = Field(0.8, gt=0, le=1, description="Jaccard similarity of n-gram sets above which rows are near-duplicates")
+    ngram: int = Field(3, ge=1, le=10, description="character n-gram size of the normalized text")
+    max_rounds: int = Field(2, ge=0, le=10, description="regeneration rounds for duplicates")
+
+
+class Spec(_Strict):
+    name: str
+    description: str | None = None
+    rows: int = Field(100, ge=1)
+    seed: int = 0
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    columns: list[Column] = Field(min_length=1)
+    targets: dict[str, dict[Any, float]] = Field(default_factory=dict)
+    target_tolerance: float = Field(0.01, gt=0, le=1, description="largest accepted |target - generated| share")
+    quotas: bool = Field(True, description="meet categorical shares exactly by planning per-value counts")
+    diversity: Diversity = Field(default_factory=Diversity)
+
+    # set by the loader; not part of the YAML
+    base_dir: Path = Field(default=Path("."), exclude=True)
+    source: str = Field(default="spec", exclude=True)
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    def producer(self) -> dict[str, Column]:
+        """Output name -> the spec column that writes it (structured fields map to their column)."""
+        out: dict[str, Column] = {}
+        for c in self.columns:
+            out[c.name] = c
+            for f in c.output_names():
+                out[f] = c
+        return out
+
+    def output_columns(self) -> list[str]:
+        return [n for c in self.columns for n in c.output_names()]
