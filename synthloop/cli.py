@@ -306,6 +306,8 @@ def _json_default(o: Any) -> Any:
 
 
 # Feature areas register their own commands here.
+from synthloop.generate.commands import register as _register_generate
+_register_generate(app)
 
 
 def main() -> None:

@@ -158,6 +158,51 @@ class PromptedGenerator:
             values.update(out)
         return {"row": i, "status": "ok", "values": values, "round": round_, "stats": stats}
 
+    def prompts_for_row(self, i: int, n: int | None = None, columns: list[str] | None = None,
+                        run_upstream: bool = True) -> list[tuple[str, Prompt, int]]:
+        """The exact first-attempt prompt (and seed) of each LLM column of row i. Upstream LLM answers
+        a prompt reads are generated (through the cache, so they match a real run) unless
+        run_upstream is False, in which case they show as <column>."""
+        plan = self.plan(n)
+        if not 0 <= i < plan.n:
+            raise GenerationError(f"row {i} is outside 0..{plan.n - 1}; pass a smaller --row or a larger -n")
+        unknown = [c for c in columns or [] if c not in [x.name for x in self.spec.columns if x.llm is not None]]
+        if unknown:
+            raise GenerationError(f"'{unknown[0]}' is not an LLM column of {self.spec.source}")
+        self._records = plan.frame.to_dict("records")
+        if run_upstream and self._cache_dir is not False and self.cache is None:
+            self.cache = ResponseCache(None if self._cache_dir in (None, True) else self._cache_dir)  # type: ignore[arg-type]
+        stats = {"cells": 0, "valid_first": 0, "repairs": 0, "transport_retries": 0, "cache_hits": 0, "backend_seconds": 0.0}
+        values: dict[str, Any] = {}
+        out: list[tuple[str, Prompt, int]] = []
+        wanted = set(columns) if columns else {c for c in plan.per_row if self.spec.column(c).llm is not None}
+        needed = set().union(*(self._ancestors(plan, c) for c in wanted)) | wanted
+        for name in plan.per_row:
+            if name not in needed:
+                continue
+            col = self.spec.column(name)
+            ctx = self._context(plan, i, values)
+            if col.expression is not None:
+                try:
+                    values[name] = _plain(self._exprs[name].evaluate(pd.DataFrame([ctx])).iloc[0])
+                except Exception:
+                    values[name] = f"<{name}>"
+                continue
+            if name in wanted:
+                out.append((name, self.prompt(plan, col, i, ctx), cell_seed(self.spec.seed, i, name, 0, 0)))
+            if name in needed - {name} or any(name in self._ancestors(plan, w) for w in wanted):
+                got = self._llm_cell(plan, col, i, ctx, 0, None, stats)[0] if run_upstream else None
+                values.update(got or {o: f"<{o}>" for o in col.output_names()})
+        return out
+
+    def _ancestors(self, plan: Plan, name: str) -> set[str]:
+        out: set[str] = set()
+        frontier = set(plan.deps[name])
+        while frontier:
+            out |= frontier
+            frontier = set().union(*(plan.deps[f] for f in frontier)) - out
+        return out
+
     # -- the run ------------------------------------------------------------------------------
     def fingerprint(self, n: int) -> str:
         s = self.spec.model_dump(mode="json", by_alias=True, exclude={"llm"})
