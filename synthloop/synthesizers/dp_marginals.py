@@ -1,0 +1,521 @@
+"""Differentially private synthesizer of the MST family: noisy low-order marginals + a tree model.
+
+Algorithm (McKenna, Miklau & Sheldon, "Winning the NIST Contest: A scalable and general approach to
+differentially private synthetic data", JPC 2021, "MST"; AIM is its adaptive successor, McKenna et al.,
+"AIM: An Adaptive and Iterative Mechanism for Differentially Private Synthetic Data", VLDB 2022):
+
+1. Discretize each learned column into *fine cells* from public information only: the schema's
+   categories, its numerical bounds (or `bounds=`), whether nulls occur. Integer columns with a small
+   range get one cell per value; other numerical columns get `n_bins` equal-width bins plus point
+   cells at the lower bound and at 0 (spikes such as capital_gain == 0 are common). No bin edge
+   depends on the data.
+2. Measure every column's fine 1-way histogram with Gaussian noise (rho / 3).
+3. Compress (post-processing of step 2): group fine cells into *coarse cells*; categories whose noisy
+   count is under 3 sigma share one cell (as MST does), numerical cells are merged into contiguous
+   groups of about equal noisy mass (at most `max_coarse`).
+4. Select a spanning tree of column pairs with the exponential mechanism (rho / 3): each round picks
+   a pair joining two components, scored by the L1 distance between its true coarse 2-way marginal
+   and the independent estimate from step 2 (sensitivity 1).
+5. Measure the selected coarse 2-way marginals with Gaussian noise (rho / 3).
+6. Inference (post-processing): a tree-structured model is exact and cheap. Coarse 1-way marginals
+   are the inverse-variance average of all measurements that cover them; each edge's 2-way table is
+   clipped at 0 and fitted to those marginals by iterative proportional fitting. Sampling is
+   ancestral (root, then children given parents), with exact conditioning by one upward message
+   pass; then a fine cell inside the coarse cell, then a value inside the fine cell. Vectorized over
+   rows.
+
+Privacy: neighbouring tables differ by adding or removing one row, so every marginal has L2
+sensitivity 1; the Gaussian mechanism with scale sigma is 1 / (2 sigma^2)-zCDP, the exponential
+mechanism with parameter eps is eps^2 / 8-zCDP (Cesar & Rogers 2021), zCDP composes by addition
+(Bun & Steinke 2016), and the total rho is converted to (epsilon, delta) with the tight conversion of
+Canonne, Kamath & Steinke, "The Discrete Gaussian for Differential Privacy" (NeurIPS 2020, Prop. 12).
+The schema (column kinds, categories, min/max, decimals, whether nulls occur) is treated as PUBLIC:
+build it from public knowledge or pass `bounds=` for an end-to-end guarantee. The row count is not
+public: the model's default sample size is the noisy estimate.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from synthloop.errors import DataError
+from synthloop.schema import ColumnKind
+from synthloop.synthesizers.base import BaseSynthesizer
+
+_CATEGORICAL = (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN)
+
+
+# -- zCDP accounting (Canonne, Kamath & Steinke 2020) ------------------------------------------------
+def cdp_delta(rho: float, eps: float) -> float:
+    """Smallest delta such that rho-zCDP implies (eps, delta)-DP (CKS20, Prop. 12, optimised over alpha)."""
+    if rho < 0 or eps < 0:
+        raise ValueError("rho and eps must be non-negative")
+    if rho == 0:
+        return 0.0
+    amin, amax = 1.01, (eps + 1) / (2 * rho) + 2
+    for _ in range(1000):  # bisection on the derivative of the bound in alpha
+        alpha = (amin + amax) / 2
+        derivative = (2 * alpha - 1) * rho - eps + math.log1p(-1.0 / alpha)
+        if derivative < 0:
+            amin = alpha
+        else:
+            amax = alpha
+    delta = math.exp((alpha - 1) * (alpha * rho - eps) + alpha * math.log1p(-1 / alpha)) / (alpha - 1.0)
+    return min(delta, 1.0)
+
+
+def cdp_eps(rho: float, delta: float) -> float:
+    """Smallest eps such that rho-zCDP implies (eps, delta)-DP."""
+    if delta >= 1 or rho == 0:
+        return 0.0
+    lo, hi = 0.0, rho + 2 * math.sqrt(rho * math.log(1 / delta))  # the classic bound is an upper bound
+    for _ in range(1000):
+        mid = (lo + hi) / 2
+        if cdp_delta(rho, mid) <= delta:
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def cdp_rho(eps: float, delta: float) -> float:
+    """Largest rho such that rho-zCDP implies (eps, delta)-DP."""
+    if not eps > 0 or not 0 < delta < 1:
+        raise ValueError("need epsilon > 0 and 0 < delta < 1")
+    lo, hi = 0.0, eps + 1
+    for _ in range(1000):
+        mid = (lo + hi) / 2
+        if cdp_delta(mid, eps) <= delta:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def gaussian_sigma(rho: float, n_queries: int, sensitivity: float = 1.0) -> float:
+    """Noise scale so that `n_queries` Gaussian measurements of L2 sensitivity `sensitivity` cost `rho` in all."""
+    return float(sensitivity * math.sqrt(n_queries / (2.0 * rho)))
+
+
+def exponential_epsilon(rho: float, n_rounds: int) -> float:
+    """Per-round epsilon of the exponential mechanism so that `n_rounds` rounds cost `rho` (eps^2/8 each)."""
+    return float(math.sqrt(8.0 * rho / n_rounds))
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+def _draw(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One category per row of an (n, k) matrix of non-negative weights (rows need not sum to 1)."""
+    cdf = np.cumsum(probs, axis=1)
+    u = rng.random(probs.shape[0]) * cdf[:, -1]
+    return np.minimum((cdf < u[:, None]).sum(axis=1), probs.shape[1] - 1)
+
+
+def _ipf(table: np.ndarray, rows: np.ndarray, cols: np.ndarray, iters: int = 50) -> np.ndarray:
+    """Scale a positive table so its row and column sums match the targets (same total)."""
+    t = table.copy()
+    for _ in range(iters):
+        t *= (rows / np.maximum(t.sum(axis=1), 1e-300))[:, None]
+        t *= (cols / np.maximum(t.sum(axis=0), 1e-300))[None, :]
+    return t
+
+
+class _Find:
+    """Union-find over column indices (for the spanning-tree selection)."""
+
+    def __init__(self, n: int):
+        self.parent = list(range(n))
+
+    def find(self, i: int) -> int:
+        while self.parent[i] != i:
+            self.parent[i] = self.parent[self.parent[i]]
+            i = self.parent[i]
+        return i
+
+    def union(self, i: int, j: int) -> None:
+        self.parent[self.find(i)] = self.find(j)
+
+
+class DPMarginalSynthesizer(BaseSynthesizer):
+    """(epsilon, delta)-differentially private synthesizer (MST: noisy 1- and 2-way marginals, tree model).
+
+    `bounds`: {column: [low, high]} public bounds for numerical/datetime columns (datetimes in epoch
+    seconds); others come from the schema, which is treated as public. Values outside are clipped.
+    """
+
+    name = "dp"
+
+    def __init__(self, epsilon: float = 1.0, delta: float = 1e-6, random_state: int | None = 0, n_bins: int = 64,
+                 max_int_cells: int = 128, max_coarse: int = 16, bounds: dict[str, list[float]] | None = None,
+                 schema: Any = None):
+        self.epsilon = epsilon
+        self.delta = delta
+        self.random_state = random_state
+        self.n_bins = n_bins
+        self.max_int_cells = max_int_cells
+        self.max_coarse = max_coarse
+        self.bounds = bounds
+        self.schema = schema
+
+    # -- discretization (public information only) ------------------------------------------------
+    def _cells(self, col) -> dict[str, Any]:
+        """Fine cells of one column: `left`, `right`, `point` per cell, and whether the last cell is null."""
+        null = bool(col.missing_share > 0)
+        if col.kind in _CATEGORICAL:
+            k = len(col.categories or [])
+            return {"column": col.name, "kind": "cat", "k": k, "null": null or k == 0,
+                    "left": np.arange(k, dtype=float), "right": np.arange(k, dtype=float), "point": np.ones(k, bool)}
+        b = (self.bounds or {}).get(col.name)
+        lo, hi = (float(b[0]), float(b[1])) if b is not None else (col.min, col.max)
+        if lo is None or hi is None or not np.isfinite([lo, hi]).all():
+            return {"column": col.name, "kind": "num", "k": 0, "null": True, "lo": 0.0, "hi": 0.0,
+                    "left": np.zeros(0), "right": np.zeros(0), "point": np.zeros(0, bool)}
+        if hi < lo:
+            raise DataError(f"column '{col.name}': public bounds [{lo}, {hi}] are empty; give low <= high")
+        if col.kind == ColumnKind.NUMERICAL and col.decimals == 0 and hi - lo + 1 <= self.max_int_cells:
+            vals = np.arange(math.ceil(lo), math.floor(hi) + 1, dtype=float)
+            left, right, point = vals, vals.copy(), np.ones(vals.size, bool)
+        else:
+            points = [lo] + ([0.0] if lo < 0 < hi else [])
+            edges = np.linspace(lo, hi, self.n_bins + 1) if hi > lo else np.array([lo, hi])
+            left = np.concatenate([points, edges[:-1]])
+            right = np.concatenate([points, edges[1:]])
+            point = np.concatenate([np.ones(len(points), bool), np.zeros(edges.size - 1, bool)])
+            order = np.lexsort((~point, left))  # by value, a point before the bin that starts there
+            left, right, point = left[order], right[order], point[order]
+        return {"column": col.name, "kind": "num", "k": int(left.size), "null": null, "lo": lo, "hi": hi,
+                "left": left, "right": right, "point": point}
+
+    @staticmethod
+    def _fine_index(cell: dict[str, Any], x: np.ndarray) -> np.ndarray:
+        """Fine cell of every value (nulls to the null cell if the schema has one, else to cell 0)."""
+        k = cell["k"]
+        null_cell = k if cell["null"] else 0
+        if cell["kind"] == "cat":
+            return np.where(x < 0, null_cell, x).astype(np.int64)
+        nan = np.isnan(x)
+        if k == 0:
+            return np.zeros(x.size, np.int64)
+        v = np.clip(np.where(nan, cell["lo"], x), cell["lo"], cell["hi"])
+        left, point = cell["left"], cell["point"]
+        pvals = left[point]
+        pidx = np.flatnonzero(point)
+        bidx = np.flatnonzero(~point)
+        if bidx.size == 0:  # one cell per integer value
+            idx = pidx[np.clip(np.searchsorted(pvals, np.round(v)), 0, pidx.size - 1)]
+        else:
+            idx = bidx[np.clip(np.searchsorted(left[bidx], v, side="right") - 1, 0, bidx.size - 1)]
+            pos = np.clip(np.searchsorted(pvals, v), 0, pvals.size - 1)
+            hit = pvals[pos] == v
+            idx = np.where(hit, pidx[pos], idx)
+        return np.where(nan, null_cell, idx).astype(np.int64)
+
+    # -- fit ---------------------------------------------------------------------------------------
+    def _fit(self, encoded: dict[str, np.ndarray], rng: np.random.Generator) -> None:
+        if not self.epsilon > 0:
+            raise DataError(f"epsilon must be > 0, got {self.epsilon}")
+        if not 0 < self.delta < 1:
+            raise DataError(f"delta must be in (0, 1), got {self.delta}")
+        cols = [c for c in self.codec_.learned]
+        self.rho_ = cdp_rho(self.epsilon, self.delta)
+        d = len(cols)
+        cells = [self._cells(c) for c in cols]
+        fine = [self._fine_index(cell, encoded[cell["column"]]) for cell in cells]
+        sizes = [cell["k"] + int(cell["null"]) for cell in cells]
+        self.cells_ = cells
+        self.measurements_: list[dict[str, Any]] = []
+        if d == 0:
+            self.coarse_, self.weights_, self.tree_, self.noisy_n_ = [], [], [], 0.0
+            self.budget_ = {"one_way": 0.0, "select": 0.0, "two_way": 0.0}
+            return
+        rho1, rho_sel, rho2 = (self.rho_ / 3,) * 3 if d > 1 else (self.rho_, 0.0, 0.0)
+        self.budget_ = {"one_way": rho1, "select": rho_sel, "two_way": rho2}
+
+        # 2. noisy fine 1-way marginals: d measurements of sensitivity 1 share rho1
+        sigma1 = gaussian_sigma(rho1, d)
+        noisy1 = []
+        for cell, f, k in zip(cells, fine, sizes):
+            y = np.bincount(f, minlength=k).astype(float) + rng.normal(0.0, sigma1, k)
+            noisy1.append(y)
+            self.measurements_.append({"clique": [cell["column"]], "sigma": sigma1, "noisy": y})
+
+        # 3. compress (post-processing)
+        n_hat1 = float(np.mean([y.sum() for y in noisy1]))
+        coarse = [self._compress(cell, y, sigma1, n_hat1) for cell, y in zip(cells, noisy1)]
+        kc = [int(g.max()) + 1 for g in coarse]
+        codes = [g[f] for g, f in zip(coarse, fine)]
+
+        # 4. select a spanning tree with the exponential mechanism
+        edges: list[tuple[int, int]] = []
+        if d > 1:
+            p1 = []
+            for g, y, k in zip(coarse, noisy1, kc):
+                c = np.maximum(np.bincount(g, weights=y, minlength=k), 0) + 1e-9
+                p1.append(c / c.sum())
+            pairs = [(i, j) for i in range(d) for j in range(i + 1, d)]
+            scores = np.empty(len(pairs))
+            for t, (i, j) in enumerate(pairs):
+                true = np.bincount(codes[i] * kc[j] + codes[j], minlength=kc[i] * kc[j])
+                scores[t] = np.abs(true - n_hat1 * np.outer(p1[i], p1[j]).ravel()).sum()
+            eps_em = exponential_epsilon(rho_sel, d - 1)
+            uf = _Find(d)
+            for _ in range(d - 1):
+                ok = np.array([uf.find(i) != uf.find(j) for i, j in pairs])
+                # Gumbel-max trick = exponential mechanism with weights exp(eps/2 * score / sensitivity)
+                g = rng.gumbel(size=len(pairs))
+                utility = np.where(ok, eps_em / 2.0 * scores + g, -np.inf)
+                i, j = pairs[int(np.argmax(utility))]
+                edges.append((i, j))
+                uf.union(i, j)
+
+        # 5. noisy coarse 2-way marginals of the tree's edges
+        noisy2 = []
+        if edges:
+            sigma2 = gaussian_sigma(rho2, len(edges))
+            for i, j in edges:
+                true = np.bincount(codes[i] * kc[j] + codes[j], minlength=kc[i] * kc[j]).reshape(kc[i], kc[j])
+                y = true + rng.normal(0.0, sigma2, true.shape)
+                noisy2.append(y)
+                self.measurements_.append({"clique": [cells[i]["column"], cells[j]["column"]], "sigma": sigma2, "noisy": y})
+        else:
+            sigma2 = 0.0
+        self.sigmas_ = {"one_way": sigma1, "two_way": sigma2}
+
+        # 6. inference (post-processing only from here on)
+        self._estimate(cells, coarse, kc, noisy1, sigma1, edges, noisy2, sigma2)
+        self.n_rows_ = max(int(round(self.noisy_n_)), 1)  # the exact count is private
+
+    def _compress(self, cell: dict[str, Any], y: np.ndarray, sigma: float, n_hat: float) -> np.ndarray:
+        """Fine cell -> coarse cell, from noisy counts only."""
+        k = cell["k"]
+        size = y.size
+        g = np.zeros(size, np.int64)
+        thresh = 3.0 * sigma
+        if cell["kind"] == "cat":
+            keep = np.flatnonzero(y[:k] >= thresh)
+            g[:k] = keep.size  # rare categories share one cell
+            g[keep] = np.arange(keep.size)
+            nxt = keep.size + int(keep.size < k)
+        else:
+            target = max(thresh, n_hat / max(self.max_coarse, 1))
+            mass = np.maximum(y[:k], 0)
+            before = np.cumsum(mass) - mass
+            raw = np.floor(before / target).astype(np.int64) if k else np.zeros(0, np.int64)
+            _, dense = np.unique(raw, return_inverse=True)
+            g[:k] = dense
+            nxt = int(dense.max()) + 1 if k else 0
+        if cell["null"]:
+            g[k] = nxt
+        return g
+
+    def _estimate(self, cells, coarse, kc, noisy1, sigma1, edges, noisy2, sigma2) -> None:
+        d = len(cells)
+        # total count: inverse-variance average of every measurement's sum
+        totals = [(y.sum(), y.size * sigma1**2) for y in noisy1] + [(y.sum(), y.size * sigma2**2) for y in noisy2]
+        w = np.array([1.0 / v for _, v in totals])
+        n_hat = max(float(np.dot(w, [s for s, _ in totals]) / w.sum()), 1.0)
+        self.noisy_n_ = n_hat
+        # coarse 1-way marginals: inverse-variance average of the 1-way and the incident 2-ways
+        margins = []
+        for v in range(d):
+            k = kc[v]
+            num = np.zeros(k)
+            den = np.zeros(k)
+            groups = np.bincount(coarse[v], minlength=k).astype(float)
+            var1 = groups * sigma1**2
+            num += np.bincount(coarse[v], weights=noisy1[v], minlength=k) / var1
+            den += 1.0 / var1
+            for (i, j), y in zip(edges, noisy2):
+                if v == i:
+                    num += y.sum(axis=1) / (y.shape[1] * sigma2**2)
+                    den += 1.0 / (y.shape[1] * sigma2**2)
+                elif v == j:
+                    num += y.sum(axis=0) / (y.shape[0] * sigma2**2)
+                    den += 1.0 / (y.shape[0] * sigma2**2)
+            m = np.maximum(num / den, 0) + 1e-6
+            margins.append(m / m.sum())
+        # fine weights inside coarse cells (never exactly 0, so any condition stays possible)
+        weights = []
+        for v in range(d):
+            wv = np.maximum(noisy1[v], 0) + 1e-6 * max(sigma1, 1.0)
+            weights.append(wv)
+        # orient the tree from the column of highest degree; a forest is impossible (spanning tree)
+        adj: dict[int, list[tuple[int, int]]] = {v: [] for v in range(d)}
+        for e, (i, j) in enumerate(edges):
+            adj[i].append((j, e))
+            adj[j].append((i, e))
+        root = max(range(d), key=lambda v: len(adj[v])) if edges else 0
+        order: list[dict[str, Any]] = [{"node": root, "parent": -1, "cond": margins[root]}]
+        seen = {root}
+        queue = [root]
+        while queue:
+            p = queue.pop(0)
+            for c, e in adj[p]:
+                if c in seen:
+                    continue
+                seen.add(c)
+                queue.append(c)
+                i, j = edges[e]
+                table = noisy2[e] if i == p else noisy2[e].T
+                t = np.maximum(table, 0) + 1e-6 * n_hat / table.size
+                t = _ipf(t, n_hat * margins[p], n_hat * margins[c])
+                cond = t / t.sum(axis=1, keepdims=True)
+                order.append({"node": c, "parent": p, "cond": cond})
+        for v in range(d):  # isolated columns (only when d == 1 or no edges)
+            if v not in seen:
+                order.append({"node": v, "parent": -1, "cond": margins[v]})
+        self.coarse_ = coarse
+        self.weights_ = weights
+        self.tree_ = order
+
+    # -- sample ------------------------------------------------------------------------------------
+    def _fine_evidence(self, cell: dict[str, Any], spec: dict[str, Any], n: int) -> np.ndarray:
+        """(n, fine cells) weights in [0, 1]: how much of each fine cell a row's condition allows."""
+        size = cell["k"] + int(cell["null"])
+        ev = np.ones((n, size))
+        mask = spec["mask"]
+        if not mask.any():
+            return ev
+        if "codes" in spec:
+            rows = np.zeros((int(mask.sum()), size))
+            rows[np.arange(rows.shape[0]), spec["codes"][mask]] = 1.0
+            ev[mask] = rows
+            return ev
+        lo = spec["lo"][mask][:, None]
+        hi = spec["hi"][mask][:, None]
+        left, right, point = cell["left"][None, :], cell["right"][None, :], cell["point"][None, :]
+        width = np.where(point, 1.0, right - left)
+        overlap = np.clip(np.minimum(hi, right) - np.maximum(lo, left), 0, None) / np.where(width > 0, width, 1.0)
+        inside_point = ((lo <= left) & (left <= hi)).astype(float)
+        # a point query inside a bin: the bin is possible (its density at the point, up to a constant)
+        point_in_bin = ((lo == hi) & (left <= lo) & (lo < right)).astype(float)
+        frac = np.where(point, inside_point, np.maximum(overlap, point_in_bin))
+        rows = np.zeros((frac.shape[0], size))
+        rows[:, : cell["k"]] = frac
+        ev[mask] = rows
+        return ev
+
+    def _sample(self, n: int, rng: np.random.Generator, known: dict[str, dict[str, Any]]) -> dict[str, np.ndarray]:
+        d = len(self.cells_)
+        if d == 0:
+            return {}
+        evidence: dict[int, np.ndarray] = {}
+        lam: dict[int, np.ndarray] = {}
+        for v, cell in enumerate(self.cells_):
+            spec = known.get(cell["column"])
+            if spec is None or spec.get("generated") or not spec["mask"].any():
+                continue
+            ev = self._fine_evidence(cell, spec, n)
+            evidence[v] = ev
+            g, w = self.coarse_[v], self.weights_[v]
+            k = int(g.max()) + 1
+            tot = np.bincount(g, weights=w, minlength=k)
+            # lambda(coarse) = P(evidence | coarse) = sum over its fine cells of P(fine | coarse) * evidence
+            onehot = np.zeros((g.size, k))
+            onehot[np.arange(g.size), g] = 1.0
+            lam[v] = (ev * w[None, :]) @ onehot / tot[None, :]
+        # upward pass (messages to parents), only where evidence exists below
+        children: dict[int, list[int]] = {v: [] for v in range(d)}
+        for step in self.tree_:
+            if step["parent"] >= 0:
+                children[step["parent"]].append(step["node"])
+        belief: dict[int, np.ndarray] = {}
+        msgs: dict[int, np.ndarray] = {}
+        cond_of = {step["node"]: step["cond"] for step in self.tree_}
+        for step in reversed(self.tree_):
+            v = step["node"]
+            b = lam.get(v)
+            for c in children[v]:
+                if c in msgs:
+                    b = msgs[c] if b is None else b * msgs[c]
+            if b is not None:
+                b = b / np.maximum(b.max(axis=1, keepdims=True), 1e-300)  # keep messages in range
+                belief[v] = b
+                if step["parent"] >= 0:
+                    msgs[v] = b @ cond_of[v].T
+        # downward: ancestral sampling of coarse cells
+        coarse_codes: dict[int, np.ndarray] = {}
+        for step in self.tree_:
+            v, p, cond = step["node"], step["parent"], step["cond"]
+            probs = np.broadcast_to(cond, (n, cond.size)) if p < 0 else cond[coarse_codes[p]]
+            if v in belief:
+                probs = probs * belief[v]
+            coarse_codes[v] = _draw(np.ascontiguousarray(probs), rng)
+        # fine cell inside the coarse cell, then a value inside the fine cell
+        out: dict[str, np.ndarray] = {}
+        for v, cell in enumerate(self.cells_):
+            g, w = self.coarse_[v], self.weights_[v]
+            k = int(g.max()) + 1
+            table = np.zeros((k, g.size))
+            table[g, np.arange(g.size)] = w
+            probs = table[coarse_codes[v]]
+            if v in evidence:
+                probs = probs * evidence[v]
+            f = _draw(probs, rng)
+            out[cell["column"]] = self._values(cell, f, rng, known.get(cell["column"]))
+        return out
+
+    @staticmethod
+    def _values(cell: dict[str, Any], f: np.ndarray, rng: np.random.Generator, spec: dict[str, Any] | None) -> np.ndarray:
+        k = cell["k"]
+        null = f >= k
+        if cell["kind"] == "cat":
+            return np.where(null, -1, f).astype(np.int64)
+        if k == 0:
+            return np.full(f.size, np.nan)
+        fc = np.minimum(f, k - 1)
+        left, right = cell["left"][fc], cell["right"][fc]
+        if spec is not None and "lo" in spec:
+            m = spec["mask"]
+            left = np.where(m, np.clip(left, spec["lo"], spec["hi"]), left)
+            right = np.where(m, np.clip(right, spec["lo"], spec["hi"]), right)
+        x = np.where(cell["point"][fc], left, left + rng.random(f.size) * (right - left))
+        return np.where(null, np.nan, x)
+
+    # -- privacy statement --------------------------------------------------------------------------
+    def privacy_guarantee(self) -> dict[str, Any]:
+        """The guarantee this model gives, as data and as one sentence."""
+        rho = getattr(self, "rho_", None) or cdp_rho(self.epsilon, self.delta)
+        eps = float(self.epsilon)
+        return {
+            "differentially_private": True,
+            "epsilon": eps, "delta": float(self.delta), "rho_zcdp": float(rho),
+            "epsilon_from_rho": cdp_eps(rho, self.delta),
+            "mechanism": "MST (Gaussian noise on 1- and 2-way marginals, exponential-mechanism selection)",
+            "accounting": "zCDP, converted with Canonne, Kamath & Steinke (2020)",
+            "unit": "one row of the source table (neighbouring tables differ by adding or removing one row)",
+            "public": "the schema: column kinds, categories, numerical bounds, decimals, which columns hold nulls",
+            "statement": f"({eps}, {float(self.delta):g})-DP for the rows of the source table",
+        }
+
+    # -- persistence --------------------------------------------------------------------------------
+    def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        arrays: dict[str, np.ndarray] = {}
+        cells = []
+        for v, cell in enumerate(self.cells_):
+            cells.append({k: cell[k] for k in ("column", "kind", "k", "null", "lo", "hi") if k in cell})
+            for key in ("left", "right", "point"):
+                arrays[f"cell{v}_{key}"] = cell[key]
+            arrays[f"coarse{v}"] = self.coarse_[v]
+            arrays[f"weights{v}"] = self.weights_[v]
+        tree = []
+        for t, step in enumerate(self.tree_):
+            tree.append({"node": step["node"], "parent": step["parent"]})
+            arrays[f"cond{t}"] = step["cond"]
+        meta = {"cells": cells, "tree": tree, "rho": self.rho_, "noisy_n": self.noisy_n_, "budget": self.budget_,
+                "sigmas": getattr(self, "sigmas_", {})}
+        return meta, arrays
+
+    def _set_state(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        self.cells_ = []
+        self.coarse_, self.weights_ = [], []
+        for v, cell in enumerate(meta["cells"]):
+            self.cells_.append({**cell, **{key: arrays[f"cell{v}_{key}"] for key in ("left", "right", "point")}})
+            self.coarse_.append(arrays[f"coarse{v}"])
+            self.weights_.append(arrays[f"weights{v}"])
+        self.tree_ = [{**step, "cond": arrays[f"cond{t}"]} for t, step in enumerate(meta["tree"])]
+        self.rho_ = meta["rho"]
+        self.noisy_n_ = meta["noisy_n"]
+        self.budget_ = meta["budget"]
+        self.sigmas_ = meta.get("sigmas", {})
