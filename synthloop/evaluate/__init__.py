@@ -1,5 +1,25 @@
-"""Judging synthetic data: quality (SDMetrics definitions), privacy, and reports."""
-from synthloop.evaluate.privacy import dcr_share, exact_copy_rate
-from synthloop.evaluate.quality import QualityResult, quality_score
+"""Judging synthetic data: quality (SDMetrics definitions), detection, utility, privacy, fairness,
+coverage, constraints, and the HTML/JSON report.
 
-__all__ = ["QualityResult", "dcr_share", "exact_copy_rate", "quality_score"]
+`synthloop.evaluate` is both this package and a function: `synthloop.evaluate(real, synth, ...)`
+calls `synthloop.evaluate.suite.evaluate` (the module's class is swapped for a callable one below).
+"""
+import sys
+import types
+
+from synthloop.evaluate.privacy import dcr_share, exact_copy_rate, privacy_figures
+from synthloop.evaluate.quality import QualityResult, quality_score
+from synthloop.evaluate.suite import EvaluationResult, evaluate
+
+__all__ = ["EvaluationResult", "QualityResult", "dcr_share", "evaluate", "exact_copy_rate", "privacy_figures",
+           "quality_score"]
+
+
+class _CallableModule(types.ModuleType):
+    """Lets `import synthloop; synthloop.evaluate(real, synth)` work while the package stays importable."""
+
+    def __call__(self, *args, **kwargs) -> EvaluationResult:
+        return evaluate(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

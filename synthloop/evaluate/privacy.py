@@ -1,19 +1,29 @@
-"""Privacy figures: exact copies of training rows, and the DCR share against a holdout.
+"""Privacy figures: exact copies, DCR share against a holdout, NNDR, and a membership-inference attack.
 
-Rows are compared in a common feature space: numerical/datetime scaled to [0, 1] by the training
-range (a null is its own coordinate), categories one-hot scaled so one mismatch costs 1 in squared
-distance (Gower-like). Only learned columns count: ids and PII are regenerated, never copied.
+Distances are SDMetrics' Gower-style DCR distance (sdmetrics.single_table.privacy.dcr_utils): the mean
+over learned columns of `min(|a - b| / range, 1)` for numerical/datetime columns (range of the
+reference table; null vs value = 1, null vs null = 0) and of `a != b` for categorical/boolean columns
+(null is a category of its own). Ids, PII and free text are regenerated, never learned, so they do not
+count. Distances are computed in chunks of query rows against the whole reference, so memory stays
+bounded (about `chunk_cells` floats at once) however large the tables are: 100,000 x 100,000 rows
+stream through without ever holding the full matrix. The work is done with torch kernels
+(`cdist` for numbers, a one-hot matrix product for small category sets, equality for large ones).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
-from sklearn.neighbors import NearestNeighbors
+import torch
+from sklearn.metrics import roc_auc_score
 
 from synthloop.schema import ColumnKind, TableSchema, infer_schema
 from synthloop.transforms import TableCodec
 
-_MAX_ONEHOT = 100
+_MAX_ONEHOT = 64          # categorical columns with more categories are compared by code equality
+_TIE = 1e-6               # distances closer than this are ties (float32 sums of per-column terms)
+_CONTINUOUS = (ColumnKind.NUMERICAL, ColumnKind.DATETIME)
 
 
 def _encoded(df: pd.DataFrame, codec: TableCodec) -> dict[str, np.ndarray]:
@@ -25,7 +35,7 @@ def row_keys(df: pd.DataFrame, schema: TableSchema) -> np.ndarray:
     codec = TableCodec(schema)
     enc = _encoded(df, codec)
     frame = pd.DataFrame({
-        c.name: np.round(enc[c.name], c.decimals if c.decimals is not None else 9) if c.kind in (ColumnKind.NUMERICAL, ColumnKind.DATETIME) else enc[c.name]
+        c.name: np.round(enc[c.name], c.decimals if c.decimals is not None else 9) if c.kind in _CONTINUOUS else enc[c.name]
         for c in codec.learned
     })
     return pd.util.hash_pandas_object(frame, index=False).to_numpy()
@@ -37,49 +47,211 @@ def exact_copy_rate(train: pd.DataFrame, synthetic: pd.DataFrame, schema: TableS
     return float(np.isin(row_keys(synthetic, schema), row_keys(train, schema)).mean())
 
 
+# -- Gower distance engine ------------------------------------------------------------------------
+@dataclass
+class _Encoded:
+    """A table in the distance space."""
+    num: torch.Tensor        # (n, k1) float32 scaled numbers, no nulls, inside the reference range: cdist
+    num_nan: torch.Tensor    # (n, k2) float32 scaled numbers, NaN = null: exact elementwise path
+    onehot: torch.Tensor     # (n, k3) float32 one-hot of small categorical columns (null = own slot)
+    codes: torch.Tensor      # (n, k4) int64 codes of large categorical / constant columns (null = -1)
+    n: int
+
+
+class GowerSpace:
+    """SDMetrics' DCR distance over a set of tables, ranges and categories from `range_reference`.
+
+    Every frame in `frames` is encoded once; `nearest(i, j)` then gives distances from frame i's rows
+    to frame j's rows.
+    """
+
+    def __init__(self, schema: TableSchema, range_reference: pd.DataFrame, frames: list[pd.DataFrame]):
+        codec = TableCodec(schema)
+        self.cols = [c for c in codec.learned if c.name in range_reference.columns and all(c.name in f.columns for f in frames)]
+        ref = {c.name: codec.encode_column(c, range_reference[c.name], strict=False) for c in self.cols}
+        raw = [{c.name: codec.encode_column(c, f[c.name], strict=False) for c in self.cols} for f in frames]
+        fast, slow, small, large = [], [], [], []
+        scale: dict[str, tuple[float, float]] = {}
+        for c in self.cols:
+            x = ref[c.name]
+            if c.kind in _CONTINUOUS:
+                fin = x[np.isfinite(x)]
+                lo, hi = (float(fin.min()), float(fin.max())) if fin.size else (0.0, 0.0)
+                scale[c.name] = (lo, hi - lo)
+                if hi - lo == 0:  # SDMetrics: a zero range makes the column an equality test
+                    large.append(c.name)
+                    continue
+                inside = all(np.isfinite(r[c.name]).all() and r[c.name].min() >= lo and r[c.name].max() <= hi for r in raw)
+                (fast if inside else slow).append(c.name)
+            elif len(c.categories or []) + 1 <= _MAX_ONEHOT:
+                small.append(c.name)
+            else:
+                large.append(c.name)
+        self.n_small, self.n_cols = len(small), len(self.cols)
+        kinds = {c.name: c for c in self.cols}
+
+        def encode(r: dict[str, np.ndarray], n: int) -> _Encoded:
+            def scaled(names: list[str]) -> torch.Tensor:
+                cols = [(r[k] - scale[k][0]) / scale[k][1] for k in names]
+                return torch.from_numpy(np.column_stack(cols).astype(np.float32)) if cols else torch.zeros((n, 0))
+            codes = []
+            for k in large:
+                x = r[k]
+                if kinds[k].kind in _CONTINUOUS:
+                    x = np.where(np.isnan(x), -1, np.where(x == scale[k][0], 0, 1))
+                codes.append(x.astype(np.int64))
+            oh = []
+            for k in small:
+                width = len(kinds[k].categories or []) + 1
+                m = np.zeros((n, width), dtype=np.float32)
+                m[np.arange(n), np.where(r[k] >= 0, r[k], width - 1)] = 1.0
+                oh.append(m)
+            return _Encoded(scaled(fast), scaled(slow), torch.from_numpy(np.hstack(oh)) if oh else torch.zeros((n, 0)),
+                            torch.from_numpy(np.column_stack(codes)) if codes else torch.zeros((n, 0), dtype=torch.int64), n)
+
+        self.encs = [encode(r, len(f)) for r, f in zip(raw, frames)]
+
+    def nearest(self, qi: int, ri: int, k: int = 1, chunk_cells: int = 2 ** 25) -> np.ndarray:
+        """(n_query, k) smallest distances from frame qi's rows to frame ri's rows, in query chunks."""
+        q, r = self.encs[qi], self.encs[ri]
+        k = min(k, r.n)
+        step = max(1, chunk_cells // max(r.n, 1))
+        out = np.empty((q.n, k), dtype=np.float64)
+        offset = float(self.n_small + q.codes.shape[1])  # mismatches = categorical columns - matches
+        with torch.no_grad():
+            for i in range(0, q.n, step):
+                j = min(q.n, i + step)
+                d = torch.full((j - i, r.n), offset)
+                if q.num.shape[1]:
+                    d += torch.cdist(q.num[i:j], r.num, p=1)
+                for c in range(q.num_nan.shape[1]):
+                    a, b = q.num_nan[i:j, c][:, None], r.num_nan[:, c][None, :]
+                    an, bn = torch.isnan(a), torch.isnan(b)
+                    term = torch.clamp(torch.abs(a - b), max=1.0)
+                    d += torch.where(an ^ bn, 1.0, torch.where(an & bn, 0.0, term))
+                if q.onehot.shape[1]:
+                    d -= q.onehot[i:j] @ r.onehot.T
+                for c in range(q.codes.shape[1]):
+                    d -= (q.codes[i:j, c][:, None] == r.codes[:, c][None, :]).to(d.dtype)
+                out[i:j] = torch.topk(d, k, dim=1, largest=False).values.double().numpy()
+        return np.maximum(out, 0.0) / max(self.n_cols, 1)
+
+
+def gower_nearest(query: pd.DataFrame, reference: pd.DataFrame, schema: TableSchema | None = None, k: int = 1,
+                  chunk_cells: int = 2 ** 25) -> np.ndarray:
+    """The k smallest SDMetrics DCR distances from each query row to `reference` (ranges from `reference`)."""
+    schema = schema or infer_schema(reference)
+    return GowerSpace(schema, reference, [query, reference]).nearest(0, 1, k=k, chunk_cells=chunk_cells)
+
+
+def _sample(df: pd.DataFrame, n: int, rng: np.random.Generator) -> pd.DataFrame:
+    return df.iloc[np.sort(rng.choice(len(df), n, replace=False))] if len(df) > n else df
+
+
+def dcr_share(train: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame, schema: TableSchema | None = None,
+              max_rows: int = 5_000, max_reference: int = 20_000, random_state: int = 0) -> dict[str, float]:
+    """Share of synthetic rows closer to a training row than to a holdout row (0.5 is ideal).
+
+    The training set is subsampled to the holdout's size so that both sides have equal chances
+    (both at most `max_reference` rows); ties count one half in `dcr_share`. `closer_to_training`
+    counts ties as closer to the holdout, as SDMetrics' DCROverfittingProtection does; its score is
+    `min(2 * (1 - closer_to_training), 1)`. At most `max_rows` synthetic rows are queried.
+    """
+    return privacy_figures(train, synthetic, holdout, schema, max_rows=max_rows, max_reference=max_reference,
+                           random_state=random_state, attack=False)
+
+
+def privacy_figures(train: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame | None = None,
+                    schema: TableSchema | None = None, max_rows: int = 5_000, max_reference: int = 20_000,
+                    random_state: int = 0, attack: bool = True, chunk_cells: int = 2 ** 25) -> dict[str, float]:
+    """Every distance-based privacy figure in one pass over shared encodings.
+
+    - median DCR synthetic -> training rows (SDMetrics DCRBaselineProtection's `synthetic_data` median);
+    - NNDR: nearest / second-nearest training distance of each synthetic row (near 0 = one training
+      row stands out as a near copy), with the same figure for holdout rows as the baseline;
+    - with a holdout: DCR share and closer_to_training (see `dcr_share`), and a membership-inference
+      attack that scores each real row by minus its distance to the nearest synthetic row and tries
+      to tell training rows (members) from holdout rows; its ROC AUC is 0.5 when it cannot.
+    """
+    schema = schema or infer_schema(train)
+    rng = np.random.default_rng(random_state)
+    out: dict[str, float] = {}
+    sy = _sample(synthetic, max_rows, rng)
+    if holdout is not None and len(holdout):
+        n_ref = min(len(holdout), len(train), max_reference)
+        tr = _sample(train, n_ref, rng)
+        ho = _sample(holdout, n_ref, rng)
+        n_attack = min(max_rows // 2 or 1, len(tr), len(ho))
+        if attack:
+            mem, non = _sample(tr, n_attack, rng), _sample(ho, n_attack, rng)
+            ref_syn = _sample(synthetic, max_reference, rng)
+        sp_tr = GowerSpace(schema, tr, [sy, tr, ho])
+        d_tr = sp_tr.nearest(0, 1, k=2, chunk_cells=chunk_cells)
+        sp_ho = GowerSpace(schema, ho, [sy, ho])
+        d_ho = sp_ho.nearest(0, 1, k=1, chunk_cells=chunk_cells)[:, 0]
+        d1 = d_tr[:, 0]
+        tie = np.abs(d1 - d_ho) <= _TIE
+        closer = np.where(tie, 0.5, (d1 < d_ho).astype(float))
+        strictly = (~tie) & (d1 < d_ho)
+        out.update({"dcr_share": float(closer.mean()), "closer_to_training": float(strictly.mean()),
+                    "dcr_overfitting_protection": float(min(2.0 * (1.0 - strictly.mean()), 1.0)),
+                    "median_dcr_train": float(np.median(d1)), "median_dcr_holdout": float(np.median(d_ho)),
+                    "rows_compared": int(len(sy)), "reference_rows": int(n_ref)})
+        # baseline NNDR: holdout rows against training rows
+        h_tr = sp_tr.nearest(2, 1, k=2, chunk_cells=chunk_cells)
+        out["nndr_holdout_median"] = float(np.median(_ratio(h_tr)))
+        if attack:
+            sp_sy = GowerSpace(schema, ref_syn, [mem, non, ref_syn])
+            dm = sp_sy.nearest(0, 2, k=1, chunk_cells=chunk_cells)[:, 0]
+            dn = sp_sy.nearest(1, 2, k=1, chunk_cells=chunk_cells)[:, 0]
+            y = np.r_[np.ones(dm.size), np.zeros(dn.size)]
+            out["mia_auc"] = float(roc_auc_score(y, -np.r_[dm, dn]))
+            out["mia_advantage"] = float(max(0.0, 2 * out["mia_auc"] - 1))
+            out["mia_rows"] = int(y.size)
+    else:
+        tr = _sample(train, max_reference, rng)
+        sp_tr = GowerSpace(schema, tr, [sy, tr])
+        d_tr = sp_tr.nearest(0, 1, k=2, chunk_cells=chunk_cells)
+        out.update({"median_dcr_train": float(np.median(d_tr[:, 0])), "rows_compared": int(len(sy)),
+                    "reference_rows": int(len(tr))})
+    nndr = _ratio(d_tr)
+    out["nndr_median"] = float(np.median(nndr))
+    out["nndr_p05"] = float(np.quantile(nndr, 0.05))
+    out["share_dcr_zero"] = float((d_tr[:, 0] <= _TIE).mean())
+    return out
+
+
+def _ratio(d: np.ndarray) -> np.ndarray:
+    if d.shape[1] < 2:
+        return np.ones(d.shape[0])
+    return np.where(d[:, 1] > _TIE, d[:, 0] / np.maximum(d[:, 1], _TIE), 1.0)
+
+
 def feature_matrix(df: pd.DataFrame, schema: TableSchema, reference: pd.DataFrame) -> np.ndarray:
-    """Gower-like Euclidean features; scaling and category sets come from `reference` (training data)."""
+    """Dense features for projections: numbers scaled to [0, 1] by `reference`, one-hot categories (top 20)."""
     codec = TableCodec(schema)
     enc = _encoded(df, codec)
     ref = _encoded(reference, codec)
     parts = []
     for c in codec.learned:
+        if c.name not in df.columns:
+            continue
         x, r = enc[c.name], ref[c.name]
-        if c.kind in (ColumnKind.NUMERICAL, ColumnKind.DATETIME):
-            lo, hi = np.nanmin(r) if np.isfinite(r).any() else 0.0, np.nanmax(r) if np.isfinite(r).any() else 1.0
+        if c.kind in _CONTINUOUS:
+            fin = r[np.isfinite(r)]
+            lo, hi = (fin.min(), fin.max()) if fin.size else (0.0, 1.0)
             scaled = (x - lo) / (hi - lo if hi > lo else 1.0)
-            nan = np.isnan(scaled)
-            parts.append(np.where(nan, 0.0, scaled)[:, None])
-            if np.isnan(r).any() or nan.any():
-                parts.append(nan[:, None].astype(float))
+            parts.append(np.where(np.isnan(scaled), 0.0, scaled)[:, None])
+            if np.isnan(r).any() or np.isnan(x).any():
+                parts.append(np.isnan(x)[:, None].astype(float))
         else:
-            counts = np.bincount(r[r >= 0], minlength=len(c.categories or [])) if (r >= 0).any() else np.zeros(1)
-            keep = np.argsort(-counts)[:_MAX_ONEHOT]
-            lut = np.full(max(len(c.categories or []), 1) + 1, len(keep))  # other / missing -> one shared slot
+            n_cat = len(c.categories or [])
+            counts = np.bincount(r[r >= 0], minlength=max(n_cat, 1))
+            keep = np.argsort(-counts, kind="stable")[:20]
+            lut = np.full(max(n_cat, 1) + 1, len(keep))
             lut[keep] = np.arange(len(keep))
             idx = lut[np.where(x >= 0, x, -1)]
             onehot = np.zeros((x.size, len(keep) + 1))
             onehot[np.arange(x.size), idx] = np.sqrt(0.5)
             parts.append(onehot)
     return np.hstack(parts) if parts else np.zeros((len(df), 0))
-
-
-def dcr_share(train: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame, schema: TableSchema | None = None,
-              max_rows: int = 10_000, random_state: int = 0) -> dict[str, float]:
-    """Share of synthetic rows closer to a training row than to a holdout row (0.5 is ideal).
-
-    The training set is subsampled to the holdout's size so that both sides have equal chances;
-    ties count one half. At most `max_rows` synthetic rows are queried.
-    """
-    schema = schema or infer_schema(train)
-    rng = np.random.default_rng(random_state)
-    n_hold = min(len(holdout), len(train))
-    tr = train.iloc[rng.choice(len(train), n_hold, replace=False)] if len(train) > n_hold else train
-    ho = holdout.iloc[rng.choice(len(holdout), n_hold, replace=False)] if len(holdout) > n_hold else holdout
-    sy = synthetic.iloc[rng.choice(len(synthetic), max_rows, replace=False)] if len(synthetic) > max_rows else synthetic
-    xt, xh, xs = (feature_matrix(d, schema, train) for d in (tr, ho, sy))
-    d_train = NearestNeighbors(n_neighbors=1, algorithm="brute").fit(xt).kneighbors(xs)[0][:, 0]
-    d_hold = NearestNeighbors(n_neighbors=1, algorithm="brute").fit(xh).kneighbors(xs)[0][:, 0]
-    closer = np.where(np.isclose(d_train, d_hold), 0.5, (d_train < d_hold).astype(float))
-    return {"dcr_share": float(closer.mean()), "median_dcr_train": float(np.median(d_train)),
-            "median_dcr_holdout": float(np.median(d_hold)), "rows_compared": int(len(sy))}
