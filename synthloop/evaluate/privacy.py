@@ -51,18 +51,31 @@ def exact_copy_rate(train: pd.DataFrame, synthetic: pd.DataFrame, schema: TableS
 @dataclass
 class _Encoded:
     """A table in the distance space."""
-    num: torch.Tensor        # (n, k1) float32 scaled numbers, no nulls, inside the reference range: cdist
-    num_nan: torch.Tensor    # (n, k2) float32 scaled numbers, NaN = null: exact elementwise path
-    onehot: torch.Tensor     # (n, k3) float32 one-hot of small categorical columns (null = own slot)
-    codes: torch.Tensor      # (n, k4) int64 codes of large categorical / constant columns (null = -1)
+    num: torch.Tensor        # (n, k1) float32 scaled numbers clipped to [0, 1], null -> 0: one cdist for all
+    raw: torch.Tensor        # (n, k1) float32 scaled numbers as they are, NaN = null: exact terms
+    bad: torch.Tensor        # (n, k1) bool: null or outside [0, 1], where the cdist term needs a correction
+    onehot: torch.Tensor     # (n, k2) float32 one-hot of small categorical columns (null = own slot)
+    codes: torch.Tensor      # (n, k3) int64 codes of large categorical / constant columns (null = -1)
     n: int
+
+
+def _exact(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """SDMetrics' numeric term on scaled values: min(|a - b|, 1); null vs value 1, null vs null 0."""
+    an, bn = torch.isnan(a), torch.isnan(b)
+    term = torch.clamp(torch.abs(a - b), max=1.0)
+    return torch.where(an ^ bn, 1.0, torch.where(an & bn, 0.0, term))
+
+
+def _fast(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.abs(torch.nan_to_num(a.clamp(0, 1), nan=0.0) - torch.nan_to_num(b.clamp(0, 1), nan=0.0))
 
 
 class GowerSpace:
     """SDMetrics' DCR distance over a set of tables, ranges and categories from `range_reference`.
 
     Every frame in `frames` is encoded once; `nearest(i, j)` then gives distances from frame i's rows
-    to frame j's rows.
+    to frame j's rows. Numbers go through one `cdist(p=1)` on values clipped to the reference range;
+    the few rows with a null or a value outside that range get their exact term patched in afterwards.
     """
 
     def __init__(self, schema: TableSchema, range_reference: pd.DataFrame, frames: list[pd.DataFrame]):
@@ -70,7 +83,7 @@ class GowerSpace:
         self.cols = [c for c in codec.learned if c.name in range_reference.columns and all(c.name in f.columns for f in frames)]
         ref = {c.name: codec.encode_column(c, range_reference[c.name], strict=False) for c in self.cols}
         raw = [{c.name: codec.encode_column(c, f[c.name], strict=False) for c in self.cols} for f in frames]
-        fast, slow, small, large = [], [], [], []
+        cont, small, large = [], [], []
         scale: dict[str, tuple[float, float]] = {}
         for c in self.cols:
             x = ref[c.name]
@@ -78,11 +91,8 @@ class GowerSpace:
                 fin = x[np.isfinite(x)]
                 lo, hi = (float(fin.min()), float(fin.max())) if fin.size else (0.0, 0.0)
                 scale[c.name] = (lo, hi - lo)
-                if hi - lo == 0:  # SDMetrics: a zero range makes the column an equality test
-                    large.append(c.name)
-                    continue
-                inside = all(np.isfinite(r[c.name]).all() and r[c.name].min() >= lo and r[c.name].max() <= hi for r in raw)
-                (fast if inside else slow).append(c.name)
+                # SDMetrics: a zero range makes the column an equality test
+                (large if hi - lo == 0 else cont).append(c.name)
             elif len(c.categories or []) + 1 <= _MAX_ONEHOT:
                 small.append(c.name)
             else:
@@ -91,22 +101,27 @@ class GowerSpace:
         kinds = {c.name: c for c in self.cols}
 
         def encode(r: dict[str, np.ndarray], n: int) -> _Encoded:
-            def scaled(names: list[str]) -> torch.Tensor:
-                cols = [(r[k] - scale[k][0]) / scale[k][1] for k in names]
-                return torch.from_numpy(np.column_stack(cols).astype(np.float32)) if cols else torch.zeros((n, 0))
+            if cont:
+                x = np.column_stack([(r[k] - scale[k][0]) / scale[k][1] for k in cont]).astype(np.float32)
+                bad = np.isnan(x) | (x < 0) | (x > 1)
+                num = np.where(np.isnan(x), 0.0, np.clip(x, 0.0, 1.0)).astype(np.float32)
+            else:
+                x = num = np.zeros((n, 0), dtype=np.float32)
+                bad = np.zeros((n, 0), dtype=bool)
             codes = []
             for k in large:
-                x = r[k]
+                v = r[k]
                 if kinds[k].kind in _CONTINUOUS:
-                    x = np.where(np.isnan(x), -1, np.where(x == scale[k][0], 0, 1))
-                codes.append(x.astype(np.int64))
+                    v = np.where(np.isnan(v), -1, np.where(v == scale[k][0], 0, 1))
+                codes.append(v.astype(np.int64))
             oh = []
             for k in small:
                 width = len(kinds[k].categories or []) + 1
                 m = np.zeros((n, width), dtype=np.float32)
                 m[np.arange(n), np.where(r[k] >= 0, r[k], width - 1)] = 1.0
                 oh.append(m)
-            return _Encoded(scaled(fast), scaled(slow), torch.from_numpy(np.hstack(oh)) if oh else torch.zeros((n, 0)),
+            return _Encoded(torch.from_numpy(num), torch.from_numpy(x), torch.from_numpy(bad),
+                            torch.from_numpy(np.hstack(oh)) if oh else torch.zeros((n, 0)),
                             torch.from_numpy(np.column_stack(codes)) if codes else torch.zeros((n, 0), dtype=torch.int64), n)
 
         self.encs = [encode(r, len(f)) for r, f in zip(raw, frames)]
@@ -118,17 +133,22 @@ class GowerSpace:
         step = max(1, chunk_cells // max(r.n, 1))
         out = np.empty((q.n, k), dtype=np.float64)
         offset = float(self.n_small + q.codes.shape[1])  # mismatches = categorical columns - matches
+        r_bad = [torch.nonzero(r.bad[:, c]).flatten() for c in range(r.bad.shape[1])]
         with torch.no_grad():
             for i in range(0, q.n, step):
                 j = min(q.n, i + step)
                 d = torch.full((j - i, r.n), offset)
                 if q.num.shape[1]:
                     d += torch.cdist(q.num[i:j], r.num, p=1)
-                for c in range(q.num_nan.shape[1]):
-                    a, b = q.num_nan[i:j, c][:, None], r.num_nan[:, c][None, :]
-                    an, bn = torch.isnan(a), torch.isnan(b)
-                    term = torch.clamp(torch.abs(a - b), max=1.0)
-                    d += torch.where(an ^ bn, 1.0, torch.where(an & bn, 0.0, term))
+                for c in range(q.num.shape[1]):  # patch exact terms where the clipped cdist term is wrong
+                    qb = torch.nonzero(q.bad[i:j, c]).flatten()
+                    if qb.numel():
+                        a = q.raw[i:j, c][qb][:, None]
+                        d[qb] += _exact(a, r.raw[None, :, c]) - _fast(a, r.raw[None, :, c])
+                    if r_bad[c].numel():
+                        keep = torch.nonzero(~q.bad[i:j, c]).flatten()
+                        a, b = q.raw[i:j, c][keep][:, None], r.raw[r_bad[c], c][None, :]
+                        d[keep[:, None], r_bad[c][None, :]] += _exact(a, b) - _fast(a, b)
                 if q.onehot.shape[1]:
                     d -= q.onehot[i:j] @ r.onehot.T
                 for c in range(q.codes.shape[1]):
@@ -185,7 +205,8 @@ def privacy_figures(train: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.Da
         if attack:
             mem, non = _sample(tr, n_attack, rng), _sample(ho, n_attack, rng)
             ref_syn = _sample(synthetic, max_reference, rng)
-        sp_tr = GowerSpace(schema, tr, [sy, tr, ho])
+        ho_q = _sample(ho, max_rows, rng)  # holdout rows queried for the NNDR baseline
+        sp_tr = GowerSpace(schema, tr, [sy, tr, ho_q])
         d_tr = sp_tr.nearest(0, 1, k=2, chunk_cells=chunk_cells)
         sp_ho = GowerSpace(schema, ho, [sy, ho])
         d_ho = sp_ho.nearest(0, 1, k=1, chunk_cells=chunk_cells)[:, 0]
