@@ -58,20 +58,20 @@ def _load_schema_overrides(path: Optional[Path]) -> Optional[dict[str, Any]]:
 def resolve_model(name: str) -> str:
     """`auto` is the best model that fits the default time budget: the autoregressive model when it is
     installed, else the Gaussian copula."""
-    from synthloop.synthesizers.base import _REGISTRY
+    from synthloop.synthesizers import available_models
 
+    models = available_models()
     if name == "auto":
-        return "autoregressive" if "autoregressive" in _REGISTRY else "copula"
-    if name not in _REGISTRY or name == "base":
-        known = ", ".join(sorted(k for k in _REGISTRY if k != "base"))
-        raise SynthloopError(f"unknown model '{name}'; choose one of: auto, {known}")
+        return "autoregressive" if "autoregressive" in models else "copula"
+    if name not in models:
+        raise SynthloopError(f"unknown model '{name}'; choose one of: auto, {', '.join(models)}")
     return name
 
 
 def make_synthesizer(model: str, seed: int, epochs: Optional[int] = None, max_seconds: Optional[float] = None):
-    from synthloop.synthesizers.base import _REGISTRY
+    from synthloop.synthesizers import synthesizer_class
 
-    klass = _REGISTRY[resolve_model(model)]
+    klass = synthesizer_class(resolve_model(model))
     params: dict[str, Any] = {"random_state": seed}
     accepted = klass._get_param_names()
     if epochs is not None:
@@ -308,6 +308,8 @@ def _json_default(o: Any) -> Any:
 # Feature areas register their own commands here.
 from synthloop.generate.commands import register as _register_generate
 _register_generate(app)
+from synthloop.evaluate.commands import register as _register_evaluate
+_register_evaluate(app)
 
 
 def main() -> None:

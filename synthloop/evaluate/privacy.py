@@ -12,14 +12,16 @@ stream through without ever holding the full matrix. The work is done with torch
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import torch
-from sklearn.metrics import roc_auc_score
 
 from synthloop.schema import ColumnKind, TableSchema, infer_schema
 from synthloop.transforms import TableCodec
+
+if TYPE_CHECKING:  # torch is imported where distances are computed, so `import synthloop.evaluate` stays light
+    import torch
 
 _MAX_ONEHOT = 64          # categorical columns with more categories are compared by code equality
 _TIE = 1e-6               # distances closer than this are ties (float32 sums of per-column terms)
@@ -61,12 +63,14 @@ class _Encoded:
 
 def _exact(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """SDMetrics' numeric term on scaled values: min(|a - b|, 1); null vs value 1, null vs null 0."""
+    import torch
     an, bn = torch.isnan(a), torch.isnan(b)
     term = torch.clamp(torch.abs(a - b), max=1.0)
     return torch.where(an ^ bn, 1.0, torch.where(an & bn, 0.0, term))
 
 
 def _fast(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    import torch
     return torch.abs(torch.nan_to_num(a.clamp(0, 1), nan=0.0) - torch.nan_to_num(b.clamp(0, 1), nan=0.0))
 
 
@@ -79,6 +83,8 @@ class GowerSpace:
     """
 
     def __init__(self, schema: TableSchema, range_reference: pd.DataFrame, frames: list[pd.DataFrame]):
+        import torch
+
         codec = TableCodec(schema)
         self.cols = [c for c in codec.learned if c.name in range_reference.columns and all(c.name in f.columns for f in frames)]
         ref = {c.name: codec.encode_column(c, range_reference[c.name], strict=False) for c in self.cols}
@@ -128,6 +134,8 @@ class GowerSpace:
 
     def nearest(self, qi: int, ri: int, k: int = 1, chunk_cells: int = 2 ** 25) -> np.ndarray:
         """(n_query, k) smallest distances from frame qi's rows to frame ri's rows, in query chunks."""
+        import torch
+
         q, r = self.encs[qi], self.encs[ri]
         k = min(k, r.n)
         step = max(1, chunk_cells // max(r.n, 1))
@@ -226,6 +234,8 @@ def privacy_figures(train: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.Da
             dm = sp_sy.nearest(0, 2, k=1, chunk_cells=chunk_cells)[:, 0]
             dn = sp_sy.nearest(1, 2, k=1, chunk_cells=chunk_cells)[:, 0]
             y = np.r_[np.ones(dm.size), np.zeros(dn.size)]
+            from sklearn.metrics import roc_auc_score
+
             out["mia_auc"] = float(roc_auc_score(y, -np.r_[dm, dn]))
             out["mia_advantage"] = float(max(0.0, 2 * out["mia_auc"] - 1))
             out["mia_rows"] = int(y.size)
