@@ -36,8 +36,10 @@ class BaseSynthesizer(BaseEstimator):
         _REGISTRY[cls.name] = cls
 
     # -- fitting -----------------------------------------------------------------------------
-    def fit(self, data: pd.DataFrame, schema: TableSchema | None = None) -> "BaseSynthesizer":
-        """Learn `data`; the schema is inferred unless given (here or as the `schema` parameter)."""
+    def fit(self, data: pd.DataFrame, schema: TableSchema | None = None, constraints: list[Any] | None = None) -> "BaseSynthesizer":
+        """Learn `data`; the schema is inferred unless given (here or as the `schema` parameter).
+        `constraints` (rule objects, dicts or expression strings; see synthloop.constraints) add to the
+        schema's `constraints:` list and a `constraints` constructor parameter; `sample` obeys them all."""
         if not isinstance(data, pd.DataFrame):
             raise DataError(f"fit expects a pandas DataFrame, got {type(data).__name__}")
         if len(data) == 0 or data.shape[1] == 0:
@@ -49,6 +51,9 @@ class BaseSynthesizer(BaseEstimator):
             schema = infer_schema(data, overrides=schema)
         self.schema_ = schema if isinstance(schema, TableSchema) else infer_schema(data)
         self.codec_ = TableCodec(self.schema_)
+        from synthloop.constraints.enforce import fit_constraints
+
+        self.constraints_ = fit_constraints(self.schema_, data, getattr(self, "constraints", None), constraints)
         encoded = self.codec_.encode(data)
         self.n_rows_ = len(data)
         seed = getattr(self, "random_state", None)
@@ -78,8 +83,17 @@ class BaseSynthesizer(BaseEstimator):
             raise ConditionError(f"cannot sample {n} rows")
         n = int(n)
         rng = np.random.default_rng(seed) if seed is not None else self._rng
-        gen_seed = int(rng.integers(2**31))
         known = self._normalize_conditions(conditions, n) if conditions is not None else {}
+        df = self._sample_rows(n, rng, known)
+        if getattr(self, "constraints_", None):
+            from synthloop.constraints.enforce import enforce_constraints
+
+            df = enforce_constraints(self, df, rng, known)
+        return df
+
+    def _sample_rows(self, n: int, rng: np.random.Generator, known: dict[str, dict[str, Any]]) -> pd.DataFrame:
+        """One draw of `n` decoded rows, conditioned values written back (constraints not applied)."""
+        gen_seed = int(rng.integers(2**31))
         arrays = self._sample(n, rng, known)
         df = self.codec_.decode(arrays, n, rng, gen_seed)
         for name, spec in known.items():  # conditioned values are returned exactly as asked
@@ -170,6 +184,7 @@ class BaseSynthesizer(BaseEstimator):
             "format": FORMAT, "version": FORMAT_VERSION, "class": self.name,
             "params": {k: v for k, v in self.get_params().items() if _jsonable(v)},
             "schema": self.schema_.to_dict(), "n_rows": self.n_rows_, "model": meta,
+            "constraints": [c.to_dict() for c in getattr(self, "constraints_", [])],
         }
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:
             np.savez_compressed(fh, __header__=np.array(json.dumps(header)), **arrays)
@@ -200,6 +215,9 @@ class BaseSynthesizer(BaseEstimator):
         obj.schema_ = TableSchema.from_dict(header["schema"])
         obj.codec_ = TableCodec(obj.schema_)
         obj.n_rows_ = header["n_rows"]
+        from synthloop.constraints import parse_constraints
+
+        obj.constraints_ = parse_constraints(header.get("constraints", []), f"{p}: constraints")
         obj._rng = np.random.default_rng(getattr(obj, "random_state", None))
         obj._set_state(header["model"], arrays)
         return obj

@@ -1,0 +1,191 @@
+"""Tabular VAE in the TVAE family (Xu et al. 2019).
+
+Same data representation as the GAN (mode-specific normalization + one-hot). The encoder maps a
+row to a Gaussian posterior; the decoder outputs tanh scalars with a learned noise scale per
+scalar and logits per one-hot block. Training minimizes the negative ELBO; the validation split's
+ELBO picks the best epoch and drives early stopping. Sampling decodes prior draws, adds the
+learned scalar noise and draws each one-hot block from its softmax. Conditions: bounded rejection,
+then the conditioned values are imposed on rows still unmatched (with a warning).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from synthloop.synthesizers._torch import (
+    DataLayout, TrainingLoop, arrays_to_module, module_to_arrays, resolve_device, split_validation, torch_seed,
+)
+from synthloop.synthesizers.base import BaseSynthesizer
+from synthloop.synthesizers.gan import _conditional_rejection
+
+
+def _mlp(d: int, dims: tuple[int, ...]) -> tuple[nn.Sequential, int]:
+    layers: list[nn.Module] = []
+    for h in dims:
+        layers += [nn.Linear(d, h), nn.ReLU()]
+        d = h
+    return nn.Sequential(*layers), d
+
+
+class _Encoder(nn.Module):
+    def __init__(self, data_dim: int, dims: tuple[int, ...], emb: int):
+        super().__init__()
+        self.seq, d = _mlp(data_dim, dims)
+        self.mu = nn.Linear(d, emb)
+        self.logvar = nn.Linear(d, emb)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.seq(x)
+        return self.mu(h), self.logvar(h)
+
+
+class _Decoder(nn.Module):
+    def __init__(self, emb: int, dims: tuple[int, ...], data_dim: int):
+        super().__init__()
+        seq, d = _mlp(emb, dims)
+        self.seq = nn.Sequential(*seq, nn.Linear(d, data_dim))
+        self.sigma = nn.Parameter(torch.ones(data_dim) * 0.1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.seq(z)
+
+
+class VAESynthesizer(BaseSynthesizer):
+    """TVAE-style variational autoencoder. `epochs`/`max_seconds` bound training; `random_state` seeds it."""
+
+    name = "vae"
+
+    def __init__(self, epochs: int = 300, max_seconds: float | None = None, batch_size: int = 500,
+                 embedding_dim: int = 128, compress_dims: tuple[int, ...] = (128, 128),
+                 decompress_dims: tuple[int, ...] = (128, 128), learning_rate: float = 1e-3,
+                 weight_decay: float = 1e-5, loss_factor: float = 2.0, max_modes: int = 10,
+                 validation_share: float = 0.1, patience: int | None = 20, device: str = "auto",
+                 random_state: int | None = 0, verbose: bool = False, max_condition_rounds: int = 20,
+                 schema: Any = None):
+        self.epochs = epochs
+        self.max_seconds = max_seconds
+        self.batch_size = batch_size
+        self.embedding_dim = embedding_dim
+        self.compress_dims = compress_dims
+        self.decompress_dims = decompress_dims
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.loss_factor = loss_factor
+        self.max_modes = max_modes
+        self.validation_share = validation_share
+        self.patience = patience
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+        self.max_condition_rounds = max_condition_rounds
+        self.schema = schema
+
+    def _index(self) -> None:
+        """Positions of the tanh scalars and of each one-hot block (for a vectorized loss)."""
+        spans = self.layout_.spans_
+        self.alpha_pos_ = np.array([s.start for s in spans if s.kind == "alpha"], dtype=np.int64)
+        self.blocks_ = [(s.start, s.size) for s in spans if s.kind != "alpha"]
+
+    def _loss(self, dec: _Decoder, enc: _Encoder, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(reconstruction, KL) per row, averaged (TVAE's loss with `loss_factor`)."""
+        mu, logvar = enc(x)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        rec = dec(z)
+        b = x.shape[0]
+        terms = x.new_zeros(())
+        if self.alpha_pos_.size:
+            a = torch.from_numpy(self.alpha_pos_).to(x.device)
+            sig = dec.sigma[a]
+            terms = terms + (((x[:, a] - torch.tanh(rec[:, a])) ** 2) / (2 * sig ** 2)).sum() + torch.log(sig).sum() * b
+        for start, size in self.blocks_:
+            terms = terms + F.cross_entropy(rec[:, start:start + size], x[:, start:start + size].argmax(1), reduction="sum")
+        kld = -0.5 * torch.sum(1 + logvar - mu ** 2 - logvar.exp())
+        return terms * self.loss_factor / b, kld / b
+
+    # -- fit --------------------------------------------------------------------------------------
+    def _fit(self, encoded: dict[str, np.ndarray], rng: np.random.Generator) -> None:
+        dev = resolve_device(self.device)
+        seed = int(rng.integers(2**31))
+        train_idx, val_idx = split_validation(self.n_rows_, self.validation_share, rng)
+        self.layout_ = DataLayout(self.max_modes, random_state=seed).fit(
+            {k: v[train_idx] for k, v in encoded.items()}, self.codec_.learned, rng)
+        self._index()
+        data = self.layout_.transform({k: v[train_idx] for k, v in encoded.items()}, rng)
+        val = self.layout_.transform({k: v[val_idx] for k, v in encoded.items()}, rng) if val_idx.size else None
+        bs = int(min(self.batch_size, len(data)))
+        with torch_seed(seed, dev):
+            enc = _Encoder(self.layout_.dim_, tuple(self.compress_dims), self.embedding_dim).to(dev)
+            self.decoder_ = dec = _Decoder(self.embedding_dim, tuple(self.decompress_dims), self.layout_.dim_).to(dev)
+            opt = torch.optim.Adam(list(enc.parameters()) + list(dec.parameters()), lr=self.learning_rate, weight_decay=self.weight_decay)
+            data_t = torch.from_numpy(data).to(dev)
+            val_t = torch.from_numpy(val).to(dev) if val is not None else None
+
+            def epoch(_: int) -> float:
+                enc.train()
+                dec.train()
+                perm = torch.randperm(len(data_t), device=dev)
+                total, steps = 0.0, 0
+                for lo in range(0, len(data_t), bs):
+                    rec, kld = self._loss(dec, enc, data_t[perm[lo:lo + bs]])
+                    loss = rec + kld
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    dec.sigma.data.clamp_(0.01, 1.0)
+                    total += float(loss.detach())
+                    steps += 1
+                return total / max(steps, 1)
+
+            @torch.no_grad()
+            def score() -> float:
+                enc.eval()
+                dec.eval()
+                tot = 0.0
+                for lo in range(0, len(val_t), 4096):
+                    rec, kld = self._loss(dec, enc, val_t[lo:lo + 4096])
+                    tot += float(rec + kld) * min(4096, len(val_t) - lo)
+                return tot / len(val_t)
+
+            loop = TrainingLoop(self.epochs, self.max_seconds, self.patience, self.verbose, f"{self.name} fit")
+            self.training_ = loop.run(epoch, score if val_t is not None else None, (enc, dec))
+            self.history_ = loop.history
+        dec.eval()
+
+    # -- sample -----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def _generate(self, n: int, rng: np.random.Generator, cond: Any = None) -> dict[str, np.ndarray]:
+        dec = self.decoder_
+        dev = next(dec.parameters()).device
+        gen = torch.Generator(device="cpu").manual_seed(int(rng.integers(2**63)))
+        parts = [dec(torch.randn(min(4096, n - lo), self.embedding_dim, generator=gen).to(dev)).cpu().numpy()
+                 for lo in range(0, n, 4096)]
+        raw = np.concatenate(parts) if parts else np.zeros((0, self.layout_.dim_), dtype=np.float32)
+        if self.alpha_pos_.size:
+            sig = dec.sigma.detach().cpu().numpy()[self.alpha_pos_]
+            raw[:, self.alpha_pos_] = np.clip(np.tanh(raw[:, self.alpha_pos_]) + rng.standard_normal((n, sig.size)) * sig, -1, 1)
+            raw[:, self.alpha_pos_] = np.arctanh(np.clip(raw[:, self.alpha_pos_], -0.999999, 0.999999))
+        return self.layout_.inverse(raw, [c.name for c in self.codec_.learned], rng, logits=True)
+
+    def _sample(self, n: int, rng: np.random.Generator, known: dict[str, dict[str, Any]]) -> dict[str, np.ndarray]:
+        learned = {k: v for k, v in known.items() if not v.get("generated")}
+        if not learned:
+            return self._generate(n, rng)
+        return _conditional_rejection(self, n, rng, learned, self.max_condition_rounds)
+
+    # -- persistence ------------------------------------------------------------------------------
+    def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        lmeta, arrays = self.layout_.state()
+        arrays = {f"layout_{k}": v for k, v in arrays.items()}
+        arrays.update(module_to_arrays(self.decoder_, "dec."))
+        return {"layout": lmeta, "training": getattr(self, "training_", None)}, arrays
+
+    def _set_state(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        self.layout_ = DataLayout.from_state(meta["layout"], {k[7:]: v for k, v in arrays.items() if k.startswith("layout_")})
+        self._index()
+        self.training_ = meta.get("training")
+        self.decoder_ = _Decoder(self.embedding_dim, tuple(self.decompress_dims), self.layout_.dim_)
+        arrays_to_module(self.decoder_, arrays, "dec.").to(resolve_device(self.device)).eval()
