@@ -27,9 +27,16 @@ def table_format(path: str | Path) -> str:
     return FORMATS[ext]
 
 
-def _line_of_offset(path: Path, offset: int) -> int:
-    with open(path, "rb") as fh:
-        return fh.read(offset).count(b"\n") + 1
+def _first_bad_line(path: Path, encoding: str) -> tuple[int, int] | None:
+    """(line, byte) of the first byte that does not decode; pandas only knows its chunk's offset."""
+    import gzip
+
+    raw = gzip.open(path).read() if str(path).endswith(".gz") else path.read_bytes()
+    try:
+        raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        return raw[: exc.start].count(b"\n") + 1, raw[exc.start]
+    return None
 
 
 def read_table(path: str | Path, encoding: str = "utf-8") -> pd.DataFrame:
@@ -50,9 +57,9 @@ def read_table(path: str | Path, encoding: str = "utf-8") -> pd.DataFrame:
         else:
             df = pd.read_json(p, lines=True, encoding=encoding)
     except UnicodeDecodeError as exc:
-        line = _line_of_offset(p, exc.start) if not str(p).endswith(".gz") else "?"
+        line, byte = _first_bad_line(p, encoding) or ("?", exc.object[exc.start])
         raise DataError(
-            f"{p}: line {line} is not valid {encoding} (byte 0x{exc.object[exc.start]:02x}); "
+            f"{p}: line {line} is not valid {encoding} (byte 0x{byte:02x}); "
             f"re-save the file as UTF-8 or pass --encoding latin-1"
         ) from None
     except pd.errors.EmptyDataError:

@@ -60,14 +60,22 @@ def _looks_like_datetime(nonnull: pd.Series) -> str | None:
     first = sample.iloc[0]
     if len(first) < 6 or not re.search(r"\d", first) or not re.search(r"[-/:. T]", first):
         return None
-    try:
-        fmt = guess_datetime_format(first)
-    except Exception:  # noqa: BLE001 - pandas raises various things on odd strings
-        fmt = None
-    if fmt is None:
+    candidates = []
+    for dayfirst in (False, True):
+        try:
+            fmt = guess_datetime_format(first, dayfirst=dayfirst)
+        except Exception:  # noqa: BLE001 - pandas raises various things on odd strings
+            fmt = None
+        if fmt and fmt not in candidates:
+            candidates.append(fmt)
+    if not candidates:
         return None
-    parsed = pd.to_datetime(nonnull.astype(str), format=fmt, errors="coerce")
-    return fmt if parsed.notna().mean() >= 0.99 else None
+    strs = nonnull.astype(str)
+    probe = strs if len(strs) <= 5000 else strs.sample(5000, random_state=0)
+    for fmt in candidates:  # ambiguous day/month: the format that parses every value wins
+        if pd.to_datetime(probe, format=fmt, errors="coerce").notna().mean() >= 0.99:
+            return fmt
+    return None
 
 
 def infer_column(series: pd.Series, kind: ColumnKind | str | None = None) -> ColumnSchema:

@@ -6,13 +6,14 @@ Subclasses only see encoded arrays (see TableCodec) and implement `_fit`, `_samp
 """
 from __future__ import annotations
 
+import importlib
+import inspect
 import json
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator
 
 from synthloop.errors import ConditionError, DataError, ModelFileError
 from synthloop.io import atomic_path
@@ -22,18 +23,68 @@ from synthloop.transforms import TableCodec
 FORMAT = "synthloop-model"
 FORMAT_VERSION = 1
 _REGISTRY: dict[str, type["BaseSynthesizer"]] = {}
+# Model name -> module, imported on first use so that `import synthloop` never pays for torch.
+MODEL_MODULES: dict[str, str] = {
+    "copula": "synthloop.synthesizers.copula",
+    "autoregressive": "synthloop.synthesizers.autoregressive",
+    "gan": "synthloop.synthesizers.gan",
+    "vae": "synthloop.synthesizers.vae",
+    "dp": "synthloop.synthesizers.dp_marginals",
+}
 
 Conditions = Mapping[str, Any] | pd.DataFrame
 
 
-class BaseSynthesizer(BaseEstimator):
-    """Shared fit/sample/save logic; see module docstring."""
+def available_models() -> list[str]:
+    """Model names whose module is present in this installation."""
+    import importlib.util
+
+    return [name for name, mod in MODEL_MODULES.items() if importlib.util.find_spec(mod) is not None]
+
+
+def synthesizer_class(name: str) -> type["BaseSynthesizer"]:
+    """The class registered under `name`, importing its module on first use."""
+    if name not in _REGISTRY and name in MODEL_MODULES:
+        try:
+            importlib.import_module(MODEL_MODULES[name])
+        except ModuleNotFoundError as exc:
+            raise ModelFileError(f"model '{name}' needs a package that is not installed ({exc.name})") from None
+    if name not in _REGISTRY or name == "base":
+        raise KeyError(name)
+    return _REGISTRY[name]
+
+
+class BaseSynthesizer:
+    """Shared fit/sample/save logic; see module docstring. scikit-learn's estimator conventions:
+    configuration in `__init__` (stored as is), learning in `fit`, fitted attributes end in `_`."""
 
     name: ClassVar[str] = "base"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         _REGISTRY[cls.name] = cls
+
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return sorted(p.name for p in sig.parameters.values() if p.name != "self" and p.kind == p.POSITIONAL_OR_KEYWORD)
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Constructor parameters, as scikit-learn's get_params."""
+        return {k: getattr(self, k, None) for k in self._get_param_names()}
+
+    def set_params(self, **params: Any) -> "BaseSynthesizer":
+        valid = self._get_param_names()
+        for k, v in params.items():
+            if k not in valid:
+                raise ValueError(f"invalid parameter '{k}' for {type(self).__name__}; valid: {', '.join(valid)}")
+            setattr(self, k, v)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = {p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()}
+        changed = {k: v for k, v in self.get_params().items() if defaults.get(k, inspect.Parameter.empty) is not v and defaults.get(k) != v}
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
 
     # -- fitting -----------------------------------------------------------------------------
     def fit(self, data: pd.DataFrame, schema: TableSchema | None = None, constraints: list[Any] | None = None) -> "BaseSynthesizer":
@@ -98,9 +149,12 @@ class BaseSynthesizer(BaseEstimator):
         df = self.codec_.decode(arrays, n, rng, gen_seed)
         for name, spec in known.items():  # conditioned values are returned exactly as asked
             exact = spec.get("exact")
-            if exact is not None:
+            if exact is not None and spec["mask"].any():
                 mask = spec["mask"]
-                df.loc[mask, name] = exact[mask]
+                values = pd.Series(exact[mask])
+                if pd.api.types.is_numeric_dtype(df[name].dtype) and not pd.api.types.is_bool_dtype(df[name].dtype):
+                    values = pd.to_numeric(values).astype(df[name].dtype)
+                df.loc[mask, name] = values.to_numpy()
         return df
 
     def sample_from_conditions(self, conditions: Conditions, n: int | None = None, seed: int | None = None) -> pd.DataFrame:
@@ -206,9 +260,10 @@ class BaseSynthesizer(BaseEstimator):
             raise ModelFileError(f"{p}: not a synthloop model file")
         if header.get("version", 0) > FORMAT_VERSION:
             raise ModelFileError(f"{p}: written by a newer synthloop (format {header['version']}); upgrade synthloop")
-        klass = _REGISTRY.get(header["class"])
-        if klass is None:
-            raise ModelFileError(f"{p}: unknown model class '{header['class']}'")
+        try:
+            klass = synthesizer_class(header["class"])
+        except KeyError:
+            raise ModelFileError(f"{p}: unknown model class '{header['class']}'") from None
         if cls is not BaseSynthesizer and not issubclass(klass, cls):
             raise ModelFileError(f"{p}: holds a {klass.__name__}, not a {cls.__name__}")
         obj = klass(**header["params"])

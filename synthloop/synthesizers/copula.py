@@ -91,6 +91,7 @@ class GaussianCopulaSynthesizer(BaseSynthesizer):
         latents: list[dict[str, Any]] = []
         encoders: list[Any] = []
         scores: list[np.ndarray] = []
+        valid: dict[int, np.ndarray] = {}  # latent index -> rows where its value is observed
         orders = self._category_orders(encoded, rng) if self.order_categories else {}
         for col in self.codec_.learned:
             x = encoded[col.name]
@@ -111,18 +112,16 @@ class GaussianCopulaSynthesizer(BaseSynthesizer):
                 encoders.append(enc)
                 scores.append(enc.transform(nan.astype(np.int64), rng))
             enc = QuantileNormalEncoder(self.n_knots).fit(x[~nan])
-            z = np.empty(x.size)
+            z = np.zeros(x.size)
             z[~nan] = enc.transform(x[~nan], rng)
-            z[nan] = rng.standard_normal(int(nan.sum()))  # uninformative where the value is missing
             latents.append({"column": col.name, "role": "value"})
             encoders.append(enc)
             scores.append(z)
+            valid[len(scores) - 1] = ~nan
         self.latents_ = latents
         self.encoders_ = encoders
         if scores:
-            z = np.column_stack(scores)
-            corr = np.corrcoef(z, rowvar=False) if z.shape[0] > 1 else np.eye(z.shape[1])
-            self.correlation_ = _nearest_correlation(np.atleast_2d(corr))
+            self.correlation_ = _nearest_correlation(_pairwise_correlation(np.column_stack(scores), valid))
         else:
             self.correlation_ = np.zeros((0, 0))
 
@@ -226,6 +225,23 @@ class GaussianCopulaSynthesizer(BaseSynthesizer):
             enc = QuantileNormalEncoder.from_state(enc_meta, a) if lat["role"] == "value" else FrequencyEncoder.from_state(enc_meta, a)
             self.latents_.append(lat)
             self.encoders_.append(enc)
+
+
+def _pairwise_correlation(z: np.ndarray, valid: dict[int, np.ndarray]) -> np.ndarray:
+    """Correlation of N(0, 1) scores over the rows where both are observed (missing values do not dilute it)."""
+    n, d = z.shape
+    if n < 2:
+        return np.eye(d)
+    m = np.ones((n, d))
+    for j, mask in valid.items():
+        m[:, j] = mask
+    zm = z * m
+    cross = zm.T @ zm
+    sq = (zm * z).T @ m  # sq[i, j] = sum over rows valid for both of z_i^2
+    denom = np.sqrt(sq * sq.T)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = np.where(denom > 0, cross / denom, 0.0)
+    return np.clip(corr, -1.0, 1.0)
 
 
 def _nearest_correlation_cov(cov: np.ndarray, floor: float = 1e-10) -> np.ndarray:
