@@ -15,12 +15,13 @@ $(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
 	$(PIP) install -e .
 	touch $@
 
-$(VENV)/.dev-installed: $(VENV)/.installed
-	$(PIP) install -e '.[dev]'
+$(VENV)/.dev-installed: $(VENV)/.installed scripts/install_test_deps.sh
+	$(PIP) install torch==2.13.0 -e '.[dev]'
+	bash scripts/install_test_deps.sh
 	touch $@
 
-$(VENV)/.bench-installed: $(VENV)/.installed
-	$(PIP) install -e '.[dev,bench]'
+$(VENV)/.bench-installed: $(VENV)/.dev-installed
+	$(PIP) install torch==2.13.0 -e '.[dev,bench]'
 	touch $@
 
 install: $(VENV)/.installed

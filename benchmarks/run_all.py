@@ -1,0 +1,17 @@
+"""Run every benchmark in this folder, one after another (timed runs must not overlap)."""
+import subprocess
+import sys
+from pathlib import Path
+
+here = Path(__file__).resolve().parent
+only = sys.argv[1:]
+failed = []
+for script in sorted(here.glob("bench_*.py")):
+    if only and script.stem.removeprefix("bench_") not in only:
+        continue
+    print(f"# {script.name}", flush=True)
+    if subprocess.run([sys.executable, str(script)]).returncode != 0:
+        failed.append(script.name)
+if failed:
+    print(f"# failed: {', '.join(failed)}", flush=True)
+sys.exit(1 if failed else 0)
