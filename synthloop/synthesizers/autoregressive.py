@@ -1,0 +1,463 @@
+"""Autoregressive synthesizer: each column predicted from the ones before it, in any column order.
+
+In the spirit of TabularARGN (mostly-ai, Apache-2.0; our own code). Every learned column becomes
+one or two tokens (see `synthloop.transforms.tokenize`: quantile bins + position inside the bin
+for numbers, spikes and missing values as tokens of their own, categories with a protected token
+for rare values). The network is a set of small per-token MLP heads; head j sees the embeddings
+of exactly the tokens that precede j in the row's column order (a MADE-style mask). Training draws
+a column order per row: the table's own order for a share `fixed_order_share` of rows (the order
+used for unconditional sampling, so it is learned best) and a random one otherwise, so that any
+subset of columns can be fixed first and the rest generated conditionally without rejection.
+
+Privacy guard (on by default, `privacy_k`): categories seen fewer than k times share one protected
+token, which is decoded to one of them at random (by their shares), never to the row it came from;
+numbers are clipped to the k-th smallest and k-th largest observed values so that no outlier is
+reproduced; early stopping on a validation split keeps the model from memorizing rows. Set
+`privacy_k=0` to switch the guard off.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from synthloop.schema import ColumnKind
+from synthloop.synthesizers.base import BaseSynthesizer
+from synthloop.transforms.tokenize import CategoryTokenizer, NumericTokenizer
+
+_DISCRETE = (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN)
+
+
+class _Net(nn.Module):
+    """Per-token MLP heads over masked token embeddings (one weight slice per head, run as bmm)."""
+
+    def __init__(self, vocab: list[int], emb_dim: int, hidden: int, n_layers: int, dropout: float,
+                 ordinal: np.ndarray | None = None):
+        super().__init__()
+        c, vmax = len(vocab), max(vocab)
+        self.c, self.e, self.h = c, emb_dim, hidden
+        self.register_buffer("offsets", torch.tensor(np.r_[0, np.cumsum(vocab)[:-1]], dtype=torch.long))
+        valid = torch.zeros(c, vmax, dtype=torch.bool)
+        for j, v in enumerate(vocab):
+            valid[j, :v] = True
+        self.register_buffer("valid", valid)
+        self.emb = nn.Embedding(int(sum(vocab)), emb_dim)
+        nn.init.normal_(self.emb.weight, std=1.0)
+        # ordinal position of each token in [-1, 1] (numeric bins and sub groups; 0 elsewhere) times a
+        # learned vector per slot: neighbouring bins start out alike, so rare bins borrow strength
+        ord_ = torch.zeros(int(sum(vocab))) if ordinal is None else torch.as_tensor(ordinal, dtype=torch.float32)
+        self.register_buffer("ordinal", ord_)
+        self.ord_vec = nn.Parameter(torch.randn(c, emb_dim) * 2.0)
+        self.register_buffer("slot_of", torch.repeat_interleave(torch.arange(c), torch.as_tensor(vocab)))
+        d = c * emb_dim + c
+        self.w_in = nn.Parameter(torch.randn(c, d, hidden) / math.sqrt(d))
+        self.b_in = nn.Parameter(torch.zeros(c, 1, hidden))
+        self.w_mid = nn.Parameter(torch.randn(max(n_layers - 1, 0), c, hidden, hidden) / math.sqrt(hidden))
+        self.b_mid = nn.Parameter(torch.zeros(max(n_layers - 1, 0), c, 1, hidden))
+        self.w_out = nn.Parameter(torch.randn(c, hidden, vmax) / math.sqrt(hidden) * 0.5)
+        self.b_out = nn.Parameter(torch.zeros(c, 1, vmax))
+        self.drop = nn.Dropout(dropout)
+
+    def _embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        idx = tokens + self.offsets
+        return self.emb(idx) + self.ordinal[idx].unsqueeze(-1) * self.ord_vec
+
+    def _inputs(self, tokens: torch.Tensor, prec: torch.Tensor) -> torch.Tensor:
+        """(B, C) tokens and (B, T, C) precedence masks -> (T, B, C*e + C) inputs of T heads."""
+        emb = self.drop(self._embed(tokens))  # (B, C, e)
+        x = (prec.unsqueeze(-1) * emb.unsqueeze(1)).flatten(2)  # (B, T, C*e)
+        return torch.cat([x, prec], dim=-1).transpose(0, 1)
+
+    def _mlp(self, x: torch.Tensor, heads: slice | int) -> torch.Tensor:
+        if not isinstance(heads, slice):
+            h = F.gelu(x @ self.w_in[heads] + self.b_in[heads])
+            for layer in range(self.w_mid.shape[0]):
+                h = h + F.gelu(self.drop(h) @ self.w_mid[layer, heads] + self.b_mid[layer, heads])
+            return h @ self.w_out[heads] + self.b_out[heads]
+        h = F.gelu(torch.baddbmm(self.b_in, x, self.w_in))
+        for layer in range(self.w_mid.shape[0]):
+            h = h + F.gelu(torch.baddbmm(self.b_mid[layer], self.drop(h), self.w_mid[layer]))
+        return torch.baddbmm(self.b_out, h, self.w_out)
+
+    def forward(self, tokens: torch.Tensor, prec: torch.Tensor) -> torch.Tensor:
+        """Logits (C, B, Vmax) of every token given its predecessors; padding slots are -inf."""
+        logits = self._mlp(self._inputs(tokens, prec), slice(None))
+        return logits.masked_fill(~self.valid[:, None, :], float("-inf"))
+
+    def head(self, j: int, tokens: torch.Tensor, prec_j: torch.Tensor) -> torch.Tensor:
+        """Logits (B, Vmax) of token j given the tokens flagged in `prec_j` (B, C)."""
+        emb = self._embed(tokens)
+        x = torch.cat([(prec_j.unsqueeze(-1) * emb).flatten(1), prec_j], dim=-1)
+        return self._mlp(x, int(j)).masked_fill(~self.valid[j], float("-inf"))
+
+
+@contextlib.contextmanager
+def _threads(n: int | None):
+    if not n:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+class AutoregressiveSynthesizer(BaseSynthesizer):
+    """Column-by-column model over tokens, trainable in any column order; see module docstring.
+
+    `max_seconds` bounds the whole fit (tokenizing included); training stops early when the
+    validation loss has not improved for `patience` epochs, keeping the best weights.
+    """
+
+    name = "autoregressive"
+
+    def __init__(self, epochs: int = 200, max_seconds: float | None = None, batch_size: int = 512,
+                 learning_rate: float = 3e-3, weight_decay: float = 1e-5, emb_dim: int = 8, hidden: int = 128,
+                 n_layers: int = 1, dropout: float = 0.05, n_bins: int = 64, n_sub: int = 32,
+                 fixed_order_share: float = 0.5, validation_share: float = 0.1, patience: int = 6,
+                 temperature: float = 1.0, top_p: float = 1.0, privacy_k: int = 5, device: str = "auto",
+                 n_threads: int | None = None, random_state: int | None = 0, verbose: bool = False,
+                 sample_batch_size: int = 65536, schema: Any = None):
+        self.epochs = epochs
+        self.max_seconds = max_seconds
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.emb_dim = emb_dim
+        self.hidden = hidden
+        self.n_layers = n_layers
+        self.dropout = dropout
+        self.n_bins = n_bins
+        self.n_sub = n_sub
+        self.fixed_order_share = fixed_order_share
+        self.validation_share = validation_share
+        self.patience = patience
+        self.temperature = temperature
+        self.top_p = top_p
+        self.privacy_k = privacy_k
+        self.device = device
+        self.n_threads = n_threads
+        self.random_state = random_state
+        self.verbose = verbose
+        self.sample_batch_size = sample_batch_size
+        self.schema = schema
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+    def _layout(self) -> None:
+        """Token slots: per column its bin/category token and, for numbers that need it, a sub token."""
+        slots: list[tuple[int, str]] = []
+        vocab: list[int] = []
+        for ci, (col, tok) in enumerate(zip(self.columns_, self.tokenizers_)):
+            if isinstance(tok, CategoryTokenizer):
+                slots.append((ci, "cat"))
+                vocab.append(tok.n_tokens)
+            else:
+                slots.append((ci, "bin"))
+                vocab.append(max(tok.n_bin_tokens, 1))
+                if tok.needs_sub:
+                    slots.append((ci, "sub"))
+                    vocab.append(tok.n_sub)
+        ordinal = []
+        for (ci, kind), v in zip(slots, vocab):
+            o = np.zeros(v)
+            if kind == "bin":
+                nb = self.tokenizers_[ci].bin_lo_.size
+                o[:nb] = np.linspace(-1.0, 1.0, nb) if nb > 1 else 0.0
+            elif kind == "sub":
+                o[:] = np.linspace(-1.0, 1.0, v)
+            ordinal.append(o)
+        self.ordinal_ = np.concatenate(ordinal) if ordinal else np.zeros(0)
+        self.slots_ = slots
+        self.vocab_ = vocab
+        self._slot_col = np.array([s[0] for s in slots], dtype=np.int64)
+        self._slot_is_sub = np.array([s[1] == "sub" for s in slots], dtype=bool)
+
+    def _precedence(self, col_rank: torch.Tensor) -> torch.Tensor:
+        """(B, n_columns) column ranks -> (B, C, C) float mask: [b, j, i] = token i comes before token j."""
+        col = torch.as_tensor(self._slot_col, device=col_rank.device)
+        sub = torch.as_tensor(self._slot_is_sub, device=col_rank.device).long()
+        rank = col_rank[:, col] * 2 + sub  # a column's sub token right after its bin token
+        return (rank.unsqueeze(1) < rank.unsqueeze(2)).float()
+
+    def _ranks(self, b: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:
+        m = len(self.columns_)
+        rand = torch.rand(b, m, generator=gen).argsort(dim=1).argsort(dim=1)
+        fixed = torch.rand(b, generator=gen) < self.fixed_order_share
+        rank = torch.where(fixed[:, None], torch.arange(m).expand(b, m), rand)
+        return rank.to(device)
+
+    def _tokenize(self, encoded: dict[str, np.ndarray]) -> np.ndarray:
+        cols = []
+        for col, tok in zip(self.columns_, self.tokenizers_):
+            x = encoded[col.name]
+            if isinstance(tok, CategoryTokenizer):
+                cols.append(tok.encode(x))
+            else:
+                b, s = tok.encode(x)
+                cols.append(b)
+                if tok.needs_sub:
+                    cols.append(s)
+        return np.column_stack(cols).astype(np.int64) if cols else np.zeros((0, 0), np.int64)
+
+    # -- fit -------------------------------------------------------------------------------------
+    def _fit(self, encoded: dict[str, np.ndarray], rng: np.random.Generator) -> None:
+        start = time.monotonic()
+        budget = float(self.max_seconds) if self.max_seconds else math.inf
+        self.columns_ = list(self.codec_.learned)
+        self.tokenizers_: list[Any] = []
+        for col in self.columns_:
+            x = encoded[col.name]
+            if col.kind in _DISCRETE:
+                self.tokenizers_.append(CategoryTokenizer(self.privacy_k).fit(x, len(col.categories or [])))
+            else:
+                self.tokenizers_.append(NumericTokenizer(self.n_bins, self.n_sub, self.privacy_k).fit(x))
+        self._layout()
+        tokens = self._tokenize(encoded)
+        self.history_: list[dict[str, float]] = []
+        seed = int(rng.integers(2**62))
+        device = self._device()
+        with _threads(self.n_threads), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            gen = torch.Generator().manual_seed(seed)
+            self.net_ = _Net(self.vocab_, self.emb_dim, self.hidden, self.n_layers, self.dropout, self.ordinal_).to(device)
+            if tokens.shape[1] == 0:
+                return
+            self._train(tokens, gen, device, start, budget)
+        self.net_.cpu()
+        self.fit_seconds_ = time.monotonic() - start
+
+    def _train(self, tokens: np.ndarray, gen: torch.Generator, device: torch.device, start: float, budget: float) -> None:
+        n = tokens.shape[0]
+        perm = torch.randperm(n, generator=gen).numpy()
+        n_val = int(round(n * self.validation_share)) if n >= 50 else 0
+        val = torch.as_tensor(tokens[perm[:n_val]], device=device)
+        train = torch.as_tensor(tokens[perm[n_val:]], device=device)
+        val_rank = self._ranks(n_val, gen, device) if n_val else None
+        net = self.net_
+        opt = torch.optim.AdamW(net.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
+        bs = max(1, min(self.batch_size, train.shape[0]))
+        best, best_state, bad = math.inf, None, 0
+        step_time = 0.0
+        progress = _progress(self.verbose, self.epochs)
+        for epoch in range(self.epochs):
+            net.train()
+            order = torch.randperm(train.shape[0], generator=gen).to(device)
+            total, count, stopped = 0.0, 0, False
+            for i in range(0, train.shape[0], bs):
+                t0 = time.monotonic()
+                if t0 - start + step_time * 2 > budget:
+                    stopped = True
+                    break
+                batch = train[order[i:i + bs]]
+                logits = net(batch, self._precedence(self._ranks(batch.shape[0], gen, device)))
+                loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.T.reshape(-1), reduction="mean") * batch.shape[1]
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * batch.shape[0]
+                count += batch.shape[0]
+                step_time = max(step_time * 0.9, time.monotonic() - t0) if step_time else time.monotonic() - t0
+            val_loss = self._val_loss(val, val_rank) if n_val and (not stopped or time.monotonic() - start + step_time * 4 < budget) else math.nan
+            self.history_.append({"epoch": epoch + 1, "train_loss": total / max(count, 1), "val_loss": val_loss,
+                                  "seconds": time.monotonic() - start})
+            if progress is not None:
+                progress.update(epoch + 1, total / max(count, 1), val_loss)
+            if n_val and np.isfinite(val_loss):
+                if val_loss < best - 1e-4:
+                    best, bad = val_loss, 0
+                    best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+                else:
+                    bad += 1
+                    if bad == max(1, self.patience // 2):
+                        for grp in opt.param_groups:
+                            grp["lr"] *= 0.5
+                    if bad >= self.patience:
+                        break
+            if stopped:
+                break
+        if progress is not None:
+            progress.close()
+        if best_state is not None:
+            net.load_state_dict(best_state)
+        self.best_val_loss_ = float(best)
+
+    @torch.no_grad()
+    def _val_loss(self, val: torch.Tensor, rank: torch.Tensor) -> float:
+        self.net_.eval()
+        total = 0.0
+        for i in range(0, val.shape[0], 4096):
+            b = val[i:i + 4096]
+            logits = self.net_(b, self._precedence(rank[i:i + 4096]))
+            total += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), b.T.reshape(-1), reduction="sum"))
+        return total / val.shape[0]
+
+    # -- sample ----------------------------------------------------------------------------------
+    def _sample(self, n: int, rng: np.random.Generator, known: dict[str, dict[str, Any]]) -> dict[str, np.ndarray]:
+        names = [c.name for c in self.columns_]
+        cond = [names.index(k) for k, v in known.items() if k in names and not v.get("generated")]
+        cond.sort()
+        masks = np.column_stack([known[names[c]]["mask"] for c in cond]) if cond else np.zeros((n, 0), bool)
+        patterns, inverse = np.unique(masks, axis=0, return_inverse=True) if n else (masks, np.zeros(0, int))
+        inverse = np.asarray(inverse).ravel()
+        c = len(self.slots_)
+        tokens = np.zeros((n, c), dtype=np.int64)
+        seed = int(rng.integers(2**62))
+        gen = torch.Generator().manual_seed(seed)
+        with _threads(self.n_threads), torch.no_grad():
+            self.net_.eval()
+            for p, pattern in enumerate(patterns):  # one pass per distinct set of conditioned columns
+                rows = np.flatnonzero(inverse == p)
+                fixed_cols = [cond[i] for i in range(len(cond)) if pattern[i]]
+                order = fixed_cols + [j for j in range(len(names)) if j not in fixed_cols]
+                for s in range(0, rows.size, self.sample_batch_size):
+                    r = rows[s:s + self.sample_batch_size]
+                    tokens[r] = self._sample_batch(r, order, set(fixed_cols), known, gen)
+        u = rng.random((n, len(names)))
+        out: dict[str, np.ndarray] = {}
+        for ci, (col, tok) in enumerate(zip(self.columns_, self.tokenizers_)):
+            slots = np.flatnonzero(self._slot_col == ci)
+            spec = known.get(col.name)
+            if isinstance(tok, CategoryTokenizer):
+                codes = tok.decode(tokens[:, slots[0]], u[:, ci])
+                if spec is not None and "codes" in spec:
+                    codes = np.where(spec["mask"], spec["codes"], codes)
+                out[col.name] = codes
+                continue
+            bins = tokens[:, slots[0]]
+            subs = tokens[:, slots[1]] if slots.size > 1 else np.zeros(n, np.int64)
+            if spec is not None and "lo" in spec:
+                m = spec["mask"]
+                lo, hi = _group_bounds(tok, bins, subs)
+                lo = np.where(m, np.maximum(lo, spec["lo"]), lo)
+                hi = np.where(m, np.minimum(hi, spec["hi"]), hi)
+                hi = np.maximum(hi, lo)
+                vals = lo + u[:, ci] * (hi - lo)
+                vals[bins >= tok.bin_lo_.size] = np.nan
+                vals = np.where(m, np.clip(vals, spec["lo"], spec["hi"]), vals)
+                out[col.name] = vals
+            else:
+                out[col.name] = tok.decode(bins, subs, u[:, ci])
+        return out
+
+    def _sample_batch(self, rows: np.ndarray, order: list[int], fixed: set[int], known: dict[str, dict[str, Any]],
+                     gen: torch.Generator) -> np.ndarray:
+        b, c = rows.size, len(self.slots_)
+        device = next(self.net_.parameters()).device
+        tok = torch.zeros(b, c, dtype=torch.long, device=device)
+        done = torch.zeros(b, c, device=device)
+        for ci in order:
+            col, tkz = self.columns_[ci], self.tokenizers_[ci]
+            spec = known.get(col.name) if ci in fixed else None
+            slots = np.flatnonzero(self._slot_col == ci)
+            if isinstance(tkz, CategoryTokenizer):
+                if spec is not None:
+                    tok[:, slots[0]] = torch.as_tensor(tkz.encode(spec["codes"][rows]), device=device)
+                else:
+                    tok[:, slots[0]] = self._draw(slots[0], tok, done, None, gen)
+                done[:, slots[0]] = 1
+                continue
+            lo = spec["lo"][rows] if spec is not None else None
+            hi = spec["hi"][rows] if spec is not None else None
+            allowed = None
+            if spec is not None:
+                allowed = np.zeros((b, self.vocab_[slots[0]]), bool)
+                allowed[:, : tkz.bin_lo_.size] = tkz.allowed_bins(lo, hi)
+            bins = self._draw(slots[0], tok, done, allowed, gen)
+            tok[:, slots[0]] = bins
+            done[:, slots[0]] = 1
+            if slots.size > 1:
+                allowed = None
+                if spec is not None:
+                    allowed = tkz.allowed_subs(np.minimum(bins.cpu().numpy(), tkz.bin_lo_.size - 1), lo, hi)
+                else:  # never draw an empty group
+                    allowed = ~np.isnan(tkz.sub_lo_[np.minimum(bins.cpu().numpy(), tkz.bin_lo_.size - 1)])
+                tok[:, slots[1]] = self._draw(slots[1], tok, done, allowed, gen)
+                done[:, slots[1]] = 1
+        return tok.cpu().numpy()
+
+    def _draw(self, j: int, tok: torch.Tensor, done: torch.Tensor, allowed: np.ndarray | None, gen: torch.Generator) -> torch.Tensor:
+        logits = self.net_.head(j, tok, done)[:, : self.vocab_[j]]
+        if allowed is not None:
+            logits = logits.masked_fill(~torch.as_tensor(allowed, device=logits.device), float("-inf"))
+        probs = torch.softmax(logits / max(self.temperature, 1e-6), dim=-1)
+        if self.top_p < 1.0:
+            sp, idx = probs.sort(dim=-1, descending=True)
+            keep = (sp.cumsum(-1) - sp) < self.top_p
+            sp = sp * keep
+            probs = torch.zeros_like(probs).scatter_(-1, idx, sp)
+        cum = probs.cumsum(-1)
+        u = torch.rand(probs.shape[0], 1, generator=gen).to(probs.device) * cum[:, -1:]
+        out = torch.searchsorted(cum, u, right=True).squeeze(1)
+        return out.clamp_(max=probs.shape[1] - 1)
+
+    # -- persistence -----------------------------------------------------------------------------
+    def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        arrays: dict[str, np.ndarray] = {}
+        toks = []
+        for i, tok in enumerate(self.tokenizers_):
+            m, a = tok.state()
+            toks.append({"type": "category" if isinstance(tok, CategoryTokenizer) else "numeric", **m})
+            arrays.update({f"tok{i}_{k}": v for k, v in a.items()})
+        for k, v in self.net_.state_dict().items():
+            arrays[f"net.{k}"] = v.detach().cpu().numpy()
+        meta = {"columns": [c.name for c in self.columns_], "tokenizers": toks, "history": self.history_}
+        return meta, arrays
+
+    def _set_state(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        self.columns_ = [self.schema_[name] for name in meta["columns"]]
+        self.tokenizers_ = []
+        for i, m in enumerate(meta["tokenizers"]):
+            a = {k.split("_", 1)[1]: v for k, v in arrays.items() if k.startswith(f"tok{i}_")}
+            klass = CategoryTokenizer if m["type"] == "category" else NumericTokenizer
+            self.tokenizers_.append(klass.from_state(m, a))
+        self.history_ = meta.get("history", [])
+        self._layout()
+        self.net_ = _Net(self.vocab_, self.emb_dim, self.hidden, self.n_layers, self.dropout, self.ordinal_)
+        self.net_.load_state_dict({k[4:]: torch.as_tensor(v) for k, v in arrays.items() if k.startswith("net.")})
+        self.net_.eval()
+
+
+def _group_bounds(tok: NumericTokenizer, bins: np.ndarray, subs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """[lo, hi] of the value group of each (bin, sub) token pair (NaN bins give 0, 0)."""
+    ok = bins < tok.bin_lo_.size
+    b = np.where(ok, bins, 0)
+    lo, hi = tok.sub_lo_[b, subs], tok.sub_hi_[b, subs]
+    lo = np.where(np.isnan(lo), tok.bin_lo_[b], lo)
+    hi = np.where(np.isnan(hi), tok.bin_hi_[b], hi)
+    return np.where(ok, lo, 0.0), np.where(ok, hi, 0.0)
+
+
+class _progress:
+    """A rich progress bar with epoch and losses, only when asked for."""
+
+    def __new__(cls, verbose: bool, total: int):
+        if not verbose:
+            return None
+        return super().__new__(cls)
+
+    def __init__(self, verbose: bool, total: int):
+        from rich.progress import Progress
+
+        self.bar = Progress()
+        self.bar.start()
+        self.task = self.bar.add_task("training", total=total)
+
+    def update(self, epoch: int, train_loss: float, val_loss: float) -> None:
+        self.bar.update(self.task, completed=epoch,
+                        description=f"epoch {epoch} loss {train_loss:.3f} val {val_loss:.3f}")
+
+    def close(self) -> None:
+        self.bar.stop()
