@@ -241,7 +241,7 @@ class DPMarginalSynthesizer(BaseSynthesizer):
             self.measurements_.append({"clique": [cell["column"]], "sigma": sigma1, "noisy": y})
 
         # 3. compress (post-processing)
-        n_hat1 = float(np.mean([y.sum() for y in noisy1]))
+        n_hat1 = self._n_hat1 = float(np.mean([y.sum() for y in noisy1]))
         coarse = [self._compress(cell, y, sigma1, n_hat1) for cell, y in zip(cells, noisy1)]
         kc = [int(g.max()) + 1 for g in coarse]
         codes = [g[f] for g, f in zip(coarse, fine)]

@@ -18,7 +18,8 @@ import pandas as pd
 
 from synthloop.errors import DataError
 from synthloop.evaluate.privacy import feature_matrix
-from synthloop.schema import TableSchema, infer_schema
+from synthloop.schema import ColumnKind, TableSchema, infer_schema
+from synthloop.transforms.generated import generate_ids
 
 
 def nearest_distance(query: np.ndarray, reference: np.ndarray, chunk_cells: int = 2**24) -> np.ndarray:
@@ -150,7 +151,14 @@ class ProtectionFilter:
             return model.sample(0), report
         out = pd.concat(parts, ignore_index=True)
         order = np.argsort(np.concatenate(slots), kind="stable")
-        return out.iloc[order].reset_index(drop=True), report
+        out = out.iloc[order].reset_index(drop=True)
+        schema = getattr(model, "schema_", None)
+        if schema is not None and report.rounds > 1:  # ids restart in every batch: draw them again for the whole table
+            rng = np.random.default_rng(seeds[-1])
+            for col in schema.of_kind(ColumnKind.ID):
+                if col.name in out.columns:
+                    out[col.name] = generate_ids(col, len(out), rng).to_numpy()
+        return out, report
 
 
 def protect(model: Any, train: pd.DataFrame, n: int, seed: int | None = None, holdout: pd.DataFrame | None = None,
