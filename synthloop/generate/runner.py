@@ -309,28 +309,34 @@ class PromptedGenerator:
             col = self.spec.producer()[name]
             regenerated[name] = 0
             first = True
+            pool = self.pool(col) if col.llm is not None and not col.llm.structured else None
+            seeds = [str(e.get(name, "")) for e in pool.examples] if pool is not None else []
             for round_ in range(1, div.max_rounds + 2):
                 ok_rows = sorted(i for i, r in done.items() if r["status"] == "ok" and name in r["values"])
                 texts = [done[i]["values"][name] for i in ok_rows]
                 if not texts:
                     break
-                is_dup, twin = near_duplicates(texts, div.threshold, div.ngram)
+                # copies of few-shot examples count as duplicates too: the seed file is not new data
+                dup_all, twin_all = near_duplicates(seeds + texts, div.threshold, div.ngram)
+                is_dup, twin = dup_all[len(seeds):], twin_all[len(seeds):]
+                twin_text = [(seeds + texts)[t] if t >= 0 else None for t in twin]
                 if first:
                     before[name] = diversity_report(texts, div.threshold, div.ngram)
+                    before[name]["seed_copy_rate"] = float(((twin >= 0) & (twin < len(seeds))).mean())
                     first = False
                 if round_ > div.max_rounds or col.llm is None:
                     break
-                redo = [(ok_rows[k], ok_rows[twin[k]]) for k in np.flatnonzero(is_dup) if done[ok_rows[k]].get("round", 0) < round_]
+                redo = [(ok_rows[k], twin_text[k]) for k in np.flatnonzero(is_dup) if done[ok_rows[k]].get("round", 0) < round_]
                 if not redo:
                     break
                 below = downstream(plan.deps, col.name) | {col.name}
                 keep_cols = [c for c in plan.per_row if c not in below]
                 keep: dict[int, dict[str, Any]] = {}
                 avoid: dict[int, dict[str, list[str]]] = {}
-                for i, j in redo:
+                for i, similar in redo:
                     vals = done[i]["values"]
                     keep[i] = {o: vals[o] for c in keep_cols for o in self.spec.column(c).output_names() if o in vals}
-                    avoid[i] = {col.name: [f'repeating "{done[j]["values"][name]}"']}
+                    avoid[i] = {col.name: [f'repeating "{similar}"']}
                 progress.phase(f"dedup {name} r{round_}")
                 res = self._run_rows(plan, [i for i, _ in redo], journal, done, progress, round_, avoid, keep)
                 regenerated[name] += len(res)
@@ -378,8 +384,15 @@ class PromptedGenerator:
         diversity = {}
         for name, before in div_before.items():
             texts = df[name].tolist() if name in df.columns else []
-            diversity[name] = {"before": before, "after": diversity_report(texts, spec.diversity.threshold, spec.diversity.ngram),
-                               "regenerated": regenerated.get(name, 0)}
+            after = diversity_report(texts, spec.diversity.threshold, spec.diversity.ngram)
+            col = spec.producer()[name]
+            pool = self.pool(col) if col.llm is not None and not col.llm.structured else None
+            if pool is not None and texts:
+                seeds = [str(e.get(name, "")) for e in pool.examples]
+                _, tw = near_duplicates(seeds + texts, spec.diversity.threshold, spec.diversity.ngram)
+                tw = tw[len(seeds):]
+                after["seed_copy_rate"] = float(((tw >= 0) & (tw < len(seeds))).mean())
+            diversity[name] = {"before": before, "after": after, "regenerated": regenerated.get(name, 0)}
         sess = progress.session
         return {
             "spec": spec.name, "seed": spec.seed, "backend": self.backend.model_id if plan.per_row else None,

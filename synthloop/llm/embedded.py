@@ -64,7 +64,9 @@ class EmbeddedBackend(BackendBase):
     def __init__(self, model: str | Path | None = None, n_ctx: int = 2048, threads: int | None = None) -> None:
         self.model_path = Path(model).expanduser().resolve() if model else default_model_path()
         self.n_ctx = n_ctx
-        self.threads = threads or max(1, min(4, os.cpu_count() or 1))
+        # llama.cpp threads spin while they wait for each other: on a small, shared machine more
+        # threads than free cores makes every token many times slower, so default to half the cores.
+        self.threads = threads or max(1, min(4, (os.cpu_count() or 2) // 2))
         self.model_id = f"embedded:{self.model_path.name}"
         self._lock = threading.Lock()
         self._grammars: dict[str, Any] = {}
