@@ -12,6 +12,7 @@ public schema; `guarantee()` says so.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,3 +110,52 @@ def unwrap(module: torch.nn.Module) -> torch.nn.Module:
     """The plain module inside Opacus' GradSampleModule (for state_dict saving without `_module.` prefixes)."""
     inner = getattr(module, "_module", None)
     return inner if isinstance(inner, torch.nn.Module) else module
+
+
+def fit_private(module: torch.nn.Module, loss_fn: Any, data: torch.Tensor, *, epochs: int, batch_size: int,
+                learning_rate: float, weight_decay: float, epsilon: float, delta: float, max_grad_norm: float = 1.0,
+                seed: int | None = None, model_name: str = "deep synthesizer") -> tuple[dict[str, Any], list[dict[str, float]]]:
+    """Train `module`'s parameters with DP-SGD (Adam) for exactly `epochs` epochs; return (guarantee, history).
+
+    `loss_fn(batch)` returns the mean loss of a batch of rows of `data`; it may call `module`'s
+    submodules directly (Opacus hooks sit on the layers). No validation split or early stopping: both
+    would look at private rows outside the accountant. Parameters Opacus cannot clip per row must be
+    frozen (`requires_grad=False`) before the call.
+    """
+    opt = torch.optim.Adam([p for p in module.parameters() if p.requires_grad], lr=learning_rate, weight_decay=weight_decay)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(data), batch_size=int(min(batch_size, len(data))))
+    dp = make_private(module, opt, loader, epsilon=epsilon, delta=delta, epochs=epochs, max_grad_norm=max_grad_norm, seed=seed)
+    history: list[dict[str, float]] = []
+    warnings.filterwarnings("ignore", message="Full backward hook is firing", category=UserWarning)
+    for ep in range(int(epochs)):
+        total, steps = 0.0, 0
+        for (batch,) in dp.data_loader:  # Poisson-sampled batches (may be empty)
+            if len(batch) == 0:
+                continue
+            loss = loss_fn(batch)
+            dp.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            dp.optimizer.step()
+            total += float(loss.detach())
+            steps += 1
+        history.append({"epoch": ep + 1, "loss": total / max(steps, 1), "epsilon": dp.spent()})
+    dp.module.zero_grad(set_to_none=True)
+    _remove_hooks(dp.module)
+    return dp.guarantee(model_name=model_name), history
+
+
+def _remove_hooks(module: torch.nn.Module) -> None:
+    """Leave the trained layers as plain modules (no per-sample hooks, no grad_sample buffers)."""
+    remove = getattr(module, "_close", None) or getattr(module, "remove_hooks", None)
+    if callable(remove):
+        try:
+            remove()
+        except Exception:  # noqa: BLE001 - a best-effort cleanup; the weights are already trained
+            pass
+    for p in module.parameters():
+        for attr in ("grad_sample", "_forward_counter"):
+            if hasattr(p, attr):
+                try:
+                    delattr(p, attr)
+                except AttributeError:
+                    pass

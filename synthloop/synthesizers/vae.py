@@ -65,6 +65,7 @@ class VAESynthesizer(BaseSynthesizer):
                  weight_decay: float = 1e-5, loss_factor: float = 2.0, max_modes: int = 10,
                  validation_share: float = 0.1, patience: int | None = 20, device: str = "auto",
                  random_state: int | None = 0, verbose: bool = False, max_condition_rounds: int = 20,
+                 epsilon: float | None = None, delta: float = 1e-6, max_grad_norm: float = 1.0,
                  schema: Any = None):
         self.epochs = epochs
         self.max_seconds = max_seconds
@@ -82,6 +83,9 @@ class VAESynthesizer(BaseSynthesizer):
         self.random_state = random_state
         self.verbose = verbose
         self.max_condition_rounds = max_condition_rounds
+        self.epsilon = epsilon  # DP-SGD target (None = no DP); delta and per-row clipping norm below
+        self.delta = delta
+        self.max_grad_norm = max_grad_norm
         self.schema = schema
 
     def _index(self) -> None:
@@ -110,7 +114,7 @@ class VAESynthesizer(BaseSynthesizer):
     def _fit(self, encoded: dict[str, np.ndarray], rng: np.random.Generator) -> None:
         dev = resolve_device(self.device)
         seed = int(rng.integers(2**31))
-        train_idx, val_idx = split_validation(self.n_rows_, self.validation_share, rng)
+        train_idx, val_idx = split_validation(self.n_rows_, self.validation_share if self.epsilon is None else 0.0, rng)
         self.layout_ = DataLayout(self.max_modes, random_state=seed).fit(
             {k: v[train_idx] for k, v in encoded.items()}, self.codec_.learned, rng)
         self._index()
@@ -123,6 +127,16 @@ class VAESynthesizer(BaseSynthesizer):
             opt = torch.optim.Adam(list(enc.parameters()) + list(dec.parameters()), lr=self.learning_rate, weight_decay=self.weight_decay)
             data_t = torch.from_numpy(data).to(dev)
             val_t = torch.from_numpy(val).to(dev) if val is not None else None
+            if self.epsilon is not None:  # DP-SGD (synthloop.synthesizers.dp_sgd): all rows, fixed epochs, no early stopping
+                from synthloop.synthesizers.dp_sgd import fit_private
+                dec.sigma.requires_grad_(False)  # Opacus clips per-row gradients of standard layers only
+                self.privacy_, self.history_ = fit_private(
+                    nn.ModuleDict({"enc": enc, "dec": dec}), lambda b: sum(self._loss(dec, enc, b)), data_t,
+                    epochs=self.epochs, batch_size=bs, learning_rate=self.learning_rate, weight_decay=self.weight_decay,
+                    epsilon=self.epsilon, delta=self.delta, max_grad_norm=self.max_grad_norm, seed=seed, model_name="VAE")
+                self.training_ = {"epochs": self.epochs, "dp_sgd": True}
+                dec.eval()
+                return
 
             def epoch(_: int) -> float:
                 enc.train()
@@ -176,16 +190,21 @@ class VAESynthesizer(BaseSynthesizer):
             return self._generate(n, rng)
         return _conditional_rejection(self, n, rng, learned, self.max_condition_rounds)
 
+    def privacy_guarantee(self) -> dict[str, Any] | None:
+        """DP-SGD's guarantee when fitted with `epsilon` (read by synthloop.evaluate.guarantee), else None."""
+        return getattr(self, "privacy_", None)
+
     # -- persistence ------------------------------------------------------------------------------
     def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         lmeta, arrays = self.layout_.state()
         arrays = {f"layout_{k}": v for k, v in arrays.items()}
         arrays.update(module_to_arrays(self.decoder_, "dec."))
-        return {"layout": lmeta, "training": getattr(self, "training_", None)}, arrays
+        return {"layout": lmeta, "training": getattr(self, "training_", None), "privacy": getattr(self, "privacy_", None)}, arrays
 
     def _set_state(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         self.layout_ = DataLayout.from_state(meta["layout"], {k[7:]: v for k, v in arrays.items() if k.startswith("layout_")})
         self._index()
         self.training_ = meta.get("training")
+        self.privacy_ = meta.get("privacy")
         self.decoder_ = _Decoder(self.embedding_dim, tuple(self.decompress_dims), self.layout_.dim_)
         arrays_to_module(self.decoder_, arrays, "dec.").to(resolve_device(self.device)).eval()
