@@ -1,0 +1,192 @@
+"""What the user wants from a run: metric bounds and distribution targets, loaded from YAML.
+
+```yaml
+metrics:                        # any of METRICS, each with min and/or max
+  quality_score: {min: 0.8}
+  detection_auc: {max: 0.8}
+  pair_trends_drift: {max: 0.05}   # pair-trend score lost against the first (unsteered) iteration
+shares: {sex: {Female: 0.5, Male: 0.5}}      # exact shares (within `tolerance`)
+parity: [sex]                                # equal shares over every value of a protected column
+min_shares: {is_fraud: {1: 0.25}}            # a rare class at least this share
+ranges: {amount: {min: 1, max: 1000}}        # every value (or `share` of them) inside [min, max]
+constraints: ["fee <= amount"]               # rules that must hold on 100% of rows
+match_real: true                             # default when no distribution target is given
+budget: {iterations: 5, seconds: 600}
+```
+Learned runs also read `model`, `model_params`, `models` (the ladder SwitchModel climbs), `rows`,
+`seed`, `target` (column for utility) and `holdout_share`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from synthloop.errors import SynthloopError
+
+# metric name -> (what it is, the bound a user usually gives)
+METRICS: dict[str, str] = {
+    "quality_score": "SDMetrics quality score (mean of column shapes and pair trends)",
+    "column_shapes": "mean 1 - KS / 1 - TVD over columns",
+    "column_pair_trends": "mean pair-trend score over related column pairs",
+    "pair_trends_drift": "column pair trends lost against the first, unsteered iteration",
+    "detection_auc": "ROC AUC of a real-vs-synthetic classifier (0.5 ideal)",
+    "tstr_ratio": "TSTR / TRTR of a model predicting `target` on a real holdout",
+    "dcr_share": "share of synthetic rows closer to a training row than to a holdout row (0.5 ideal)",
+    "exact_copy_rate": "share of synthetic rows identical to a training row",
+    "constraint_adherence": "share of rows satisfying every rule in `constraints`",
+    "near_duplicate_rate": "share of text values that near-duplicate another (prompted text columns)",
+}
+
+
+class TargetsError(SynthloopError):
+    """The targets file is invalid; the message names the file, line and key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Bound(_Strict):
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _some(self) -> "Bound":
+        if self.min is None and self.max is None:
+            raise ValueError("give min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        return self
+
+    def text(self) -> str:
+        if self.min is not None and self.max is not None:
+            return f"[{self.min:g}, {self.max:g}]"
+        return f">= {self.min:g}" if self.min is not None else f"<= {self.max:g}"
+
+
+class RangeTarget(_Strict):
+    min: float | None = None
+    max: float | None = None
+    share: float = Field(1.0, gt=0, le=1, description="share of non-null values that must fall inside")
+
+    @model_validator(mode="after")
+    def _some(self) -> "RangeTarget":
+        if self.min is None and self.max is None:
+            raise ValueError("give min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        return self
+
+
+class Budget(_Strict):
+    iterations: int = Field(5, ge=1, le=100)
+    seconds: float | None = Field(None, gt=0)
+    patience: int = Field(2, ge=1, le=20, description="stop after this many iterations without gain")
+
+
+def _shares(v: dict[Any, float], where: str) -> dict[Any, float]:
+    if not v:
+        raise ValueError(f"{where}: give at least one value")
+    if any(not 0 <= s <= 1 for s in v.values()):
+        raise ValueError(f"{where}: shares must lie in [0, 1]")
+    return v
+
+
+class Targets(_Strict):
+    metrics: dict[str, Bound] = Field(default_factory=dict)
+    shares: dict[str, dict[Any, float]] = Field(default_factory=dict)
+    parity: list[str] = Field(default_factory=list)
+    min_shares: dict[str, dict[Any, float]] = Field(default_factory=dict)
+    ranges: dict[str, RangeTarget] = Field(default_factory=dict)
+    constraints: list[Any] = Field(default_factory=list)
+    match_real: bool | None = None
+    tolerance: float = Field(0.01, gt=0, le=1, description="largest accepted |share - target|")
+    budget: Budget = Field(default_factory=Budget)
+    # learned runs
+    model: str = "copula"
+    model_params: dict[str, Any] = Field(default_factory=dict)
+    models: list[str] = Field(default_factory=lambda: ["copula", "dp", "autoregressive"])
+    rows: int | None = Field(None, ge=1)
+    seed: int = 0
+    target: str | None = None
+    protected: list[str] = Field(default_factory=list)
+    holdout_share: float = Field(0.2, gt=0, lt=0.9)
+    max_epochs: int = Field(2000, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> "Targets":
+        for name in self.metrics:
+            if name not in METRICS:
+                raise ValueError(f"unknown metric '{name}'; use one of {', '.join(METRICS)}")
+        for name, v in self.shares.items():
+            _shares(v, f"shares.{name}")
+            if abs(sum(v.values()) - 1.0) > 1e-6:
+                raise ValueError(f"shares.{name}: shares must add up to 1 (they add up to {sum(v.values()):g})")
+        for name, v in self.min_shares.items():
+            _shares(v, f"min_shares.{name}")
+            if sum(v.values()) > 1 + 1e-9:
+                raise ValueError(f"min_shares.{name}: minimum shares add up to more than 1")
+        both = set(self.shares) & (set(self.min_shares) | set(self.parity))
+        if both:
+            raise ValueError(f"column '{sorted(both)[0]}' has two share targets; keep one of shares, parity, min_shares")
+        if "tstr_ratio" in self.metrics and not self.target:
+            raise ValueError("metric tstr_ratio needs 'target': the column a model predicts")
+        return self
+
+    @property
+    def distribution_targets(self) -> bool:
+        return bool(self.shares or self.parity or self.min_shares or self.ranges)
+
+    def wants_match_real(self) -> bool:
+        return self.match_real if self.match_real is not None else not (self.distribution_targets or self.metrics)
+
+    def needs_holdout(self) -> bool:
+        return bool({"tstr_ratio", "dcr_share"} & set(self.metrics))
+
+
+def _line_of(text: str, loc: tuple[Any, ...]) -> int | None:
+    try:
+        from synthloop.spec.loader import _line_of as spec_line_of
+
+        return spec_line_of(yaml.compose(text), loc)
+    except Exception:  # a line number is a courtesy; never fail on it
+        return None
+
+
+def parse_targets(data: Any, source: str = "targets", text: str | None = None) -> Targets:
+    """Validate a parsed targets mapping; errors name `source`, the line (with `text`) and the key."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise TargetsError(f"{source}: expected a mapping (metrics, shares, parity, min_shares, ranges, budget, ...)")
+    try:
+        return Targets.model_validate(data)
+    except ValidationError as exc:
+        errs = exc.errors()
+        err = next((e for e in errs if e["type"] == "extra_forbidden"), errs[0])
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown key '{err['loc'][-1]}' (check the spelling)"
+        path = ".".join(str(p) for p in loc) or "(root)"
+        line = _line_of(text, loc) if text else None
+        at = f"{source}:{line}" if line else source
+        raise TargetsError(f"{at}: {path}: {msg}") from None
+
+
+def load_targets(path: str | Path) -> Targets:
+    """Read a targets YAML file (see the module docstring)."""
+    p = Path(path)
+    if not p.exists():
+        raise TargetsError(f"{p}: targets file not found")
+    text = p.read_text(encoding="utf-8")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f"{p}:{mark.line + 1}" if mark is not None else str(p)
+        raise TargetsError(f"{at}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    return parse_targets(data, str(p), text)
