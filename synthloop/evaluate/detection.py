@@ -16,14 +16,20 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
-from synthloop.evaluate._frames import model_frames
+from synthloop.evaluate._frames import limited_threads, model_frames
 from synthloop.schema import TableSchema, infer_schema
 
 
 def detection_score(real: pd.DataFrame, synthetic: pd.DataFrame, schema: TableSchema | None = None,
                     max_rows: int = 5_000, folds: int = 3, max_iter: int = 100,
-                    random_state: int = 0) -> dict[str, Any]:
+                    random_state: int = 0, threads: int = 1) -> dict[str, Any]:
     """Cross-validated ROC AUC of real-vs-synthetic detection, plus per-column contributions."""
+    with limited_threads(threads):
+        return _detection(real, synthetic, schema, max_rows, folds, max_iter, random_state)
+
+
+def _detection(real: pd.DataFrame, synthetic: pd.DataFrame, schema: TableSchema | None, max_rows: int, folds: int,
+               max_iter: int, random_state: int) -> dict[str, Any]:
     schema = schema or infer_schema(real)
     rng = np.random.default_rng(random_state)
     n = min(len(real), len(synthetic), max_rows)

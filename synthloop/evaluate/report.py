@@ -216,7 +216,8 @@ window.addEventListener("error", function (e) { window.__reportErrors.push(Strin
 {% if con.rules %}<table><tr><th>rule</th><th>status</th><th>synthetic valid</th><th>real valid</th></tr>
 {% for r in con.rules %}<tr><td>{{ r.rule }}</td><td>{{ r.status }}</td><td class="num">{{ fmt(r.synthetic_valid_share) }}</td><td class="num">{{ fmt(r.real_valid_share) }}</td></tr>{% endfor %}
 </table>{% endif %}</section>
-<p class="muted">Computed in {{ total_s }} s ({{ timings }}). Every figure is also in the JSON file written beside this report.</p>
+{% for x in extra_sections %}<section id="{{ x.id }}"><h2>{{ x.title }}</h2>{{ x.html }}</section>
+{% endfor %}<p class="muted">Computed in {{ total_s }} s ({{ timings }}). Every figure is also in the JSON file written beside this report.</p>
 </main>
 <script>{{ plotly_js }}</script>
 <script type="application/json" id="report-figures">{{ specs_json }}</script>
@@ -258,9 +259,13 @@ def _privacy_rows(p: dict[str, Any]) -> list[tuple[str, Any, str, str]]:
     return rows
 
 
-def render_html(data: dict[str, Any], title: str | None = None) -> str:
-    """The report page for one evaluation's `data` (an `EvaluationResult.data`)."""
+def render_html(data: dict[str, Any], title: str | None = None, extra_sections: list[dict[str, Any]] | None = None) -> str:
+    """The report page for one evaluation's `data` (an `EvaluationResult.data`). `extra_sections`:
+    [{id, title, html (trusted markup), figures: {div id: plotly spec}}] appended after the built-in ones."""
     specs = figure_specs(data)
+    extra = [{**x, "html": Markup(x.get("html", ""))} for x in (extra_sections or [])]
+    for x in extra:
+        specs.update(x.get("figures") or {})
     env = jinja2.Environment(autoescape=True, undefined=jinja2.ChainableUndefined)
     tmpl = env.from_string(_TEMPLATE)
     rows = data.get("rows", {})
@@ -279,5 +284,5 @@ def render_html(data: dict[str, Any], title: str | None = None) -> str:
         cov=data.get("coverage") or {}, con=data.get("constraints") or {},
         total_s=f"{sum(timings.values()):.1f}", timings=", ".join(f"{k} {v:.1f} s" for k, v in timings.items()),
         plotly_js=Markup(plotly_js().replace("</script", "<\\/script")),
-        specs_json=Markup(specs_json),
+        specs_json=Markup(specs_json), extra_sections=extra,
     )

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from synthloop.errors import DataError
-from synthloop.evaluate._frames import CONTINUOUS, learned_columns, to_numeric
+from synthloop.evaluate._frames import CONTINUOUS, learned_columns, limited_threads, to_numeric
 from synthloop.evaluate.adherence import constraint_adherence
 from synthloop.evaluate.coverage import coverage_figures
 from synthloop.evaluate.detection import detection_score
@@ -244,14 +244,22 @@ class EvaluationResult:
 def evaluate(real: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame | None = None, target: str | None = None,
              protected: Sequence[str] | None = None, schema: TableSchema | None = None,
              constraints: list[Any] | None = None, seed: int = 0, detection: bool = True, plots: bool = True,
-             max_rows: int = 5_000) -> EvaluationResult:
+             max_rows: int = 5_000, threads: int = 1) -> EvaluationResult:
     """Judge `synthetic` against `real` (the synthesizer's training rows); see the module docstring.
 
     `holdout`: real rows the synthesizer never saw (for DCR share, membership attack, utility testing).
     `target`: column for utility and demographic parity. `protected`: columns for fairness.
     `constraints`: rule objects with `is_valid(df)` (defaults to the schema's declared constraints).
     `max_rows`: rows per side for detection and synthetic rows queried for privacy distances.
+    `threads`: OpenMP/BLAS/torch threads while evaluating (1 is robust on a busy shared machine).
     """
+    with limited_threads(threads):
+        return _evaluate(real, synthetic, holdout, target, protected, schema, constraints, seed, detection, plots, max_rows)
+
+
+def _evaluate(real: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame | None, target: str | None,
+              protected: Sequence[str] | None, schema: TableSchema | None, constraints: list[Any] | None, seed: int,
+              detection: bool, plots: bool, max_rows: int) -> EvaluationResult:
     if not isinstance(real, pd.DataFrame) or not isinstance(synthetic, pd.DataFrame):
         raise DataError("evaluate(real, synthetic): both tables must be pandas DataFrames; read files with synthloop.io.read_table")
     if len(real) == 0 or len(synthetic) == 0:

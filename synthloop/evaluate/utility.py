@@ -18,7 +18,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostin
 from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, r2_score, roc_auc_score
 
 from synthloop.errors import DataError
-from synthloop.evaluate._frames import CONTINUOUS, model_frames, to_numeric
+from synthloop.evaluate._frames import CONTINUOUS, limited_threads, model_frames, to_numeric
 from synthloop.schema import ColumnKind, TableSchema, infer_schema
 
 
@@ -58,8 +58,14 @@ def _classification(Xtr: pd.DataFrame, ytr: np.ndarray, Xte: pd.DataFrame, class
 
 def utility_scores(train: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame | None, target: str,
                    schema: TableSchema | None = None, max_rows: int = 20_000, max_iter: int = 100,
-                   random_state: int = 0) -> UtilityRun:
+                   random_state: int = 0, threads: int = 1) -> UtilityRun:
     """TRTR and TSTR figures for `target` (see module docstring)."""
+    with limited_threads(threads):
+        return _utility(train, synthetic, holdout, target, schema, max_rows, max_iter, random_state)
+
+
+def _utility(train: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame | None, target: str,
+             schema: TableSchema | None, max_rows: int, max_iter: int, random_state: int) -> UtilityRun:
     schema = schema or infer_schema(train)
     if target not in schema:
         raise DataError(f"target column '{target}' is not in the real table; pick one of {schema.names[:8]}")
