@@ -61,7 +61,7 @@ def load(name: str) -> tuple[pd.DataFrame, pd.DataFrame, str, object]:
 def sdv_metadata(df: pd.DataFrame):
     from sdv.metadata import Metadata
 
-    return Metadata.detect_from_dataframe(df, table_name="t")
+    return Metadata.detect_from_dataframes({"t": df})
 
 
 def sdmetrics_quality(real: pd.DataFrame, synth: pd.DataFrame, metadata) -> dict[str, float]:
@@ -94,6 +94,10 @@ def tstr_auc(synth: pd.DataFrame, test: pd.DataFrame, target: str, positive) -> 
     clf.fit(prep(synth, cats), y)
     proba = clf.predict_proba(prep(test, cats))[:, 1]
     return round(float(roc_auc_score((test[target].astype(str) == str(positive)).astype(int), proba)), 4)
+
+
+def _one(out) -> pd.DataFrame:
+    return out["t"] if isinstance(out, dict) else out
 
 
 def peak_mb() -> float:
@@ -143,19 +147,19 @@ def run_dataset(name: str, seconds: float, big: bool) -> None:
     peers = {}
     t0 = time.perf_counter()
     gc = GaussianCopulaSynthesizer(metadata)
-    gc.fit(train)
+    gc.fit({"t": train})  # SDV 2.0 takes and returns {table name: DataFrame}
     gc_fit = time.perf_counter() - t0
-    peers["sdv_gaussian_copula"] = {"fit_seconds": round(gc_fit, 1), **judge(name, train, test, gc.sample(len(train)), target, positive, metadata, schema)}
+    peers["sdv_gaussian_copula"] = {"fit_seconds": round(gc_fit, 1), **judge(name, train, test, _one(gc.sample(len(train))), target, positive, metadata, schema)}
     t0 = time.perf_counter()
-    TVAESynthesizer(metadata, epochs=2).fit(train)
+    TVAESynthesizer(metadata, epochs=2).fit({"t": train})
     per_epoch = (time.perf_counter() - t0) / 2
     epochs = max(1, int(fit_s / per_epoch))
     t0 = time.perf_counter()
     tv = TVAESynthesizer(metadata, epochs=epochs)
-    tv.fit(train)
+    tv.fit({"t": train})
     tv_fit = time.perf_counter() - t0
     peers["sdv_tvae"] = {"fit_seconds": round(tv_fit, 1), "epochs": epochs,
-                         **judge(name, train, test, tv.sample(len(train)), target, positive, metadata, schema)}
+                         **judge(name, train, test, _one(tv.sample(len(train))), target, positive, metadata, schema)}
     best_peer = max(peers, key=lambda k: peers[k]["quality"])
     row = {**base, "case": "quality_at_same_wall_time", "ours": ours, **peers,
            "best_peer": best_peer, "quality_margin": round(ours["quality"] - peers[best_peer]["quality"], 4),

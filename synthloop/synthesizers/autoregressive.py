@@ -114,7 +114,9 @@ class AutoregressiveSynthesizer(BaseSynthesizer):
     """Column-by-column model over tokens, trainable in any column order; see module docstring.
 
     `max_seconds` bounds the whole fit (tokenizing included); training stops early when the
-    validation loss has not improved for `patience` epochs, keeping the best weights.
+    validation loss has not improved for `patience` epochs, keeping the best weights. With a time
+    budget (or `lr_schedule="cosine"`) the learning rate follows a cosine decay over the budget;
+    otherwise it halves when the validation loss stalls.
     """
 
     name = "autoregressive"
@@ -125,7 +127,7 @@ class AutoregressiveSynthesizer(BaseSynthesizer):
                  fixed_order_share: float = 0.5, validation_share: float = 0.1, patience: int = 6,
                  temperature: float = 1.0, top_p: float = 1.0, privacy_k: int = 5, device: str = "auto",
                  n_threads: int | None = None, random_state: int | None = 0, verbose: bool = False,
-                 sample_batch_size: int = 65536, schema: Any = None):
+                 sample_batch_size: int = 65536, lr_schedule: str = "auto", schema: Any = None):
         self.epochs = epochs
         self.max_seconds = max_seconds
         self.batch_size = batch_size
@@ -148,6 +150,7 @@ class AutoregressiveSynthesizer(BaseSynthesizer):
         self.random_state = random_state
         self.verbose = verbose
         self.sample_batch_size = sample_batch_size
+        self.lr_schedule = lr_schedule
         self.schema = schema
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -261,6 +264,11 @@ class AutoregressiveSynthesizer(BaseSynthesizer):
                 if t0 - start + step_time * 2 > budget:
                     stopped = True
                     break
+                if math.isfinite(budget) or self.lr_schedule == "cosine":
+                    # cosine decay over the run (time or epochs, whichever ends first)
+                    done_share = max((t0 - start) / budget, (epoch + i / train.shape[0]) / self.epochs)
+                    for grp in opt.param_groups:
+                        grp["lr"] = self.learning_rate * max(0.02, 0.5 * (1 + math.cos(math.pi * min(done_share, 1.0))))
                 batch = train[order[i:i + bs]]
                 logits = net(batch, self._precedence(self._ranks(batch.shape[0], gen, device)))
                 loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.T.reshape(-1), reduction="mean") * batch.shape[1]
@@ -281,7 +289,7 @@ class AutoregressiveSynthesizer(BaseSynthesizer):
                     best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
                 else:
                     bad += 1
-                    if bad == max(1, self.patience // 2):
+                    if bad == max(1, self.patience // 2) and not (math.isfinite(budget) or self.lr_schedule == "cosine"):
                         for grp in opt.param_groups:
                             grp["lr"] *= 0.5
                     if bad >= self.patience:
