@@ -78,6 +78,11 @@ class OpenAIBackend(BackendBase):
                 break
             except (oa.APITimeoutError, oa.APIConnectionError, oa.APIStatusError) as exc:
                 status = getattr(exc, "status_code", None)
+                if status in (400, 422) and fmt is not None and self.response_format == "json_schema":
+                    # llama-cpp-python's server knows only {"type": "json_object", "schema": ...}
+                    self.response_format = "json_object"
+                    fmt = kwargs["response_format"] = self._format(request)
+                    continue
                 retryable = status is None or status in RETRY_STATUS
                 if not retryable or retries >= self.max_retries:
                     raise LLMError(self._explain(exc, status, retries)) from None

