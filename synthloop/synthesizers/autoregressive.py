@@ -90,11 +90,28 @@ class _Net(nn.Module):
         logits = self._mlp(self._inputs(tokens, prec), slice(None))
         return logits.masked_fill(~self.valid[:, None, :], float("-inf"))
 
-    def head(self, j: int, tokens: torch.Tensor, prec_j: torch.Tensor) -> torch.Tensor:
-        """Logits (B, Vmax) of token j given the tokens flagged in `prec_j` (B, C)."""
-        emb = self._embed(tokens)
-        x = torch.cat([(prec_j.unsqueeze(-1) * emb).flatten(1), prec_j], dim=-1)
-        return self._mlp(x, int(j)).masked_fill(~self.valid[j], float("-inf"))
+    def embed_slot(self, j: int, tokens: torch.Tensor) -> torch.Tensor:
+        """(B,) tokens of slot j -> (B, e) embeddings (as `_embed`, one slot)."""
+        idx = tokens + self.offsets[j]
+        return self.emb(idx) + self.ordinal[idx].unsqueeze(-1) * self.ord_vec[j]
+
+    def head(self, j: int, emb: torch.Tensor, done: list[int]) -> torch.Tensor:
+        """Logits (B, Vmax) of token j given the embedded tokens `emb` (B, C, e) of the slots in `done`.
+
+        Same function as `forward` for one head, but only the done slots' weight rows are multiplied
+        (the others see zeros) and their mask bits fold into the bias: sampling costs half as much."""
+        j, e, c = int(j), self.e, self.c
+        w = self.w_in[j]
+        if done:
+            d = torch.as_tensor(done, dtype=torch.long, device=w.device)
+            rows = (d[:, None] * e + torch.arange(e, device=w.device)).flatten()
+            h = torch.addmm(self.b_in[j] + w[c * e + d].sum(0), emb[:, d].flatten(1), w[rows])
+        else:
+            h = self.b_in[j].expand(emb.shape[0], -1)
+        h = F.gelu(h)
+        for layer in range(self.w_mid.shape[0]):
+            h = h + F.gelu(h @ self.w_mid[layer, j] + self.b_mid[layer, j])
+        return (h @ self.w_out[j] + self.b_out[j]).masked_fill(~self.valid[j], float("-inf"))
 
 
 @contextlib.contextmanager
@@ -365,17 +382,23 @@ class AutoregressiveSynthesizer(BaseSynthesizer):
         b, c = rows.size, len(self.slots_)
         device = next(self.net_.parameters()).device
         tok = torch.zeros(b, c, dtype=torch.long, device=device)
-        done = torch.zeros(b, c, device=device)
+        emb = torch.zeros(b, c, self.net_.e, device=device)
+        done: list[int] = []
+
+        def put(j: int, values: torch.Tensor) -> None:
+            tok[:, j] = values
+            emb[:, j] = self.net_.embed_slot(j, values)
+            done.append(int(j))
+
         for ci in order:
             col, tkz = self.columns_[ci], self.tokenizers_[ci]
             spec = known.get(col.name) if ci in fixed else None
             slots = np.flatnonzero(self._slot_col == ci)
             if isinstance(tkz, CategoryTokenizer):
                 if spec is not None:
-                    tok[:, slots[0]] = torch.as_tensor(tkz.encode(spec["codes"][rows]), device=device)
+                    put(slots[0], torch.as_tensor(tkz.encode(spec["codes"][rows]), device=device))
                 else:
-                    tok[:, slots[0]] = self._draw(slots[0], tok, done, None, gen)
-                done[:, slots[0]] = 1
+                    put(slots[0], self._draw(slots[0], emb, done, None, gen))
                 continue
             lo = spec["lo"][rows] if spec is not None else None
             hi = spec["hi"][rows] if spec is not None else None
@@ -383,21 +406,19 @@ class AutoregressiveSynthesizer(BaseSynthesizer):
             if spec is not None:
                 allowed = np.zeros((b, self.vocab_[slots[0]]), bool)
                 allowed[:, : tkz.bin_lo_.size] = tkz.allowed_bins(lo, hi)
-            bins = self._draw(slots[0], tok, done, allowed, gen)
-            tok[:, slots[0]] = bins
-            done[:, slots[0]] = 1
+            bins = self._draw(slots[0], emb, done, allowed, gen)
+            put(slots[0], bins)
             if slots.size > 1:
                 allowed = None
                 if spec is not None:
                     allowed = tkz.allowed_subs(np.minimum(bins.cpu().numpy(), tkz.bin_lo_.size - 1), lo, hi)
                 else:  # never draw an empty group
                     allowed = ~np.isnan(tkz.sub_lo_[np.minimum(bins.cpu().numpy(), tkz.bin_lo_.size - 1)])
-                tok[:, slots[1]] = self._draw(slots[1], tok, done, allowed, gen)
-                done[:, slots[1]] = 1
+                put(slots[1], self._draw(slots[1], emb, done, allowed, gen))
         return tok.cpu().numpy()
 
-    def _draw(self, j: int, tok: torch.Tensor, done: torch.Tensor, allowed: np.ndarray | None, gen: torch.Generator) -> torch.Tensor:
-        logits = self.net_.head(j, tok, done)[:, : self.vocab_[j]]
+    def _draw(self, j: int, emb: torch.Tensor, done: list[int], allowed: np.ndarray | None, gen: torch.Generator) -> torch.Tensor:
+        logits = self.net_.head(j, emb, done)[:, : self.vocab_[j]]
         if allowed is not None:
             logits = logits.masked_fill(~torch.as_tensor(allowed, device=logits.device), float("-inf"))
         probs = torch.softmax(logits / max(self.temperature, 1e-6), dim=-1)
