@@ -145,3 +145,19 @@ def test_numeric_tokens_keep_spikes_exact_and_resolution_fine():
     ok = ~np.isnan(x) & (x != 0)
     err = np.abs(back[ok] - x[ok])  # each group holds ~5 values: wide only in the sparse tails
     assert np.quantile(err, 0.99) < 1.0 and np.median(err) < 0.2 and err.max() < 20.0
+
+
+@pytest.mark.slow
+def test_adult_quality_end_to_end():
+    """Adult, 90 s of training on the UCI training split: quality (our SDMetrics-equal score) >= 0.96."""
+    from pathlib import Path
+
+    from synthloop.evaluate.quality import quality_score
+
+    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "adult" / "adult.csv.gz"
+    if not path.exists():
+        pytest.skip(f"{path} not found")
+    train = pd.read_csv(path).iloc[:32561].reset_index(drop=True)
+    m = AutoregressiveSynthesizer(max_seconds=90, random_state=0).fit(train)
+    s = m.sample(len(train), seed=0)
+    assert quality_score(train, s, m.schema_).score >= 0.96
