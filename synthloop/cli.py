@@ -310,6 +310,8 @@ from synthloop.generate.commands import register as _register_generate
 _register_generate(app)
 from synthloop.evaluate.commands import register as _register_evaluate
 _register_evaluate(app)
+from synthloop.refine.commands import register as _register_refine
+_register_refine(app)
 
 
 def main() -> None:
