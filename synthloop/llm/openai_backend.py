@@ -78,8 +78,10 @@ class OpenAIBackend(BackendBase):
                 break
             except (oa.APITimeoutError, oa.APIConnectionError, oa.APIStatusError) as exc:
                 status = getattr(exc, "status_code", None)
-                if status in (400, 422) and fmt is not None and self.response_format == "json_schema":
+                if (fmt is not None and fmt.get("type") == "json_schema"
+                        and (status in (400, 422) or (status == 500 and "response_format" in str(exc)))):
                     # llama-cpp-python's server knows only {"type": "json_object", "schema": ...}
+                    # (and reports the refusal as a 500 naming response_format)
                     self.response_format = "json_object"
                     fmt = kwargs["response_format"] = self._format(request)
                     continue
