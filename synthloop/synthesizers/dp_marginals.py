@@ -478,6 +478,9 @@ class DPMarginalSynthesizer(BaseSynthesizer):
         """The guarantee this model gives, as data and as one sentence."""
         rho = getattr(self, "rho_", None) or cdp_rho(self.epsilon, self.delta)
         eps = float(self.epsilon)
+        public = "the schema: column kinds, categories, numerical bounds, decimals, which columns hold nulls"
+        if getattr(self, "constraints_", None):
+            public += "; constraint rules (fixed combinations read their allowed combinations from the rows)"
         return {
             "differentially_private": True,
             "epsilon": eps, "delta": float(self.delta), "rho_zcdp": float(rho),
@@ -485,7 +488,7 @@ class DPMarginalSynthesizer(BaseSynthesizer):
             "mechanism": "MST (Gaussian noise on 1- and 2-way marginals, exponential-mechanism selection)",
             "accounting": "zCDP, converted with Canonne, Kamath & Steinke (2020)",
             "unit": "one row of the source table (neighbouring tables differ by adding or removing one row)",
-            "public": "the schema: column kinds, categories, numerical bounds, decimals, which columns hold nulls",
+            "public": public,
             "statement": f"({eps}, {float(self.delta):g})-DP for the rows of the source table",
         }
 
