@@ -108,3 +108,45 @@ def test_bad_spec_exits_2_with_one_line(tmp_path: Path) -> None:
     assert r.returncode == 2
     assert "bad.yaml:12: columns[2].llm.prompt: unknown column 'prio'" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_ctrl_c_keeps_finished_rows_and_says_how_to_resume(spec: Path, tmp_path: Path) -> None:
+    out = tmp_path / "t.csv"
+    journal = journal_path_for(out)
+    with FakeOpenAIServer(delay=0.1) as srv:
+        proc = subprocess.Popen([sys.executable, "-m", "synthloop.cli", "generate", str(spec), "-o", str(out),
+                                 "--base-url", srv.base_url, "--no-cache"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 60
+        while time.time() < deadline and not (journal.exists() and len(journal.read_text().splitlines()) >= 4):
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "run the same command again to resume" in err and "Traceback" not in err
+    assert len(journal.read_text().splitlines()) >= 4 and not out.exists()
+
+
+@pytest.mark.slow
+def test_kill_9_and_resume_with_the_embedded_model(tmp_path: Path) -> None:
+    pytest.importorskip("llama_cpp")
+    p = tmp_path / "e.yaml"
+    p.write_text(SPEC.replace("llm: {backend: openai, model: tiny, concurrency: 1}", "llm: {backend: embedded, max_tokens: 32}")
+                 .replace("rows: 30", "rows: 8"))
+    out = tmp_path / "e.csv"
+    journal = journal_path_for(out)
+    args = [sys.executable, "-m", "synthloop.cli", "generate", str(p), "-o", str(out), "--no-cache"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (journal.exists() and len(journal.read_text().splitlines()) >= 4):
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    saved = [json.loads(l) for l in journal.read_text().splitlines()[1:] if l.endswith("}")]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    df = pd.read_csv(out)
+    assert len(df) == 8 and df["ticket_id"].is_unique
+    assert json.loads(r.stdout)["resumed_rows"] >= len(saved) >= 3
+    for rec in saved:
+        assert df["body"].iloc[rec["row"]] == rec["values"]["body"]

@@ -107,13 +107,15 @@ class PromptedGenerator:
             req = LLMRequest(
                 messages=messages, schema=prompt.schema, seed=cell_seed(self.spec.seed, i, col.name, attempt, round_),
                 temperature=llm.temperature if llm.temperature is not None else settings.temperature,
-                top_p=settings.top_p, max_tokens=llm.max_tokens or settings.max_tokens, constrained=settings.constrained,
+                top_p=settings.top_p, max_tokens=self._max_tokens(col), constrained=settings.constrained,
             )
             res = self._complete(req)
             stats["backend_seconds"] += res.elapsed
             stats["transport_retries"] += res.retries
             stats["cache_hits"] += int(res.cached)
             obj, errs = parse_and_validate(res.text, prompt.schema)
+            if errs and res.meta.get("finish_reason") == "length":
+                errs = [f"the answer was cut off at max_tokens={req.max_tokens}; raise max_tokens"] + errs
             if not errs:
                 stats["valid_first"] += int(attempt == 0)
                 assert obj is not None
@@ -126,6 +128,17 @@ class PromptedGenerator:
             stats["repairs"] += int(attempt < llm.max_retries)
             messages = repair_messages(prompt, res.text, errs)
         return None, errs
+
+    def _max_tokens(self, col: Column) -> int:
+        """Configured max_tokens, raised for text columns so a max_chars answer plus its JSON fits
+        (a cut-off answer is invalid JSON however good the grammar)."""
+        llm = col.llm
+        assert llm is not None
+        configured = llm.max_tokens or self.spec.llm.max_tokens
+        if llm.max_tokens is not None or llm.structured:
+            return configured
+        need = int(llm.max_chars / 2.5) + 16 + (160 if llm.reasoning else 0)
+        return max(configured, need)
 
     def _context(self, plan: Plan, i: int, values: dict[str, Any]) -> dict[str, Any]:
         """Everything a template or expression of row i can read (structured columns as dicts too)."""

@@ -1,0 +1,41 @@
+"""Backend selection and the errors a user sees when a backend cannot start."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from synthloop.llm import make_backend
+from synthloop.llm.base import LLMRequest
+from synthloop.spec import LLMError, LLMSettings
+
+
+def test_openai_backend_needs_a_model() -> None:
+    pytest.importorskip("openai")
+    with pytest.raises(LLMError, match="needs a model name"):
+        make_backend(LLMSettings(backend="openai", base_url="http://127.0.0.1:9/v1"))
+
+
+def test_embedded_backend_with_a_missing_model_file(tmp_path: Path) -> None:
+    pytest.importorskip("llama_cpp")
+    be = make_backend(LLMSettings(backend="embedded", model=str(tmp_path / "none.gguf")))
+    with pytest.raises(LLMError, match="none.gguf: model file not found"):
+        be.complete([LLMRequest(messages=(("user", "hi"),))])
+
+
+def test_hf_backend_needs_a_local_folder(tmp_path: Path) -> None:
+    with pytest.raises(LLMError, match="not a directory"):
+        make_backend(LLMSettings(backend="hf", model=str(tmp_path / "missing")))
+    with pytest.raises(LLMError, match="needs llm.model"):
+        make_backend(LLMSettings(backend="hf"))
+
+
+def test_cache_key_changes_with_prompt_seed_model_and_schema() -> None:
+    base = LLMRequest(messages=(("user", "a"),), seed=1)
+    keys = {
+        base.cache_key("m"), base.cache_key("other"),
+        LLMRequest(messages=(("user", "b"),), seed=1).cache_key("m"),
+        LLMRequest(messages=(("user", "a"),), seed=2).cache_key("m"),
+        LLMRequest(messages=(("user", "a"),), seed=1, schema={"type": "object"}).cache_key("m"),
+    }
+    assert len(keys) == 5 and base.cache_key("m") == LLMRequest(messages=(("user", "a"),), seed=1).cache_key("m")
