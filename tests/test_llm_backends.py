@@ -39,3 +39,21 @@ def test_cache_key_changes_with_prompt_seed_model_and_schema() -> None:
         LLMRequest(messages=(("user", "a"),), seed=1, schema={"type": "object"}).cache_key("m"),
     }
     assert len(keys) == 5 and base.cache_key("m") == LLMRequest(messages=(("user", "a"),), seed=1).cache_key("m")
+
+
+def test_bounded_numbers_become_enums_for_the_grammar_only() -> None:
+    from synthloop.llm.grammar import decoding_schema
+
+    schema = {"type": "object", "properties": {
+        "hr": {"type": "integer", "minimum": 40, "maximum": 45},
+        "t": {"type": "number", "minimum": 36.5, "maximum": 37.0, "multipleOf": 0.1},
+        "open": {"type": "integer", "minimum": 0},
+        "huge": {"type": "integer", "minimum": 0, "maximum": 10**9},
+        "seg": {"enum": ["a", "b"]}}}
+    out = decoding_schema(schema)
+    assert out["properties"]["hr"] == {"enum": [40, 41, 42, 43, 44, 45]}
+    assert out["properties"]["t"] == {"enum": [36.5, 36.6, 36.7, 36.8, 36.9, 37.0]}
+    assert out["properties"]["open"] == schema["properties"]["open"]
+    assert out["properties"]["huge"] == schema["properties"]["huge"]
+    assert out["properties"]["seg"] == {"enum": ["a", "b"]}
+    assert schema["properties"]["hr"] == {"type": "integer", "minimum": 40, "maximum": 45}  # not mutated

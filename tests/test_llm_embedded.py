@@ -22,9 +22,10 @@ except Exception as exc:  # pragma: no cover - the llm extra is part of dev
 
 SCHEMA = {"type": "object", "properties": {
     "category": {"enum": ["groceries", "dining", "travel"]},
-    "amount": {"type": "integer", "minimum": 1, "maximum": 500},
+    "amount": {"type": "integer", "minimum": 120, "maximum": 140},
+    "rate": {"type": "number", "minimum": 0.5, "maximum": 0.9},
     "note": {"type": "string", "minLength": 3, "maxLength": 40}},
-    "required": ["category", "amount", "note"], "additionalProperties": False}
+    "required": ["category", "amount", "rate", "note"], "additionalProperties": False}
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,7 @@ def backend() -> EmbeddedBackend:
 
 def ask(be: EmbeddedBackend, seed: int, constrained: bool = True) -> str:
     r = LLMRequest(messages=(("system", "Reply with one JSON object only."),
-                             ("user", "A card payment as JSON with category, amount and a short note.")),
+                             ("user", "A card payment as JSON with category, amount, rate and a short note.")),
                    schema=SCHEMA, seed=seed, constrained=constrained, max_tokens=48)
     return be.complete_one(r).text
 
@@ -44,7 +45,7 @@ def test_model_file_comes_from_the_installed_package() -> None:
 
 
 def test_constrained_answers_follow_the_schema(backend: EmbeddedBackend) -> None:
-    for seed in (1, 2):
+    for seed in (1, 2, 3):
         obj = json.loads(ask(backend, seed))
         assert schema_errors(obj, SCHEMA) == []
 

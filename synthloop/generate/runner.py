@@ -361,7 +361,7 @@ class PromptedGenerator:
         failed = [{"row": i, "column": r.get("column"), "error": r.get("error")} for i, r in sorted(done.items()) if r["status"] != "ok"]
         df = plan.frame.iloc[ok].reset_index(drop=True)
         if plan.per_row:
-            vals = pd.DataFrame.from_records([done[i]["values"] for i in ok], index=range(len(ok)))
+            vals = pd.DataFrame([done[i]["values"] for i in ok]).reset_index(drop=True)
             for name in plan.per_row:
                 col = self.spec.column(name)
                 for o in col.output_names():

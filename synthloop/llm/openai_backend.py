@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from synthloop.llm.base import BackendBase, LLMRequest, LLMResult
+from synthloop.llm.grammar import decoding_schema
 from synthloop.spec.errors import LLMError
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
@@ -57,8 +58,8 @@ class OpenAIBackend(BackendBase):
     def _format(self, request: LLMRequest) -> dict[str, Any] | None:
         if not (request.constrained and request.schema):
             return None
-        if self.response_format == "json_object":
-            return {"type": "json_object", "schema": request.schema}
+        if self.response_format == "json_object":  # llama.cpp-style servers build a grammar from it
+            return {"type": "json_object", "schema": decoding_schema(request.schema)}
         return {"type": "json_schema", "json_schema": {"name": "row", "schema": request.schema, "strict": True}}
 
     def complete_one(self, request: LLMRequest) -> LLMResult:

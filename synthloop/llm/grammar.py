@@ -1,0 +1,72 @@
+"""Schema rewrites for grammar-constrained decoding.
+
+llama.cpp's JSON-schema-to-grammar converter (the one llama-cpp-python ships) ignores numeric
+bounds, so `{"type": "integer", "minimum": 40, "maximum": 180}` would still let the model write 15.
+For decoding only, bounded numbers become an enum of every allowed value (integers; decimals on the
+finest grid of at most MAX_CHOICES values), which the grammar does enforce. Validation still runs
+against the original schema, so nothing outside it is ever kept.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+MAX_CHOICES = 1001
+
+
+def _bounds(s: dict[str, Any]) -> tuple[float | None, float | None]:
+    lo = s.get("minimum")
+    hi = s.get("maximum")
+    if "exclusiveMinimum" in s and isinstance(s["exclusiveMinimum"], (int, float)):
+        lo = s["exclusiveMinimum"]
+    if "exclusiveMaximum" in s and isinstance(s["exclusiveMaximum"], (int, float)):
+        hi = s["exclusiveMaximum"]
+    return lo, hi
+
+
+def _choices(s: dict[str, Any]) -> list[Any] | None:
+    t = s.get("type")
+    lo, hi = _bounds(s)
+    if lo is None or hi is None or t not in ("integer", "number"):
+        return None
+    ex_lo, ex_hi = "exclusiveMinimum" in s, "exclusiveMaximum" in s
+    if t == "integer":
+        a = math.floor(lo) + 1 if ex_lo and float(lo).is_integer() else math.ceil(lo)
+        b = math.ceil(hi) - 1 if ex_hi and float(hi).is_integer() else math.floor(hi)
+        return list(range(a, b + 1)) if 0 < b - a + 1 <= MAX_CHOICES else None
+    step = s.get("multipleOf")
+    if step is None:
+        for d in (2, 1, 0):
+            if (hi - lo) * 10**d + 1 <= MAX_CHOICES:
+                step = 10.0**-d
+                break
+        else:
+            return None
+    k0, k1 = math.ceil(lo / step - 1e-9), math.floor(hi / step + 1e-9)
+    if not 0 < k1 - k0 + 1 <= MAX_CHOICES:
+        return None
+    digits = max(0, -math.floor(math.log10(step))) if step < 1 else 0
+    vals = [round(k * step, digits) for k in range(k0, k1 + 1)]
+    vals = [v for v in vals if not ((ex_lo and v <= lo) or (ex_hi and v >= hi))]
+    return [int(v) if float(v).is_integer() and digits == 0 else v for v in vals] or None
+
+
+def decoding_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `schema` whose bounded numbers are enums, for grammar construction only."""
+    def walk(s: Any) -> Any:
+        if not isinstance(s, dict):
+            return s
+        out = {k: (walk(v) if k in ("items", "additionalItems") else v) for k, v in s.items()}
+        if isinstance(s.get("properties"), dict):
+            out["properties"] = {k: walk(v) for k, v in s["properties"].items()}
+        for key in ("anyOf", "oneOf", "allOf", "prefixItems"):
+            if isinstance(s.get(key), list):
+                out[key] = [walk(v) for v in s[key]]
+        if "enum" not in s and "const" not in s:
+            ch = _choices(s)
+            if ch is not None:
+                return {"enum": ch}
+        return out
+
+    return walk(copy.deepcopy(schema))
