@@ -212,3 +212,19 @@ def test_few_shot_examples_match_and_spread(tmp_path: Path) -> None:
             assert {e["desc"] for e in ex} == {"Groceries", "Fuel refill"}
         hotel = [e for e in ex if e["desc"].startswith("Hotel")]
         assert len(hotel) <= 1  # the three near-identical hotel lines are never picked together
+
+
+def test_sample_verbs_and_conditions(tmp_path: Path) -> None:
+    from synthloop.errors import ConditionError
+
+    g = gen(Scripted(), tmp_path)
+    df = g.sample_from_conditions({"type": "debit", "segment": "sme"}, num_rows=5)
+    assert len(df) == 5 and (df["type"] == "debit").all() and (df["segment"] == "sme").all()
+    assert (df["summary"] == "debit:sme").all()
+    a = g.sample(6, seed=11)
+    b = gen(Scripted(), tmp_path / "other").sample(6, seed=11)
+    pd.testing.assert_frame_equal(a, b)
+    with pytest.raises(ConditionError, match="not one of"):
+        g.sample_from_conditions({"type": "wire"}, 2)
+    with pytest.raises(ConditionError, match="only sampler columns"):
+        g.sample_from_conditions({"desc": "x"}, 2)

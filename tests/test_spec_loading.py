@@ -122,3 +122,14 @@ def test_yaml_syntax_error_names_line(tmp_path: Path) -> None:
 def test_exactly_one_source_per_column() -> None:
     msg = _err(BASE.replace('    expression: "round', '    sampler: {uniform: {min: 0, max: 1}}\n    expression: "round'))
     assert "columns[4]" in msg and "exactly one of sampler, expression or llm" in msg
+
+
+def test_spec_gives_the_table_schema_of_its_output() -> None:
+    from synthloop.schema import ColumnKind
+    from synthloop.spec.table import table_schema
+
+    schema = table_schema(loads_spec(BASE.replace("round(amount * 0.02, 2) if type == 'credit' else 0", "amount > 5 and type == 'credit'")))
+    kinds = {c.name: c.kind for c in schema.columns}
+    assert kinds == {"type": ColumnKind.CATEGORICAL, "amount": ColumnKind.NUMERICAL, "desc": ColumnKind.TEXT,
+                     "age": ColumnKind.NUMERICAL, "segment": ColumnKind.CATEGORICAL, "fee": ColumnKind.BOOLEAN}
+    assert schema["amount"].min == 1 and schema["age"].max == 95 and schema["segment"].categories == ["retail", "sme"]

@@ -38,9 +38,30 @@ class Plan:
         return {f: self.assigned[f][row] for f in col.output_names() if f in self.assigned and f != column}
 
 
-def make_plan(spec: Spec, n: int | None = None) -> Plan:
-    """Draw every up-front column for `n` rows (spec.rows by default), vectorized per column."""
+def _check_conditions(spec: Spec, conditions: dict[str, Any]) -> None:
+    from synthloop.errors import ConditionError
+    from synthloop.spec.loader import _categories_of
+
+    producer = spec.producer()
+    for name, value in conditions.items():
+        if name not in producer:
+            raise ConditionError(f"condition on unknown column '{name}'; columns: {', '.join(spec.output_columns())}")
+        col = producer[name]
+        if col.sampler is None and not (col.llm is not None and name != col.name):
+            raise ConditionError(f"condition on '{name}': only sampler columns and LLM schema fields can be fixed")
+        allowed = _categories_of(spec, name)
+        if col.llm is not None and allowed is None:
+            raise ConditionError(f"condition on '{name}': only LLM schema fields with an enum can be fixed")
+        if allowed is not None and value not in allowed:
+            raise ConditionError(f"condition {name}={value!r}: not one of {allowed}")
+
+
+def make_plan(spec: Spec, n: int | None = None, conditions: dict[str, Any] | None = None) -> Plan:
+    """Draw every up-front column for `n` rows (spec.rows by default), vectorized per column.
+    `conditions` fixes sampler columns (and LLM enum fields) to one value; what reads them follows."""
     n = spec.rows if n is None else n
+    conditions = dict(conditions or {})
+    _check_conditions(spec, conditions)
     deps = dependencies(spec)
     order = topo_order(deps, [c.name for c in spec.columns])
     llm_based: set[str] = set()
@@ -55,7 +76,9 @@ def make_plan(spec: Spec, n: int | None = None) -> Plan:
         col = spec.column(i_name)
         idx = [c.name for c in spec.columns].index(i_name)
         rng = column_rng(spec.seed, i_name)
-        if col.sampler is not None:
+        if i_name in conditions:
+            values = pd.Series([conditions[i_name]] * n, dtype=object if isinstance(conditions[i_name], str) else None)
+        elif col.sampler is not None:
             shares = spec.targets.get(i_name) if col.sampler.categorical is not None else None
             values = sample_column(col.sampler, frame, n, rng, spec.seed, spec.quotas, shares)
         else:
@@ -70,5 +93,9 @@ def make_plan(spec: Spec, n: int | None = None) -> Plan:
         if col.llm is not None and name != col.name:
             values = list(shares)
             assigned[name] = quota_draw(values, np.array([shares[v] for v in values]), n, column_rng(spec.seed, name))
+    for name, value in conditions.items():
+        col = spec.producer()[name]
+        if col.llm is not None and name != col.name:
+            assigned[name] = np.full(n, value, dtype=object)
     per_row = [c for c in order if c in llm_based]
     return Plan(spec=spec, n=n, order=order, deps=deps, frame=frame, per_row=per_row, assigned=assigned)

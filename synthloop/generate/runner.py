@@ -55,6 +55,7 @@ class PromptedGenerator:
         self.cache: ResponseCache | None = None
         self._pools: dict[str, FewShotPool] = {}
         self._exprs = {c.name: parse_expression(c.expression) for c in spec.columns if c.expression is not None}
+        self._conditions: dict[str, Any] = {}
 
     # -- pieces -------------------------------------------------------------------------------
     @property
@@ -74,7 +75,7 @@ class PromptedGenerator:
         return self._pools[col.name]
 
     def plan(self, n: int | None = None) -> Plan:
-        return make_plan(self.spec, n)
+        return make_plan(self.spec, n, self._conditions)
 
     def prompt(self, plan: Plan, col: Column, i: int, row: dict[str, Any], round_: int = 0,
                extra_avoid: list[str] | None = None) -> Prompt:
@@ -220,7 +221,7 @@ class PromptedGenerator:
     def fingerprint(self, n: int) -> str:
         s = self.spec.model_dump(mode="json", by_alias=True, exclude={"llm"})
         llm = self.spec.llm
-        payload = json.dumps([s, n, self.backend.model_id, llm.temperature, llm.top_p, llm.max_tokens, llm.constrained, llm.system],
+        payload = json.dumps([s, n, self._conditions, self.backend.model_id, llm.temperature, llm.top_p, llm.max_tokens, llm.constrained, llm.system],
                              sort_keys=True, default=str)
         return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
@@ -230,11 +231,23 @@ class PromptedGenerator:
         return [c.name for c in self.spec.columns
                 if c.llm is not None and (c.llm.dedup if c.llm.dedup is not None else not c.llm.structured)]
 
+    def sample(self, num_rows: int | None = None, seed: int | None = None,
+               conditions: dict[str, Any] | None = None) -> pd.DataFrame:
+        """SDV-style verb: `num_rows` rows as a DataFrame (in memory, cached, no journal)."""
+        if seed is not None:
+            self.spec = self.spec.model_copy(update={"seed": seed})
+        return self.generate(num_rows, conditions=conditions).data
+
+    def sample_from_conditions(self, conditions: dict[str, Any], num_rows: int, seed: int | None = None) -> pd.DataFrame:
+        """Rows whose sampler columns (or LLM enum fields) take the given values."""
+        return self.sample(num_rows, seed, conditions)
+
     def generate(self, n: int | None = None, out: str | Path | None = None, resume: bool = True,
                  fresh: bool = False, on_progress: Callable[[dict[str, Any]], None] | None = None,
-                 keep_journal: bool = False) -> GenerationResult:
+                 keep_journal: bool = False, conditions: dict[str, Any] | None = None) -> GenerationResult:
         """Generate `n` rows (spec.rows by default); with `out`, journal next to it and write it."""
         t_start = time.perf_counter()
+        self._conditions = dict(conditions or {})
         plan = self.plan(n)
         self._records = plan.frame.to_dict("records")
         if self._cache_dir is not False and self.cache is None:
