@@ -233,10 +233,15 @@ class PromptedGenerator:
 
     def sample(self, num_rows: int | None = None, seed: int | None = None,
                conditions: dict[str, Any] | None = None) -> pd.DataFrame:
-        """SDV-style verb: `num_rows` rows as a DataFrame (in memory, cached, no journal)."""
+        """SDV-style verb: `num_rows` rows as a DataFrame (in memory, cached, no journal);
+        `seed` applies to this call only."""
+        spec = self.spec
         if seed is not None:
-            self.spec = self.spec.model_copy(update={"seed": seed})
-        return self.generate(num_rows, conditions=conditions).data
+            self.spec = spec.model_copy(update={"seed": seed})
+        try:
+            return self.generate(num_rows, conditions=conditions).data
+        finally:
+            self.spec = spec
 
     def sample_from_conditions(self, conditions: dict[str, Any], num_rows: int, seed: int | None = None) -> pd.DataFrame:
         """Rows whose sampler columns (or LLM enum fields) take the given values."""
