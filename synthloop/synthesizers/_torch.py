@@ -293,3 +293,19 @@ def fidelity_distance(real: dict[str, np.ndarray], fake: dict[str, np.ndarray], 
         iu = np.triu_indices(len(nums_r), 1)
         score += float(np.abs(cr - cf)[iu].mean()) / 2
     return score
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run with `n` intra-op threads, then restore. The deep models' layers are small (a few hundred
+    units): extra threads buy little, and on a shared CPU oversubscribed threads slow every step down
+    by an order of magnitude, so the models default to one thread. `None` keeps torch's setting."""
+    if n is None:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)

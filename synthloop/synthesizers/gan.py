@@ -22,7 +22,7 @@ from torch.nn import functional as F
 
 from synthloop.synthesizers._torch import (
     DataLayout, TrainingLoop, arrays_to_module, fidelity_distance, module_to_arrays, resolve_device,
-    split_validation, torch_seed,
+    split_validation, torch_seed, torch_threads,
 )
 from synthloop.synthesizers.base import BaseSynthesizer
 
@@ -126,7 +126,7 @@ class GANSynthesizer(BaseSynthesizer):
                  discriminator_dim: tuple[int, ...] = (256, 256), generator_lr: float = 2e-4,
                  discriminator_lr: float = 2e-4, weight_decay: float = 1e-6, discriminator_steps: int = 1,
                  pac: int = 10, gp_lambda: float = 10.0, log_frequency: bool = True, max_modes: int = 10,
-                 validation_share: float = 0.1, patience: int | None = 30, device: str = "auto",
+                 validation_share: float = 0.1, patience: int | None = 30, device: str = "auto", n_threads: int | None = 1,
                  random_state: int | None = 0, verbose: bool = False, max_condition_rounds: int = 20,
                  schema: Any = None):
         self.epochs = epochs
@@ -146,33 +146,54 @@ class GANSynthesizer(BaseSynthesizer):
         self.validation_share = validation_share
         self.patience = patience
         self.device = device
+        self.n_threads = n_threads
         self.random_state = random_state
         self.verbose = verbose
         self.max_condition_rounds = max_condition_rounds
         self.schema = schema
 
     # -- activation -------------------------------------------------------------------------------
-    def _activate(self, raw: torch.Tensor, hard: bool = False) -> torch.Tensor:
-        parts = []
-        for s in self.layout_.spans_:
-            block = raw[:, s.start:s.start + s.size]
-            if s.kind == "alpha":
-                parts.append(torch.tanh(block))
-            else:
-                parts.append(F.gumbel_softmax(block, tau=0.2, hard=hard))
-        return torch.cat(parts, dim=1)
+    def _index(self, dev: torch.device) -> None:
+        """Gather indices that put every one-hot block into one padded (rows, blocks, width) tensor, so
+        the Gumbel-softmax and the conditional loss are one kernel each instead of one per column."""
+        spans = self.layout_.spans_
+        blocks = [s for s in spans if s.kind != "alpha"]
+        width = max((s.size for s in blocks), default=1)
+        dim = self.layout_.dim_
+        gather = np.full((len(blocks), width), dim, dtype=np.int64)  # `dim` = a padding column of -inf
+        for b, s in enumerate(blocks):
+            gather[b, :s.size] = np.arange(s.start, s.start + s.size)
+        self._alpha_idx = torch.tensor([s.start for s in spans if s.kind == "alpha"], dtype=torch.long, device=dev)
+        self._gather = torch.from_numpy(gather).to(dev)
+        self._valid = self._gather < dim
+        self._scatter = self._gather[self._valid]
+        disc = {s.start: b for b, s in enumerate(blocks)}
+        self._cond_block = torch.tensor([disc[s.start] for s in self.sampler_.spans], dtype=torch.long, device=dev)
+
+    def _blocks(self, raw: torch.Tensor) -> torch.Tensor:
+        pad = torch.cat([raw, raw.new_full((raw.shape[0], 1), float("-inf"))], dim=1)
+        return pad[:, self._gather]
+
+    def _activate(self, raw: torch.Tensor) -> torch.Tensor:
+        """tanh on the scalars, Gumbel-softmax (tau 0.2) on every one-hot block."""
+        soft = F.gumbel_softmax(self._blocks(raw), tau=0.2, dim=-1)
+        out = torch.empty_like(raw)
+        out[:, self._scatter] = soft[:, self._valid]
+        if self._alpha_idx.numel():
+            out[:, self._alpha_idx] = torch.tanh(raw[:, self._alpha_idx])
+        return out
 
     def _cond_loss(self, raw: torch.Tensor, col: torch.Tensor, cat: torch.Tensor) -> torch.Tensor:
         """Cross entropy of the generator's logits for the asked category, on the asked column only."""
-        loss = raw.new_zeros(raw.shape[0])
-        for d, s in enumerate(self.sampler_.spans):
-            rows = col == d
-            if rows.any():
-                loss[rows] = F.cross_entropy(raw[rows, s.start:s.start + s.size], cat[rows], reduction="none")
-        return loss.mean()
+        logits = self._blocks(raw)[torch.arange(raw.shape[0], device=raw.device), self._cond_block[col]]
+        return F.cross_entropy(logits, cat)
 
     # -- fit --------------------------------------------------------------------------------------
     def _fit(self, encoded: dict[str, np.ndarray], rng: np.random.Generator) -> None:
+        with torch_threads(self.n_threads):
+            self._fit_impl(encoded, rng)
+
+    def _fit_impl(self, encoded: dict[str, np.ndarray], rng: np.random.Generator) -> None:
         dev = resolve_device(self.device)
         seed = int(rng.integers(2**31))
         n = self.n_rows_
@@ -182,16 +203,18 @@ class GANSynthesizer(BaseSynthesizer):
         data = self.layout_.transform({k: v[train_idx] for k, v in encoded.items()}, rng)
         val = {k: v[val_idx] for k, v in encoded.items()} if val_idx.size else None
         self.sampler_ = _CondSampler(self.layout_, data, self.log_frequency)
+        self._index(dev)
         bs = max(self.pac, (min(self.batch_size, max(len(data), self.pac)) // self.pac) * self.pac)
         self.batch_size_ = bs
         with torch_seed(seed, dev):
             self.generator_ = _Generator(self.embedding_dim + self.sampler_.dim, tuple(self.generator_dim), self.layout_.dim_).to(dev)
             critic = _Critic(self.layout_.dim_ + self.sampler_.dim, tuple(self.discriminator_dim), self.pac).to(dev)
-            opt_g = torch.optim.Adam(self.generator_.parameters(), lr=self.generator_lr, betas=(0.5, 0.9), weight_decay=self.weight_decay)
-            opt_d = torch.optim.Adam(critic.parameters(), lr=self.discriminator_lr, betas=(0.5, 0.9), weight_decay=self.weight_decay)
+            opt_g = torch.optim.Adam(self.generator_.parameters(), lr=self.generator_lr, betas=(0.5, 0.9), weight_decay=self.weight_decay, foreach=True)
+            opt_d = torch.optim.Adam(critic.parameters(), lr=self.discriminator_lr, betas=(0.5, 0.9), weight_decay=self.weight_decay, foreach=True)
             data_t = torch.from_numpy(data).to(dev)
             steps = max(1, len(data) // bs)
             has_cond = self.sampler_.n_cols > 0
+            critic_params = list(critic.parameters())
 
             def cond(batch: int) -> tuple[torch.Tensor | None, np.ndarray | None, np.ndarray | None]:
                 if not has_cond:
@@ -206,6 +229,7 @@ class GANSynthesizer(BaseSynthesizer):
                 self.generator_.train()
                 critic.train()
                 total = 0.0
+                g = bs // self.pac
                 for _step in range(steps):
                     for _d in range(self.discriminator_steps):
                         z = torch.randn(bs, self.embedding_dim, device=dev)
@@ -218,27 +242,30 @@ class GANSynthesizer(BaseSynthesizer):
                             rows = self.sampler_.sample_rows(col[perm], cat[perm], rng)
                             real = data_t[torch.from_numpy(rows).to(dev)]
                             c_real = c[torch.from_numpy(perm).to(dev)]
-                        fake = self._activate(self.generator_(with_c(z, c)))
-                        real_in, fake_in = with_c(real, c_real), with_c(fake, c)
-                        y_real, y_fake = critic(real_in), critic(fake_in.detach())
-                        a = torch.rand(bs // self.pac, 1, 1, device=dev).expand(-1, self.pac, real_in.shape[1]).reshape(bs, -1)
-                        inter = (a * real_in + (1 - a) * fake_in.detach()).requires_grad_(True)
-                        grad = torch.autograd.grad(critic(inter).sum(), inter, create_graph=True)[0]
-                        gp = ((grad.reshape(-1, self.pac * real_in.shape[1]).norm(2, dim=1) - 1) ** 2).mean() * self.gp_lambda
-                        loss_d = y_fake.mean() - y_real.mean() + gp
+                        raw = self.generator_(with_c(z, c))
+                        fake_in = with_c(self._activate(raw), c)
+                        real_in, fake_d = with_c(real, c_real), fake_in.detach()
+                        a = torch.rand(g, 1, 1, device=dev).expand(-1, self.pac, real_in.shape[1]).reshape(bs, -1)
+                        inter = (a * real_in + (1 - a) * fake_d).requires_grad_(True)
+                        # one critic pass over real, fake and interpolated packs (pac groups stay intact)
+                        y = critic(torch.cat([real_in, fake_d, inter]))
+                        grad = torch.autograd.grad(y[2 * g:].sum(), inter, create_graph=True)[0]
+                        gp = ((grad.reshape(g, -1).norm(2, dim=1) - 1) ** 2).mean() * self.gp_lambda
+                        loss_d = y[g:2 * g].mean() - y[:g].mean() + gp
                         opt_d.zero_grad(set_to_none=True)
                         loss_d.backward()
                         opt_d.step()
-                    z = torch.randn(bs, self.embedding_dim, device=dev)
-                    c, col, cat = cond(bs)
-                    raw = self.generator_(with_c(z, c))
-                    y_fake = critic(with_c(self._activate(raw), c))
-                    loss_g = -y_fake.mean()
+                    # generator step on the last fake batch (its graph is still alive), against the updated critic
+                    for p_ in critic_params:
+                        p_.requires_grad_(False)  # the generator step needs no critic weight gradients
+                    loss_g = -critic(fake_in).mean()
                     if c is not None:
                         loss_g = loss_g + self._cond_loss(raw, torch.from_numpy(col).to(dev), torch.from_numpy(cat).to(dev))
                     opt_g.zero_grad(set_to_none=True)
                     loss_g.backward()
                     opt_g.step()
+                    for p_ in critic_params:
+                        p_.requires_grad_(True)
                     total += float(loss_g.detach())
                 return total / steps
 
@@ -282,6 +309,10 @@ class GANSynthesizer(BaseSynthesizer):
         return self.layout_.inverse(raw, [c.name for c in self.codec_.learned], rng, logits=True)
 
     def _sample(self, n: int, rng: np.random.Generator, known: dict[str, dict[str, Any]]) -> dict[str, np.ndarray]:
+        with torch_threads(self.n_threads):
+            return self._sample_impl(n, rng, known)
+
+    def _sample_impl(self, n: int, rng: np.random.Generator, known: dict[str, dict[str, Any]]) -> dict[str, np.ndarray]:
         learned = {k: v for k, v in known.items() if not v.get("generated")}
         if not learned:
             return self._generate(n, rng)
@@ -327,6 +358,7 @@ class GANSynthesizer(BaseSynthesizer):
         self.sampler_ = s
         self.training_ = meta.get("training")
         dev = resolve_device(self.device)
+        self._index(dev)
         self.generator_ = _Generator(self.embedding_dim + s.dim, tuple(self.generator_dim), self.layout_.dim_)
         arrays_to_module(self.generator_, arrays, "gen.").to(dev).eval()
 

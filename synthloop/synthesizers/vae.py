@@ -18,6 +18,7 @@ from torch.nn import functional as F
 
 from synthloop.synthesizers._torch import (
     DataLayout, TrainingLoop, arrays_to_module, module_to_arrays, resolve_device, split_validation, torch_seed,
+    torch_threads,
 )
 from synthloop.synthesizers.base import BaseSynthesizer
 from synthloop.synthesizers.gan import _conditional_rejection
@@ -63,7 +64,7 @@ class VAESynthesizer(BaseSynthesizer):
                  embedding_dim: int = 128, compress_dims: tuple[int, ...] = (128, 128),
                  decompress_dims: tuple[int, ...] = (128, 128), learning_rate: float = 1e-3,
                  weight_decay: float = 1e-5, loss_factor: float = 2.0, max_modes: int = 10,
-                 validation_share: float = 0.1, patience: int | None = 20, device: str = "auto",
+                 validation_share: float = 0.1, patience: int | None = 20, device: str = "auto", n_threads: int | None = 1,
                  random_state: int | None = 0, verbose: bool = False, max_condition_rounds: int = 20,
                  epsilon: float | None = None, delta: float = 1e-6, max_grad_norm: float = 1.0,
                  schema: Any = None):
@@ -80,6 +81,7 @@ class VAESynthesizer(BaseSynthesizer):
         self.validation_share = validation_share
         self.patience = patience
         self.device = device
+        self.n_threads = n_threads
         self.random_state = random_state
         self.verbose = verbose
         self.max_condition_rounds = max_condition_rounds
@@ -92,7 +94,12 @@ class VAESynthesizer(BaseSynthesizer):
         """Positions of the tanh scalars and of each one-hot block (for a vectorized loss)."""
         spans = self.layout_.spans_
         self.alpha_pos_ = np.array([s.start for s in spans if s.kind == "alpha"], dtype=np.int64)
-        self.blocks_ = [(s.start, s.size) for s in spans if s.kind != "alpha"]
+        blocks = [s for s in spans if s.kind != "alpha"]
+        width = max((s.size for s in blocks), default=1)
+        gather = np.full((len(blocks), width), self.layout_.dim_, dtype=np.int64)  # padding -> a -inf column
+        for b, s in enumerate(blocks):
+            gather[b, :s.size] = np.arange(s.start, s.start + s.size)
+        self.gather_ = gather
 
     def _loss(self, dec: _Decoder, enc: _Encoder, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(reconstruction, KL) per row, averaged (TVAE's loss with `loss_factor`)."""
@@ -105,13 +112,20 @@ class VAESynthesizer(BaseSynthesizer):
             a = torch.from_numpy(self.alpha_pos_).to(x.device)
             sig = dec.sigma[a]
             terms = terms + (((x[:, a] - torch.tanh(rec[:, a])) ** 2) / (2 * sig ** 2)).sum() + torch.log(sig).sum() * b
-        for start, size in self.blocks_:
-            terms = terms + F.cross_entropy(rec[:, start:start + size], x[:, start:start + size].argmax(1), reduction="sum")
+        if self.gather_.size:  # every one-hot block at once: padded logits, one log-softmax
+            g = torch.from_numpy(self.gather_).to(x.device)
+            logits = torch.cat([rec, rec.new_full((b, 1), float("-inf"))], dim=1)[:, g]
+            target = torch.cat([x, x.new_zeros((b, 1))], dim=1)[:, g]
+            terms = terms - (torch.log_softmax(logits, dim=-1).masked_fill(target == 0, 0.0) * target).sum()
         kld = -0.5 * torch.sum(1 + logvar - mu ** 2 - logvar.exp())
         return terms * self.loss_factor / b, kld / b
 
     # -- fit --------------------------------------------------------------------------------------
     def _fit(self, encoded: dict[str, np.ndarray], rng: np.random.Generator) -> None:
+        with torch_threads(self.n_threads):
+            self._fit_impl(encoded, rng)
+
+    def _fit_impl(self, encoded: dict[str, np.ndarray], rng: np.random.Generator) -> None:
         dev = resolve_device(self.device)
         seed = int(rng.integers(2**31))
         train_idx, val_idx = split_validation(self.n_rows_, self.validation_share if self.epsilon is None else 0.0, rng)
@@ -185,6 +199,10 @@ class VAESynthesizer(BaseSynthesizer):
         return self.layout_.inverse(raw, [c.name for c in self.codec_.learned], rng, logits=True)
 
     def _sample(self, n: int, rng: np.random.Generator, known: dict[str, dict[str, Any]]) -> dict[str, np.ndarray]:
+        with torch_threads(self.n_threads):
+            return self._sample_impl(n, rng, known)
+
+    def _sample_impl(self, n: int, rng: np.random.Generator, known: dict[str, dict[str, Any]]) -> dict[str, np.ndarray]:
         learned = {k: v for k, v in known.items() if not v.get("generated")}
         if not learned:
             return self._generate(n, rng)
