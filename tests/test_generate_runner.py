@@ -228,3 +228,28 @@ def test_sample_verbs_and_conditions(tmp_path: Path) -> None:
         g.sample_from_conditions({"type": "wire"}, 2)
     with pytest.raises(ConditionError, match="only sampler columns"):
         g.sample_from_conditions({"desc": "x"}, 2)
+
+
+def test_reasoning_field_is_requested_first_and_dropped(tmp_path: Path) -> None:
+    text = SPEC.replace('      schema: {type: object', '      reasoning: true\n      schema: {type: object')
+    be = Scripted()
+    res = gen(be, tmp_path, text).generate()
+    profile_calls = [c for c in be.calls if "segment" in c.schema["properties"]]
+    assert list(profile_calls[0].schema["properties"])[0] == "reasoning"
+    assert profile_calls[0].schema["required"][0] == "reasoning"
+    assert '"reasoning"' in profile_calls[0].messages[1][1]
+    assert "reasoning" not in res.data.columns and len(res.data) == 12
+
+
+def test_copies_of_few_shot_examples_are_regenerated(tmp_path: Path) -> None:
+    (tmp_path / "seeds.csv").write_text("desc\nCorner bakery breakfast\nHarbor fish market\n")
+    text = SPEC.replace('      avoid: ["brand names"]', '      avoid: ["brand names"]\n      few_shot: {file: seeds.csv, k: 1}')
+
+    def copy_first(r: LLMRequest) -> str:
+        return "Corner bakery breakfast" if "repeating" not in r.messages[1][1] else f"Own words {r.seed}"
+
+    g = PromptedGenerator(loads_spec(text, "s.yaml", tmp_path), backend=Scripted(text=copy_first), cache_dir=False)
+    res = g.generate()
+    d = res.summary["diversity"]["desc"]
+    assert d["before"]["seed_copy_rate"] == 1.0 and d["after"]["seed_copy_rate"] == 0.0
+    assert not res.data["desc"].str.contains("Corner bakery").any()
