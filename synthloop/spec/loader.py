@@ -107,10 +107,6 @@ def _cross_check(spec: Spec, where: _Where) -> None:
                     ("columns", i, *sub.split(".")),
                     f"unknown column '{unknown[0]}'; known columns: {', '.join(sorted(known))}",
                 )
-        if col.sampler is not None and col.sampler.by:
-            by_col = spec.producer()[col.sampler.by]
-            if by_col.sampler is None or by_col.sampler.categorical is None:
-                pass  # any column works; values not in cases use the default distribution
         if col.llm is not None and col.llm.few_shot is not None:
             path = spec.base_dir / col.llm.few_shot.file
             if not path.exists():
