@@ -138,9 +138,9 @@ class AutoregressiveSynthesizer(BaseSynthesizer):
 
     name = "autoregressive"
 
-    def __init__(self, epochs: int = 200, max_seconds: float | None = None, batch_size: int = 512,
+    def __init__(self, epochs: int = 24, max_seconds: float | None = None, batch_size: int = 512,
                  learning_rate: float = 3e-3, weight_decay: float = 1e-5, emb_dim: int = 8, hidden: int = 128,
-                 n_layers: int = 1, dropout: float = 0.05, n_bins: int = 64, n_sub: int = 32,
+                 n_layers: int = 1, dropout: float = 0.15, n_bins: int = 64, n_sub: int = 32,
                  fixed_order_share: float = 0.5, validation_share: float = 0.1, patience: int = 6,
                  temperature: float = 1.0, top_p: float = 1.0, privacy_k: int = 5, device: str = "auto",
                  n_threads: int | None = None, random_state: int | None = 0, verbose: bool = False,
@@ -309,7 +309,10 @@ class AutoregressiveSynthesizer(BaseSynthesizer):
                     if bad == max(1, self.patience // 2) and not (math.isfinite(budget) or self.lr_schedule == "cosine"):
                         for grp in opt.param_groups:
                             grp["lr"] *= 0.5
-                    if bad >= self.patience:
+                    # with a cosine schedule the loss only settles as the rate decays: no early stop in the first half
+                    cosine = math.isfinite(budget) or self.lr_schedule == "cosine"
+                    half = max((time.monotonic() - start) / budget, (epoch + 1) / self.epochs) >= 0.5
+                    if bad >= self.patience and (half or not cosine):
                         break
             if stopped:
                 break
