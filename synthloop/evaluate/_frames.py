@@ -79,3 +79,27 @@ def limited_threads(n: int = 1) -> Iterator[None]:
             import torch
 
             torch.set_num_threads(torch_threads)
+
+
+def model_matrices(schema: TableSchema, frames: list[pd.DataFrame], exclude: tuple[str, ...] = (),
+                   max_categories: int = 250) -> tuple[list[np.ndarray], np.ndarray, list[str]]:
+    """`model_frames` as float matrices (category codes, NaN = null) plus the categorical-column mask.
+
+    HistGradientBoosting re-encodes pandas categories on every predict call, which costs more than
+    the trees themselves; codes in a plain array skip that.
+    """
+    dfs = model_frames(schema, frames, exclude=exclude, max_categories=max_categories)
+    names = list(dfs[0].columns)
+    mask = np.array([isinstance(dfs[0][n].dtype, pd.CategoricalDtype) for n in names], dtype=bool)
+    mats = []
+    for df in dfs:
+        m = np.empty((len(df), len(names)), dtype=np.float64)
+        for j, n in enumerate(names):
+            if mask[j]:
+                codes = df[n].cat.codes.to_numpy().astype(np.float64)
+                codes[codes < 0] = np.nan
+                m[:, j] = codes
+            else:
+                m[:, j] = df[n].to_numpy(dtype=np.float64)
+        mats.append(m)
+    return mats, mask, names

@@ -18,7 +18,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostin
 from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, r2_score, roc_auc_score
 
 from synthloop.errors import DataError
-from synthloop.evaluate._frames import CONTINUOUS, limited_threads, model_frames, to_numeric
+from synthloop.evaluate._frames import CONTINUOUS, limited_threads, model_matrices, to_numeric
 from synthloop.schema import ColumnKind, TableSchema, infer_schema
 
 
@@ -37,7 +37,7 @@ def _labels(series: pd.Series) -> np.ndarray:
     return series.astype("string").to_numpy(dtype=object, na_value=None)
 
 
-def _classification(Xtr: pd.DataFrame, ytr: np.ndarray, Xte: pd.DataFrame, classes: np.ndarray,
+def _classification(Xtr: np.ndarray, ytr: np.ndarray, Xte: np.ndarray, classes: np.ndarray, cats: np.ndarray | None,
                     max_iter: int, random_state: int) -> dict[str, np.ndarray]:
     """Predicted labels and class probabilities (columns in `classes` order) on `Xte`."""
     if len(np.unique(ytr)) < 2:  # a model cannot learn from one class: it predicts that class
@@ -45,7 +45,7 @@ def _classification(Xtr: pd.DataFrame, ytr: np.ndarray, Xte: pd.DataFrame, class
         proba = np.zeros((len(Xte), len(classes)))
         proba[:, list(classes).index(ytr[0]) if ytr[0] in classes else 0] = 1.0
     else:
-        model = HistGradientBoostingClassifier(max_iter=max_iter, categorical_features="from_dtype", random_state=random_state)
+        model = HistGradientBoostingClassifier(max_iter=max_iter, categorical_features=cats, random_state=random_state)
         model.fit(Xtr, ytr)
         pred = model.predict(Xte)
         proba = np.zeros((len(Xte), len(classes)))
@@ -90,7 +90,8 @@ def _utility(train: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame
     tr, sy, te = take(train), take(synthetic), take(holdout)
     if min(len(tr), len(sy), len(te)) < 10:
         raise DataError(f"target column '{target}': fewer than 10 rows with a value in one of the tables; utility needs more")
-    Xtr, Xsy, Xte = model_frames(schema, [tr, sy, te], exclude=(target,))
+    (Xtr, Xsy, Xte), cat_mask, _ = model_matrices(schema, [tr, sy, te], exclude=(target,))
+    cats = cat_mask if cat_mask.any() else None
     regression = col.kind in CONTINUOUS
     figs: dict[str, Any] = {"target": target, "task": "regression" if regression else "classification",
                             "rows_train_real": len(tr), "rows_train_synthetic": len(sy), "rows_test": len(te)}
@@ -101,7 +102,7 @@ def _utility(train: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame
         ytr, ysy, yte = (to_numeric(d[target], col.kind, col.datetime_format) for d in (tr, sy, te))
         preds = []
         for X, y in ((Xtr, ytr), (Xsy, ysy)):
-            model = HistGradientBoostingRegressor(max_iter=max_iter, categorical_features="from_dtype", random_state=random_state)
+            model = HistGradientBoostingRegressor(max_iter=max_iter, categorical_features=cats, random_state=random_state)
             preds.append(model.fit(X, y).predict(Xte))
         for tag, p in zip(("trtr", "tstr"), preds):
             figs[tag] = {"r2": float(r2_score(yte, p)), "mae": float(mean_absolute_error(yte, p))}
@@ -116,7 +117,7 @@ def _utility(train: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame
     positive = counts.index[-1] if len(counts) else classes[-1]
     outs = []
     for X, y in ((Xtr, ytr), (Xsy, ysy)):
-        outs.append(_classification(X, y, Xte, classes, max_iter, random_state))
+        outs.append(_classification(X, y, Xte, classes, cats, max_iter, random_state))
     for tag, o in zip(("trtr", "tstr"), outs):
         pred, proba = o["pred"], o["proba"]
         f = {"accuracy": float(accuracy_score(yte, pred))}
