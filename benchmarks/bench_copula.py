@@ -54,7 +54,7 @@ def main() -> int:
             continue
         real = pd.read_csv(path)
         n = len(real)
-        metadata = Metadata.detect_from_dataframe(real, table_name=name)
+        metadata = Metadata.detect_from_dataframes({name: real})
         meta_dict = metadata.to_dict()["tables"][name]
 
         t0 = time.perf_counter()
@@ -67,10 +67,11 @@ def main() -> int:
 
         t0 = time.perf_counter()
         peer = SDVCopula(metadata)
-        peer.fit(real)
+        peer.fit({name: real})  # SDV 2.0 takes and returns {table name: DataFrame}
         sdv_fit = time.perf_counter() - t0
         t0 = time.perf_counter()
         sdv_syn = peer.sample(n)
+        sdv_syn = next(iter(sdv_syn.values())) if isinstance(sdv_syn, dict) else sdv_syn
         sdv_sample = time.perf_counter() - t0
 
         our_q = quality(real, our_syn, meta_dict)

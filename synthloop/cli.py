@@ -68,16 +68,19 @@ def resolve_model(name: str) -> str:
     return name
 
 
-def make_synthesizer(model: str, seed: int, epochs: Optional[int] = None, max_seconds: Optional[float] = None):
+def make_synthesizer(model: str, seed: int, epochs: Optional[int] = None, max_seconds: Optional[float] = None,
+                     epsilon: Optional[float] = None, delta: Optional[float] = None):
     from synthloop.synthesizers import synthesizer_class
 
     klass = synthesizer_class(resolve_model(model))
     params: dict[str, Any] = {"random_state": seed}
     accepted = klass._get_param_names()
-    if epochs is not None:
-        if "epochs" not in accepted:
-            raise SynthloopError(f"--epochs does not apply to the {klass.name} model")
-        params["epochs"] = epochs
+    for flag, key, value in (("--epochs", "epochs", epochs), ("--epsilon", "epsilon", epsilon), ("--delta", "delta", delta)):
+        if value is None:
+            continue
+        if key not in accepted:
+            raise SynthloopError(f"{flag} does not apply to the {klass.name} model")
+        params[key] = value
     if max_seconds is not None and "max_seconds" in accepted:
         params["max_seconds"] = max_seconds
     return klass(**{k: v for k, v in params.items() if k in accepted})
@@ -93,6 +96,8 @@ def fit(
     schema: Optional[Path] = typer.Option(None, "--schema", help="YAML overrides: {columns: {name: {kind: categorical, ...}}}."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Training epochs (deep models)."),
     max_seconds: Optional[float] = typer.Option(None, "--max-seconds", help="Time budget for training, in seconds."),
+    epsilon: Optional[float] = typer.Option(None, "--epsilon", help="Differential-privacy budget (dp model; vae via DP-SGD)."),
+    delta: Optional[float] = typer.Option(None, "--delta", help="DP delta (default 1e-6)."),
     seed: int = typer.Option(0, "--seed", help="Random seed: same seed, same model, same rows."),
     encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of CSV/JSONL input."),
 ) -> None:
@@ -102,7 +107,7 @@ def fit(
         df = read_table(data, encoding=encoding)
         progress.update(task, advance=1, description=f"inferring schema ({len(df):,} rows x {df.shape[1]} columns)")
         sch = infer_schema(df, overrides=_load_schema_overrides(schema), source=str(schema))
-        synth = make_synthesizer(model, seed, epochs, max_seconds)
+        synth = make_synthesizer(model, seed, epochs, max_seconds, epsilon, delta)
         progress.update(task, advance=1, description=f"fitting {synth.name}")
         t0 = time.perf_counter()
         synth.fit(df, sch)
@@ -112,6 +117,10 @@ def fit(
     kinds = pd.Series([c.kind.value for c in synth.schema_.columns]).value_counts().to_dict()
     out.print(f"model [bold]{synth.name}[/] fitted on {len(df):,} rows in {fit_s:.2f} s; columns: "
               + ", ".join(f"{v} {k}" for k, v in kinds.items()))
+    guarantee = getattr(synth, "privacy_guarantee", None)
+    if callable(guarantee):
+        g = guarantee()
+        out.print(f"privacy: {g.get('statement', g) if isinstance(g, dict) else g}")
     out.print(f"wrote {output}")
 
 

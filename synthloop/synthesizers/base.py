@@ -152,8 +152,11 @@ class BaseSynthesizer:
             if exact is not None and spec["mask"].any():
                 mask = spec["mask"]
                 values = pd.Series(exact[mask])
-                if pd.api.types.is_numeric_dtype(df[name].dtype) and not pd.api.types.is_bool_dtype(df[name].dtype):
-                    values = pd.to_numeric(values).astype(df[name].dtype)
+                dtype = df[name].dtype
+                if pd.api.types.is_bool_dtype(dtype):
+                    values = values.astype(bool)
+                elif pd.api.types.is_numeric_dtype(dtype):
+                    values = pd.to_numeric(values).astype(dtype)
                 df.loc[mask, name] = values.to_numpy()
         return df
 
