@@ -4,7 +4,7 @@ For adult (48,842 rows) and diabetes_130_hospitals (101,766 rows): the real tabl
 training rows and a holdout (seed 0); synthloop's GaussianCopulaSynthesizer learns the training rows
 and samples as many. Timed (fit not counted):
 - ours: `synthloop.evaluate(train, synth, holdout=..., target=..., protected=[...])` with schema
-  inference, quality, detection, utility, privacy (5,000 synthetic rows against 20,000-row references,
+  inference, quality, detection, utility, privacy (5,000 synthetic rows against 10,000-row references,
   NNDR, membership attack), fairness, coverage, plots, plus writing report.html and report.json;
 - peer: sdmetrics QualityReport on the full tables + DCRBaselineProtection + DCROverfittingProtection
   with 1,000-row subsamples (their pandas cross-join is too slow for more);
@@ -110,7 +110,7 @@ def main(only: list[str], rows: int | None = None) -> int:
               "peer_parts_s": {"quality_report": round(quality_peer_s, 2), "dcr_metrics_1000_rows": round(dcr_peer_s, 2)},
               "ratio_peer_over_ours": _ratio(ours_s, peer_s), "ours_parts_s": t, "under_60s": ours_s < 60,
               "report_html_mib": round(html_mb, 2),
-              "note": "ours = every section (detection, utility, privacy at 5,000 x 20,000 rows, MIA, fairness, coverage, plots) + HTML/JSON; peer = quality + 2 DCR metrics at 1,000 rows"})
+              "note": "ours = every section (detection, utility, privacy at 5,000 x 10,000 rows, MIA, fairness, coverage, plots) + HTML/JSON; peer = quality + 2 DCR metrics at 1,000 rows"})
         emit({**base, "case": "same_work_seconds", "ours_s": round(same_work_s, 2), "peer_s": round(peer_s, 2),
               "ratio_peer_over_ours": _ratio(same_work_s, peer_s)})
         props = report.get_properties().set_index("Property")["Score"]

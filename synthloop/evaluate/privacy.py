@@ -190,7 +190,7 @@ def dcr_share(train: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFram
 
 
 def privacy_figures(train: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame | None = None,
-                    schema: TableSchema | None = None, max_rows: int = 5_000, max_reference: int = 20_000,
+                    schema: TableSchema | None = None, max_rows: int = 5_000, max_reference: int = 10_000,
                     random_state: int = 0, attack: bool = True, chunk_cells: int = 2 ** 25) -> dict[str, float]:
     """Every distance-based privacy figure in one pass over shared encodings.
 
