@@ -229,7 +229,8 @@ window.addEventListener("error", function (e) { window.__reportErrors.push(Strin
   ids.forEach(function (id) {
     var el = document.getElementById(id);
     if (!el) { return; }
-    Plotly.newPlot(el, specs[id].data, specs[id].layout, cfg).then(function () {
+    var c = Object.assign({}, cfg, {displayModeBar: id.indexOf("fig-dist-") === 0 ? false : "hover"});
+    Plotly.newPlot(el, specs[id].data, specs[id].layout, c).then(function () {
       done += 1; document.body.setAttribute("data-plots-rendered", String(done));
     }).catch(function (err) { window.__reportErrors.push(String(err)); document.body.setAttribute("data-js-errors", window.__reportErrors.join(" | ")); });
   });
