@@ -73,6 +73,12 @@ def test_learned_loop_rebalances_shares_by_conditional_resampling(people, tmp_pa
     assert len(lines) == res.iterations and json.loads(lines[0])["iteration"] == 1
 
 
+def test_no_targets_means_match_the_real_table(people):
+    res = refine(people, {})
+    assert [c["metric"] for c in res.history[0]["checks"]] == ["quality_score"]
+    assert res.met and res.iterations == 1
+
+
 def test_learned_loop_is_deterministic(people):
     t = {"min_shares": {"occupation": {"admin": 0.4}}, "budget": {"iterations": 3}}
     a, b = refine(people, t), refine(people, t)

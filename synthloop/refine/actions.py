@@ -33,7 +33,9 @@ def flat(obj: Any, prefix: str = "") -> dict[str, Any]:
 def diff(before: Any, after: Any) -> list[dict[str, Any]]:
     """[{path, before, after}] for every leaf that changed, appeared or disappeared."""
     a, b = flat(before), flat(after)
-    return [{"path": k, "before": a.get(k), "after": b.get(k)} for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    empty = (None, {})  # an empty mapping that gains keys is not a change of its own
+    return [{"path": k, "before": a.get(k), "after": b.get(k)} for k in sorted(set(a) | set(b))
+            if a.get(k) != b.get(k) and not (a.get(k) in empty and b.get(k) in empty)]
 
 
 @dataclass

@@ -42,9 +42,9 @@ def trajectory_spec(result: RefineResult) -> dict[str, Any]:
     return {"data": data, "layout": layout}
 
 
-def _fmt(v: Any) -> str:
+def _fmt(v: Any, missing: str = "n/a") -> str:
     if v is None:
-        return "n/a"
+        return missing
     if isinstance(v, float):
         return f"{v:.4f}"
     return html.escape(json.dumps(v, default=str) if isinstance(v, (dict, list)) else str(v))
@@ -70,7 +70,7 @@ def history_html(result: RefineResult) -> str:
             out.append(f"<p><b>Action</b> {e(a['summary'])}<br><span class=\"muted\">why: {e(a['why'])}</span></p>")
             if a["diff"]:
                 out.append('<div class="scroll"><table><tr><th>changed</th><th>before</th><th>after</th></tr>' + "".join(
-                    f"<tr><td>{e(d['path'])}</td><td>{_fmt(d['before'])}</td><td>{_fmt(d['after'])}</td></tr>" for d in a["diff"][:40]) + "</table></div>")
+                    f"<tr><td>{e(d['path'])}</td><td>{_fmt(d['before'], 'unset')}</td><td>{_fmt(d['after'], 'unset')}</td></tr>" for d in a["diff"][:40]) + "</table></div>")
     return "\n".join(out)
 
 
