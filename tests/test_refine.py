@@ -277,3 +277,15 @@ def test_learned_report_gains_a_refinement_history_section(people, tmp_path):
     html = paths["report"].read_text()
     assert 'id="refinement-history"' in html and "fig-refine-trajectory" in html and 'id="fidelity"' in html
     assert json.loads(paths["history"].read_text())["best_iteration"] == 2
+
+
+def test_detectable_columns_switch_the_model_then_stop_when_no_action_is_left(people):
+    res = refine(people, {"metrics": {"detection_auc": {"max": 0.3}}, "models": ["copula", "dp"], "budget": {"iterations": 4}})
+    first = res.history[0]
+    det = next(d for d in first["diagnoses"] if d["kind"] == "DetectableColumns")
+    assert det["columns"] and det["evidence"]["detection_auc"] > 0.3
+    act = first["actions"][0]
+    assert act["kind"] == "SwitchModel" and {"path": "model", "before": "copula", "after": "dp"} in act["diff"]
+    assert res.history[1]["state"]["model"] == "dp"
+    assert res.stop_reason in ("no action applies to the remaining gaps", "no gain for 2 iterations")
+    assert not res.met

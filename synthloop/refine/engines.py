@@ -123,6 +123,9 @@ class LearnedEngine:
             params = dict(self.state["params"])
             if "random_state" in klass._get_param_names():
                 params.setdefault("random_state", self.targets.seed)
+            if "max_seconds" in klass._get_param_names() and self.targets.budget.seconds:
+                # a deep model may not eat the whole time budget in one fit
+                params.setdefault("max_seconds", max(10.0, self.targets.budget.seconds / 3))
             self._models[key] = klass(**params).fit(self.train, schema=self.schema, constraints=self.state["constraints"] or None)
         return self._models[key]
 

@@ -148,7 +148,6 @@ def refine(source: Any, targets: Targets | dict[str, Any] | str | Path, *, schem
            on_iteration: Callable[[dict[str, Any]], None] | None = None) -> RefineResult:
     """Refine until `targets` hold. `source`: a real DataFrame (learned synthesizer), a prompted
     `Spec`, or a path to either (a .yaml spec or a table file)."""
-    from synthloop.refine.engines import LearnedEngine, PromptedEngine
     from synthloop.refine.targets import load_targets, parse_targets
 
     if isinstance(targets, (str, Path)):
