@@ -258,6 +258,14 @@ def test_cli_refine_prompted_spec_writes_data_history_log_and_report(tmp_path):
     assert len(pd.read_csv(out)) == 1000
 
 
+def test_cli_iteration_budget_keeps_best_and_strict_exits_1_when_missed(tmp_path):
+    out = tmp_path / "card.csv"
+    proc = _cli("refine", str(EXAMPLES / "card_payments.yaml"), "--targets", str(EXAMPLES / "card_targets.yaml"), "-o", str(out),
+                "--iterations", "1", "--no-report", "--strict")
+    assert proc.returncode == 1, proc.stderr
+    assert "iteration budget spent" in proc.stdout and out.exists() and not (tmp_path / "card.report.html").exists()
+
+
 def test_cli_refine_bad_targets_is_one_line_error(tmp_path):
     bad = tmp_path / "t.yaml"
     bad.write_text("shares:\n  nosuch: {a: 1.0}\n")

@@ -80,6 +80,7 @@ def register(app: typer.Typer) -> None:
         seed: Optional[int] = typer.Option(None, "--seed", help="Seed (overrides the targets file)."),
         no_report: bool = typer.Option(False, "--no-report", help="Skip the HTML report."),
         no_cache: bool = typer.Option(False, "--no-cache", help="Prompted specs: do not read or write the LLM response cache."),
+        strict: bool = typer.Option(False, "--strict", help="Exit with code 1 when the kept iteration misses a target."),
     ) -> None:
         """Generate, measure against targets, diagnose, change sampling or prompts, repeat; keep the best iteration."""
         from rich.console import Console
@@ -108,3 +109,5 @@ def register(app: typer.Typer) -> None:
         written = write_outputs(result, engine, output, report=not no_report)
         for p in written.values():
             console.print(f"wrote {p}")
+        if strict and not result.met:
+            raise typer.Exit(1)
