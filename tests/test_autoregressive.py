@@ -161,3 +161,20 @@ def test_adult_quality_end_to_end():
     m = AutoregressiveSynthesizer(max_seconds=90, random_state=0).fit(train)
     s = m.sample(len(train), seed=0)
     assert quality_score(train, s, m.schema_).score >= 0.96
+
+
+def test_datetimes_booleans_and_empty_columns_round_trip():
+    rng = np.random.default_rng(3)
+    n = 400
+    df = pd.DataFrame({
+        "when": pd.to_datetime("2024-01-01") + pd.to_timedelta(rng.integers(0, 365, n), unit="D"),
+        "flag": rng.random(n) < 0.3,
+        "empty": [None] * n,
+        "amount": rng.integers(1, 100, n),
+    })
+    m = _model(epochs=2, max_seconds=None).fit(df)
+    s = m.sample(300, seed=0)
+    assert s["when"].between(df["when"].min(), df["when"].max()).all()
+    assert s["flag"].dtype == bool and 0.15 <= s["flag"].mean() <= 0.45
+    assert s["empty"].isna().all()
+    assert s["amount"].between(1, 99).all() and (s["amount"] == s["amount"].round()).all()
