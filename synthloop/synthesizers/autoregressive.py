@@ -140,7 +140,7 @@ class AutoregressiveSynthesizer(BaseSynthesizer):
 
     def __init__(self, epochs: int = 24, max_seconds: float | None = None, batch_size: int = 512,
                  learning_rate: float = 3e-3, weight_decay: float = 1e-5, emb_dim: int = 8, hidden: int = 128,
-                 n_layers: int = 1, dropout: float = 0.15, n_bins: int = 64, n_sub: int = 32,
+                 n_layers: int = 1, dropout: float = 0.15, n_bins: int = 64, n_sub: int = 8,
                  fixed_order_share: float = 0.5, validation_share: float = 0.1, patience: int = 6,
                  temperature: float = 1.0, top_p: float = 1.0, privacy_k: int = 5, device: str = "auto",
                  n_threads: int | None = None, random_state: int | None = 0, verbose: bool = False,
