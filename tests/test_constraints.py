@@ -150,3 +150,13 @@ def test_constraint_adherence_reports_share_and_per_rule_counts():
     rep = constraint_adherence(df, [Inequality("a", "b"), "a != 4"])
     assert rep["share_valid"] == 0.5 and [r["violations"] for r in rep["rules"]] == [1, 1]
     assert len(parse_constraints(["a < b", {"expression": "a >= 0"}])) == 2
+
+
+def test_condition_that_breaks_a_rule_fails_fast_with_a_clear_error(orders):
+    model = GaussianCopulaSynthesizer(random_state=0).fit(
+        orders, constraints=[Range("quantity", 2, 8), FixedCombinations(["city", "state"])])
+    with pytest.raises(ConstraintError, match="breaks the rule 'range\\(quantity\\)'"):
+        model.sample(10, conditions={"quantity": 9})
+    with pytest.raises(ConstraintError, match="fixed_combinations"):
+        model.sample(conditions=pd.DataFrame({"city": ["Paris", "Lyon"], "state": ["FR", "TX"]}))
+    assert (model.sample(20, seed=0, conditions={"quantity": 5})["quantity"] == 5).all()

@@ -58,10 +58,29 @@ def _prioritized_valid(df: pd.DataFrame, rules: list[Constraint], first: np.ndar
     return ok
 
 
+def check_conditions(rules: list[Constraint], known: dict[str, dict[str, Any]]) -> None:
+    """Fail fast when conditioned values alone break a rule (every column of the rule conditioned),
+    instead of spending the redraw budget on rows that can never be valid."""
+    exact = {k: v for k, v in known.items() if v.get("exact") is not None}
+    for rule in rules:
+        if not rule.columns or rule.type == "unique" or not all(c in exact for c in rule.columns):
+            continue
+        rows = np.logical_and.reduce([exact[c]["mask"] for c in rule.columns])
+        if not rows.any():
+            continue
+        frame = pd.DataFrame({c: pd.Series(exact[c]["exact"][rows], dtype=object).infer_objects() for c in rule.columns})
+        bad = ~rule.is_valid(frame)
+        if bad.any():
+            shown = {c: frame[c].iloc[int(np.flatnonzero(bad)[0])] for c in rule.columns}
+            raise ConstraintError(f"the condition {shown} breaks the rule '{rule.describe()}', so no row can satisfy "
+                                  "both; change the condition or the rule")
+
+
 def enforce_constraints(model: Any, df: pd.DataFrame, rng: np.random.Generator,
                         known: dict[str, dict[str, Any]]) -> pd.DataFrame:
     rules: list[Constraint] = model.constraints_
     n = len(df)
+    check_conditions(rules, known)
     df = _restore_conditions(apply_repairs(df, rules, rng), df, known)
     ok = valid_mask(df, rules)
     rounds = int(getattr(model, "max_constraint_rounds", DEFAULT_ROUNDS))
