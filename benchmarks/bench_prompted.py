@@ -100,7 +100,7 @@ def main() -> None:
         "rows_written": s["rows_written"], "llm_requests": len(rec.requests),
         "rows_per_s": round(args.rows / wall, 4),
         "valid_rows_share": s["validity"]["valid_rows"], "valid_first_try_share": s["validity"]["valid_first_try"],
-        "repairs": s["validity"]["repairs"],
+        "repairs": s["validity"]["repairs"], "failed_rows": s["failed"][:3],
         "type_share_abs_error_pp": {k: round(100 * v["abs_error"], 3) for k, v in type_err.items()},
         "type_share_max_error_pp": round(100 * max(v["abs_error"] for v in type_err.values()), 3),
         "wall_s": round(wall, 3), "backend_s": round(backend_s, 3),

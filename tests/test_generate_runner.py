@@ -253,3 +253,23 @@ def test_copies_of_few_shot_examples_are_regenerated(tmp_path: Path) -> None:
     d = res.summary["diversity"]["desc"]
     assert d["before"]["seed_copy_rate"] == 1.0 and d["after"]["seed_copy_rate"] == 0.0
     assert not res.data["desc"].str.contains("Corner bakery").any()
+
+
+def test_cut_off_answers_are_retried_with_a_larger_token_budget(tmp_path: Path) -> None:
+    class Cuts(Scripted):
+        def complete_one(self, r: LLMRequest) -> LLMResult:
+            res = super().complete_one(r)
+            if r.max_tokens < 300:
+                return LLMResult(res.text[: len(res.text) // 2], meta={"finish_reason": "length"})
+            return res
+
+    be = Cuts()
+    res = gen(be, tmp_path).generate()
+    assert len(res.data) == 12 and res.summary["validity"]["repairs"] > 0
+    budgets = sorted({c.max_tokens for c in be.calls})
+    assert budgets[0] == 200 and budgets[-1] == 400  # the repair got twice the budget
+    cut = [c for c in be.calls if any(role == "assistant" for role, _ in c.messages)][0]
+    assert "cut off at max_tokens" in cut.messages[-1][1]
+    # a rerun through the cache takes the same path and gives the same table
+    again = gen(Cuts(), tmp_path).generate()
+    pd.testing.assert_frame_equal(res.data, again.data)

@@ -89,9 +89,13 @@ class PromptedGenerator:
             key = req.cache_key(self.backend.model_id)
             hit = self.cache.get(key)
             if hit is not None:
-                return LLMResult(text=hit, cached=True)
+                try:
+                    entry = json.loads(hit)
+                    return LLMResult(text=entry["text"], cached=True, meta={"finish_reason": entry.get("finish_reason")})
+                except (ValueError, KeyError, TypeError):
+                    pass  # an entry this version did not write: ask again
             res = self.backend.complete([req])[0]
-            self.cache.put(key, res.text)
+            self.cache.put(key, json.dumps({"text": res.text, "finish_reason": res.meta.get("finish_reason")}))
             return res
         return self.backend.complete([req])[0]
 
@@ -104,11 +108,12 @@ class PromptedGenerator:
         errs: list[str] = []
         settings = self.spec.llm
         stats["cells"] += 1
+        budget = self._max_tokens(col)
         for attempt in range(llm.max_retries + 1):
             req = LLMRequest(
                 messages=messages, schema=prompt.schema, seed=cell_seed(self.spec.seed, i, col.name, attempt, round_),
                 temperature=llm.temperature if llm.temperature is not None else settings.temperature,
-                top_p=settings.top_p, max_tokens=self._max_tokens(col), constrained=settings.constrained,
+                top_p=settings.top_p, max_tokens=budget, constrained=settings.constrained,
             )
             res = self._complete(req)
             stats["backend_seconds"] += res.elapsed
@@ -116,7 +121,8 @@ class PromptedGenerator:
             stats["cache_hits"] += int(res.cached)
             obj, errs = parse_and_validate(res.text, prompt.schema)
             if errs and res.meta.get("finish_reason") == "length":
-                errs = [f"the answer was cut off at max_tokens={req.max_tokens}; raise max_tokens"] + errs
+                errs = [f"the answer was cut off at max_tokens={req.max_tokens}; keep it shorter"] + errs
+                budget = min(2 * req.max_tokens, settings.n_ctx // 2)  # the repair may run longer
             if not errs:
                 stats["valid_first"] += int(attempt == 0)
                 assert obj is not None
@@ -131,15 +137,19 @@ class PromptedGenerator:
         return None, errs
 
     def _max_tokens(self, col: Column) -> int:
-        """Configured max_tokens, raised for text columns so a max_chars answer plus its JSON fits
-        (a cut-off answer is invalid JSON however good the grammar)."""
+        """Configured max_tokens, raised to what the longest valid answer needs (a cut-off answer
+        is invalid JSON however good the grammar): ~1 token per 2 characters of strings plus JSON."""
         llm = col.llm
         assert llm is not None
         configured = llm.max_tokens or self.spec.llm.max_tokens
-        if llm.max_tokens is not None or llm.structured:
-            return configured
-        need = int(llm.max_chars / 2.5) + 16 + (160 if llm.reasoning else 0)
-        return max(configured, need)
+        if llm.structured:
+            props = llm.json_schema["properties"]  # type: ignore[index]
+            need = 12 + sum(8 + int(p.get("maxLength", 0) / 2) if isinstance(p, dict) else 8 for p in props.values())
+        else:
+            need = int(llm.max_chars / 2) + 24
+        if llm.reasoning:
+            need += 200
+        return max(configured, min(need, self.spec.llm.n_ctx // 2))
 
     def _context(self, plan: Plan, i: int, values: dict[str, Any]) -> dict[str, Any]:
         """Everything a template or expression of row i can read (structured columns as dicts too)."""
