@@ -108,5 +108,8 @@ def test_falls_back_to_json_object_for_llama_cpp_style_servers() -> None:
     with FakeOpenAIServer(faults=[422], answer=only_json_object) as srv:
         be = backend(srv)
         be.complete([req()])
-        assert srv.requests[1]["response_format"] == {"type": "json_object", "schema": SCHEMA}
+        fmt = srv.requests[1]["response_format"]
+        assert fmt["type"] == "json_object"
+        # bounds become enums, since llama.cpp grammars ignore minimum/maximum
+        assert fmt["schema"]["properties"]["age"] == {"enum": list(range(18, 96))}
         assert be.response_format == "json_object"
