@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -229,7 +230,8 @@ class PromptedEngine:
         self.targets = targets
         self.backend = backend
         self.cache_dir = cache_dir
-        self.work_dir = Path(work_dir) if work_dir else Path(".")
+        # few-shot files written by actions go here; never the caller's working directory by default
+        self.work_dir = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="synthloop-refine-"))
         outputs = self.spec.output_columns()
         unknown = [c for c in [*targets.shares, *targets.parity, *targets.min_shares, *targets.ranges] if c not in outputs]
         if unknown:
