@@ -111,6 +111,16 @@ def test_constraints_are_checked_per_rule_and_undeclared_or_unbuildable_rules_de
     assert weird["rules"][0]["status"].startswith("not checked")
 
 
+def test_declared_rules_are_built_by_synthloop_constraints():
+    pytest.importorskip("synthloop.constraints.rules")
+    real = pd.DataFrame({"a": [1, 2, 3, 4], "b": [2, 3, 4, 5]})
+    synth = pd.DataFrame({"a": [1, 2, 3, 4], "b": [2, 3, 1, 5]})
+    out = constraint_adherence(synth, ["a < b", {"type": "range", "column": "a", "low": 0, "high": 10}], real=real)
+    assert [r["status"] for r in out["rules"]] == ["checked", "checked"], out
+    assert out["rules"][0]["synthetic_valid_share"] == pytest.approx(0.75)
+    assert out["rules"][0]["real_valid_share"] == pytest.approx(1.0)
+
+
 def test_bad_input_names_the_problem(split):
     train, holdout, synth = split
     with pytest.raises(DataError, match="target column 'nope'"):

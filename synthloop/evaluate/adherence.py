@@ -1,9 +1,10 @@
 """Constraint adherence: the share of synthetic (and, as a baseline, real) rows that satisfy each rule.
 
 Rules are objects with `is_valid(df) -> boolean array` (the `synthloop.constraints` protocol), or
-dicts as declared in a schema/spec, which are turned into rule objects by `synthloop.constraints`
-when that package provides a builder. Until it does, declared dict rules are listed as "not checked"
-rather than failing the whole evaluation.
+dicts / expression strings as declared in a schema or spec, which `synthloop.constraints`
+(`constraint_from_dict`) turns into rule objects; rules that learn (fixed combinations) are fitted
+on the real table first. A rule that cannot be built or checked is listed with the reason instead
+of failing the whole evaluation.
 """
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ def constraint_adherence(synthetic: pd.DataFrame, rules: list[Any] | None, real:
     for rule in rules:
         row: dict[str, Any] = {"rule": _name(rule)}
         obj = rule
-        if isinstance(rule, dict):
+        if isinstance(rule, (dict, str)):
             if build is None:
                 row["status"] = "not checked: synthloop.constraints cannot build rules yet"
                 out.append(row)
@@ -64,7 +65,10 @@ def constraint_adherence(synthetic: pd.DataFrame, rules: list[Any] | None, real:
             row["status"] = "not checked: rule has no is_valid(df)"
             out.append(row)
             continue
+        row["rule"] = _name(obj)
         try:
+            if real is not None and callable(getattr(obj, "fit", None)):
+                obj.fit(real)  # rules that learn from the real data (fixed combinations) learn it here
             row["synthetic_valid_share"] = _valid_share(obj, synthetic)
             if real is not None:
                 row["real_valid_share"] = _valid_share(obj, real)
