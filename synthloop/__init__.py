@@ -7,10 +7,15 @@ from synthloop.schema import ColumnKind, TableSchema, infer_schema
 from synthloop.synthesizers import BaseSynthesizer, load_synthesizer
 
 __version__ = "0.1.0"
-__all__ = ["BaseSynthesizer", "ColumnKind", "GaussianCopulaSynthesizer", "TableSchema", "infer_schema", "load_synthesizer"]
+__all__ = ["BaseSynthesizer", "ColumnKind", "GaussianCopulaSynthesizer", "TableSchema", "evaluate", "infer_schema", "load_synthesizer"]
 
 
 def __getattr__(name: str) -> Any:
+    """Lazy attributes: `synthloop.evaluate(real, synth, ...)` and the synthesizer classes."""
+    import importlib
+
+    if name == "evaluate":
+        return importlib.import_module("synthloop.evaluate")
     import synthloop.synthesizers as synthesizers
 
     return getattr(synthesizers, name)

@@ -151,10 +151,8 @@ def quality_score(real: pd.DataFrame, synthetic: pd.DataFrame, schema: TableSche
                               "real_correlation": r_ab, "synthetic_correlation": s_ab, "real_association": np.nan,
                               "counted": counts})
         else:
+            # continuous sides are bin indices (0..11), discrete sides shared category codes: each is one axis
             (ra, sa), (rb, sb) = disc[a], disc[b]
-            if a in cont or b in cont:  # digitized bins and category codes live in different spaces: re-code
-                ra, sa = _recode(ra, sa)
-                rb, sb = _recode(rb, sb)
             score, v = contingency_similarity(ra, rb, sa, sb)
             counts = bool(association_threshold <= 0 or (np.isfinite(v) and v > association_threshold))
             pair_rows.append({"column_1": a, "column_2": b, "metric": "ContingencySimilarity", "score": score,
@@ -168,7 +166,3 @@ def quality_score(real: pd.DataFrame, synthetic: pd.DataFrame, schema: TableSche
     overall = float(np.nanmean([shape_score, pair_score])) if not (np.isnan(shape_score) and np.isnan(pair_score)) else float("nan")
     return QualityResult(overall, shape_score, pair_score, shapes, pairs)
 
-
-def _recode(r: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    _, inv = np.unique(np.concatenate([r, s]), return_inverse=True)
-    return inv[: r.size], inv[r.size:]
