@@ -32,6 +32,7 @@ console = Console(stderr=True)
 out = Console()
 
 DEFAULT_MODEL = "auto"
+AUTO_BUDGET_S = 300.0  # the default time budget of `--model auto` (autoregressive training)
 
 
 def _progress() -> Progress:
@@ -73,6 +74,8 @@ def make_synthesizer(model: str, seed: int, epochs: Optional[int] = None, max_se
     from synthloop.synthesizers import synthesizer_class
 
     klass = synthesizer_class(resolve_model(model))
+    if model == "auto" and max_seconds is None:
+        max_seconds = AUTO_BUDGET_S
     params: dict[str, Any] = {"random_state": seed}
     accepted = klass._get_param_names()
     for flag, key, value in (("--epochs", "epochs", epochs), ("--epsilon", "epsilon", epsilon), ("--delta", "delta", delta)):
@@ -91,8 +94,9 @@ def fit(
     data: Path = typer.Argument(..., help="Real table to learn (.csv, .tsv, .parquet, .jsonl; .gz allowed)."),
     output: Path = typer.Option(..., "-o", "--output", help="Model file to write (.npz; NumPy arrays + JSON, no pickle)."),
     model: str = typer.Option(DEFAULT_MODEL, "--model", "-m",
-                              help="copula (fast), gan, vae, autoregressive, dp, or auto: the best model that fits "
-                                   "the default time budget (autoregressive when available, else copula)."),
+                              help="copula (fast, seconds), gan, vae, autoregressive, dp, or auto: the best model "
+                                   "that fits the default time budget of 300 s (autoregressive, trained for at "
+                                   "most --max-seconds; copula if torch is missing)."),
     schema: Optional[Path] = typer.Option(None, "--schema", help="YAML overrides: {columns: {name: {kind: categorical, ...}}}."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Training epochs (deep models)."),
     max_seconds: Optional[float] = typer.Option(None, "--max-seconds", help="Time budget for training, in seconds."),
