@@ -13,7 +13,8 @@ is slowed by threads fighting over this shared 2-core CPU. One JSON line per (da
 Targets (issue 4): our GAN/VAE quality >= SDV's at <= half SDV's fit time; autoregressive >= best
 SDV + 0.03 within CTGAN's time; constraints 100%.
 
-Run under the benchmark lock: `flock /tmp/synthloop-bench.lock python benchmarks/bench_deep.py --epochs 5`
+Run under the benchmark lock: `flock /tmp/synthloop-bench.lock python benchmarks/bench_deep.py` (10 epochs by
+default: SDV's default 300 epochs would take hours on 2 cores; the whole run takes about 10 minutes).
 """
 from __future__ import annotations
 
@@ -79,7 +80,7 @@ def adherence(synth: pd.DataFrame, rules: list[Any], real: pd.DataFrame) -> floa
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--epochs", type=int, default=10, help="10: the whole run takes ~10 min on 2 cores")
     ap.add_argument("--datasets", default=",".join(DATASETS))
     ap.add_argument("--models", default="gan,vae,autoregressive")
     ap.add_argument("--rows", type=int, default=0, help="train on this many random rows (0 = all)")
