@@ -122,8 +122,8 @@ def fit(
     out.print(f"model [bold]{synth.name}[/] fitted on {len(df):,} rows in {fit_s:.2f} s; columns: "
               + ", ".join(f"{v} {k}" for k, v in kinds.items()))
     guarantee = getattr(synth, "privacy_guarantee", None)
-    if callable(guarantee):
-        g = guarantee()
+    g = guarantee() if callable(guarantee) else None
+    if g:
         out.print(f"privacy: {g.get('statement', g) if isinstance(g, dict) else g}")
     out.print(f"wrote {output}")
 
