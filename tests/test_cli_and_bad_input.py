@@ -117,10 +117,10 @@ def test_unknown_extension_is_refused(tmp_path):
         read_table(tmp_path / "x.xlsx") if (tmp_path / "x.xlsx").write_text("x") else None
 
 
-@pytest.mark.slow
 def test_demo_runs_and_reports_where_outputs_went(tmp_path):
     proc = run("demo", "--out", str(tmp_path / "demo"))
     assert proc.returncode == 0, proc.stderr
     assert "synthetic data:" in proc.stdout and (tmp_path / "demo" / "synthetic.csv").exists()
+    assert (tmp_path / "demo" / "report.html").stat().st_size > 10_000
     fig = json.loads((tmp_path / "demo" / "report.json").read_text())
     assert fig["quality_score"] > 0.8
