@@ -273,3 +273,17 @@ def test_cut_off_answers_are_retried_with_a_larger_token_budget(tmp_path: Path) 
     # a rerun through the cache takes the same path and gives the same table
     again = gen(Cuts(), tmp_path).generate()
     pd.testing.assert_frame_equal(res.data, again.data)
+
+
+def test_spec_with_only_llm_columns_generates(tmp_path: Path) -> None:
+    text = """\
+name: only_llm
+rows: 4
+seed: 1
+columns:
+  - name: desc
+    llm:
+      prompt: "A short merchant line."
+"""
+    res = gen(Scripted(), tmp_path, text).generate()
+    assert list(res.data.columns) == ["desc"] and len(res.data) == 4

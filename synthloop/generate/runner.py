@@ -153,7 +153,7 @@ class PromptedGenerator:
 
     def _context(self, plan: Plan, i: int, values: dict[str, Any]) -> dict[str, Any]:
         """Everything a template or expression of row i can read (structured columns as dicts too)."""
-        row = dict(self._records[i])
+        row = dict(self._records[i]) if self._records else {}  # a spec of only LLM columns plans no frame columns
         row.update(values)
         for name in plan.per_row:
             col = self.spec.column(name)
