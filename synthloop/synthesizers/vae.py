@@ -14,14 +14,13 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from synthloop.synthesizers._torch import (
     DataLayout, TrainingLoop, arrays_to_module, module_to_arrays, resolve_device, split_validation, torch_seed,
     torch_threads,
 )
+from synthloop.synthesizers._conditional import RejectionSamplingMixin
 from synthloop.synthesizers.base import BaseSynthesizer
-from synthloop.synthesizers.gan import _conditional_rejection
 
 
 def _mlp(d: int, dims: tuple[int, ...]) -> tuple[nn.Sequential, int]:
@@ -55,7 +54,7 @@ class _Decoder(nn.Module):
         return self.seq(z)
 
 
-class VAESynthesizer(BaseSynthesizer):
+class VAESynthesizer(RejectionSamplingMixin, BaseSynthesizer):
     """TVAE-style variational autoencoder. `epochs`/`max_seconds` bound training; `random_state` seeds it."""
 
     name = "vae"
@@ -197,16 +196,6 @@ class VAESynthesizer(BaseSynthesizer):
             raw[:, self.alpha_pos_] = np.clip(np.tanh(raw[:, self.alpha_pos_]) + rng.standard_normal((n, sig.size)) * sig, -1, 1)
             raw[:, self.alpha_pos_] = np.arctanh(np.clip(raw[:, self.alpha_pos_], -0.999999, 0.999999))
         return self.layout_.inverse(raw, [c.name for c in self.codec_.learned], rng, logits=True)
-
-    def _sample(self, n: int, rng: np.random.Generator, known: dict[str, dict[str, Any]]) -> dict[str, np.ndarray]:
-        with torch_threads(self.n_threads):
-            return self._sample_impl(n, rng, known)
-
-    def _sample_impl(self, n: int, rng: np.random.Generator, known: dict[str, dict[str, Any]]) -> dict[str, np.ndarray]:
-        learned = {k: v for k, v in known.items() if not v.get("generated")}
-        if not learned:
-            return self._generate(n, rng)
-        return _conditional_rejection(self, n, rng, learned, self.max_condition_rounds)
 
     def privacy_guarantee(self) -> dict[str, Any] | None:
         """DP-SGD's guarantee when fitted with `epsilon` (read by synthloop.evaluate.guarantee), else None."""
