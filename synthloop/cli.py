@@ -43,16 +43,9 @@ def _progress() -> Progress:
 def _load_schema_overrides(path: Optional[Path]) -> Optional[dict[str, Any]]:
     if path is None:
         return None
-    import yaml
+    from synthloop.io import read_yaml
 
-    if not path.exists():
-        raise SynthloopError(f"{path}: schema file not found")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else "?"
-        raise SynthloopError(f"{path}: {where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    data, _ = read_yaml(path, SynthloopError, "schema file")
     return data or {}
 
 

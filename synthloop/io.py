@@ -10,7 +10,7 @@ from typing import Iterator
 
 import pandas as pd
 
-from synthloop.errors import DataError
+from synthloop.errors import DataError, SynthloopError
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".json": "jsonl"}
 
@@ -121,3 +121,20 @@ def write_text(text: str, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
+
+
+def read_yaml(path: str | Path, error: type[SynthloopError] = SynthloopError, what: str = "file") -> tuple[object, str]:
+    """(parsed YAML, its text); a missing file or bad YAML raises `error` naming the file and line."""
+    import yaml
+
+    p = Path(path)
+    if not p.exists():
+        raise error(f"{p}: {what} not found")
+    text = p.read_text(encoding="utf-8")
+    try:
+        return yaml.safe_load(text), text
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise error(f"{p}{line}: not valid YAML: {problem}") from None

@@ -179,14 +179,8 @@ def parse_targets(data: Any, source: str = "targets", text: str | None = None) -
 
 def load_targets(path: str | Path) -> Targets:
     """Read a targets YAML file (see the module docstring)."""
+    from synthloop.io import read_yaml
+
     p = Path(path)
-    if not p.exists():
-        raise TargetsError(f"{p}: targets file not found")
-    text = p.read_text(encoding="utf-8")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f"{p}:{mark.line + 1}" if mark is not None else str(p)
-        raise TargetsError(f"{at}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    data, text = read_yaml(p, TargetsError, "targets file")
     return parse_targets(data, str(p), text)

@@ -146,17 +146,10 @@ def _categories_of(spec: Spec, name: str) -> list[Any] | None:
 
 def load_spec(path: str | Path) -> Spec:
     """Read and validate a YAML spec file; paths inside it are relative to its folder."""
+    from synthloop.io import read_yaml
+
     p = Path(path)
-    if not p.exists():
-        raise SpecError(f"{p}: spec file not found")
-    text = p.read_text(encoding="utf-8")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SpecError(f"{p}{line}: not valid YAML: {problem}") from None
+    data, text = read_yaml(p, SpecError, "spec file")
     return parse_spec(data, str(p), p.resolve().parent, text)
 
 
