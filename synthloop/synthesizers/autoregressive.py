@@ -295,6 +295,8 @@ class AutoregressiveSynthesizer(BaseSynthesizer):
                 total += float(loss.detach()) * batch.shape[0]
                 count += batch.shape[0]
                 step_time = max(step_time * 0.9, time.monotonic() - t0) if step_time else time.monotonic() - t0
+            if stopped and count == 0:
+                break  # the budget ran out before this epoch took a step: nothing to record
             val_loss = self._val_loss(val, val_rank) if n_val and (not stopped or time.monotonic() - start + step_time * 4 < budget) else math.nan
             self.history_.append({"epoch": epoch + 1, "train_loss": total / max(count, 1), "val_loss": val_loss,
                                   "seconds": time.monotonic() - start})
