@@ -161,11 +161,19 @@ def run_dataset(name: str, seconds: float, big: bool) -> None:
     per_epoch = max((took[4] - took[1]) / 3, 0.05 * took[1])  # floor: timing noise must not explode epochs
     overhead = max(took[1] - per_epoch, 0.0)
     epochs = int(min(max(1, (fit_s - overhead) / per_epoch), 1000))
-    t0 = time.perf_counter()
-    tv = TVAESynthesizer(metadata, epochs=epochs)
-    tv.fit({"t": train})
-    tv_fit = time.perf_counter() - t0
-    peers["sdv_tvae"] = {"fit_seconds": round(tv_fit, 1), "epochs": epochs, "calibration": {"fixed_seconds": round(overhead, 1), "seconds_per_epoch": round(per_epoch, 2)},
+    passes = []
+    for _ in range(3):  # short fits mis-estimate the epoch cost: refit until TVAE's wall time is within 10% of ours
+        t0 = time.perf_counter()
+        tv = TVAESynthesizer(metadata, epochs=epochs)
+        tv.fit({"t": train})
+        tv_fit = time.perf_counter() - t0
+        passes.append({"epochs": epochs, "fit_seconds": round(tv_fit, 1)})
+        if abs(tv_fit / fit_s - 1) <= 0.10 or epochs >= 1000:
+            break
+        per_epoch = max((tv_fit - overhead) / epochs, 1e-3)
+        epochs = int(min(max(1, round((fit_s - overhead) / per_epoch)), 1000))
+    peers["sdv_tvae"] = {"fit_seconds": round(tv_fit, 1), "epochs": passes[-1]["epochs"],
+                         "calibration": {"fixed_seconds": round(overhead, 1), "seconds_per_epoch": round(per_epoch, 2), "passes": passes},
                          **judge(name, train, test, _one(tv.sample(len(train))), target, positive, metadata, schema)}
     best_peer = max(peers, key=lambda k: peers[k]["quality"])
     row = {**base, "case": "quality_at_same_wall_time", "ours": ours, **peers,
