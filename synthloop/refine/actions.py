@@ -1,8 +1,9 @@
 """Typed actions: each changes the generation state (a learned run's sampling plan and model, or a
 prompted spec) and records why and a diff of exactly what it changed.
 
-Learned runs: `Resample`, `ReplaceTooClose`, `AddConstraint`, `RaiseEpochs`, `SwitchModel`.
-Prompted specs: `AdjustQuota`, `TightenRange`, `AddNegativeConstraint`, `AddFewShot`, `RaiseTemperature`.
+Learned runs: `Resample`, `FillBins`, `ReplaceTooClose`, `AddConstraint`, `RaiseEpochs`, `SwitchModel`.
+Prompted specs: `AdjustQuota`, `TightenRange`, `AddNegativeConstraint`, `AddFewShot`, `RaiseTemperature`,
+`RewritePrompt`.
 """
 from __future__ import annotations
 
@@ -73,6 +74,26 @@ class Resample(Action):
     def apply(self, state: dict[str, Any]) -> None:
         state["plan"].update(copy.deepcopy(self.conditions))
         state["ranges"].update(copy.deepcopy(self.ranges))
+
+
+@dataclass
+class FillBins(Action):
+    """Bring a numeric column's histogram back to the real one: surplus rows of over-covered bins are
+    replaced by rows sampled conditionally inside the under-covered bins (range conditions), each
+    replacement keeping the planned categorical values of the row it replaces, so shares hold."""
+
+    column: str = ""
+    edges: list[float] = field(default_factory=list)
+    shares: list[float] = field(default_factory=list)
+    under: list[dict[str, Any]] = field(default_factory=list)  # the diagnosed bins, for the log
+
+    def summary(self) -> str:
+        shown = ", ".join(f"{b['bin']} {b['synthetic_share']:.3f}->{b['real_share']:.3f}" for b in self.under[:2])
+        more = f", +{len(self.under) - 2} more" if len(self.under) > 2 else ""
+        return f"FillBins({self.column}: {shown}{more})"
+
+    def apply(self, state: dict[str, Any]) -> None:
+        state.setdefault("bins", {})[self.column] = {"edges": list(self.edges), "shares": list(self.shares)}
 
 
 @dataclass
@@ -247,5 +268,25 @@ class RaiseTemperature(Action):
             col.llm.temperature = self.to
 
 
-ACTIONS = (Resample, ReplaceTooClose, AddConstraint, RaiseEpochs, SwitchModel, AdjustQuota, TightenRange,
-           AddNegativeConstraint, AddFewShot, RaiseTemperature)
+@dataclass
+class RewritePrompt(Action):
+    """Replace a column's prompt template by one the LLM rewrote from the judge's failures (only
+    rewrites that keep every Jinja2 placeholder are accepted; refused tries are kept with the reason)."""
+
+    column: str = ""
+    prompt: str | None = None
+    refused: list[dict[str, str]] = field(default_factory=list)
+
+    def summary(self) -> str:
+        if self.prompt is None:
+            return f"RewritePrompt({self.column}: refused, {self.refused[-1]['reason'] if self.refused else 'no rewrite'})"
+        return f"RewritePrompt({self.column}: {self.prompt[:60]}{'...' if len(self.prompt) > 60 else ''})"
+
+    def apply(self, spec: Any) -> None:
+        col = spec.producer()[self.column]
+        if self.prompt is not None and col.llm is not None:
+            col.llm.prompt = self.prompt
+
+
+ACTIONS = (Resample, FillBins, ReplaceTooClose, AddConstraint, RaiseEpochs, SwitchModel, AdjustQuota, TightenRange,
+           AddNegativeConstraint, AddFewShot, RaiseTemperature, RewritePrompt)

@@ -101,6 +101,19 @@ class TargetMissed(Diagnosis):
 
 
 @dataclass
+class InstructionMissed(Diagnosis):
+    """An LLM judge found too many sampled outputs of a column missing its prompt's instruction."""
+
+    column: str = ""
+    pass_rate: float = 0.0
+    failures: list[dict[str, Any]] = field(default_factory=list)  # [{value, reason}]
+
+    def summary(self) -> str:
+        why = f"; e.g. {self.failures[0]['reason']}" if self.failures else ""
+        return f"{self.column}: judge passes {self.pass_rate:.2f} of outputs{why}"
+
+
+@dataclass
 class DetectableColumns(Diagnosis):
     auc: float = 0.0
     columns: list[str] = field(default_factory=list)
@@ -172,6 +185,11 @@ def diagnose(data: pd.DataFrame, m: Measurement, ctx: MeasureContext) -> list[Di
         for col, rep in (ev.get("diversity") or {}).items():
             if rep["duplicate_rate"] > (ctx.targets.metrics["near_duplicate_rate"].max or 0.0):
                 out.append(LowDiversity(column=col, duplicate_rate=rep["duplicate_rate"], evidence=rep))
+    if "judge_pass_rate" in names:
+        need = ctx.targets.metrics["judge_pass_rate"].min
+        for col, rep in ((ev.get("judge") or {}).get("columns") or {}).items():
+            if rep["pass_rate"] is not None and need is not None and rep["pass_rate"] < need:
+                out.append(InstructionMissed(column=col, pass_rate=rep["pass_rate"], failures=rep["failures"], evidence=rep))
     for metric in ("exact_copy_rate", "dcr_share"):
         if metric in names:
             out.append(TooClose(metric=metric, evidence={"value": names[metric].value, "target": names[metric].target,

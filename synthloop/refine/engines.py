@@ -87,6 +87,8 @@ class LearnedEngine:
                                *([targets.target] if targets.target else [])] if c not in real.columns]
         if unknown:
             raise DataError(f"targets name column '{unknown[0]}', which the table does not have; columns are {', '.join(map(str, real.columns[:12]))}")
+        if "judge_pass_rate" in targets.metrics:
+            raise DataError("metric judge_pass_rate judges LLM outputs against their prompt: it needs a prompted spec, not a table")
         if targets.needs_holdout():
             rng = np.random.default_rng(targets.seed)
             perm = rng.permutation(len(real))
@@ -98,7 +100,7 @@ class LearnedEngine:
         self.schema = schema if schema is not None else infer_schema(self.train)
         self.real_shares = {c: observed_shares(self.train[c]) for c in [*targets.shares, *targets.parity, *targets.min_shares]}
         self.categories = {c: list(s) for c, s in self.real_shares.items()}
-        self.state: dict[str, Any] = {"model": targets.model, "params": dict(targets.model_params), "plan": {}, "ranges": {},
+        self.state: dict[str, Any] = {"model": targets.model, "params": dict(targets.model_params), "plan": {}, "ranges": {}, "bins": {},
                                       "protect": None, "constraints": [], "tried": []}
         self._models: dict[str, Any] = {}
         self._filters: dict[float, Any] = {}
@@ -159,8 +161,94 @@ class LearnedEngine:
                 self._filters[q] = ProtectionFilter(quantile=q, random_state=self.targets.seed).fit(self.train, self.holdout, self.schema)
             data, report = self._filters[q].sample(sampler, self.n, seed=seed, conditions=cond)
             self.last_protection = report.to_dict()
-            return data
-        return sampler.sample(None if cond is not None else self.n, seed=seed, conditions=cond)
+        else:
+            data = sampler.sample(None if cond is not None else self.n, seed=seed, conditions=cond)
+        if self.state.get("bins"):
+            data, self.last_fill = self._fill_bins(data.reset_index(drop=True), model, ranges, seed)
+        return data
+
+    # -- filling numeric bins -------------------------------------------------------------------
+    def _fill_bins(self, data: pd.DataFrame, model: Any, ranges: dict[str, tuple[Any, Any]], seed: int) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+        """Per column of state['bins']: rows of bins above their planned count make room for rows
+        drawn inside the bins below it. A replacement is conditioned on the values of the row it
+        replaces in the planned and share-target columns (shares do not move) and on the range targets; one too close to a training
+        row (when protection is on) or not drawn is skipped, and the old row stays."""
+        from synthloop.generate.samplers import quota_counts
+        from synthloop.schema import ColumnKind
+        from synthloop.synthesizers._conditional import RejectionSamplingMixin
+
+        rng = np.random.default_rng(seed + 7919)
+        t = self.targets  # columns with a share target keep the replaced row's value, planned yet or not
+        plan_cols = [c for c in dict.fromkeys([*self.state["plan"], *t.shares, *t.parity, *t.min_shares]) if c in data.columns]
+        ids = [c.name for c in self.schema.of_kind(ColumnKind.ID)] if hasattr(self.schema, "of_kind") else []
+        exact = not isinstance(model, RejectionSamplingMixin)
+        filt = self._filters.get(float(self.state["protect"])) if self.state.get("protect") else None
+        reports = []
+        for ci, (col, spec) in enumerate(self.state["bins"].items()):
+            edges, want = np.asarray(spec["edges"], float), np.asarray(spec["shares"], float)
+            x = pd.to_numeric(data[col], errors="coerce").to_numpy(float)
+            ok = ~np.isnan(x)
+            idx = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, want.size - 1)
+            have = np.bincount(idx[ok], minlength=want.size)
+            target = quota_counts(want / want.sum(), int(ok.sum()))
+            deficit, surplus = np.maximum(target - have, 0), np.maximum(have - target, 0)
+            rep: dict[str, Any] = {"column": col, "method": "range conditions" if exact else "rejection from unconditioned draws",
+                                   "requested": int(deficit.sum()), "replaced": 0, "bins": []}
+            if not exact:
+                rep["reason"] = (f"model '{self.state['model']}' cannot condition on a numeric range without imposing "
+                                 "values, so rows inside each bin are kept from extra unconditioned draws")
+            if deficit.sum() == 0:
+                reports.append(rep)
+                continue
+            pool = np.concatenate([rng.choice(np.flatnonzero(ok & (idx == b)), surplus[b], replace=False)
+                                   for b in np.flatnonzero(surplus)])
+            rng.shuffle(pool)
+            lo_t, hi_t = ranges.get(col, (None, None))
+            parts, start = [], 0
+            for b in np.flatnonzero(deficit):
+                slots = pool[start:start + deficit[b]]
+                start += deficit[b]
+                lo = max(edges[b], lo_t) if lo_t is not None else edges[b]
+                hi = min(edges[b + 1], hi_t) if hi_t is not None else edges[b + 1]
+                if lo > hi:
+                    rep["bins"].append({"bin": f"[{edges[b]:g}, {edges[b + 1]:g}]", "requested": int(slots.size), "replaced": 0,
+                                        "reason": f"outside the range target on {col}"})
+                    continue
+                cond = data.loc[slots, plan_cols].reset_index(drop=True) if plan_cols else None
+                new, pos = self._draw_in_bin(model, ranges, cond, slots.size, col, lo, hi, exact, want[b], seed + 31 * ci + b)
+                if filt is not None and len(new):
+                    keep = ~filt.too_close(new)
+                    new, pos = new[keep], pos[keep]
+                new = new.set_axis(slots[pos])
+                for c in ids:  # ids are generated per batch: the replaced row keeps its own
+                    if c in new.columns:
+                        new[c] = data.loc[new.index, c]
+                parts.append(new)
+                rep["bins"].append({"bin": f"[{edges[b]:g}, {edges[b + 1]:g}]", "requested": int(slots.size), "replaced": int(len(new))})
+            if parts:
+                new = pd.concat(parts)
+                data = pd.concat([data.drop(index=new.index), new[data.columns]]).sort_index()
+                rep["replaced"] = int(len(new))
+            reports.append(rep)
+        return data.reset_index(drop=True), reports
+
+    @staticmethod
+    def _draw_in_bin(model: Any, ranges: dict[str, tuple[Any, Any]], cond: pd.DataFrame | None, k: int, col: str,
+                     lo: float, hi: float, exact: bool, share: float, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+        """`k` rows with `col` in [lo, hi] (one per row of `cond` when given) and which of the k slots
+        they fill (positions in 0..k-1). Exact models take the range as a condition; the others draw `reps` unconditioned
+        candidates per slot and keep the first one inside."""
+        if exact:
+            new = _PlanSampler(model, {**ranges, col: (lo, hi)}).sample(None if cond is not None else k, seed=seed, conditions=cond)
+            return new.reset_index(drop=True), np.arange(len(new))
+        reps = int(min(50, max(4, np.ceil(3.0 / max(share, 1e-3)))))
+        slot = np.repeat(np.arange(k), reps)
+        c = cond.iloc[slot].reset_index(drop=True) if cond is not None else None
+        cand = _PlanSampler(model, ranges).sample(None if c is not None else k * reps, seed=seed, conditions=c)
+        v = pd.to_numeric(cand[col], errors="coerce").to_numpy(float)
+        inside = np.flatnonzero((v >= lo) & (v <= hi))
+        filled, first = np.unique(slot[inside], return_index=True)
+        return cand.iloc[inside[first]].reset_index(drop=True), filled
 
     # -- proposing actions ----------------------------------------------------------------------
     def propose(self, diagnoses: list[D.Diagnosis], m: Measurement, data: pd.DataFrame) -> list[A.Action]:
@@ -184,6 +272,8 @@ class LearnedEngine:
                             + [f"{c} shares drift from the real table" for c in cover])
             acts.append(A.Resample(conditions={**({k: v for k, v in plan.items()} if misses else {}), **cover}, ranges=ranges,
                                    why=f"conditional resampling to fill quotas: {why}"))
+        fills = self._fill_actions(diagnoses)
+        acts += fills
         rules = [d for d in diagnoses if isinstance(d, D.ConstraintViolations)]
         if rules:
             missing = [r for r in self.targets.constraints if r not in self.state["constraints"]]
@@ -197,11 +287,32 @@ class LearnedEngine:
                 acts.append(A.ReplaceTooClose(quantile=nq, why="; ".join(d.summary() for d in close)))
         fid = [d for d in diagnoses if isinstance(d, D.DetectableColumns)
                or (isinstance(d, D.TargetMissed) and d.metric in ("quality_score", "column_shapes", "column_pair_trends", "pair_trends_drift", "tstr_ratio"))]
-        if fid:
+        if fid and not fills:  # refilled bins may close the gap: measure them before changing the model
             why = "fidelity short: " + "; ".join(d.summary() for d in fid)
             act = self._fidelity_action(why)
             if act is not None:
                 acts.append(act)
+        return acts
+
+    def _fill_actions(self, diagnoses: list[D.Diagnosis], most: int = 3) -> list[A.Action]:
+        """FillBins for numeric columns with under-covered bins (not steered by a range target), at
+        real quantile bins finer than the diagnosis' deciles (up to 50, >= 20 real rows each), so the
+        refilled column follows the real shape inside the diagnosed bins too."""
+        acts: list[A.Action] = []
+        for d in diagnoses:
+            if not (isinstance(d, D.UnderCovered) and d.evidence.get("kind") == "numerical") or len(acts) >= most:
+                continue
+            if d.column in self.state.get("bins", {}) or d.column in self.targets.ranges or d.column not in self.train.columns:
+                continue
+            r = pd.to_numeric(self.train[d.column], errors="coerce").dropna().to_numpy(float)
+            n_bins = int(np.clip(r.size // 20, 10, 50))
+            edges = np.unique(np.quantile(r, np.linspace(0, 1, n_bins + 1)))
+            if edges.size < 3:
+                continue
+            shares = np.histogram(np.clip(r, edges[0], edges[-1]), edges)[0] / r.size
+            acts.append(A.FillBins(column=d.column, edges=[float(e) for e in edges], shares=[round(float(v), 6) for v in shares],
+                                   under=d.bins, why=f"under-covered numeric bins: {d.summary()}"
+                                   + (f" (+{len(d.bins) - 1} more bins)" if len(d.bins) > 1 else "")))
         return acts
 
     def _fidelity_action(self, why: str) -> A.Action | None:
@@ -240,6 +351,31 @@ class PromptedEngine:
         self.real_shares = {c: {_key(k): 1.0 / max(len(v), 1) for k in v} for c, v in self.categories.items()}
         self.n = targets.rows or self.spec.rows
         self._last: pd.DataFrame | None = None
+        self._own_backend: Any = None
+        self._rewrites = 0
+        if "judge_pass_rate" in targets.metrics and not any(c.llm is not None for c in self.spec.columns):
+            raise DataError(f"metric judge_pass_rate needs an llm column to judge; spec {spec.source} has none")
+
+    def llm(self) -> Any:
+        """The backend the judge and the rewriter ask: the caller's, else one from the spec's settings."""
+        if self.backend is not None:
+            return self.backend
+        if self._own_backend is None:
+            from synthloop.llm import make_backend
+
+            self._own_backend = make_backend(self.spec.llm)
+        return self._own_backend
+
+    def judge(self, data: pd.DataFrame) -> dict[str, Any]:
+        """judge_pass_rate: the worst LLM column's pass rate, each column's report beside it."""
+        from synthloop.refine.judge import judge_column
+
+        cols = {}
+        for i, col in enumerate(self.spec.columns):
+            if col.llm is not None:
+                cols[col.name] = judge_column(self.spec, col, i, data, self.llm(), self.targets.judge_sample, self.spec.seed)
+        rates = [r["pass_rate"] for r in cols.values() if r["pass_rate"] is not None]
+        return {"pass_rate": min(rates) if rates else None, "columns": cols}
 
     def _known_values(self, name: str) -> list[Any]:
         col = self.spec.producer()[name]
@@ -254,7 +390,8 @@ class PromptedEngine:
 
     def context(self) -> MeasureContext:
         text = [c.name for c in self.spec.columns if c.llm is not None and not c.llm.structured]
-        return MeasureContext(targets=self.targets, categories=self.categories, text_columns=text)
+        judge = self.judge if "judge_pass_rate" in self.targets.metrics else None
+        return MeasureContext(targets=self.targets, categories=self.categories, text_columns=text, judge=judge)
 
     def generate(self, iteration: int) -> pd.DataFrame:
         from synthloop.generate.runner import PromptedGenerator
@@ -295,6 +432,8 @@ class PromptedEngine:
             elif isinstance(d, D.ConstraintViolations):
                 for c in {producer[x].name for x in d.columns if x in producer and producer[x].llm is not None}:
                     acts.append(A.AddNegativeConstraint(column=c, text=f"rows where '{d.rule}' does not hold", why=d.summary()))
+            elif isinstance(d, D.InstructionMissed):
+                acts.append(self._rewrite(d))
             elif isinstance(d, D.LowDiversity):
                 col = producer[d.column]
                 cur = col.llm.temperature if col.llm and col.llm.temperature is not None else self.spec.llm.temperature
@@ -307,6 +446,17 @@ class PromptedEngine:
                 seen.add(k)
                 out.append(a)
         return out
+
+    def _rewrite(self, d: D.InstructionMissed) -> A.Action:
+        from synthloop.refine.judge import rewrite_prompt
+
+        col = next(c for c in self.spec.columns if c.name == d.column)
+        self._rewrites += 1
+        new, refused = rewrite_prompt(self.spec, col, d.evidence, self.llm(), seed=self.spec.seed + 1000 * self._rewrites)
+        why = f"judge: {d.summary()}"
+        if new is None:
+            why += "; every rewrite was refused, the prompt stays"
+        return A.RewritePrompt(column=d.column, prompt=new, refused=refused, why=why)
 
     @staticmethod
     def _examples_inside(data: pd.DataFrame, col: Any, field: str, r: Any, k: int = 6) -> list[dict[str, Any]]:

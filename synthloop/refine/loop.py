@@ -107,6 +107,8 @@ def run_loop(engine: Any, targets: Targets, log_path: str | Path | None = None,
             }
             if isinstance(engine.state, dict) and engine.state.get("protect") and getattr(engine, "last_protection", None):
                 record["protection"] = engine.last_protection
+            if isinstance(engine.state, dict) and engine.state.get("bins") and getattr(engine, "last_fill", None):
+                record["fill_bins"] = engine.last_fill
             done = None
             if m.all_met:
                 done = "all targets met"

@@ -164,6 +164,7 @@ class MeasureContext:
     text_columns: list[str] = field(default_factory=list)
     reference_pairs: float | None = None
     detection_rows: int = 3000
+    judge: Any = None  # prompted specs: data -> {"pass_rate", "columns": {name: report}} (judge_pass_rate)
     privacy_rows: int = 3000
 
 
@@ -235,6 +236,10 @@ def measure(data: pd.DataFrame, ctx: MeasureContext) -> Measurement:
                 worst = max(worst, rep["duplicate_rate"])
         values["near_duplicate_rate"] = worst
         ev["diversity"] = per
+    if "judge_pass_rate" in metrics and ctx.judge is not None:
+        rep = ctx.judge(data)
+        values["judge_pass_rate"] = rep["pass_rate"]
+        ev["judge"] = rep
     for name, b in metrics.items():
         checks.append(_bound_check(name, values.get(name), b))
     ev["values"] = {k: (None if v is None or not math.isfinite(v) else float(v)) for k, v in values.items()}

@@ -10,6 +10,8 @@ parity: [sex]                                # equal shares over every value of 
 min_shares: {is_fraud: {1: 0.25}}            # a rare class at least this share
 ranges: {amount: {min: 1, max: 1000}}        # every value (or `share` of them) inside [min, max]
 constraints: ["fee <= amount"]               # rules that must hold on 100% of rows
+# prompted specs: `metrics: {judge_pass_rate: {min: 0.9}}` has the LLM judge `judge_sample` outputs
+# per LLM column against their instruction; a column below it gets its prompt rewritten (RewritePrompt)
 match_real: true                             # default when no distribution target is given
 budget: {iterations: 5, seconds: 600}
 ```
@@ -38,6 +40,7 @@ METRICS: dict[str, str] = {
     "exact_copy_rate": "share of synthetic rows identical to a training row",
     "constraint_adherence": "share of rows satisfying every rule in `constraints`",
     "near_duplicate_rate": "share of text values that near-duplicate another (prompted text columns)",
+    "judge_pass_rate": "share of sampled LLM outputs an LLM judge finds follow their instruction (prompted specs; worst column)",
 }
 
 
@@ -115,6 +118,8 @@ class Targets(_Strict):
     protected: list[str] = Field(default_factory=list)
     holdout_share: float = Field(0.2, gt=0, lt=0.9)
     max_epochs: int = Field(2000, ge=1)
+    # prompted runs
+    judge_sample: int = Field(8, ge=1, le=200, description="outputs per LLM column the judge reads (judge_pass_rate)")
 
     @model_validator(mode="after")
     def _check(self) -> "Targets":
