@@ -396,7 +396,7 @@ class PromptedEngine:
     def generate(self, iteration: int) -> pd.DataFrame:
         from synthloop.generate.runner import PromptedGenerator
 
-        gen = PromptedGenerator(self.spec, backend=self.backend, cache_dir=self.cache_dir)
+        gen = PromptedGenerator(self.spec, backend=self.backend or self._own_backend, cache_dir=self.cache_dir)
         res = gen.generate(self.n)
         self.last_summary = res.summary
         self._last = res.data
