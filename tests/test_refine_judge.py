@@ -92,6 +92,9 @@ def test_judge_finds_the_instruction_missed_and_a_placeholder_keeping_rewrite_fi
     # the judge was asked with a schema-constrained yes/no + reason verdict, greedy, on a small sample
     assert all(r.schema == VERDICT_SCHEMA and r.temperature == 0.0 for r in llm.judge_requests)
     assert len(llm.judge_requests) == 2 * 6
+    # after the rewrite, outputs are still held to the user's instruction, not to the rewritten prompt
+    last = llm.judge_requests[-1].messages[-1][1]
+    assert re.search(r"A short note about a (retail|sme) customer\.", last) and "Name the segment" not in last
     assert "{{ segment }}" in llm.rewrite_requests[0].messages[-1][1]
     assert spec.columns[1].llm.prompt == "A short note about a {{ segment }} customer."  # caller's spec untouched
 

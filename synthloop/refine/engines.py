@@ -169,10 +169,11 @@ class LearnedEngine:
 
     # -- filling numeric bins -------------------------------------------------------------------
     def _fill_bins(self, data: pd.DataFrame, model: Any, ranges: dict[str, tuple[Any, Any]], seed: int) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
-        """Per column of state['bins']: rows of bins above their planned count make room for rows
-        drawn inside the bins below it. A replacement is conditioned on the values of the row it
-        replaces in the planned and share-target columns (shares do not move) and on the range targets; one too close to a training
-        row (when protection is on) or not drawn is skipped, and the old row stays."""
+        """Per column of state['bins']: surplus rows of bins above their planned count make room for
+        rows drawn inside the bins below theirs. A replacement is conditioned on the replaced row's
+        values in the planned and share-target columns (so shares do not move) and on the range
+        targets; one too close to a training row (protection on) or never drawn is skipped, and the
+        old row stays."""
         from synthloop.generate.samplers import quota_counts
         from synthloop.schema import ColumnKind
         from synthloop.synthesizers._conditional import RejectionSamplingMixin
@@ -235,9 +236,9 @@ class LearnedEngine:
     @staticmethod
     def _draw_in_bin(model: Any, ranges: dict[str, tuple[Any, Any]], cond: pd.DataFrame | None, k: int, col: str,
                      lo: float, hi: float, exact: bool, share: float, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
-        """`k` rows with `col` in [lo, hi] (one per row of `cond` when given) and which of the k slots
-        they fill (positions in 0..k-1). Exact models take the range as a condition; the others draw `reps` unconditioned
-        candidates per slot and keep the first one inside."""
+        """`k` rows with `col` in [lo, hi] (one per row of `cond` when given) and the slots (0..k-1)
+        they fill. Exact models take the range as a condition; the others draw `reps` candidates per
+        slot without it and keep the first one inside."""
         if exact:
             new = _PlanSampler(model, {**ranges, col: (lo, hi)}).sample(None if cond is not None else k, seed=seed, conditions=cond)
             return new.reset_index(drop=True), np.arange(len(new))
@@ -353,6 +354,8 @@ class PromptedEngine:
         self._last: pd.DataFrame | None = None
         self._own_backend: Any = None
         self._rewrites = 0
+        # the judge holds outputs to the user's own instruction, not to the latest rewrite of it
+        self.instructions = {c.name: c.llm.prompt for c in self.spec.columns if c.llm is not None}
         if "judge_pass_rate" in targets.metrics and not any(c.llm is not None for c in self.spec.columns):
             raise DataError(f"metric judge_pass_rate needs an llm column to judge; spec {spec.source} has none")
 
@@ -373,7 +376,8 @@ class PromptedEngine:
         cols = {}
         for i, col in enumerate(self.spec.columns):
             if col.llm is not None:
-                cols[col.name] = judge_column(self.spec, col, i, data, self.llm(), self.targets.judge_sample, self.spec.seed)
+                cols[col.name] = judge_column(self.spec, col, i, data, self.llm(), self.targets.judge_sample, self.spec.seed,
+                                              instruction=self.instructions.get(col.name))
         rates = [r["pass_rate"] for r in cols.values() if r["pass_rate"] is not None]
         return {"pass_rate": min(rates) if rates else None, "columns": cols}
 

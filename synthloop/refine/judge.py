@@ -32,22 +32,24 @@ JUDGE_SYSTEM = "You review synthetic data. Judge strictly whether a generated va
 REWRITER_SYSTEM = "You improve prompt templates for a synthetic data generator."
 
 
-def _instruction(spec: Any, col: Any, index: int, row: dict[str, Any]) -> str:
-    """The column's prompt rendered for `row` (the raw template when a value it reads is missing)."""
+def _instruction(spec: Any, col: Any, index: int, row: dict[str, Any], template: str | None = None) -> str:
+    """`template` (default: the column's prompt) rendered for `row`; raw when a value it reads is missing."""
     from synthloop.generate.prompts import _plain, render
     from synthloop.spec.errors import GenerationError
 
     ctx = {k: _plain(v) for k, v in row.items()}
     ctx.update(row_index=0, n_rows=spec.rows, dataset=spec.name)
     try:
-        return render(col.llm.prompt, ctx, f"{spec.source}: columns[{index}].llm.prompt")
+        return render(template or col.llm.prompt, ctx, f"{spec.source}: columns[{index}].llm.prompt")
     except GenerationError:
-        return col.llm.prompt
+        return template or col.llm.prompt
 
 
-def judge_column(spec: Any, col: Any, index: int, data: pd.DataFrame, backend: Any, k: int, seed: int) -> dict[str, Any]:
-    """Pass rate of `k` sampled values of `col` against its instruction, with the failing ones and
-    the judge's reasons. Unparseable verdicts are counted apart and left out of the rate."""
+def judge_column(spec: Any, col: Any, index: int, data: pd.DataFrame, backend: Any, k: int, seed: int,
+                 instruction: str | None = None) -> dict[str, Any]:
+    """Pass rate of `k` sampled values of `col` against its instruction (`instruction`, a template,
+    default the column's prompt), with the failing ones and the judge's reasons. Unparseable
+    verdicts are counted apart and left out of the rate."""
     fields = [f for f in col.output_names() if f in data.columns]
     rows = data.dropna(subset=fields, how="all") if fields else data.iloc[:0]
     idx = np.sort(np.random.default_rng(seed).permutation(len(rows))[:k])
@@ -57,7 +59,7 @@ def judge_column(spec: Any, col: Any, index: int, data: pd.DataFrame, backend: A
         row = r.to_dict()
         value = {f: row[f] for f in fields}
         value_text = json.dumps(value, ensure_ascii=False, default=str)
-        user = (f"Instruction given to the generator:\n{_instruction(spec, col, index, row)}\n\n"
+        user = (f"The instruction this value was written for:\n{_instruction(spec, col, index, row, instruction)}\n\n"
                 f"Generated value:\n{value_text}\n\n"
                 'Does the generated value follow the instruction? Reply with JSON {"pass": true or false, "reason": "<one short sentence>"}.')
         reqs.append(LLMRequest(messages=(("system", JUDGE_SYSTEM), ("user", user)), schema=VERDICT_SCHEMA, seed=seed + i,
