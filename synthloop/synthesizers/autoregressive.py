@@ -3,7 +3,8 @@
 In the spirit of TabularARGN (mostly-ai, Apache-2.0; our own code). Every learned column becomes
 one or two tokens (see `synthloop.transforms.tokenize`: quantile bins + position inside the bin
 for numbers, spikes and missing values as tokens of their own, categories with a protected token
-for rare values). The network is a set of small per-token MLP heads; head j sees the embeddings
+for rare values; datetimes by calendar parts: year, month, weekday, day of month and, when the data has
+one, time of day). The network is a set of small per-token MLP heads; head j sees the embeddings
 of exactly the tokens that precede j in the row's column order (a MADE-style mask). Training draws
 a column order per row: the table's own order for a share `fixed_order_share` of rows (the order
 used for unconditional sampling, so it is learned best) and a random one otherwise, so that any
@@ -27,11 +28,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from synthloop.errors import ModelFileError
 from synthloop.schema import ColumnKind
 from synthloop.synthesizers.base import BaseSynthesizer
-from synthloop.transforms.tokenize import CategoryTokenizer, NumericTokenizer
+from synthloop.transforms.tokenize import CategoryTokenizer, DatetimeTokenizer, NumericTokenizer
 
 _DISCRETE = (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN)
+_PARTS = 8  # at most this many token slots per column (a datetime has up to 6)
 
 
 class _Net(nn.Module):
@@ -133,7 +136,8 @@ class AutoregressiveSynthesizer(BaseSynthesizer):
     `max_seconds` bounds the whole fit (tokenizing included); training stops early when the
     validation loss has not improved for `patience` epochs, keeping the best weights. With a time
     budget (or `lr_schedule="cosine"`) the learning rate follows a cosine decay over the budget;
-    otherwise it halves when the validation loss stalls.
+    otherwise it halves when the validation loss stalls. `datetime_parts=False` tokenizes datetimes as
+    plain numbers (epoch seconds) instead of by calendar parts (the former behaviour).
     """
 
     name = "autoregressive"
@@ -144,7 +148,8 @@ class AutoregressiveSynthesizer(BaseSynthesizer):
                  fixed_order_share: float = 0.5, validation_share: float = 0.1, patience: int = 6,
                  temperature: float = 1.0, top_p: float = 1.0, privacy_k: int = 5, device: str = "auto",
                  n_threads: int | None = None, random_state: int | None = 0, verbose: bool = False,
-                 sample_batch_size: int = 65536, lr_schedule: str = "auto", schema: Any = None):
+                 sample_batch_size: int = 65536, lr_schedule: str = "auto", datetime_parts: bool = True,
+                 schema: Any = None):
         self.epochs = epochs
         self.max_seconds = max_seconds
         self.batch_size = batch_size
@@ -168,6 +173,7 @@ class AutoregressiveSynthesizer(BaseSynthesizer):
         self.verbose = verbose
         self.sample_batch_size = sample_batch_size
         self.lr_schedule = lr_schedule
+        self.datetime_parts = datetime_parts
         self.schema = schema
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -177,39 +183,46 @@ class AutoregressiveSynthesizer(BaseSynthesizer):
         return torch.device(self.device)
 
     def _layout(self) -> None:
-        """Token slots: per column its bin/category token and, for numbers that need it, a sub token."""
+        """Token slots: per column its bin/category token and, for numbers that need it, a sub token;
+        per datetime column its calendar parts (see DatetimeTokenizer)."""
         slots: list[tuple[int, str]] = []
         vocab: list[int] = []
-        for ci, (col, tok) in enumerate(zip(self.columns_, self.tokenizers_)):
+        ordinal: list[np.ndarray] = []
+        part: list[int] = []
+        for ci, tok in enumerate(self.tokenizers_):
             if isinstance(tok, CategoryTokenizer):
                 slots.append((ci, "cat"))
                 vocab.append(tok.n_tokens)
+                ordinal.append(np.zeros(tok.n_tokens))
+                part.append(0)
+            elif isinstance(tok, DatetimeTokenizer):
+                slots += [(ci, name) for name in tok.parts_]
+                vocab += tok.vocab_
+                ordinal += tok.ordinal()
+                part += list(range(len(tok.parts_)))
             else:
+                v = max(tok.n_bin_tokens, 1)
+                nb = tok.bin_lo_.size
                 slots.append((ci, "bin"))
-                vocab.append(max(tok.n_bin_tokens, 1))
+                vocab.append(v)
+                ordinal.append(np.r_[np.linspace(-1.0, 1.0, nb) if nb > 1 else np.zeros(nb), np.zeros(v - nb)])
+                part.append(0)
                 if tok.needs_sub:
                     slots.append((ci, "sub"))
                     vocab.append(tok.n_sub)
-        ordinal = []
-        for (ci, kind), v in zip(slots, vocab):
-            o = np.zeros(v)
-            if kind == "bin":
-                nb = self.tokenizers_[ci].bin_lo_.size
-                o[:nb] = np.linspace(-1.0, 1.0, nb) if nb > 1 else 0.0
-            elif kind == "sub":
-                o[:] = np.linspace(-1.0, 1.0, v)
-            ordinal.append(o)
+                    ordinal.append(np.linspace(-1.0, 1.0, tok.n_sub))
+                    part.append(1)
         self.ordinal_ = np.concatenate(ordinal) if ordinal else np.zeros(0)
         self.slots_ = slots
         self.vocab_ = vocab
         self._slot_col = np.array([s[0] for s in slots], dtype=np.int64)
-        self._slot_is_sub = np.array([s[1] == "sub" for s in slots], dtype=bool)
+        self._slot_part = np.array(part, dtype=np.int64)
 
     def _precedence(self, col_rank: torch.Tensor) -> torch.Tensor:
         """(B, n_columns) column ranks -> (B, C, C) float mask: [b, j, i] = token i comes before token j."""
         col = torch.as_tensor(self._slot_col, device=col_rank.device)
-        sub = torch.as_tensor(self._slot_is_sub, device=col_rank.device).long()
-        rank = col_rank[:, col] * 2 + sub  # a column's sub token right after its bin token
+        part = torch.as_tensor(self._slot_part, device=col_rank.device)
+        rank = col_rank[:, col] * _PARTS + part  # a column's tokens in a row, in their own order
         return (rank.unsqueeze(1) < rank.unsqueeze(2)).float()
 
     def _ranks(self, b: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:
@@ -225,6 +238,8 @@ class AutoregressiveSynthesizer(BaseSynthesizer):
             x = encoded[col.name]
             if isinstance(tok, CategoryTokenizer):
                 cols.append(tok.encode(x))
+            elif isinstance(tok, DatetimeTokenizer):
+                cols += list(tok.encode(x).T)
             else:
                 b, s = tok.encode(x)
                 cols.append(b)
@@ -242,6 +257,11 @@ class AutoregressiveSynthesizer(BaseSynthesizer):
             x = encoded[col.name]
             if col.kind in _DISCRETE:
                 self.tokenizers_.append(CategoryTokenizer(self.privacy_k).fit(x, len(col.categories or [])))
+                continue
+            dt = DatetimeTokenizer(self.n_bins, self.n_sub, self.privacy_k).fit(x) if (
+                col.kind == ColumnKind.DATETIME and self.datetime_parts) else None
+            if dt is not None and dt.usable_:
+                self.tokenizers_.append(dt)
             else:
                 self.tokenizers_.append(NumericTokenizer(self.n_bins, self.n_sub, self.privacy_k).fit(x))
         self._layout()
@@ -366,6 +386,15 @@ class AutoregressiveSynthesizer(BaseSynthesizer):
                     codes = np.where(spec["mask"], spec["codes"], codes)
                 out[col.name] = codes
                 continue
+            if isinstance(tok, DatetimeTokenizer):
+                m = spec["mask"] if spec is not None and "lo" in spec else np.zeros(n, bool)
+                lo = np.where(m, spec["lo"], np.nan) if m.any() else None
+                hi = np.where(m, spec["hi"], np.nan) if m.any() else None
+                vals = tok.decode(tokens[:, slots], u[:, ci], lo, hi)
+                if m.any():
+                    vals = np.where(m, np.clip(vals, spec["lo"], spec["hi"]), vals)
+                out[col.name] = vals
+                continue
             bins = tokens[:, slots[0]]
             subs = tokens[:, slots[1]] if slots.size > 1 else np.zeros(n, np.int64)
             if spec is not None and "lo" in spec:
@@ -405,6 +434,13 @@ class AutoregressiveSynthesizer(BaseSynthesizer):
                 else:
                     put(slots[0], self._draw(slots[0], emb, done, None, gen))
                 continue
+            if isinstance(tkz, DatetimeTokenizer):
+                lo = spec["lo"][rows] if spec is not None else np.full(b, np.nan)
+                hi = spec["hi"][rows] if spec is not None else np.full(b, np.nan)
+                for p, j in enumerate(slots):
+                    prev = tok[:, slots[:p]].cpu().numpy()
+                    put(j, self._draw(j, emb, done, tkz.allowed(p, prev, lo, hi, spec is not None), gen))
+                continue
             lo = spec["lo"][rows] if spec is not None else None
             hi = spec["hi"][rows] if spec is not None else None
             allowed = None
@@ -443,7 +479,8 @@ class AutoregressiveSynthesizer(BaseSynthesizer):
         toks = []
         for i, tok in enumerate(self.tokenizers_):
             m, a = tok.state()
-            toks.append({"type": "category" if isinstance(tok, CategoryTokenizer) else "numeric", **m})
+            kind = {CategoryTokenizer: "category", DatetimeTokenizer: "datetime"}.get(type(tok), "numeric")
+            toks.append({"type": kind, **m})
             arrays.update({f"tok{i}_{k}": v for k, v in a.items()})
         for k, v in self.net_.state_dict().items():
             arrays[f"net.{k}"] = v.detach().cpu().numpy()
@@ -455,7 +492,10 @@ class AutoregressiveSynthesizer(BaseSynthesizer):
         self.tokenizers_ = []
         for i, m in enumerate(meta["tokenizers"]):
             a = {k.split("_", 1)[1]: v for k, v in arrays.items() if k.startswith(f"tok{i}_")}
-            klass = CategoryTokenizer if m["type"] == "category" else NumericTokenizer
+            klass = {"category": CategoryTokenizer, "datetime": DatetimeTokenizer, "numeric": NumericTokenizer}.get(m["type"])
+            if klass is None:
+                raise ModelFileError(f"model file: unknown tokenizer type {m['type']!r} for column "
+                                     f"'{meta['columns'][i]}'; it was written by a newer synthloop: upgrade, or refit")
             self.tokenizers_.append(klass.from_state(m, a))
         self.history_ = meta.get("history", [])
         self._layout()
@@ -466,12 +506,7 @@ class AutoregressiveSynthesizer(BaseSynthesizer):
 
 def _group_bounds(tok: NumericTokenizer, bins: np.ndarray, subs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """[lo, hi] of the value group of each (bin, sub) token pair (NaN bins give 0, 0)."""
-    ok = bins < tok.bin_lo_.size
-    b = np.where(ok, bins, 0)
-    lo, hi = tok.sub_lo_[b, subs], tok.sub_hi_[b, subs]
-    lo = np.where(np.isnan(lo), tok.bin_lo_[b], lo)
-    hi = np.where(np.isnan(hi), tok.bin_hi_[b], hi)
-    return np.where(ok, lo, 0.0), np.where(ok, hi, 0.0)
+    return tok.group_bounds(bins, subs)
 
 
 class _progress:

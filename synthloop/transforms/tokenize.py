@@ -6,6 +6,8 @@
   are cut into quantile bins, and each bin into `n_sub` rank groups whose [min, max] is stored.
   Decoding draws uniformly inside the chosen group (the codec then restores rounding), so the
   resolution is about 1 / (n_bins * n_sub) of the distribution. Missing values are a token.
+- Datetime (epoch seconds): by parts, see `DatetimeTokenizer`: year, month, weekday, day of month
+  and, only when the training data has times of day, a (bin, sub) pair for the time of day.
 - Categorical / boolean: one token per category seen at least `rare_k` times, one shared
   *protected* token for rarer ones (decoded to one of them at random, by their shares, so a
   rare value is never tied to the row it came from), and a token for missing.
@@ -136,6 +138,15 @@ class NumericTokenizer:
         out[ok] = lo + u[ok] * (hi - lo)
         return out
 
+    def group_bounds(self, bins: np.ndarray, subs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """[lo, hi] of the value group of each (bin, sub) token pair (missing bins give 0, 0)."""
+        ok = bins < self.bin_lo_.size
+        b = np.where(ok, bins, 0)
+        lo, hi = self.sub_lo_[b, subs], self.sub_hi_[b, subs]
+        lo = np.where(np.isnan(lo), self.bin_lo_[b], lo)
+        hi = np.where(np.isnan(hi), self.bin_hi_[b], hi)
+        return np.where(ok, lo, 0.0), np.where(ok, hi, 0.0)
+
     def allowed_bins(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         """(rows, bins) mask of bins overlapping [lo, hi]; rows with none get the nearest bin."""
         lo = np.clip(lo, *self.clip_)
@@ -227,5 +238,272 @@ class CategoryTokenizer:
         tok = cls(meta["rare_k"])
         tok.has_nan_ = bool(meta["has_nan"])
         tok.counts_, tok.frequent_, tok.rare_ = arrays["counts"], arrays["frequent"], arrays["rare"]
+        tok._build()
+        return tok
+
+
+_DAY = 86400.0
+
+
+def _month_start(mi: np.ndarray) -> np.ndarray:
+    """Days since 1970-01-01 of the first day of month index `mi` (months since 1970-01)."""
+    return np.asarray(mi, dtype=np.int64).astype("datetime64[M]").astype("datetime64[D]").astype(np.int64)
+
+
+def date_parts(secs: np.ndarray) -> dict[str, np.ndarray]:
+    """Calendar parts of finite epoch seconds: year, month (1-12), day (1-31), wday (0 = Monday),
+    mi (months since 1970-01), days (since 1970-01-01) and time (seconds into the day)."""
+    secs = np.asarray(secs, dtype=float)
+    days = np.floor(secs / _DAY).astype(np.int64)
+    mi = days.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
+    return {"year": mi // 12 + 1970, "month": mi % 12 + 1, "day": days - _month_start(mi) + 1,
+            "wday": (days + 3) % 7, "mi": mi, "days": days, "time": secs - days * _DAY}
+
+
+def _prefer(base: np.ndarray, narrower: np.ndarray) -> np.ndarray:
+    """Per row: `narrower` where it allows something, else `base`."""
+    return np.where(narrower.any(axis=1, keepdims=True), narrower, base)
+
+
+class DatetimeTokenizer:
+    """Datetime column (epoch seconds) <-> calendar-part tokens, so calendar structure is learnable and kept.
+
+    Tokens, in this order: a *period* (quantile bins of the date, spikes of their own, plus missing:
+    the coarse position, learned as precisely as a number's bin), year, month, weekday, day of month
+    and, only when some training value has a time of day, the time of day as a `NumericTokenizer`
+    (bin, sub) pair. The weekday comes before the day, and the day is then one of the month's days
+    with that weekday: weekday effects and month seasonality are tokens of their own.
+    `allowed` masks each part by the parts drawn before it: a real day of the month (every date is
+    valid), inside the period and the row's [lo, hi] range compared part by part (year, month, day,
+    time), so ranges and exact values are conditioned exactly without rejection, and preferably only
+    months, days of month and weekdays seen in training (a column always on the 1st, or only on
+    weekdays, stays so); if the seen ones leave nothing inside the range, the range wins. Date-only
+    columns stay date-only. Columns spanning more than `max_years` years are not handled (`usable_`
+    is False; use NumericTokenizer).
+    """
+
+    def __init__(self, n_bins: int = 64, n_sub: int = 8, rare_k: int = 5, max_years: int = 128):
+        self.n_bins = n_bins
+        self.n_sub = n_sub
+        self.rare_k = rare_k
+        self.max_years = max_years
+
+    def fit(self, x: np.ndarray) -> "DatetimeTokenizer":
+        x = np.asarray(x, dtype=float)
+        nan = np.isnan(x)
+        v = np.sort(x[~nan])
+        self.has_nan_ = bool(nan.any())
+        self.usable_ = bool(v.size)
+        if not v.size:
+            return self
+        k = self.rare_k
+        self.clip_ = (float(v[k - 1]), float(v[-k])) if k > 0 and v.size > 2 * k else (float(v[0]), float(v[-1]))
+        p = date_parts(np.clip(v, *self.clip_))
+        self.year0_ = int(p["year"][0])
+        self.n_years_ = int(p["year"][-1]) - self.year0_ + 1
+        self.usable_ = self.n_years_ <= self.max_years
+        self.period_ = NumericTokenizer(self.n_bins, 1, 0).fit(np.where(nan, np.nan, np.floor(np.clip(x, *self.clip_) / _DAY)))
+        self.months_seen_ = np.bincount(p["month"] - 1, minlength=12) > 0
+        self.days_seen_ = np.bincount(p["day"] - 1, minlength=31) > 0
+        self.wdays_seen_ = np.bincount(p["wday"], minlength=7) > 0
+        t = p["time"]
+        self.time_ = NumericTokenizer(self.n_bins, self.n_sub, self.rare_k).fit(t) if np.any(t != 0) else None
+        # the grid times of day fall on (whole hours, minutes, seconds), kept when decoding; 0 = none
+        self.time_step_ = next((float(s) for s in (3600, 60, 1) if np.all(np.mod(t, s) == 0)), 0.0)
+        self._build()
+        return self
+
+    def _build(self) -> None:
+        self.parts_ = ["period", "year", "month", "wday", "day"]
+        self.vocab_ = [max(self.period_.n_bin_tokens, 1), self.n_years_, 12, 7, 31]
+        if self.time_ is not None:
+            self.parts_.append("tbin")
+            self.vocab_.append(max(self.time_.n_bin_tokens, 1))
+            if self.time_.needs_sub:
+                self.parts_.append("tsub")
+                self.vocab_.append(self.time_.n_sub)
+
+    @property
+    def nan_token(self) -> int:
+        return self.period_.nan_token
+
+    def ordinal(self) -> list[np.ndarray]:
+        """Ordinal position in [-1, 1] of each part's tokens (periods, years, days, times); 0 for months
+        and weekdays, whose effects (seasons, weekends) are not monotone."""
+        def lin(n: int, size: int) -> np.ndarray:
+            return np.r_[np.linspace(-1.0, 1.0, n) if n > 1 else np.zeros(n), np.zeros(size - n)]
+
+        nb = self.time_.bin_lo_.size if self.time_ is not None else 0
+        ords = {"period": lin(self.period_.bin_lo_.size, self.vocab_[0]), "year": lin(self.n_years_, self.n_years_),
+                "month": np.zeros(12), "wday": np.zeros(7), "day": lin(31, 31),
+                "tbin": lin(nb, self.vocab_[5] if nb else 0), "tsub": lin(self.n_sub, self.n_sub)}
+        return [ords[p] for p in self.parts_]
+
+    # -- encode ------------------------------------------------------------------------------------
+    def encode(self, x: np.ndarray) -> np.ndarray:
+        """(rows, parts) tokens; a missing value is the period's missing token with every other part 0."""
+        x = np.asarray(x, dtype=float)
+        nan = np.isnan(x)
+        out = np.zeros((x.size, len(self.parts_)), dtype=np.int64)
+        v = np.clip(x[~nan], *self.clip_)
+        out[:, 0] = self.period_.encode(np.where(nan, np.nan, np.floor(np.clip(x, *self.clip_) / _DAY)))[0]
+        p = date_parts(v)
+        cols = {"year": p["year"] - self.year0_, "month": p["month"] - 1, "wday": p["wday"], "day": p["day"] - 1}
+        if self.time_ is not None:
+            cols["tbin"], cols["tsub"] = self.time_.encode(p["time"])
+        out[~nan, 1:] = np.column_stack([cols[name] for name in self.parts_[1:]])
+        return out
+
+    # -- conditioning ------------------------------------------------------------------------------
+    def _bounds(self, period: np.ndarray | None, lo: np.ndarray, hi: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Parts of the per-row bounds: [lo, hi] (NaN = none) inside the learned range and, where they
+        meet, inside the `period` token's dates. Date-only columns snap the bounds inwards to whole days
+        when a whole day lies between them."""
+        lo = np.clip(np.where(np.isnan(lo), -np.inf, lo), *self.clip_)
+        hi = np.clip(np.where(np.isnan(hi), np.inf, hi), *self.clip_)
+        if period is not None:
+            b = np.clip(period, 0, max(self.period_.bin_lo_.size - 1, 0))
+            p_lo = np.maximum(lo, self.period_.bin_lo_[b] * _DAY)
+            p_hi = np.minimum(hi, (self.period_.bin_hi_[b] + 1) * _DAY - 1e-3)
+            meet = p_lo <= p_hi  # a range lying between two periods' dates keeps the range
+            lo, hi = np.where(meet, p_lo, lo), np.where(meet, p_hi, hi)
+        if self.time_ is None:
+            lo_d, hi_d = np.ceil(lo / _DAY) * _DAY, np.floor(hi / _DAY) * _DAY
+            ok = lo_d <= hi_d
+            lo, hi = np.where(ok, lo_d, lo), np.where(ok, hi_d, hi)
+        return date_parts(lo), date_parts(hi)
+
+    def _time_bounds(self, days: np.ndarray, pl: dict[str, np.ndarray], ph: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """[lo, hi] time of day allowed on date `days` (the bounds' own times on their own dates)."""
+        return (np.where(days == pl["days"], pl["time"], 0.0), np.where(days == ph["days"], ph["time"], _DAY))
+
+    def _days(self, mi: np.ndarray, pl: dict[str, np.ndarray], ph: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+        """For month indices `mi` (rows, ...): (in range, seen, weekday, first day) over days 1-31, each
+        (rows, ..., 31) but the first day (rows, ...). In range: a real day of the month inside the bounds;
+        seen: its day of month and weekday both occur in the training data."""
+        extra = (slice(None),) + (None,) * (mi.ndim - 1)
+        first = _month_start(mi)
+        d = np.arange(1, 32)
+        valid = d <= (_month_start(mi + 1) - first)[..., None]
+        valid &= (mi > pl["mi"][extra])[..., None] | (d >= pl["day"][extra][..., None])
+        valid &= (mi < ph["mi"][extra])[..., None] | (d <= ph["day"][extra][..., None])
+        wd = (first[..., None] + d + 2) % 7
+        return valid, valid & self.days_seen_ & self.wdays_seen_[wd], wd, first
+
+    def allowed(self, part: int, prev: np.ndarray, lo: np.ndarray, hi: np.ndarray, conditioned: bool) -> np.ndarray:
+        """(rows, vocab) mask of tokens allowed for part `part` given the earlier parts' tokens `prev`
+        (rows, part) and per-row bounds `lo`, `hi` in epoch seconds (NaN = unbounded). With
+        `conditioned`, missing is not allowed. Years and months holding a seen day in range are preferred."""
+        rows = prev.shape[0]
+        name, size = self.parts_[part], self.vocab_[part]
+        if name == "period":
+            pl, ph = self._bounds(None, lo, hi)
+            m = np.zeros((rows, size), dtype=bool)
+            nb = self.period_.bin_lo_.size
+            m[:, :nb] = self.period_.allowed_bins(pl["days"].astype(float), ph["days"].astype(float))
+            if self.has_nan_ and not conditioned:
+                m[:, self.nan_token] = True
+            return m
+        nanrow = prev[:, 0] >= self.period_.bin_lo_.size
+        pl, ph = self._bounds(prev[:, 0], lo, hi)
+        if name == "year":
+            y = self.year0_ + np.arange(self.n_years_)
+            inside = (y >= pl["year"][:, None]) & (y <= ph["year"][:, None])
+            # only the bounds' own years are cut by the range: do they still hold a seen day?
+            edge = [self._days((yb[:, None] - 1970) * 12 + np.arange(12), pl, ph)[1].any(axis=(1, 2))
+                    for yb in (pl["year"], ph["year"])]
+            seen = inside & ((y != pl["year"][:, None]) | edge[0][:, None]) & ((y != ph["year"][:, None]) | edge[1][:, None])
+            m = _prefer(inside, seen)
+        else:
+            year = self.year0_ + prev[:, 1]
+            if name == "month":
+                mi = (year[:, None] - 1970) * 12 + np.arange(12)
+                m = (mi >= pl["mi"][:, None]) & (mi <= ph["mi"][:, None])
+                has_seen_day = self._days(mi, pl, ph)[1].any(axis=2)
+                for narrower in (m & has_seen_day, m & has_seen_day & self.months_seen_):
+                    m = _prefer(m, narrower)
+            else:
+                mi = (year - 1970) * 12 + prev[:, 2]
+                valid, seen, wd, first = self._days(mi, pl, ph)
+                cand = valid
+                # the most specific of: day of month and weekday seen, day seen, weekday seen, any real day
+                for narrower in (valid & self.wdays_seen_[wd], valid & self.days_seen_, seen):
+                    cand = _prefer(cand, narrower)
+                if name == "wday":
+                    m = (cand[:, :, None] & (wd[:, :, None] == np.arange(7))).any(axis=1)
+                elif name == "day":
+                    m = cand & (wd == prev[:, 3][:, None])
+                else:
+                    tlo, thi = self._time_bounds(first + prev[:, 4], pl, ph)
+                    nb = self.time_.bin_lo_.size
+                    if name == "tbin":
+                        m = np.zeros((rows, size), dtype=bool)
+                        m[:, :nb] = self.time_.allowed_bins(tlo, thi)
+                    else:
+                        m = self.time_.allowed_subs(np.minimum(prev[:, 5], nb - 1), tlo, thi)
+        if nanrow.any():
+            m[nanrow] = False
+            m[nanrow, 0] = True
+        return m
+
+    # -- decode ------------------------------------------------------------------------------------
+    def decode(self, tokens: np.ndarray, u: np.ndarray, lo: np.ndarray | None = None, hi: np.ndarray | None = None) -> np.ndarray:
+        """Epoch seconds of (rows, parts) tokens: the day is clipped to the month's length, the time of day
+        drawn by `u` inside its group (on the training data's grid), the value kept inside [lo, hi]
+        (NaN = unbounded), the period and the learned range."""
+        n = tokens.shape[0]
+        lo = np.full(n, np.nan) if lo is None else np.asarray(lo, dtype=float)
+        hi = np.full(n, np.nan) if hi is None else np.asarray(hi, dtype=float)
+        out = np.full(n, np.nan)
+        ok = tokens[:, 0] < self.period_.bin_lo_.size
+        t = tokens[ok]
+        mi = (self.year0_ + t[:, 1] - 1970) * 12 + t[:, 2]
+        first = _month_start(mi)
+        days = first + np.minimum(t[:, 4] + 1, _month_start(mi + 1) - first) - 1
+        pl, ph = self._bounds(t[:, 0], lo[ok], hi[ok])
+        if self.time_ is not None:
+            tlo, thi = self._time_bounds(days, pl, ph)
+            bins = np.minimum(t[:, 5], self.time_.bin_lo_.size - 1)
+            glo, ghi = self.time_.group_bounds(bins, t[:, 6] if t.shape[1] > 6 else np.zeros_like(bins))
+            glo, ghi = np.maximum(glo, tlo), np.minimum(ghi, thi)
+            ghi = np.maximum(ghi, glo)
+            tod = glo + u[ok] * (ghi - glo)
+            if self.time_step_:
+                tod = np.clip(np.round(tod / self.time_step_) * self.time_step_, glo, ghi)
+        else:
+            tod = np.zeros(days.size)
+        lo_b = pl["days"] * _DAY + pl["time"]
+        hi_b = ph["days"] * _DAY + ph["time"]
+        out[ok] = np.clip(days * _DAY + tod, lo_b, hi_b)
+        return out
+
+    # -- persistence -------------------------------------------------------------------------------
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        pm, pa = self.period_.state()
+        meta: dict[str, Any] = {"n_bins": self.n_bins, "n_sub": self.n_sub, "rare_k": self.rare_k,
+                                "max_years": self.max_years, "has_nan": self.has_nan_, "clip": list(self.clip_),
+                                "year0": self.year0_, "n_years": self.n_years_, "time_step": self.time_step_,
+                                "period": pm, "time": None}
+        arrays = {"months_seen": self.months_seen_, "days_seen": self.days_seen_, "wdays_seen": self.wdays_seen_}
+        arrays.update({f"period_{k}": v for k, v in pa.items()})
+        if self.time_ is not None:
+            tm, ta = self.time_.state()
+            meta["time"] = tm
+            arrays.update({f"time_{k}": v for k, v in ta.items()})
+        return meta, arrays
+
+    @classmethod
+    def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> "DatetimeTokenizer":
+        tok = cls(meta["n_bins"], meta["n_sub"], meta["rare_k"], meta["max_years"])
+        tok.has_nan_ = bool(meta["has_nan"])
+        tok.usable_ = True
+        tok.clip_ = tuple(meta["clip"])
+        tok.year0_, tok.n_years_, tok.time_step_ = int(meta["year0"]), int(meta["n_years"]), float(meta["time_step"])
+        tok.months_seen_ = arrays["months_seen"].astype(bool)
+        tok.days_seen_ = arrays["days_seen"].astype(bool)
+        tok.wdays_seen_ = arrays["wdays_seen"].astype(bool)
+        sub = {p: {k[len(p) + 1:]: v for k, v in arrays.items() if k.startswith(p + "_")} for p in ("period", "time")}
+        tok.period_ = NumericTokenizer.from_state(meta["period"], sub["period"])
+        tok.time_ = NumericTokenizer.from_state(meta["time"], sub["time"]) if meta["time"] is not None else None
         tok._build()
         return tok
