@@ -1,14 +1,15 @@
 """Autoregressive synthesizer: each column predicted from the ones before it, in any column order.
 
 In the spirit of TabularARGN (mostly-ai, Apache-2.0; our own code). Every learned column becomes
-one or two tokens (see `synthloop.transforms.tokenize`: quantile bins + position inside the bin
-for numbers, spikes and missing values as tokens of their own, categories with a protected token
-for rare values; datetimes by calendar parts: year, month, weekday, day of month and, when the data has
-one, time of day). The network is a set of small per-token MLP heads; head j sees the embeddings
-of exactly the tokens that precede j in the row's column order (a MADE-style mask). Training draws
-a column order per row: the table's own order for a share `fixed_order_share` of rows (the order
-used for unconditional sampling, so it is learned best) and a random one otherwise, so that any
-subset of columns can be fixed first and the rest generated conditionally without rejection.
+a few tokens (see `synthloop.transforms.tokenize`: quantile bins + position inside the bin for
+numbers, spikes and missing values as tokens of their own, categories with a protected token for
+rare values, datetimes by calendar parts: a quantile bin of the date, year, month, weekday, day of
+month and, when the data has one, time of day). The network is a set of small per-token MLP heads;
+head j sees the embeddings of exactly the tokens that precede j in the row's column order (a
+MADE-style mask). Training draws a column order per row: the table's own order for a share
+`fixed_order_share` of rows (the order used for unconditional sampling, so it is learned best) and
+a random one otherwise, so that any subset of columns can be fixed first and the rest generated
+conditionally without rejection.
 
 Privacy guard (on by default, `privacy_k`): categories seen fewer than k times share one protected
 token, which is decoded to one of them at random (by their shares), never to the row it came from;
@@ -438,8 +439,11 @@ class AutoregressiveSynthesizer(BaseSynthesizer):
                 lo = spec["lo"][rows] if spec is not None else np.full(b, np.nan)
                 hi = spec["hi"][rows] if spec is not None else np.full(b, np.nan)
                 for p, j in enumerate(slots):
-                    prev = tok[:, slots[:p]].cpu().numpy()
-                    put(j, self._draw(j, emb, done, tkz.allowed(p, prev, lo, hi, spec is not None), gen))
+                    allowed = tkz.allowed(p, tok[:, slots[:p]].cpu().numpy(), lo, hi, spec is not None)
+                    if (allowed.sum(axis=1) == 1).all():  # a part fixed by the earlier ones: no need to ask the net
+                        put(j, torch.as_tensor(allowed.argmax(axis=1), device=device))
+                    else:
+                        put(j, self._draw(j, emb, done, allowed, gen))
                 continue
             lo = spec["lo"][rows] if spec is not None else None
             hi = spec["hi"][rows] if spec is not None else None

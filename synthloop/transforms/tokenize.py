@@ -1,13 +1,14 @@
-"""Column tokenizers for the autoregressive synthesizer: every learned column becomes 1-2 discrete tokens.
+"""Column tokenizers for the autoregressive synthesizer: every learned column becomes discrete tokens.
 
-- Numerical / datetime: a *bin* token plus a *sub* token (position inside the bin).
+- Numerical (and datetimes spanning too many years): a *bin* token plus a *sub* token (position inside the bin).
   Values carrying at least one bin's worth of mass (spikes such as capital_gain == 0, or each
   age of a census table) get a bin of their own, so they come back exactly; the other values
   are cut into quantile bins, and each bin into `n_sub` rank groups whose [min, max] is stored.
   Decoding draws uniformly inside the chosen group (the codec then restores rounding), so the
   resolution is about 1 / (n_bins * n_sub) of the distribution. Missing values are a token.
-- Datetime (epoch seconds): by parts, see `DatetimeTokenizer`: year, month, weekday, day of month
-  and, only when the training data has times of day, a (bin, sub) pair for the time of day.
+- Datetime (epoch seconds): by parts, see `DatetimeTokenizer`: a quantile bin of the date (period),
+  year, month, weekday, day of month and, only when the training data has times of day, a (bin, sub)
+  pair for the time of day.
 - Categorical / boolean: one token per category seen at least `rare_k` times, one shared
   *protected* token for rarer ones (decoded to one of them at random, by their shares, so a
   rare value is never tied to the row it came from), and a token for missing.
@@ -280,6 +281,9 @@ class DatetimeTokenizer:
     weekdays, stays so); if the seen ones leave nothing inside the range, the range wins. Date-only
     columns stay date-only. Columns spanning more than `max_years` years are not handled (`usable_`
     is False; use NumericTokenizer).
+    Under a range condition every part is drawn from the model among the values the range allows, so
+    the result always lies in the range; a period only partly inside it keeps its whole probability
+    (as a number's bin does), so dates near a range end can be over-represented.
     """
 
     def __init__(self, n_bins: int = 64, n_sub: int = 8, rare_k: int = 5, max_years: int = 128):
@@ -387,13 +391,33 @@ class DatetimeTokenizer:
         valid = d <= (_month_start(mi + 1) - first)[..., None]
         valid &= (mi > pl["mi"][extra])[..., None] | (d >= pl["day"][extra][..., None])
         valid &= (mi < ph["mi"][extra])[..., None] | (d <= ph["day"][extra][..., None])
-        wd = (first[..., None] + d + 2) % 7
+        wd = (((first + 2) % 7).astype(np.int8)[..., None] + d.astype(np.int8)) % 7
         return valid, valid & self.days_seen_ & self.wdays_seen_[wd], wd, first
 
     def allowed(self, part: int, prev: np.ndarray, lo: np.ndarray, hi: np.ndarray, conditioned: bool) -> np.ndarray:
         """(rows, vocab) mask of tokens allowed for part `part` given the earlier parts' tokens `prev`
         (rows, part) and per-row bounds `lo`, `hi` in epoch seconds (NaN = unbounded). With
-        `conditioned`, missing is not allowed. Years and months holding a seen day in range are preferred."""
+        `conditioned`, missing is not allowed. Years and months holding a seen day in range are preferred.
+        Computed once per distinct (earlier tokens, bounds) row."""
+        lo = np.where(np.isnan(lo), -np.inf, lo)
+        hi = np.where(np.isnan(hi), np.inf, hi)
+        # one integer key per row (mixed radix over the earlier tokens and the distinct bounds)
+        key, radix = np.zeros(prev.shape[0], dtype=np.int64), 1
+        columns = [(prev[:, i], self.vocab_[i]) for i in range(part)]
+        for b in (lo, hi):
+            _, inv = np.unique(b, return_inverse=True)
+            columns.append((np.asarray(inv).ravel(), int(inv.max()) + 1 if inv.size else 1))
+        for values, size in columns:
+            radix *= size
+            if radix >= 2**62:  # too many combinations to key: no sharing
+                return self._allowed(part, prev, lo, hi, conditioned)
+            key = key * size + values
+        _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+        if first.size == key.size:
+            return self._allowed(part, prev, lo, hi, conditioned)
+        return self._allowed(part, prev[first], lo[first], hi[first], conditioned)[np.asarray(inverse).ravel()]
+
+    def _allowed(self, part: int, prev: np.ndarray, lo: np.ndarray, hi: np.ndarray, conditioned: bool) -> np.ndarray:
         rows = prev.shape[0]
         name, size = self.parts_[part], self.vocab_[part]
         if name == "period":
