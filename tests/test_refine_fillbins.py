@@ -36,6 +36,9 @@ def test_under_covered_numeric_bins_are_refilled_while_shares_and_copies_hold(bi
     assert rep["method"] == "range conditions" and 0.8 * rep["requested"] <= rep["replaced"] <= rep["requested"]
     assert res.data["grp"].value_counts(normalize=True).to_dict() == {"a": 0.58, "b": 0.42}  # shares untouched
     assert len(res.data) == len(bimodal)
+    from synthloop.refine.report import history_html
+
+    assert "Bins refilled" in history_html(res)
     # the thin bins are now covered like the real table's
     x, r = res.data["load"], bimodal["load"]
     for lo, hi in ((17.3, 22.6), (66.8, 72.9)):

@@ -106,6 +106,9 @@ def test_rewrites_that_drop_a_placeholder_are_refused_and_the_prompt_stays():
     assert act["kind"] == "RewritePrompt" and act["prompt"] is None and act["diff"] == []
     assert len(act["refused"]) == 2 and all("drops the placeholder(s) {{ segment }}" in r["reason"] for r in act["refused"])
     assert "refused" in act["summary"] and "prompt stays" in act["why"]
+    from synthloop.refine.report import history_html
+
+    assert "refused rewrite: the rewrite drops the placeholder(s) {{ segment }}" in history_html(res)
     assert not res.met
 
 

@@ -66,8 +66,13 @@ def history_html(result: RefineResult) -> str:
         out.append("</table>")
         if rec["diagnoses"]:
             out.append("<p><b>Diagnoses</b></p><ul>" + "".join(f"<li>{e(d['kind'])}: {e(d['summary'])}</li>" for d in rec["diagnoses"]) + "</ul>")
+        for f in rec.get("fill_bins") or []:
+            out.append(f"<p><b>Bins refilled</b> {e(f['column'])}: {f['replaced']} of {f['requested']} rows replaced by "
+                       f"{e(f['method'])}{'; ' + e(f['reason']) if f.get('reason') else ''}</p>")
         for a in rec["actions"]:
             out.append(f"<p><b>Action</b> {e(a['summary'])}<br><span class=\"muted\">why: {e(a['why'])}</span></p>")
+            if a.get("refused"):
+                out.append("<ul>" + "".join(f"<li>refused rewrite: {e(r['reason'])}</li>" for r in a["refused"]) + "</ul>")
             if a["diff"]:
                 out.append('<div class="scroll"><table><tr><th>changed</th><th>before</th><th>after</th></tr>' + "".join(
                     f"<tr><td>{e(d['path'])}</td><td>{_fmt(d['before'], 'unset')}</td><td>{_fmt(d['after'], 'unset')}</td></tr>" for d in a["diff"][:40]) + "</table></div>")
