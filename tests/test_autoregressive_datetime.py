@@ -125,3 +125,12 @@ def test_day_is_clipped_to_the_month_length():
     t = tok.encode(np.array([pd.Timestamp("2023-01-31").value / 1e9]))
     t[0, tok.parts_.index("month")] = 1  # February 31st
     assert pd.Timestamp(tok.decode(t, np.zeros(1))[0] * 1e9) == pd.Timestamp("2023-02-28")
+
+
+def test_a_year_or_month_that_never_varies_is_no_token():
+    rng = np.random.default_rng(2)
+    x = pd.Timestamp("2019-03-01").value / 1e9 + rng.integers(0, 31 * 86400, 500).astype(float)
+    tok = DatetimeTokenizer(rare_k=0).fit(x)
+    assert tok.parts_[:3] == ["period", "wday", "day"] and "year" not in tok.parts_ and "month" not in tok.parts_
+    back = tok.decode(tok.encode(x), rng.random(x.size))
+    assert (np.floor(back / 86400) == np.floor(x / 86400)).all()

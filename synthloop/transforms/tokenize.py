@@ -318,14 +318,30 @@ class DatetimeTokenizer:
         return self
 
     def _build(self) -> None:
-        self.parts_ = ["period", "year", "month", "wday", "day"]
-        self.vocab_ = [max(self.period_.n_bin_tokens, 1), self.n_years_, 12, 7, 31]
+        """Parts and their vocabularies; a year (or month) that never varies is no token (less to train)."""
+        self.parts_, self.vocab_ = ["period"], [max(self.period_.n_bin_tokens, 1)]
+        one_year = self.n_years_ == 1
+        self._fixed = {"year": 0, "month": int(np.argmax(self.months_seen_)), "tsub": 0}
+        if not one_year:
+            self.parts_.append("year")
+            self.vocab_.append(self.n_years_)
+        if not (one_year and self.months_seen_.sum() == 1):
+            self.parts_.append("month")
+            self.vocab_.append(12)
+        self.parts_ += ["wday", "day"]
+        self.vocab_ += [7, 31]
         if self.time_ is not None:
             self.parts_.append("tbin")
             self.vocab_.append(max(self.time_.n_bin_tokens, 1))
             if self.time_.needs_sub:
                 self.parts_.append("tsub")
                 self.vocab_.append(self.time_.n_sub)
+        self._ix = {name: i for i, name in enumerate(self.parts_)}
+
+    def _part(self, tokens: np.ndarray, name: str) -> np.ndarray:
+        """Column `name` of (rows, parts) tokens; a part that is no token gives its fixed value."""
+        i = self._ix.get(name)
+        return tokens[:, i] if i is not None else np.full(tokens.shape[0], self._fixed[name], dtype=np.int64)
 
     @property
     def nan_token(self) -> int:
@@ -340,7 +356,7 @@ class DatetimeTokenizer:
         nb = self.time_.bin_lo_.size if self.time_ is not None else 0
         ords = {"period": lin(self.period_.bin_lo_.size, self.vocab_[0]), "year": lin(self.n_years_, self.n_years_),
                 "month": np.zeros(12), "wday": np.zeros(7), "day": lin(31, 31),
-                "tbin": lin(nb, self.vocab_[5] if nb else 0), "tsub": lin(self.n_sub, self.n_sub)}
+                "tbin": lin(nb, self.vocab_[self._ix["tbin"]] if nb else 0), "tsub": lin(self.n_sub, self.n_sub)}
         return [ords[p] for p in self.parts_]
 
     # -- encode ------------------------------------------------------------------------------------
@@ -439,7 +455,7 @@ class DatetimeTokenizer:
             seen = inside & ((y != pl["year"][:, None]) | edge[0][:, None]) & ((y != ph["year"][:, None]) | edge[1][:, None])
             m = _prefer(inside, seen)
         else:
-            year = self.year0_ + prev[:, 1]
+            year = self.year0_ + self._part(prev, "year")
             if name == "month":
                 mi = (year[:, None] - 1970) * 12 + np.arange(12)
                 m = (mi >= pl["mi"][:, None]) & (mi <= ph["mi"][:, None])
@@ -447,7 +463,7 @@ class DatetimeTokenizer:
                 for narrower in (m & has_seen_day, m & has_seen_day & self.months_seen_):
                     m = _prefer(m, narrower)
             else:
-                mi = (year - 1970) * 12 + prev[:, 2]
+                mi = (year - 1970) * 12 + self._part(prev, "month")
                 valid, seen, wd, first = self._days(mi, pl, ph)
                 cand = valid
                 # the most specific of: day of month and weekday seen, day seen, weekday seen, any real day
@@ -456,15 +472,15 @@ class DatetimeTokenizer:
                 if name == "wday":
                     m = (cand[:, :, None] & (wd[:, :, None] == np.arange(7))).any(axis=1)
                 elif name == "day":
-                    m = cand & (wd == prev[:, 3][:, None])
+                    m = cand & (wd == self._part(prev, "wday")[:, None])
                 else:
-                    tlo, thi = self._time_bounds(first + prev[:, 4], pl, ph)
+                    tlo, thi = self._time_bounds(first + self._part(prev, "day"), pl, ph)
                     nb = self.time_.bin_lo_.size
                     if name == "tbin":
                         m = np.zeros((rows, size), dtype=bool)
                         m[:, :nb] = self.time_.allowed_bins(tlo, thi)
                     else:
-                        m = self.time_.allowed_subs(np.minimum(prev[:, 5], nb - 1), tlo, thi)
+                        m = self.time_.allowed_subs(np.minimum(self._part(prev, "tbin"), nb - 1), tlo, thi)
         if nanrow.any():
             m[nanrow] = False
             m[nanrow, 0] = True
@@ -481,14 +497,14 @@ class DatetimeTokenizer:
         out = np.full(n, np.nan)
         ok = tokens[:, 0] < self.period_.bin_lo_.size
         t = tokens[ok]
-        mi = (self.year0_ + t[:, 1] - 1970) * 12 + t[:, 2]
+        mi = (self.year0_ + self._part(t, "year") - 1970) * 12 + self._part(t, "month")
         first = _month_start(mi)
-        days = first + np.minimum(t[:, 4] + 1, _month_start(mi + 1) - first) - 1
+        days = first + np.minimum(self._part(t, "day") + 1, _month_start(mi + 1) - first) - 1
         pl, ph = self._bounds(t[:, 0], lo[ok], hi[ok])
         if self.time_ is not None:
             tlo, thi = self._time_bounds(days, pl, ph)
-            bins = np.minimum(t[:, 5], self.time_.bin_lo_.size - 1)
-            glo, ghi = self.time_.group_bounds(bins, t[:, 6] if t.shape[1] > 6 else np.zeros_like(bins))
+            bins = np.minimum(self._part(t, "tbin"), self.time_.bin_lo_.size - 1)
+            glo, ghi = self.time_.group_bounds(bins, self._part(t, "tsub"))
             glo, ghi = np.maximum(glo, tlo), np.minimum(ghi, thi)
             ghi = np.maximum(ghi, glo)
             tod = glo + u[ok] * (ghi - glo)
