@@ -120,3 +120,13 @@ def test_no_work_in_constructor_and_sample_before_fit_errors():
     assert model.get_params()["random_state"] == 1
     with pytest.raises(DataError, match="not fitted"):
         model.sample(3)
+
+
+def test_a_range_bound_in_the_wrong_datetime_format_is_named_with_the_expected_format():
+    df = pd.DataFrame({"t": pd.date_range("2020-01-01", periods=200, freq="6h").strftime("%Y-%m-%d %H:%M:%S"),
+                       "x": np.arange(200)})
+    m = GaussianCopulaSynthesizer(random_state=0).fit(df)
+    with pytest.raises(ConditionError, match=r"'2020-01-05 10:00' is not a valid datetime value written as %Y-%m-%d %H:%M:%S"):
+        m.sample(5, conditions={"t": ("2020-01-05 10:00", "2020-02-01 00:00:00")})
+    inside = m.sample(50, conditions={"t": ("2020-01-05 10:00:00", "2020-02-01 00:00:00")})["t"]
+    assert inside.between("2020-01-05 10:00:00", "2020-02-01 00:00:00").all()

@@ -194,7 +194,12 @@ class BaseSynthesizer:
                 if isinstance(v, (tuple, list)) and col.kind in (ColumnKind.NUMERICAL, ColumnKind.DATETIME):
                     if len(v) != 2:
                         raise ConditionError(f"condition on '{name}': a range is (low, high), got {v!r}")
-                    lo, hi = (self.codec_.encode_column(col, pd.Series([b]))[0] for b in v)
+                    lo, hi = (self.codec_.encode_column(col, pd.Series([b]), strict=False)[0] for b in v)
+                    for b, e in zip(v, (lo, hi)):
+                        if np.isnan(e):
+                            hint = f" written as {col.datetime_format}" if col.kind == ColumnKind.DATETIME and col.datetime_format else ""
+                            raise ConditionError(f"condition on '{name}': range bound {b!r} is not a valid "
+                                                 f"{col.kind.value} value{hint}")
                     if not lo <= hi:
                         raise ConditionError(f"condition on '{name}': empty range {v!r}")
                     if hi < (col.min or -np.inf) or lo > (col.max if col.max is not None else np.inf):
