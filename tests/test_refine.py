@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from synthloop.refine import (AdjustQuota, RaiseEpochs, ReplaceTooClose, Resample, ShareMissed, SwitchModel, TargetsError,
-                              TightenRange, TooClose, load_targets, parse_targets, refine, run_loop)
+from synthloop.refine import (RaiseEpochs, ReplaceTooClose, SwitchModel, TargetsError, TooClose, load_targets, parse_targets,
+                              refine, run_loop)
 from synthloop.refine.actions import Action, diff
 from synthloop.refine.engines import LearnedEngine, ipf_counts
-from synthloop.refine.measure import MeasureContext, measure
+from synthloop.refine.measure import MeasureContext
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples" / "refine"
