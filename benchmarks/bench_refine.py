@@ -7,7 +7,7 @@
     classifier is trained twice, synthetic rows unweighted and weighted to count as much as the real
     fraud rows; the headline uses usecases.HEADLINE, and both appear in `roc_auc` and
     `recall_at_90_precision`;
-    (b_mst) is the same with the MST-style marginal model (fraud_targets_mst.yaml), for comparison;
+    (b_ar) is the same with the autoregressive model (fraud_targets_ar.yaml), for comparison;
 (c) a prompted spec (samplers, no LLM) whose first run misses a 60/30/10 share and an amount range.
 Each line: iterations used, wall seconds, every target's final value vs target. (a) and (c) have no
 peer (no other library runs a targets loop), so their peer fields are null.
@@ -41,8 +41,8 @@ def main() -> None:
     only = set(sys.argv[1:]) or {"a", "b", "c"}
     if "a" in only:
         emit({**usecases.run_a(), "peer": None, "ratio": None})
-    for case, targets in (("b", "fraud_targets.yaml"), ("b_mst", "fraud_targets_mst.yaml")):
-        if case not in only and not (case == "b_mst" and "b" in only):
+    for case, targets in (("b", "fraud_targets.yaml"), ("b_ar", "fraud_targets_ar.yaml")):
+        if case not in only and not (case == "b_ar" and "b" in only):
             continue
         r = usecases.run_b(splits=5, targets=targets)
         d = r["downstream"]

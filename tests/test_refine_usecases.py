@@ -25,20 +25,20 @@ def test_a_adult_reaches_parity_and_race_shares_within_five_iterations(usecases,
     assert drift["value"] <= 0.05
 
 
-def test_b_fraud_rows_at_25_percent_leave_a_classifier_no_worse(usecases, shared_data):
-    """The autoregressive model's fraud rows, weighted to count as much as the real fraud rows, keep
-    the classifier's ROC AUC within 0.01 of real-only (they do not beat it: see the benchmark)."""
+def test_b_fraud_rows_at_25_percent_raise_recall_at_90_precision(usecases, shared_data):
+    """Issue 6's (b) target: real + synthetic fraud rows beat real rows alone at 90% precision."""
     row = usecases.run_b(shared_data, splits=5)
+    assert row["all_met"] and row["all_splits_met"], row["targets"]
+    assert row["downstream"]["beats_real_only"], row["downstream"]
+
+
+def test_b_autoregressive_fraud_rows_leave_the_classifier_no_worse(usecases, shared_data):
+    """The autoregressive comparison case, weighted to count as much as the real fraud rows, keeps
+    ROC AUC within 0.01 of real-only (it does not beat it on recall: see the benchmark)."""
+    row = usecases.run_b(shared_data, splits=5, targets="fraud_targets_ar.yaml")
     assert row["all_met"] and row["all_splits_met"], row["targets"]
     d = row["downstream"]
     assert d["roc_auc"]["augmented_weighted"] >= d["roc_auc"]["real_only"] - 0.01, d
-    assert d["recall_at_90_precision"]["real_only"] is not None
-
-
-def test_b_mst_fraud_rows_raise_recall_at_90_precision(usecases, shared_data):
-    row = usecases.run_b(shared_data, splits=5, targets="fraud_targets_mst.yaml")
-    assert row["all_met"], row["targets"]
-    assert row["downstream"]["beats_real_only"], row["downstream"]
 
 
 def test_c_prompted_spec_fixed_within_five_iterations(usecases, tmp_path):

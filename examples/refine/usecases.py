@@ -6,7 +6,7 @@ the slow tests:
   (b) vehicle insurance fraud raised from 6% to 25% of rows; a classifier trained on real + the
       synthetic fraud rows vs one trained on real rows alone, on a real holdout;
                                             python examples/refine/usecases.py b
-      (b_mst: the same with the MST-style marginal model, for comparison)
+      (b_ar: the same with the autoregressive model, for comparison)
   (c) a prompted spec whose first run misses a 60/30/10 share and an amount range, fixed by the loop.
                                             python examples/refine/usecases.py c
 Data is read from ../shared/data beside the repository (or --data DIR).
@@ -176,11 +176,11 @@ def run_c(out_dir: Path | None = None) -> dict[str, Any]:
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("case", choices=["a", "b", "b_mst", "c"])
+    ap.add_argument("case", choices=["a", "b", "b_ar", "c"])
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--out", type=Path, default=Path("outputs/refine"))
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     row = {"a": lambda: run_a(a.data, a.out), "b": lambda: run_b(a.data, out_dir=a.out),
-           "b_mst": lambda: run_b(a.data, targets="fraud_targets_mst.yaml"), "c": lambda: run_c(a.out)}[a.case]()
+           "b_ar": lambda: run_b(a.data, targets="fraud_targets_ar.yaml"), "c": lambda: run_c(a.out)}[a.case]()
     print(json.dumps(row, indent=2))
