@@ -128,3 +128,27 @@ def test_judge_pass_rate_needs_a_prompted_spec():
     with pytest.raises(DataError, match="judge_pass_rate .* needs a prompted spec"):
         refine(pd.DataFrame({"a": [1, 2, 3]}), {"metrics": {"judge_pass_rate": {"min": 0.9}}})
     assert parse_targets({"metrics": {"judge_pass_rate": {"min": 0.9}}}).judge_sample == 8
+
+
+def test_judge_llm_in_the_targets_judges_and_rewrites_while_the_spec_backend_generates():
+    """A small generator judges itself leniently: `judge_llm` sends the judge and the rewriter to
+    another model (here a loopback OpenAI-compatible server) while generation stays where it was."""
+    from synthloop.llm.testing import FakeOpenAIServer
+
+    def answer(body):
+        props = body["response_format"]["json_schema"]["schema"]["properties"]
+        if "pass" in props:
+            user = body["messages"][-1]["content"]
+            instruction, value = user.split("Generated value:")
+            seg = re.search(r"\b(retail|sme)\b", instruction).group(1)
+            return json.dumps({"pass": seg in value, "reason": "ok" if seg in value else f"the note never says {seg}"})
+        return json.dumps({"prompt": GOOD})
+
+    gen = ScriptedLLM([])
+    with FakeOpenAIServer(answer=answer) as srv:
+        targets = {**TARGETS, "judge_llm": {"backend": "openai", "model": "judge-large", "base_url": srv.base_url}}
+        res = refine(_spec(), targets, backend=gen, cache_dir=False)
+        asked = [r["model"] for r in srv.requests]
+    assert gen.judge_requests == [] and gen.rewrite_requests == []  # the generator was never asked to judge
+    assert asked and set(asked) == {"judge-large"} and len(asked) == 2 * 6 + 1  # two judged rounds + one rewrite
+    assert res.history[0]["actions"][0]["prompt"] == GOOD and res.met

@@ -353,6 +353,7 @@ class PromptedEngine:
         self.n = targets.rows or self.spec.rows
         self._last: pd.DataFrame | None = None
         self._own_backend: Any = None
+        self._judge_backend: Any = None
         self._rewrites = 0
         # the judge holds outputs to the user's own instruction, not to the latest rewrite of it
         self.instructions = {c.name: c.llm.prompt for c in self.spec.columns if c.llm is not None}
@@ -360,12 +361,17 @@ class PromptedEngine:
             raise DataError(f"metric judge_pass_rate needs an llm column to judge; spec {spec.source} has none")
 
     def llm(self) -> Any:
-        """The backend the judge and the rewriter ask: the caller's, else one from the spec's settings."""
+        """The backend the judge and the rewriter ask: the targets' `judge_llm` when given (a stronger
+        model than the generator), else the caller's, else one from the spec's settings."""
+        from synthloop.llm import make_backend
+
+        if self.targets.judge_llm is not None:
+            if self._judge_backend is None:
+                self._judge_backend = make_backend(self.targets.judge_llm)
+            return self._judge_backend
         if self.backend is not None:
             return self.backend
         if self._own_backend is None:
-            from synthloop.llm import make_backend
-
             self._own_backend = make_backend(self.spec.llm)
         return self._own_backend
 

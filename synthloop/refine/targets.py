@@ -27,6 +27,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from synthloop.errors import SynthloopError
+from synthloop.spec.models import LLMSettings
 
 # metric name -> (what it is, the bound a user usually gives)
 METRICS: dict[str, str] = {
@@ -120,6 +121,8 @@ class Targets(_Strict):
     max_epochs: int = Field(2000, ge=1)
     # prompted runs
     judge_sample: int = Field(8, ge=1, le=200, description="outputs per LLM column the judge reads (judge_pass_rate)")
+    judge_llm: LLMSettings | None = Field(None, description="LLM settings for the judge and the prompt rewriter "
+                                          "(default: the spec's own llm); a small generator judges itself leniently")
 
     @model_validator(mode="after")
     def _check(self) -> "Targets":
