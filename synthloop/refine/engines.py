@@ -181,7 +181,7 @@ class LearnedEngine:
         rng = np.random.default_rng(seed + 7919)
         t = self.targets  # columns with a share target keep the replaced row's value, planned yet or not
         plan_cols = [c for c in dict.fromkeys([*self.state["plan"], *t.shares, *t.parity, *t.min_shares]) if c in data.columns]
-        ids = [c.name for c in self.schema.of_kind(ColumnKind.ID)] if hasattr(self.schema, "of_kind") else []
+        ids = [c.name for c in self.schema.of_kind(ColumnKind.ID)]
         exact = not isinstance(model, RejectionSamplingMixin)
         filt = self._filters.get(float(self.state["protect"])) if self.state.get("protect") else None
         reports = []
