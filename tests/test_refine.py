@@ -275,7 +275,7 @@ def test_cli_refine_bad_targets_is_one_line_error(tmp_path):
 
 
 def test_learned_report_gains_a_refinement_history_section(people, tmp_path):
-    from synthloop.refine.commands import write_outputs
+    from synthloop.refine.outputs import write_outputs
     from synthloop.refine.loop import make_engine
 
     t = parse_targets({"parity": ["sex"], "budget": {"iterations": 2}})

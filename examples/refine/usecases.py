@@ -44,7 +44,7 @@ def run_a(data_dir: Path = DATA, out_dir: Path | None = None) -> dict[str, Any]:
     res = run_loop(eng, t)
     wall = time.perf_counter() - t0
     if out_dir is not None:
-        from synthloop.refine.commands import write_outputs
+        from synthloop.refine.outputs import write_outputs
 
         write_outputs(res, eng, out_dir / "adult_balanced.csv", report=False)
     return {"case": "a_adult_rebalance", "dataset": "adult", "rows_real": len(real), "rows_synthetic": len(res.data),
@@ -116,7 +116,7 @@ def run_b(data_dir: Path = DATA, splits: int = 5, out_dir: Path | None = None, t
         if first is None:
             first = (res, loop_s)
             if out_dir is not None:
-                from synthloop.refine.commands import write_outputs
+                from synthloop.refine.outputs import write_outputs
 
                 write_outputs(res, eng, out_dir / "fraud_25.csv", report=False)
         syn_fraud = res.data[res.data[FRAUD].astype(int) == 1]
@@ -165,7 +165,7 @@ def run_c(out_dir: Path | None = None) -> dict[str, Any]:
     res = run_loop(eng, t)
     wall = time.perf_counter() - t0
     if out_dir is not None:
-        from synthloop.refine.commands import write_outputs
+        from synthloop.refine.outputs import write_outputs
 
         write_outputs(res, eng, out_dir / "card_payments.csv")
     return {"case": "c_prompted_spec", "dataset": "spec card_payments.yaml (samplers, no LLM column)", "rows_synthetic": len(res.data),

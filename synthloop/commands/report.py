@@ -1,4 +1,4 @@
-"""`synthloop report`: the full evaluation as one self-contained HTML file plus a JSON file beside it."""
+"""`synthloop report REAL SYNTHETIC`: the full evaluation as one self-contained HTML file plus a JSON file beside it."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,11 +6,11 @@ from typing import List, Optional
 
 import typer
 
-from synthloop.errors import SynthloopError
+from synthloop.commands._common import load_schema_overrides, out, progress
 
 
 def register(app: typer.Typer) -> None:
-    """Add the `report` command to the synthloop CLI."""
+    """Add `report` to the app."""
 
     @app.command("report")
     def report(
@@ -25,9 +25,7 @@ def register(app: typer.Typer) -> None:
         title: Optional[str] = typer.Option(None, "--title", help="Title of the report page."),
     ) -> None:
         """Fidelity, detection, utility, privacy, fairness, coverage and constraints in one HTML report (+ JSON)."""
-        from rich.console import Console
-        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
+        from synthloop.errors import SynthloopError
         from synthloop.evaluate.suite import evaluate
         from synthloop.io import read_table
         from synthloop.schema import infer_schema
@@ -38,24 +36,18 @@ def register(app: typer.Typer) -> None:
         real_df = read_table(real)
         synth_df = read_table(synthetic)
         hold_df = read_table(holdout) if holdout else None
-        overrides = None
-        if schema is not None:
-            from synthloop.cli import _load_schema_overrides  # the CLI's own YAML loader, same errors
-            overrides = _load_schema_overrides(schema)
+        overrides = load_schema_overrides(schema)
         sch = infer_schema(real_df, overrides=overrides, source=str(schema)) if overrides else infer_schema(real_df)
         for name, where in ([(target, "--target")] if target else []) + [(p, "--protected") for p in protected_cols]:
             if name not in real_df.columns:
                 raise SynthloopError(f"{where} {name}: no such column in {real}; columns are {', '.join(map(str, real_df.columns[:10]))}")
-        console = Console(stderr=True)
-        with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), TimeElapsedColumn(), console=console,
-                      disable=not console.is_terminal) as progress:
-            progress.add_task(f"evaluating {len(synth_df):,} synthetic rows against {len(real_df):,} real rows", total=None)
+        with progress(bar=False) as bar:
+            bar.add_task(f"evaluating {len(synth_df):,} synthetic rows against {len(real_df):,} real rows", total=None)
             result = evaluate(real_df, synth_df, holdout=hold_df, target=target, protected=protected_cols,
                               schema=sch, seed=seed)
         json_path = output.with_suffix(".json")
         result.to_json(json_path)
         result.to_html(output, title=title or f"Synthetic data report: {synthetic.name} vs {real.name}")
-        out = Console()
-        out.print(result.summary(), highlight=False, markup=False)
+        out.print(result.summary())
         out.print(f"wrote {output}")
         out.print(f"wrote {json_path}")

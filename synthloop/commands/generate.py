@@ -1,0 +1,79 @@
+"""`synthloop generate SPEC`: a dataset from a YAML spec with samplers and an LLM; resumes an interrupted run."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from synthloop.commands._common import console, styled
+
+
+def register(app: typer.Typer) -> None:
+    """Add `generate` to the app."""
+
+    @app.command()
+    def generate(
+        spec_path: Path = typer.Argument(..., metavar="SPEC", help="YAML spec (see examples/prompted/)."),
+        n: Optional[int] = typer.Option(None, "-n", "--rows", help="Rows to generate (default: the spec's rows)."),
+        output: Optional[Path] = typer.Option(None, "-o", "--out", help="Output table (.csv, .parquet, .jsonl); default outputs/<name>.csv."),
+        backend: Optional[str] = typer.Option(None, "--backend", help="embedded | openai | hf (overrides the spec)."),
+        base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible server, e.g. http://localhost:8000/v1."),
+        model: Optional[str] = typer.Option(None, "--model", help="Model name (openai), .gguf path (embedded) or folder (hf)."),
+        concurrency: Optional[int] = typer.Option(None, "--concurrency", help="Requests in flight at once (openai)."),
+        seed: Optional[int] = typer.Option(None, "--seed", help="Overrides the spec's seed."),
+        fresh: bool = typer.Option(False, "--fresh", help="Discard the journal of an interrupted run instead of resuming it."),
+        no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the response cache."),
+        cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Response cache folder (default $SYNTHLOOP_CACHE_DIR or ~/.cache/synthloop)."),
+        unconstrained: bool = typer.Option(False, "--unconstrained", help="Turn JSON-schema constrained decoding off (answers are still validated)."),
+        keep_journal: bool = typer.Option(False, "--keep-journal", help="Keep the journal after a finished run."),
+    ) -> None:
+        """Generate a dataset from a YAML spec with samplers and an LLM; resumes an interrupted run."""
+        import json
+
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        from synthloop.generate.overrides import apply_overrides
+        from synthloop.generate.runner import GenerationInterrupted, PromptedGenerator, summary_path_for
+        from synthloop.spec import load_spec
+
+        spec = apply_overrides(load_spec(spec_path), backend, base_url, model, concurrency, seed, unconstrained)
+        out = output or Path("outputs") / f"{spec.name}.csv"
+        gen = PromptedGenerator(spec, cache_dir=False if no_cache else cache_dir)
+        progress = Progress(
+            TextColumn("{task.description}", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]:.2f} rows/s"), TextColumn("valid {task.fields[valid]:.0%}"),
+            TextColumn("retries {task.fields[retries]}"), TextColumn("failed {task.fields[failed]}"),
+            TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=not console.is_terminal,
+        )
+        total = n if n is not None else spec.rows
+        task = progress.add_task(spec.name, total=total, rate=0.0, valid=1.0, retries=0, failed=0)
+
+        def on_progress(p: dict[str, Any]) -> None:
+            desc = spec.name if p["phase"] in ("rows", "done") else f"{spec.name} ({p['phase']})"
+            progress.update(task, completed=p["done"], total=p["total"], rate=p["rows_per_s"], valid=p["valid"],
+                            retries=p["retries"], failed=p["failed"], description=desc)
+
+        try:
+            with progress:
+                result = gen.generate(n, out, fresh=fresh, on_progress=on_progress, keep_journal=keep_journal)
+        except GenerationInterrupted as exc:
+            console.print(str(exc), style="yellow", soft_wrap=True)
+            raise typer.Exit(130)
+        s = result.summary
+        v = s["validity"]
+        console.print(
+            f"wrote {s['rows_written']} of {s['rows_requested']} rows to {out} "
+            f"({s['timing']['rows_per_second'] or 0:.2f} rows/s, first-try valid "
+            f"{(v['valid_first_try'] if v['valid_first_try'] is not None else 1):.1%}, repairs {v['repairs']}, "
+            f"resumed {s['resumed_rows']}, cache hits {s['cache']['hits']}); summary: {summary_path_for(out)}",
+            soft_wrap=True,
+        )
+        if result.failed:
+            console.print(styled(("warning:", "yellow"), f" {len(result.failed)} rows failed validation after repairs and were left out "
+                                 f"(first: row {result.failed[0]['row']}, {result.failed[0]['column']}: {result.failed[0]['error']})"),
+                          soft_wrap=True)
+        if s["targets"]["columns"] and not s["targets"]["met"]:
+            console.print(styled(("warning:", "yellow"), f" target shares missed by {s['targets']['max_abs_error']:.2%} "
+                                 f"(tolerance {s['targets']['tolerance']:.2%})"))
+        typer.echo(json.dumps(s, default=str))

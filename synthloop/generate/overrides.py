@@ -1,0 +1,35 @@
+"""Command-line overrides of a spec's LLM settings and seed (shared by the `generate` and `prompt` verbs)."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+
+def apply_overrides(spec: Any, backend: Optional[str], base_url: Optional[str], model: Optional[str],
+                    concurrency: Optional[int], seed: Optional[int], unconstrained: bool) -> Any:
+    """The spec with the command line's `--backend/--base-url/--model/--concurrency/--seed/--unconstrained`
+    applied (each None or False leaves the spec's own setting); bad values raise SpecError."""
+    from synthloop.spec.errors import SpecError
+    from synthloop.spec.models import LLMSettings
+
+    upd: dict[str, Any] = {}
+    if backend is not None:
+        if backend not in ("embedded", "openai", "hf"):
+            raise SpecError(f"--backend {backend}: use embedded, openai or hf")
+        upd["backend"] = backend
+        if backend != spec.llm.backend and model is None:
+            upd["model"] = None  # a model name of another backend means nothing here
+    if base_url is not None:
+        upd["base_url"] = base_url
+    if model is not None:
+        upd["model"] = model
+    if concurrency is not None:
+        if concurrency < 1:
+            raise SpecError("--concurrency must be at least 1")
+        upd["concurrency"] = concurrency
+    if unconstrained:
+        upd["constrained"] = False
+    if upd:
+        spec.llm = LLMSettings.model_validate({**spec.llm.model_dump(), **upd})
+    if seed is not None:
+        spec.seed = seed
+    return spec
