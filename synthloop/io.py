@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 import contextlib
+import gzip
+import lzma
 import os
 import re
 import tempfile
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Iterator
 
@@ -27,11 +31,74 @@ def table_format(path: str | Path) -> str:
     return FORMATS[ext]
 
 
+_COMPRESSED = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zip": "zip"}
+
+
+def _open_raw(path: Path):  # noqa: ANN202 - a binary file object
+    """The file's bytes, decompressed by extension (as pandas does), as a binary stream."""
+    kind = _COMPRESSED.get(path.suffix.lower())
+    if kind == "gzip":
+        import gzip
+        return gzip.open(path, "rb")
+    if kind == "bz2":
+        import bz2
+        return bz2.open(path, "rb")
+    if kind == "xz":
+        import lzma
+        return lzma.open(path, "rb")
+    if kind == "zip":
+        import zipfile
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+            return zf.open(names[0]) if names else open(os.devnull, "rb")
+    return open(path, "rb")
+
+
+def _readable_chunks(path: Path) -> Iterator[bytes]:
+    """The decompressed bytes in chunks, up to exactly where the data ends early or turns corrupt.
+
+    gzip, bz2 and xz go through their incremental decompressors, which return every byte they can
+    decode, so a row count taken from them is exact even when the file stops mid-stream."""
+    import bz2
+
+    kind = _COMPRESSED.get(path.suffix.lower())
+    new = {"gzip": lambda: zlib.decompressobj(wbits=31), "bz2": bz2.BZ2Decompressor,
+           "xz": lzma.LZMADecompressor}.get(kind or "")
+    try:
+        if new is None:
+            with _open_raw(path) as fh:
+                while chunk := fh.read(1 << 16):
+                    yield chunk
+            return
+        with open(path, "rb") as fh:
+            dec = new()
+            while data := fh.read(1 << 14):
+                while data:
+                    yield dec.decompress(data)
+                    data = dec.unused_data if dec.eof else b""
+                    if dec.eof and data:  # another member/stream follows
+                        dec = new()
+    except Exception:  # noqa: BLE001 - corrupt: stop at the last good chunk
+        return
+
+
+def _compression_error(p: Path, fmt: str, exc: BaseException) -> DataError:
+    """One line for a compressed file that ends early or is corrupt, with the rows read before that."""
+    lines = sum(chunk.count(b"\n") for chunk in _readable_chunks(p))
+    rows = max(lines - 1, 0) if fmt in ("csv", "tsv") else lines
+    if "Not a gzipped file" in str(exc):
+        return DataError(f"{p}: is not gzip-compressed although its name ends in .gz; rename it to {p.stem}")
+    if isinstance(exc, EOFError):
+        what = "compressed data ends early"
+    else:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        what = f"compressed data is corrupt ({detail})"
+    return DataError(f"{p}: {what} after {rows:,} rows; the file was cut short or damaged: download or copy it again")
+
+
 def _first_bad_line(path: Path, encoding: str) -> tuple[int, int] | None:
     """(line, byte) of the first byte that does not decode; pandas only knows its chunk's offset."""
-    import gzip
-
-    raw = gzip.open(path).read() if str(path).endswith(".gz") else path.read_bytes()
+    raw = b"".join(_readable_chunks(path))
     try:
         raw.decode(encoding)
     except UnicodeDecodeError as exc:
@@ -56,6 +123,14 @@ def read_table(path: str | Path, encoding: str = "utf-8") -> pd.DataFrame:
             df = pd.read_parquet(p)
         else:
             df = pd.read_json(p, lines=True, encoding=encoding)
+    except (EOFError, zlib.error, gzip.BadGzipFile, zipfile.BadZipFile, lzma.LZMAError) as exc:
+        if fmt == "parquet" or p.suffix.lower() not in _COMPRESSED:
+            raise DataError(f"{p}: cannot parse as {fmt}: {str(exc).strip() or type(exc).__name__}") from None
+        raise _compression_error(p, fmt, exc) from None
+    except OSError as exc:  # bz2 reports corrupt data as a bare OSError; pyarrow's I/O errors too
+        if fmt != "parquet" and p.suffix.lower() in _COMPRESSED:
+            raise _compression_error(p, fmt, exc) from None
+        raise DataError(f"{p}: cannot read as {fmt}: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None
     except UnicodeDecodeError as exc:
         line, byte = _first_bad_line(p, encoding) or ("?", exc.object[exc.start])
         raise DataError(
@@ -74,7 +149,14 @@ def read_table(path: str | Path, encoding: str = "utf-8") -> pd.DataFrame:
             ) from None
         raise DataError(f"{p}: cannot parse: {msg.strip().splitlines()[-1]}") from None
     except ValueError as exc:  # JSON and Parquet errors
-        raise DataError(f"{p}: cannot parse as {fmt}: {str(exc).splitlines()[0]}") from None
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if fmt == "parquet" and "magic bytes" in msg:
+            msg = "no Parquet footer: the file was cut short or is not Parquet; write or copy it again"
+        raise DataError(f"{p}: cannot parse as {fmt}: {msg}") from None
+    except Exception as exc:  # pyarrow's other errors on a damaged Parquet file
+        if fmt != "parquet" or not type(exc).__module__.startswith("pyarrow"):
+            raise
+        raise DataError(f"{p}: cannot read as parquet: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None
     if df.shape[1] == 0:
         raise DataError(f"{p}: no columns found; expected a header line")
     if len(df) == 0:

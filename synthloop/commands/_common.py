@@ -16,8 +16,8 @@ from rich.text import Text
 if TYPE_CHECKING:  # pragma: no cover
     from rich.progress import Progress
 
-console = Console(stderr=True, markup=False, highlight=False)
-out = Console(markup=False, highlight=False)
+console = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
+out = Console(markup=False, highlight=False, soft_wrap=True)  # soft wrap: paths and messages stay on one line
 
 
 def styled(*parts: str | tuple[str, str]) -> Text:

@@ -54,7 +54,7 @@ def register(app: typer.Typer) -> None:
         kinds = pd.Series([c.kind.value for c in synth.schema_.columns]).value_counts().to_dict()
         used = f" (time budget {budget:g} s{', scaled to the table' if model == 'auto' and max_seconds is None else ''})" \
             if budget else ""
-        out.print(f"model {synth.name} fitted on {len(df):,} rows in {fit_s:.2f} s{used}; columns: "
+        out.print(f"model {synth.name} fitted on {len(df):,} row{'' if len(df) == 1 else 's'} in {fit_s:.2f} s{used}; columns: "
                   + ", ".join(f"{v} {k}" for k, v in kinds.items()))
         guarantee = getattr(synth, "privacy_guarantee", None)
         g = guarantee() if callable(guarantee) else None

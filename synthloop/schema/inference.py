@@ -78,6 +78,31 @@ def _looks_like_datetime(nonnull: pd.Series) -> str | None:
     return None
 
 
+_DATE_LIKE = re.compile(r"^(?=.*\d)(?=.*[-/:. ,]).{6,40}$")
+
+
+def _mixed_date_formats(strs: pd.Series) -> dict[str, str]:
+    """{format: example} when nearly every value is a date but they are written in several formats
+    (no single format parses the column); {} otherwise. Looks at up to 200 distinct values."""
+    values = pd.unique(strs.to_numpy())[:200]
+    if len(values) < 2 or pd.Series(values).str.match(_DATE_LIKE).mean() < 0.9:
+        return {}
+    found: dict[str, str] = {}
+    unparsed = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pandas warns about dayfirst guesses
+        for v in values:  # at most 200 guesses, only for date-like columns
+            try:
+                fmt = guess_datetime_format(v) or guess_datetime_format(v, dayfirst=True)
+            except Exception:  # noqa: BLE001 - pandas raises various things on odd strings
+                fmt = None
+            if fmt is None:
+                unparsed += 1
+            else:
+                found.setdefault(fmt, v)
+    return found if len(found) >= 2 and unparsed <= 0.1 * len(values) else {}
+
+
 def infer_column(series: pd.Series, kind: ColumnKind | str | None = None) -> ColumnSchema:
     """Infer one column; `kind` forces the kind and only the details are inferred."""
     name = str(series.name)
@@ -179,6 +204,14 @@ def _guess_kind(name: str, series: pd.Series, nonnull: pd.Series) -> ColumnKind:
         return ColumnKind.BOOLEAN
     if _looks_like_datetime(nonnull):
         return ColumnKind.DATETIME
+    formats = _mixed_date_formats(strs)
+    if formats:
+        shown = "; ".join(f"{v!r} ({f})" for f, v in list(formats.items())[:3])
+        warnings.warn(InferenceWarning(
+            f"column '{name}' holds dates written in {len(formats)} different formats (e.g. {shown}); "
+            f"treated as categorical, so new rows only reuse its existing values. Write every date in one "
+            f"format (e.g. 2021-03-04) to have it learned as dates."), stacklevel=3)
+        return ColumnKind.CATEGORICAL
     lname = name.lower()
     if strs.str.match(_EMAIL).mean() > 0.9:
         return ColumnKind.PII

@@ -95,6 +95,14 @@ class BaseSynthesizer:
             raise DataError(f"fit expects a pandas DataFrame, got {type(data).__name__}")
         if len(data) == 0 or data.shape[1] == 0:
             raise DataError("the table to learn is empty: it needs at least one row and one column")
+        if len(data) == 1:
+            import warnings
+
+            from synthloop.schema.inference import InferenceWarning
+
+            warnings.warn(InferenceWarning(
+                "the table has only 1 row: there is nothing to generalize from, so every synthetic row will be "
+                "a copy of it (apart from regenerated ids and PII); give more rows"), stacklevel=2)
         schema = schema or getattr(self, "schema", None)
         if isinstance(schema, (str, Path)):
             schema = TableSchema.load(schema)
