@@ -38,14 +38,36 @@ _DISCRETE = (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN)
 _PARTS = 8  # at most this many token slots per column (a datetime has up to 6)
 
 
+# Above this many input weights (slots^2 x (emb_dim + 1) x hidden) the first layer is factorized
+# (`input_rank="auto"`): a 500-column table has ~800 slots, whose full layer would hold 800 M weights.
+_FULL_INPUT_MAX_WEIGHTS = 2**25
+_WIDE_RANK = 32
+# Rows per training/validation batch of the full layer are capped so that its (rows, slots, slots x
+# emb_dim) inputs stay near this many elements; tables under ~100 slots keep `batch_size` as given.
+_MASK_ELEMENTS = 2**27
+
+
+def _input_rank(input_rank: int | str | None, n_slots: int, emb_dim: int, hidden: int) -> int:
+    """0 for the full first layer, else the rank of its factorization (see `_Net`)."""
+    if input_rank in (None, "auto"):
+        return 0 if n_slots * n_slots * (emb_dim + 1) * hidden <= _FULL_INPUT_MAX_WEIGHTS else _WIDE_RANK
+    return max(int(input_rank), 0)
+
+
 class _Net(nn.Module):
-    """Per-token MLP heads over masked token embeddings (one weight slice per head, run as bmm)."""
+    """Per-token MLP heads over masked token embeddings (one weight slice per head, run as bmm).
+
+    With `rank` > 0 (wide tables) the first layer is factorized: each slot's embedding is projected
+    to `rank` numbers by a weight of its own, head j sums the projections of the tokens before it
+    and maps that sum through its own (rank x hidden) weight. Same masking, same outputs, but the
+    cost per row is slots^2 x rank instead of slots^2 x emb_dim x hidden, and the weights grow as
+    slots x rank x hidden instead of slots^2 x emb_dim x hidden."""
 
     def __init__(self, vocab: list[int], emb_dim: int, hidden: int, n_layers: int, dropout: float,
-                 ordinal: np.ndarray | None = None):
+                 ordinal: np.ndarray | None = None, rank: int = 0):
         super().__init__()
         c, vmax = len(vocab), max(vocab)
-        self.c, self.e, self.h = c, emb_dim, hidden
+        self.c, self.e, self.h, self.rank = c, emb_dim, hidden, int(rank)
         self.register_buffer("offsets", torch.tensor(np.r_[0, np.cumsum(vocab)[:-1]], dtype=torch.long))
         valid = torch.zeros(c, vmax, dtype=torch.bool)
         for j, v in enumerate(vocab):
@@ -59,7 +81,13 @@ class _Net(nn.Module):
         self.register_buffer("ordinal", ord_)
         self.ord_vec = nn.Parameter(torch.randn(c, emb_dim) * 2.0)
         self.register_buffer("slot_of", torch.repeat_interleave(torch.arange(c), torch.as_tensor(vocab)))
-        d = c * emb_dim + c
+        if self.rank:
+            self.w_slot = nn.Parameter(torch.randn(c, emb_dim, self.rank) / math.sqrt(emb_dim))
+            self.b_slot = nn.Parameter(torch.randn(c, self.rank) * 0.1)  # what the mask bit of a slot adds
+            self.scale = 1.0 / math.sqrt(c)
+            d = self.rank
+        else:
+            d = c * emb_dim + c
         self.w_in = nn.Parameter(torch.randn(c, d, hidden) / math.sqrt(d))
         self.b_in = nn.Parameter(torch.zeros(c, 1, hidden))
         self.w_mid = nn.Parameter(torch.randn(max(n_layers - 1, 0), c, hidden, hidden) / math.sqrt(hidden))
@@ -72,9 +100,20 @@ class _Net(nn.Module):
         idx = tokens + self.offsets
         return self.emb(idx) + self.ordinal[idx].unsqueeze(-1) * self.ord_vec
 
-    def _inputs(self, tokens: torch.Tensor, prec: torch.Tensor) -> torch.Tensor:
-        """(B, C) tokens and (B, T, C) precedence masks -> (T, B, C*e + C) inputs of T heads."""
+    def _inputs(self, tokens: torch.Tensor, slot_rank: torch.Tensor) -> torch.Tensor:
+        """(B, C) tokens and (B, C) positions of each token in its row's order -> (T, B, ...) inputs of the
+        T = C heads: (C*e + C) masked embeddings and mask bits, or with rank > 0 the (rank) sums."""
         emb = self.drop(self._embed(tokens))  # (B, C, e)
+        if self.rank:
+            # head j sums the projections of the tokens ranked before it: an exclusive prefix sum in
+            # each row's order, O(B C rank) where a (B, C, C) mask would cost O(B C^2 rank)
+            z = torch.einsum("bce,cer->bcr", emb, self.w_slot) + self.b_slot  # (B, C, r)
+            order = slot_rank.argsort(dim=1)
+            idx = order.unsqueeze(-1).expand(-1, -1, self.rank)
+            zs = torch.gather(z, 1, idx)
+            before = torch.zeros_like(z).scatter(1, idx, zs.cumsum(1) - zs)
+            return (before * self.scale).transpose(0, 1)  # (T, B, r)
+        prec = (slot_rank.unsqueeze(1) < slot_rank.unsqueeze(2)).float()  # [b, j, i]: token i comes before j
         x = (prec.unsqueeze(-1) * emb.unsqueeze(1)).flatten(2)  # (B, T, C*e)
         return torch.cat([x, prec], dim=-1).transpose(0, 1)
 
@@ -89,9 +128,10 @@ class _Net(nn.Module):
             h = h + F.gelu(torch.baddbmm(self.b_mid[layer], self.drop(h), self.w_mid[layer]))
         return torch.baddbmm(self.b_out, h, self.w_out)
 
-    def forward(self, tokens: torch.Tensor, prec: torch.Tensor) -> torch.Tensor:
-        """Logits (C, B, Vmax) of every token given its predecessors; padding slots are -inf."""
-        logits = self._mlp(self._inputs(tokens, prec), slice(None))
+    def forward(self, tokens: torch.Tensor, slot_rank: torch.Tensor) -> torch.Tensor:
+        """Logits (C, B, Vmax) of every token given its predecessors (the tokens of lower `slot_rank`);
+        padding slots are -inf."""
+        logits = self._mlp(self._inputs(tokens, slot_rank), slice(None))
         return logits.masked_fill(~self.valid[:, None, :], float("-inf"))
 
     def embed_slot(self, j: int, tokens: torch.Tensor) -> torch.Tensor:
@@ -99,14 +139,28 @@ class _Net(nn.Module):
         idx = tokens + self.offsets[j]
         return self.emb(idx) + self.ordinal[idx].unsqueeze(-1) * self.ord_vec[j]
 
-    def head(self, j: int, emb: torch.Tensor, done: list[int]) -> torch.Tensor:
+    def project_slot(self, j: int, emb_j: torch.Tensor) -> torch.Tensor:
+        """(B, e) embeddings of slot j -> (B, rank): what slot j adds to later heads' sums (rank > 0)."""
+        return emb_j @ self.w_slot[j] + self.b_slot[j]
+
+    def head(self, j: int, emb: torch.Tensor, done: list[int], acc: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (B, Vmax) of token j given the embedded tokens `emb` (B, C, e) of the slots in `done`.
 
         Same function as `forward` for one head, but only the done slots' weight rows are multiplied
-        (the others see zeros) and their mask bits fold into the bias: sampling costs half as much."""
+        (the others see zeros) and their mask bits fold into the bias: sampling costs half as much.
+        With rank > 0, `acc` (B, rank) may carry the running sum of `project_slot` over `done`."""
         j, e, c = int(j), self.e, self.c
         w = self.w_in[j]
-        if done:
+        if self.rank:
+            if acc is not None:
+                h = torch.addmm(self.b_in[j], acc * self.scale, w)
+            elif done:
+                d = torch.as_tensor(done, dtype=torch.long, device=w.device)
+                z = emb[:, d].flatten(1) @ self.w_slot[d].flatten(0, 1) + self.b_slot[d].sum(0)
+                h = torch.addmm(self.b_in[j], z * self.scale, w)
+            else:
+                h = self.b_in[j].expand(emb.shape[0], -1)
+        elif done:
             d = torch.as_tensor(done, dtype=torch.long, device=w.device)
             rows = (d[:, None] * e + torch.arange(e, device=w.device)).flatten()
             h = torch.addmm(self.b_in[j] + w[c * e + d].sum(0), emb[:, d].flatten(1), w[rows])
@@ -139,6 +193,8 @@ class AutoregressiveSynthesizer(BaseSynthesizer):
     budget (or `lr_schedule="cosine"`) the learning rate follows a cosine decay over the budget;
     otherwise it halves when the validation loss stalls. `datetime_parts=False` tokenizes datetimes as
     plain numbers (epoch seconds) instead of by calendar parts (the former behaviour).
+    `input_rank="auto"` keeps the full first layer unless the table has so many token slots that it
+    would be huge (several hundred columns), then factorizes it (see `_Net`); 0 forces the full layer.
     """
 
     name = "autoregressive"
@@ -150,7 +206,7 @@ class AutoregressiveSynthesizer(BaseSynthesizer):
                  temperature: float = 1.0, top_p: float = 1.0, privacy_k: int = 5, device: str = "auto",
                  n_threads: int | None = None, random_state: int | None = 0, verbose: bool = False,
                  sample_batch_size: int = 65536, lr_schedule: str = "auto", datetime_parts: bool = True,
-                 schema: Any = None):
+                 input_rank: int | str = "auto", schema: Any = None):
         self.epochs = epochs
         self.max_seconds = max_seconds
         self.batch_size = batch_size
@@ -175,6 +231,7 @@ class AutoregressiveSynthesizer(BaseSynthesizer):
         self.sample_batch_size = sample_batch_size
         self.lr_schedule = lr_schedule
         self.datetime_parts = datetime_parts
+        self.input_rank = input_rank
         self.schema = schema
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -219,12 +276,12 @@ class AutoregressiveSynthesizer(BaseSynthesizer):
         self._slot_col = np.array([s[0] for s in slots], dtype=np.int64)
         self._slot_part = np.array(part, dtype=np.int64)
 
-    def _precedence(self, col_rank: torch.Tensor) -> torch.Tensor:
-        """(B, n_columns) column ranks -> (B, C, C) float mask: [b, j, i] = token i comes before token j."""
+    def _slot_ranks(self, col_rank: torch.Tensor) -> torch.Tensor:
+        """(B, n_columns) column ranks -> (B, C) position of every token in its row's order (a column's
+        tokens in their own order); the net's heads see the tokens of lower position."""
         col = torch.as_tensor(self._slot_col, device=col_rank.device)
         part = torch.as_tensor(self._slot_part, device=col_rank.device)
-        rank = col_rank[:, col] * _PARTS + part  # a column's tokens in a row, in their own order
-        return (rank.unsqueeze(1) < rank.unsqueeze(2)).float()
+        return col_rank[:, col] * _PARTS + part
 
     def _ranks(self, b: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:
         m = len(self.columns_)
@@ -273,7 +330,9 @@ class AutoregressiveSynthesizer(BaseSynthesizer):
         with _threads(self.n_threads), torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             gen = torch.Generator().manual_seed(seed)
-            self.net_ = _Net(self.vocab_, self.emb_dim, self.hidden, self.n_layers, self.dropout, self.ordinal_).to(device)
+            self.input_rank_ = _input_rank(self.input_rank, len(self.vocab_), self.emb_dim, self.hidden)
+            self.net_ = _Net(self.vocab_, self.emb_dim, self.hidden, self.n_layers, self.dropout, self.ordinal_,
+                             self.input_rank_).to(device)
             if tokens.shape[1] == 0:
                 return
             self._train(tokens, gen, device, start, budget)
@@ -289,7 +348,7 @@ class AutoregressiveSynthesizer(BaseSynthesizer):
         val_rank = self._ranks(n_val, gen, device) if n_val else None
         net = self.net_
         opt = torch.optim.AdamW(net.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
-        bs = max(1, min(self.batch_size, train.shape[0]))
+        bs = max(1, min(self.batch_size, train.shape[0], self._mask_rows()))
         best, best_state, bad = math.inf, None, 0
         step_time = 0.0
         progress = _progress(self.verbose, self.epochs)
@@ -308,7 +367,7 @@ class AutoregressiveSynthesizer(BaseSynthesizer):
                     for grp in opt.param_groups:
                         grp["lr"] = self.learning_rate * max(0.02, 0.5 * (1 + math.cos(math.pi * min(done_share, 1.0))))
                 batch = train[order[i:i + bs]]
-                logits = net(batch, self._precedence(self._ranks(batch.shape[0], gen, device)))
+                logits = net(batch, self._slot_ranks(self._ranks(batch.shape[0], gen, device)))
                 loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.T.reshape(-1), reduction="mean") * batch.shape[1]
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -345,13 +404,21 @@ class AutoregressiveSynthesizer(BaseSynthesizer):
             net.load_state_dict(best_state)
         self.best_val_loss_ = float(best)
 
+    def _mask_rows(self) -> int:
+        """Rows per batch that keep the full layer's (rows, slots, slots x emb_dim) inputs near
+        `_MASK_ELEMENTS` (at least 16); the factorized layer has no such inputs."""
+        if getattr(self.net_, "rank", 0):
+            return 1 << 30
+        return max(16, _MASK_ELEMENTS // max(len(self.vocab_) ** 2 * self.emb_dim, 1))
+
     @torch.no_grad()
     def _val_loss(self, val: torch.Tensor, rank: torch.Tensor) -> float:
         self.net_.eval()
         total = 0.0
-        for i in range(0, val.shape[0], 4096):
-            b = val[i:i + 4096]
-            logits = self.net_(b, self._precedence(rank[i:i + 4096]))
+        step = min(4096, self._mask_rows())
+        for i in range(0, val.shape[0], step):
+            b = val[i:i + step]
+            logits = self.net_(b, self._slot_ranks(rank[i:i + step]))
             total += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), b.T.reshape(-1), reduction="sum"))
         return total / val.shape[0]
 
@@ -373,8 +440,9 @@ class AutoregressiveSynthesizer(BaseSynthesizer):
                 rows = np.flatnonzero(inverse == p)
                 fixed_cols = [cond[i] for i in range(len(cond)) if pattern[i]]
                 order = fixed_cols + [j for j in range(len(names)) if j not in fixed_cols]
-                for s in range(0, rows.size, self.sample_batch_size):
-                    r = rows[s:s + self.sample_batch_size]
+                step = max(1, min(self.sample_batch_size, 2**26 // max(c * self.net_.e, 1)))  # (rows, slots, e) buffer
+                for s in range(0, rows.size, step):
+                    r = rows[s:s + step]
                     tokens[r] = self._sample_batch(r, order, set(fixed_cols), known, gen)
         u = rng.random((n, len(names)))
         out: dict[str, np.ndarray] = {}
@@ -419,10 +487,13 @@ class AutoregressiveSynthesizer(BaseSynthesizer):
         tok = torch.zeros(b, c, dtype=torch.long, device=device)
         emb = torch.zeros(b, c, self.net_.e, device=device)
         done: list[int] = []
+        acc = torch.zeros(b, self.net_.rank, device=device) if self.net_.rank else None  # wide tables: running sum
 
         def put(j: int, values: torch.Tensor) -> None:
             tok[:, j] = values
             emb[:, j] = self.net_.embed_slot(j, values)
+            if acc is not None:
+                acc.add_(self.net_.project_slot(j, emb[:, j]))
             done.append(int(j))
 
         for ci in order:
@@ -433,7 +504,7 @@ class AutoregressiveSynthesizer(BaseSynthesizer):
                 if spec is not None:
                     put(slots[0], torch.as_tensor(tkz.encode(spec["codes"][rows]), device=device))
                 else:
-                    put(slots[0], self._draw(slots[0], emb, done, None, gen))
+                    put(slots[0], self._draw(slots[0], emb, done, None, gen, acc))
                 continue
             if isinstance(tkz, DatetimeTokenizer):
                 lo = spec["lo"][rows] if spec is not None else np.full(b, np.nan)
@@ -443,7 +514,7 @@ class AutoregressiveSynthesizer(BaseSynthesizer):
                     if (allowed.sum(axis=1) == 1).all():  # a part fixed by the earlier ones: no need to ask the net
                         put(j, torch.as_tensor(allowed.argmax(axis=1), device=device))
                     else:
-                        put(j, self._draw(j, emb, done, allowed, gen))
+                        put(j, self._draw(j, emb, done, allowed, gen, acc))
                 continue
             lo = spec["lo"][rows] if spec is not None else None
             hi = spec["hi"][rows] if spec is not None else None
@@ -451,7 +522,7 @@ class AutoregressiveSynthesizer(BaseSynthesizer):
             if spec is not None:
                 allowed = np.zeros((b, self.vocab_[slots[0]]), bool)
                 allowed[:, : tkz.bin_lo_.size] = tkz.allowed_bins(lo, hi)
-            bins = self._draw(slots[0], emb, done, allowed, gen)
+            bins = self._draw(slots[0], emb, done, allowed, gen, acc)
             put(slots[0], bins)
             if slots.size > 1:
                 allowed = None
@@ -459,11 +530,12 @@ class AutoregressiveSynthesizer(BaseSynthesizer):
                     allowed = tkz.allowed_subs(np.minimum(bins.cpu().numpy(), tkz.bin_lo_.size - 1), lo, hi)
                 else:  # never draw an empty group
                     allowed = ~np.isnan(tkz.sub_lo_[np.minimum(bins.cpu().numpy(), tkz.bin_lo_.size - 1)])
-                put(slots[1], self._draw(slots[1], emb, done, allowed, gen))
+                put(slots[1], self._draw(slots[1], emb, done, allowed, gen, acc))
         return tok.cpu().numpy()
 
-    def _draw(self, j: int, emb: torch.Tensor, done: list[int], allowed: np.ndarray | None, gen: torch.Generator) -> torch.Tensor:
-        logits = self.net_.head(j, emb, done)[:, : self.vocab_[j]]
+    def _draw(self, j: int, emb: torch.Tensor, done: list[int], allowed: np.ndarray | None, gen: torch.Generator,
+              acc: torch.Tensor | None = None) -> torch.Tensor:
+        logits = self.net_.head(j, emb, done, acc)[:, : self.vocab_[j]]
         if allowed is not None:
             logits = logits.masked_fill(~torch.as_tensor(allowed, device=logits.device), float("-inf"))
         probs = torch.softmax(logits / max(self.temperature, 1e-6), dim=-1)
@@ -488,7 +560,8 @@ class AutoregressiveSynthesizer(BaseSynthesizer):
             arrays.update({f"tok{i}_{k}": v for k, v in a.items()})
         for k, v in self.net_.state_dict().items():
             arrays[f"net.{k}"] = v.detach().cpu().numpy()
-        meta = {"columns": [c.name for c in self.columns_], "tokenizers": toks, "history": self.history_}
+        meta = {"columns": [c.name for c in self.columns_], "tokenizers": toks, "history": self.history_,
+                "input_rank": int(getattr(self, "input_rank_", 0))}
         return meta, arrays
 
     def _set_state(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
@@ -503,7 +576,9 @@ class AutoregressiveSynthesizer(BaseSynthesizer):
             self.tokenizers_.append(klass.from_state(m, a))
         self.history_ = meta.get("history", [])
         self._layout()
-        self.net_ = _Net(self.vocab_, self.emb_dim, self.hidden, self.n_layers, self.dropout, self.ordinal_)
+        self.input_rank_ = int(meta.get("input_rank", 0) or 0)
+        self.net_ = _Net(self.vocab_, self.emb_dim, self.hidden, self.n_layers, self.dropout, self.ordinal_,
+                         self.input_rank_)
         self.net_.load_state_dict({k[4:]: torch.as_tensor(v) for k, v in arrays.items() if k.startswith("net.")})
         self.net_.eval()
 
