@@ -69,8 +69,8 @@ def print_figures(fig: dict[str, Any]) -> None:
     table.add_column("value", justify="right")
     table.add_column("ideal", justify="right")
     ideals = {"quality_score": "1.0", "column_shapes": "1.0", "column_pair_trends": "1.0", "exact_copy_rate": "0.0",
-              "dcr_share": "0.5", "holdout_exact_copy_rate": "-"}
+              "dcr_share": "0.5", "holdout_exact_copy_rate": "-", "detection_auc": "0.5"}
     for k, ideal in ideals.items():
-        if k in fig:
+        if fig.get(k) is not None:
             table.add_row(k, f"{fig[k]:.4f}", ideal)
     out.print(table)

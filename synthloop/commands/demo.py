@@ -25,6 +25,7 @@ def register(app: typer.Typer) -> None:
 
         from synthloop.data import demo_path
         from synthloop.evaluate.headline import evaluate_tables
+        from synthloop.evaluate.suite import evaluate
         from synthloop.io import read_table, write_table, write_text
         from synthloop.schema import infer_schema
         from synthloop.synthesizers.factory import make_synthesizer
@@ -45,10 +46,12 @@ def register(app: typer.Typer) -> None:
             data_path = write_table(syn, out_dir / "synthetic.csv")
             bar.update(task, advance=1, description="evaluating")
             fig = evaluate_tables(train, syn, holdout, sch)
+            report = evaluate(train, syn, holdout=holdout, schema=sch, seed=seed)
+            fig["detection_auc"] = (report.data["fidelity"].get("detection") or {}).get("detection_auc")
             fig["model"] = synth.name
             fig["fit_seconds"] = round(fit_s, 2)
             json_path = write_text(json.dumps(fig, indent=2, default=json_default), out_dir / "report.json")
-            html_path = _html_report(train, syn, holdout, out_dir / "report.html")
+            html_path = write_text(report.to_html(), out_dir / "report.html")
             bar.update(task, advance=1, description="done")
         print_figures(fig)
         out.print(f"model:          {synth.name}, fitted in {fit_s:.1f} s" + (f" (time budget {budget:g} s)" if budget else ""))
@@ -57,11 +60,3 @@ def register(app: typer.Typer) -> None:
         out.print(f"report (JSON):  {json_path}")
         out.print(f"report (HTML):  {html_path}")
 
-
-def _html_report(train, syn, holdout, path: Path) -> Path:  # noqa: ANN001 - DataFrames, typed loosely to stay light
-    """The full evaluation report (detection, utility, privacy, ...) as one HTML file."""
-    from synthloop.evaluate.suite import evaluate
-
-    from synthloop.io import write_text
-
-    return write_text(evaluate(train, syn, holdout=holdout).to_html(), path)

@@ -18,9 +18,9 @@ def register(app: typer.Typer) -> None:
         output: Path = typer.Option(..., "-o", "--output", help="Model file to write (.npz; NumPy arrays + JSON, no pickle)."),
         model: str = typer.Option("auto", "--model", "-m",
                                   help="copula (fast, seconds), gan, vae, autoregressive, dp, or auto: the best model "
-                                       "that fits a time budget scaled to the table (5 s for small tables up to 300 s "
-                                       "for 2.5 million cells and more; autoregressive, trained for at most that "
-                                       "long; copula if torch is missing)."),
+                                       "that fits a time budget scaled to the table (10 s plus 60 s per 100,000 cells, "
+                                       "at most 300 s; autoregressive, trained for at most that long and usually "
+                                       "stopping sooner; copula if torch is missing)."),
         schema: Optional[Path] = typer.Option(None, "--schema", help="YAML overrides: {columns: {name: {kind: categorical, ...}}}."),
         epochs: Optional[int] = typer.Option(None, "--epochs", help="Training epochs (deep models)."),
         max_seconds: Optional[float] = typer.Option(None, "--max-seconds", help="Time budget for training, in seconds."),
