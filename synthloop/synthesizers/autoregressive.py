@@ -45,6 +45,9 @@ _WIDE_RANK = 32
 # Rows per training/validation batch of the full layer are capped so that its (rows, slots, slots x
 # emb_dim) inputs stay near this many elements; tables under ~100 slots keep `batch_size` as given.
 _MASK_ELEMENTS = 2**27
+# Rows x token slots up to which training or one sampling batch runs on one thread (n_threads=None):
+# the demo table (4,000 x 21) and 200 x 500 columns (200 x 833) do; Adult (32,561 x 21) does not.
+_SMALL_WORK = 250_000
 
 
 def _input_rank(input_rank: int | str | None, n_slots: int, emb_dim: int, hidden: int) -> int:
@@ -195,6 +198,7 @@ class AutoregressiveSynthesizer(BaseSynthesizer):
     plain numbers (epoch seconds) instead of by calendar parts (the former behaviour).
     `input_rank="auto"` keeps the full first layer unless the table has so many token slots that it
     would be huge (several hundred columns), then factorizes it (see `_Net`); 0 forces the full layer.
+    `n_threads=None` runs small tables on one thread and larger ones on torch's setting.
     """
 
     name = "autoregressive"
@@ -327,7 +331,7 @@ class AutoregressiveSynthesizer(BaseSynthesizer):
         self.history_: list[dict[str, float]] = []
         seed = int(rng.integers(2**62))
         device = self._device()
-        with _threads(self.n_threads), torch.random.fork_rng(devices=[]):
+        with _threads(self._thread_count(tokens.shape[0] * tokens.shape[1])), torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             gen = torch.Generator().manual_seed(seed)
             self.input_rank_ = _input_rank(self.input_rank, len(self.vocab_), self.emb_dim, self.hidden)
@@ -404,6 +408,14 @@ class AutoregressiveSynthesizer(BaseSynthesizer):
             net.load_state_dict(best_state)
         self.best_val_loss_ = float(best)
 
+    def _thread_count(self, token_cells: int) -> int | None:
+        """`n_threads`, or with None: one thread for small work (under `_SMALL_WORK` tokens), whose
+        operations are too small to split (on a busy machine two threads made them 5-20x slower),
+        else torch's own setting."""
+        if self.n_threads is not None:
+            return self.n_threads
+        return 1 if token_cells <= _SMALL_WORK else None
+
     def _mask_rows(self) -> int:
         """Rows per batch that keep the full layer's (rows, slots, slots x emb_dim) inputs near
         `_MASK_ELEMENTS` (at least 16); the factorized layer has no such inputs."""
@@ -434,7 +446,7 @@ class AutoregressiveSynthesizer(BaseSynthesizer):
         tokens = np.zeros((n, c), dtype=np.int64)
         seed = int(rng.integers(2**62))
         gen = torch.Generator().manual_seed(seed)
-        with _threads(self.n_threads), torch.no_grad():
+        with _threads(self._thread_count(min(n, self.sample_batch_size) * c)), torch.no_grad():
             self.net_.eval()
             for p, pattern in enumerate(patterns):  # one pass per distinct set of conditioned columns
                 rows = np.flatnonzero(inverse == p)
