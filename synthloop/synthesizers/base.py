@@ -101,6 +101,7 @@ class BaseSynthesizer:
         elif isinstance(schema, dict):
             schema = infer_schema(data, overrides=schema)
         self.schema_ = schema if isinstance(schema, TableSchema) else infer_schema(data)
+        self.schema_, data = self._release(self.schema_, data)
         self.codec_ = TableCodec(self.schema_)
         from synthloop.constraints.enforce import fit_constraints
 
@@ -111,6 +112,11 @@ class BaseSynthesizer:
         self._rng = np.random.default_rng(seed)
         self._fit(encoded, self._rng)
         return self
+
+    def _release(self, schema: TableSchema, data: pd.DataFrame) -> tuple[TableSchema, pd.DataFrame]:
+        """The schema the model stores and the rows it learns; models without a formal guarantee
+        coarsen both (synthloop.synthesizers._release). The default keeps them as they are."""
+        return schema, data
 
     def _fit(self, encoded: dict[str, np.ndarray], rng: np.random.Generator) -> None:
         raise NotImplementedError
