@@ -353,22 +353,49 @@ class DatetimeTokenizer:
         if not v.size:
             return self
         k = self.rare_k
+        # with the guard, the calendar facts (seen months, days, weekdays, the time-of-day grid) come from
+        # the values inside the clip bounds: clipped rows pile up on a bound, which is no real date and
+        # must not look like a seen one (the data may come clipped already, see transforms.release)
         self.clip_ = safe_bounds(v, k, _DAY) if k > 0 else (float(v[0]), float(v[-1]))
         p = date_parts(np.clip(v, *self.clip_))
         self.year0_ = int(p["year"][0])
         self.n_years_ = int(p["year"][-1]) - self.year0_ + 1
         self.usable_ = self.n_years_ <= self.max_years
-        self.period_ = NumericTokenizer(self.n_bins, 1, k).fit(np.where(nan, np.nan, np.floor(np.clip(x, *self.clip_) / _DAY)))
+        self.period_ = NumericTokenizer(self.n_bins, 1, k).fit(self._period_value(x))
+        inner = v[(v > self.clip_[0]) & (v < self.clip_[1])] if k > 0 else v
+        raw = date_parts(inner if inner.size else v) if k > 0 else p
         seen = max(k, 1)  # with the guard, a month, day or weekday counts as seen on >= k rows
-        self.months_seen_ = np.bincount(p["month"] - 1, minlength=12) >= seen
-        self.days_seen_ = np.bincount(p["day"] - 1, minlength=31) >= seen
-        self.wdays_seen_ = np.bincount(p["wday"], minlength=7) >= seen
-        t = p["time"]
+        self.months_seen_ = np.bincount(raw["month"] - 1, minlength=12) >= seen
+        self.days_seen_ = np.bincount(raw["day"] - 1, minlength=31) >= seen
+        self.wdays_seen_ = np.bincount(raw["wday"], minlength=7) >= seen
+        t = raw["time"]
         self.time_ = NumericTokenizer(self.n_bins, self.n_sub, self.rare_k).fit(t) if np.any(t != 0) else None
         # the grid times of day fall on (whole hours, minutes, seconds), kept when decoding; 0 = none
         self.time_step_ = next((float(s) for s in (3600, 60, 1) if np.all(np.mod(t, s) == 0)), 0.0)
         self._build()
         return self
+
+    def _period_value(self, x: np.ndarray) -> np.ndarray:
+        """What the period bins: the day (days since 1970) of each value; with the guard, a clipped value
+        keeps the clip bound's fractional day, so the pile of clipped rows sits between two days and
+        never on a real one (which would then look frequent and be stored)."""
+        x = np.asarray(x, dtype=float)
+        d = np.floor(np.clip(x, *self.clip_) / _DAY)
+        if self.rare_k > 0:
+            d = np.where(x < self.clip_[0], self.clip_[0] / _DAY, np.where(x > self.clip_[1], self.clip_[1] / _DAY, d))
+        return d
+
+    def _period_days(self, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """[first, last] whole day of period bins `b`: the days inside its bounds (a bound may be a cut
+        between two days, x.5), or the day it touches when none is inside (a clip-bound pile)."""
+        lo, hi = self.period_.bin_lo_[b], self.period_.bin_hi_[b]
+        first, last = np.ceil(lo), np.floor(hi)
+        return np.where(first <= last, first, np.floor(lo)), last
+
+    def _period_range(self, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """[first, last] epoch seconds of period bins `b` (whole days)."""
+        first, last = self._period_days(b)
+        return first * _DAY, (last + 1) * _DAY - 1e-3
 
     def _build(self) -> None:
         """Parts and their vocabularies; a year (or month) that never varies is no token (less to train)."""
@@ -419,7 +446,7 @@ class DatetimeTokenizer:
         nan = np.isnan(x)
         out = np.zeros((x.size, len(self.parts_)), dtype=np.int64)
         v = np.clip(x[~nan], *self.clip_)
-        out[:, 0] = self.period_.encode(np.where(nan, np.nan, np.floor(np.clip(x, *self.clip_) / _DAY)))[0]
+        out[:, 0] = self.period_.encode(np.where(nan, np.nan, self._period_value(x)))[0]
         p = date_parts(v)
         cols = {"year": p["year"] - self.year0_, "month": p["month"] - 1, "wday": p["wday"], "day": p["day"] - 1}
         if self.time_ is not None:
@@ -436,9 +463,9 @@ class DatetimeTokenizer:
         hi = np.clip(np.where(np.isnan(hi), np.inf, hi), *self.clip_)
         if period is not None:
             b = np.clip(period, 0, max(self.period_.bin_lo_.size - 1, 0))
-            # a period's bounds may be cuts between days (x.5): its dates are the whole days inside
-            p_lo = np.maximum(lo, np.ceil(self.period_.bin_lo_[b]) * _DAY)
-            p_hi = np.minimum(hi, (np.floor(self.period_.bin_hi_[b]) + 1) * _DAY - 1e-3)
+            r_lo, r_hi = self._period_range(b)
+            p_lo = np.maximum(lo, r_lo)
+            p_hi = np.minimum(hi, r_hi)
             meet = p_lo <= p_hi  # a range lying between two periods' dates keeps the range
             lo, hi = np.where(meet, p_lo, lo), np.where(meet, p_hi, hi)
         if self.time_ is None:
@@ -495,6 +522,15 @@ class DatetimeTokenizer:
             m = np.zeros((rows, size), dtype=bool)
             nb = self.period_.bin_lo_.size
             m[:, :nb] = self.period_.allowed_bins(pl["days"].astype(float), ph["days"].astype(float))
+            if nb and not self.wdays_seen_.all():  # prefer periods whose days in range include a seen weekday
+                first, last = self._period_days(np.arange(nb))
+                a = np.maximum(first[None, :], pl["days"][:, None])
+                z = np.minimum(last[None, :], ph["days"][:, None])
+                seen = np.zeros((rows, nb), dtype=bool)
+                for off in range(7):  # a loop over the days of a week
+                    d = a + off
+                    seen |= (d <= z) & self.wdays_seen_[((d + 3) % 7).astype(np.int64)]
+                m[:, :nb] = _prefer(m[:, :nb], m[:, :nb] & seen)
             if self.has_nan_ and not conditioned:
                 m[:, self.nan_token] = True
             return m
@@ -568,7 +604,11 @@ class DatetimeTokenizer:
             tod = np.zeros(days.size)
         lo_b = pl["days"] * _DAY + pl["time"]
         hi_b = ph["days"] * _DAY + ph["time"]
-        out[ok] = np.clip(days * _DAY + tod, lo_b, hi_b)
+        vals = np.clip(days * _DAY + tod, lo_b, hi_b)
+        if self.time_ is not None and self.time_step_:  # a bound off the time grid: back onto it, inside the range
+            up, dn = np.ceil(vals / self.time_step_) * self.time_step_, np.floor(vals / self.time_step_) * self.time_step_
+            vals = np.where(up <= hi_b, up, np.where(dn >= lo_b, dn, vals))
+        out[ok] = vals
         return out
 
     # -- persistence -------------------------------------------------------------------------------
