@@ -223,8 +223,10 @@ class BaseSynthesizer:
                 if bad.any():
                     cats = col.categories or []
                     shown = ", ".join(map(repr, cats[:10])) + (", ..." if len(cats) > 10 else "")
-                    raise ConditionError(f"condition on '{name}': value {values[bad].iloc[0]!r} never occurs in the "
-                                         f"training data, so it cannot be sampled; known values: {shown}")
+                    released = next((n for n in col.notes if " released as " in n), None)  # transforms.release
+                    why = f"is not a value the model learned ({released})" if released else "never occurs in the training data"
+                    raise ConditionError(f"condition on '{name}': value {values[bad].iloc[0]!r} {why}, so it cannot be "
+                                         f"sampled; known values: {shown}")
                 out[name] = {"mask": mask, "codes": enc, "exact": values.to_numpy(dtype=object)}
             else:
                 bad = mask & np.isnan(enc)
