@@ -26,6 +26,7 @@ from synthloop.transforms.table import TableCodec
 
 _CONTINUOUS = (ColumnKind.NUMERICAL, ColumnKind.DATETIME)
 _DISCRETE = (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN)
+_ONEHOT_MAX = 64  # columns with up to this many values go one-hot (one matrix product); larger ones as codes
 
 
 def nearest_distance(query: np.ndarray, reference: np.ndarray, chunk_cells: int = 2**24,
@@ -57,8 +58,10 @@ def protection_features(df: pd.DataFrame, schema: TableSchema, reference: pd.Dat
 
     Numbers and datetimes: the mid-rank of each value among the reference's values, in [0, 1] (values
     beyond the reference's range get 0 or 1), plus a missing indicator where values are missing.
-    Categories and booleans: codes over the reference's own values (all of them, not the schema's
-    list, which a model may have coarsened): -1 missing, -2 a value the reference never holds."""
+    Categories and booleans: every value of the reference (not the schema's list, which a model may have
+    coarsened), missing and "a value the reference never holds" each a value of their own; one-hot
+    (weight sqrt(0.5), so a mismatch adds 1 to the squared distance) up to 64 values, else as codes
+    compared by `nearest_distance` (the same distance without a wide matrix)."""
     codec = TableCodec(schema)
     nums: list[np.ndarray] = []
     cats: list[np.ndarray] = []
@@ -85,7 +88,14 @@ def protection_features(df: pd.DataFrame, schema: TableSchema, reference: pd.Dat
                 alt = pd.Index(index.astype(str)).get_indexer(df[c.name].astype(str))
                 codes = np.where(codes < 0, alt, codes)
             missing = df[c.name].isna().to_numpy()
-            cats.append(np.where(missing, -1, np.where(codes < 0, -2, codes)))
+            k = len(index)
+            codes = np.where(missing, k, np.where(codes < 0, k + 1, codes))  # k: missing, k + 1: unknown
+            if k <= _ONEHOT_MAX:
+                onehot = np.zeros((codes.size, k + 2))
+                onehot[np.arange(codes.size), codes] = np.sqrt(0.5)
+                nums.extend(onehot.T)
+            else:
+                cats.append(codes)
     n = len(df)
     num = np.column_stack(nums) if nums else np.zeros((n, 0))
     cat = np.column_stack(cats).astype(np.int64) if cats else np.zeros((n, 0), np.int64)
