@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 from scipy.special import ndtri
-from scipy.stats import truncnorm
 
 from synthloop.schema import ColumnKind
 from synthloop.synthesizers._release import ReleaseGuardMixin
@@ -270,6 +269,8 @@ def _truncnorm(mean: np.ndarray, std: np.ndarray, lo: np.ndarray, hi: np.ndarray
     point = np.isclose(lo, hi, rtol=0, atol=1e-12) & np.isfinite(lo)
     free = ~point
     if free.any():
+        from scipy.stats import truncnorm  # ~0.5 s to import: only for conditional sampling
+
         out[free] = truncnorm.rvs(a[free], b[free], loc=mean[free], scale=std[free], random_state=rng)
     out[point] = lo[point]
     return out

@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 from scipy.special import ndtr, ndtri
-from scipy.stats import rankdata
 
 from synthloop.transforms.release import safe_quantiles
 
@@ -51,8 +50,9 @@ class QuantileNormalEncoder:
         """Scores of the fitting data: exact ranks with random tie-breaking inside each tie's interval."""
         x = np.asarray(x, dtype=float)
         n = x.size
-        lo = (rankdata(x, method="min") - 1) / n
-        hi = rankdata(x, method="max") / n
+        ordered = np.sort(x)  # ranks as scipy.stats.rankdata min/max, without its 0.5 s import
+        lo = np.searchsorted(ordered, x, side="left") / n
+        hi = np.searchsorted(ordered, x, side="right") / n
         return _to_normal(lo + rng.random(n) * (hi - lo))
 
     def inverse(self, z: np.ndarray) -> np.ndarray:
