@@ -168,15 +168,31 @@ def test_the_default_budget_grows_with_the_table_and_is_capped():
     assert default_budget(32561, 15) == default_budget(10**7, 100) == AUTO_BUDGET_MAX_S
     sizes = [(10, 5), (1000, 10), (5000, 40), (20000, 20), (100000, 30)]
     assert [default_budget(*s) for s in sizes] == sorted(default_budget(*s) for s in sizes)
-    assert make_synthesizer("auto", 0, shape=(200, 500)).max_seconds == default_budget(200, 500)
+    assert make_synthesizer("auto", 0, shape=(4000, 15)).max_seconds == default_budget(4000, 15)
     assert make_synthesizer("auto", 0, max_seconds=7).max_seconds == 7
 
 
-def test_fit_with_the_default_model_prints_the_budget_it_used(tmp_path):
-    path = tmp_path / "small.csv"
+def test_auto_takes_the_copula_for_tiny_or_wide_tables_and_the_autoregressive_model_otherwise():
+    from synthloop.synthesizers.factory import make_synthesizer
+
+    assert make_synthesizer("auto", 0, shape=(200, 500)).name == "copula"  # issue 13: 150-270 s before
+    assert make_synthesizer("auto", 0, shape=(1, 3)).name == "copula"
+    assert make_synthesizer("auto", 0, shape=(4000, 15)).name == "autoregressive"
+    assert make_synthesizer("auto", 0, epochs=3, shape=(40, 3)).name == "autoregressive"  # asked for epochs
+
+
+def test_fit_with_the_default_model_says_what_it_chose_and_the_budget_it_used(tmp_path):
     rng = np.random.default_rng(0)
-    pd.DataFrame({"g": rng.choice(["a", "b"], 40), "v": rng.normal(size=40)}).to_csv(path, index=False)
-    proc = run("fit", str(path), "-o", str(tmp_path / "m.npz"), "--epochs", "2")
+    small, enough = tmp_path / "small.csv", tmp_path / "enough.csv"
+    pd.DataFrame({"g": rng.choice(["a", "b"], 40), "v": rng.normal(size=40)}).to_csv(small, index=False)
+    pd.DataFrame({"g": rng.choice(["a", "b"], 600), "v": rng.normal(size=600)}).to_csv(enough, index=False)
+    proc = run("fit", str(small), "-o", str(tmp_path / "s.npz"))
+    assert proc.returncode == 0, proc.stderr
+    assert "--model auto chose copula: fewer than 500 rows" in proc.stdout
+    proc = run("fit", str(enough), "-o", str(tmp_path / "e.npz"), "--max-seconds", "5")
+    assert proc.returncode == 0, proc.stderr
+    assert "--model auto chose autoregressive" in proc.stdout and "(time budget 5 s)" in proc.stdout
+    proc = run("fit", str(small), "-o", str(tmp_path / "a.npz"), "--epochs", "2")
     assert proc.returncode == 0, proc.stderr
     assert "model autoregressive fitted on 40 rows" in proc.stdout
     assert "(time budget 10 s, scaled to the table)" in proc.stdout

@@ -17,10 +17,11 @@ def register(app: typer.Typer) -> None:
         data: Path = typer.Argument(..., help="Real table to learn (.csv, .tsv, .parquet, .jsonl; .gz allowed)."),
         output: Path = typer.Option(..., "-o", "--output", help="Model file to write (.npz; NumPy arrays + JSON, no pickle)."),
         model: str = typer.Option("auto", "--model", "-m",
-                                  help="copula (fast, seconds), gan, vae, autoregressive, dp, or auto: the best model "
-                                       "that fits a time budget scaled to the table (10 s plus 60 s per 100,000 cells, "
-                                       "at most 300 s; autoregressive, trained for at most that long and usually "
-                                       "stopping sooner; copula if torch is missing)."),
+                                  help="copula (fast, seconds), gan, vae, autoregressive, dp, or auto: the model expected "
+                                       "to do best within a time budget scaled to the table (10 s plus 60 s per 100,000 "
+                                       "cells, at most 300 s): autoregressive, trained for at most that long and usually "
+                                       "stopping sooner; copula for tables under 500 rows or over 100 columns, or "
+                                       "without torch."),
         schema: Optional[Path] = typer.Option(None, "--schema", help="YAML overrides: {columns: {name: {kind: categorical, ...}}}."),
         epochs: Optional[int] = typer.Option(None, "--epochs", help="Training epochs (deep models)."),
         max_seconds: Optional[float] = typer.Option(None, "--max-seconds", help="Time budget for training, in seconds."),
@@ -36,7 +37,7 @@ def register(app: typer.Typer) -> None:
 
         from synthloop.io import read_table
         from synthloop.schema import infer_schema
-        from synthloop.synthesizers.factory import make_synthesizer
+        from synthloop.synthesizers.factory import auto_choice, make_synthesizer
 
         with progress() as bar:
             task = bar.add_task(f"reading {data.name}", total=3)
@@ -54,6 +55,8 @@ def register(app: typer.Typer) -> None:
         kinds = pd.Series([c.kind.value for c in synth.schema_.columns]).value_counts().to_dict()
         used = f" (time budget {budget:g} s{', scaled to the table' if model == 'auto' and max_seconds is None else ''})" \
             if budget else ""
+        if model == "auto" and epochs is None:
+            out.print(f"--model auto chose {synth.name}: {auto_choice(df.shape)[1]}")
         out.print(f"model {synth.name} fitted on {len(df):,} row{'' if len(df) == 1 else 's'} in {fit_s:.2f} s{used}; columns: "
                   + ", ".join(f"{v} {k}" for k, v in kinds.items()))
         guarantee = getattr(synth, "privacy_guarantee", None)
