@@ -50,6 +50,30 @@ def module_to_arrays(module: nn.Module, prefix: str) -> dict[str, np.ndarray]:
     return {f"{prefix}{k}": v.detach().cpu().numpy() for k, v in module.state_dict().items()}
 
 
+def check_module_arrays(factory: Callable[[], nn.Module], arrays: dict[str, np.ndarray], prefix: str) -> None:
+    """Refuse saved weights that do not fit the network the parameters describe, before building it:
+    the network is first built on torch's meta device (no memory), so a model file whose header asks
+    for a huge network fails here with one line instead of allocating it."""
+    from synthloop.errors import ModelFileError
+
+    with torch.device("meta"):
+        probe = factory()
+    want = {k: (tuple(v.shape), v.dtype) for k, v in probe.state_dict().items()}
+    got = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+    for key, (shape, dtype) in want.items():
+        a = got.get(key)
+        if a is None:
+            raise ModelFileError(f"model file: array '{prefix}{key}' is missing")
+        if tuple(a.shape) != shape:
+            raise ModelFileError(f"model file: array '{prefix}{key}' has shape {tuple(a.shape)}; the network the "
+                                 f"header's parameters describe needs {shape}")
+        if torch.from_numpy(np.zeros(0, dtype=a.dtype)).dtype != dtype:
+            raise ModelFileError(f"model file: array '{prefix}{key}' is {a.dtype}; the network stores {dtype}")
+    extra = sorted(set(got) - set(want))
+    if extra:
+        raise ModelFileError(f"model file: unexpected array '{prefix}{extra[0]}'")
+
+
 def arrays_to_module(module: nn.Module, arrays: dict[str, np.ndarray], prefix: str) -> nn.Module:
     """Load the arrays written by `module_to_arrays` back into `module` (strict: all keys must match)."""
     state = {k[len(prefix):]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith(prefix)}

@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from synthloop.synthesizers._torch import (
-    DataLayout, TrainingLoop, arrays_to_module, fidelity_distance, module_to_arrays, resolve_device,
+    DataLayout, TrainingLoop, arrays_to_module, check_module_arrays, fidelity_distance, module_to_arrays, resolve_device,
     split_validation, torch_seed, torch_threads,
 )
 from synthloop.synthesizers._conditional import RejectionSamplingMixin
@@ -349,5 +349,9 @@ class GANSynthesizer(RejectionSamplingMixin, BaseSynthesizer):
         self.training_ = meta.get("training")
         dev = resolve_device(self.device)
         self._index(dev)
-        self.generator_ = _Generator(self.embedding_dim + s.dim, tuple(self.generator_dim), self.layout_.dim_)
+        def make() -> _Generator:
+            return _Generator(self.embedding_dim + s.dim, tuple(self.generator_dim), self.layout_.dim_)
+
+        check_module_arrays(make, arrays, "gen.")
+        self.generator_ = make()
         arrays_to_module(self.generator_, arrays, "gen.").to(dev).eval()

@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from synthloop.synthesizers._torch import (
-    DataLayout, TrainingLoop, arrays_to_module, module_to_arrays, resolve_device, split_validation, torch_seed,
+    DataLayout, TrainingLoop, arrays_to_module, check_module_arrays, module_to_arrays, resolve_device, split_validation,
+    torch_seed,
     torch_threads,
 )
 from synthloop.synthesizers._conditional import RejectionSamplingMixin
@@ -213,5 +214,9 @@ class VAESynthesizer(RejectionSamplingMixin, BaseSynthesizer):
         self._index()
         self.training_ = meta.get("training")
         self.privacy_ = meta.get("privacy")
-        self.decoder_ = _Decoder(self.embedding_dim, tuple(self.decompress_dims), self.layout_.dim_)
+        def make() -> _Decoder:
+            return _Decoder(self.embedding_dim, tuple(self.decompress_dims), self.layout_.dim_)
+
+        check_module_arrays(make, arrays, "dec.")
+        self.decoder_ = make()
         arrays_to_module(self.decoder_, arrays, "dec.").to(resolve_device(self.device)).eval()
