@@ -87,7 +87,7 @@ def read_model_file(path: Path) -> tuple[str, dict[str, np.ndarray]]:
         raise ModelFileError(f"{path}: not enough memory to read this model file") from None
     except _READ_ERRORS as exc:
         reason = _short(exc) or type(exc).__name__
-        raise ModelFileError(f"{path}: not a readable synthloop model file (damaged or not a model: {reason}); "
+        raise ModelFileError(f"{path}: not a synthloop model file, or a damaged one ({reason}); "
                              "refit the model or fetch the file again") from None
     return text, arrays
 

@@ -510,7 +510,11 @@ class AutoregressiveSynthesizer(BaseSynthesizer):
 
         check_module_arrays(make, arrays, "net.")
         self.net_ = make()
+        derived = {k: v.clone() for k, v in self.net_.named_buffers()}  # what the tokenizers imply
         self.net_.load_state_dict({k[4:]: torch.as_tensor(v) for k, v in arrays.items() if k.startswith("net.")})
+        for k, v in self.net_.named_buffers():
+            if not torch.equal(v, derived[k]):
+                raise ModelFileError(f"model file: array 'net.{k}' does not match the tokenizers in the header")
         self.net_.eval()
 
 
