@@ -482,7 +482,10 @@ def model_cases(n: int, bases: dict[str, Path], folder: Path) -> list[tuple[str,
 
 
 def _model_runner() -> Callable[[dict], str]:
-    from synthloop.synthesizers import load_synthesizer
+    from synthloop.synthesizers import load_synthesizer, synthesizer_class
+
+    for name, _ in MODEL_KINDS:  # import torch and every model now, not inside the first timed case
+        synthesizer_class(name)
 
     def run(case: dict) -> str:
         model = load_synthesizer(case["path"])

@@ -27,6 +27,7 @@ def small_table(n: int = 200) -> pd.DataFrame:
         "age": age,
         "income": np.round(age * 900 + rng.normal(0, 3000, n), 2),
         "segment": rng.choice(["retail", "sme", "corporate"], n, p=[0.6, 0.3, 0.1]),
+        "opened": (pd.Timestamp("2019-01-01") + pd.to_timedelta(rng.integers(0, 1000, n), unit="D")).strftime("%Y-%m-%d"),
     })
 
 
@@ -253,7 +254,22 @@ def test_negative_seed_is_one_line(model_path, tmp_path, capsys):
     assert "--seed -1" in refused(model_path, tmp_path, capsys, "--seed", "-1")
 
 
+def _in_model(key: str, value: Any, where: str = "tokenizers") -> Callable[[dict], dict]:
+    """Set `key` to `value` in every object of header['model'][where] (or its 'columns') that has it."""
+    def change(h: dict) -> dict:
+        node = h["model"][where]
+        for item in (node if isinstance(node, list) else node.get("columns", [])):
+            if key in item:
+                item[key] = value
+        return h
+    return change
+
+
 @pytest.mark.parametrize("kind,change,expected", [
+    ("autoregressive", _in_model("n_sub", 10**9), "n_sub and the bin arrays do not fit together"),
+    ("autoregressive", _in_model("n_years", 10**9), "n_years must be between 1 and max_years"),
+    ("gan", _in_model("k", 10**9, "layout"), "k does not match its categories"),
+    ("vae", _in_model("k", 10**9, "layout"), "k does not match its categories"),
     ("gan", _param("generator_dim", [10**6, 10**6]), "the network the header's parameters describe needs"),
     ("gan", _param("embedding_dim", 10**7), "the network the header's parameters describe needs"),
     ("autoregressive", _param("hidden", 10**6), "the network the header's parameters describe needs"),
@@ -261,7 +277,7 @@ def test_negative_seed_is_one_line(model_path, tmp_path, capsys):
 ])
 def test_deep_models_check_saved_weights_against_parameters_without_building_the_network(kind, change, expected, tmp_path, capsys):
     params = {"epochs": 1, "verbose": False}
-    model = synthesizer_class(kind)(**params).fit(small_table(80)[["age", "segment"]])
+    model = synthesizer_class(kind)(**params).fit(small_table(80)[["age", "segment", "opened"]])
     bad = forge(model.save(tmp_path / "m.npz"), tmp_path / "bad.npz", header=change)
     assert expected in refused(bad, tmp_path, capsys)
 
@@ -286,7 +302,7 @@ def test_sample_refuses_bad_seeds(model, seed):
 
 def test_zero_rows_is_an_empty_table_with_the_columns(model):
     df = model.sample(0)
-    assert len(df) == 0 and list(df.columns) == ["cid", "age", "income", "segment"]
+    assert len(df) == 0 and list(df.columns) == ["cid", "age", "income", "segment", "opened"]
 
 
 def test_a_draw_that_fits_one_batch_is_exactly_sample(model):

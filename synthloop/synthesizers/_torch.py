@@ -268,10 +268,12 @@ class DataLayout:
         return meta, arrays
 
     @classmethod
-    def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> "DataLayout":
+    def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray],
+                   learned: dict[str, Any] | None = None) -> "DataLayout":
+        """The saved layout, checked first (`learned`: the schema's learned columns by name)."""
         from synthloop.transforms.mode_normalizer import ModeSpecificNormalizer
 
-        _check_layout_state(meta, arrays)
+        _check_layout_state(meta, arrays, learned)
         obj = cls()
         obj.columns_ = meta["columns"]
         obj.spans_ = [Span(**s) for s in meta["spans"]]
@@ -284,7 +286,7 @@ class DataLayout:
         return obj
 
 
-def _check_layout_state(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+def _check_layout_state(meta: dict[str, Any], arrays: dict[str, np.ndarray], learned: dict[str, Any] | None) -> None:
     """A saved layout fits together (model files are untrusted: see BaseSynthesizer.load): spans tile
     the matrix in order, each continuous column is an alpha then its normalizer's modes, each discrete
     column one block of its categories, so no size in the header can exceed what the arrays hold."""
@@ -312,9 +314,11 @@ def _check_layout_state(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> 
     it = iter(spans)
     for col in columns:
         name = col.get("name")
+        need(learned is None or name in learned, f"column {str(name)[:60]!r} is not a learned column of the schema")
         if col.get("type") == "discrete":
             k, missing = col.get("k"), col.get("missing")
             need(type(k) is int and k >= 0 and isinstance(missing, bool), f"column '{name}' needs a count k and a missing flag")
+            need(learned is None or k == len(learned[name].categories or []), f"column '{name}': k does not match its categories")
             want = [("category", k + int(missing))]
         else:
             need(col.get("type") == "continuous" and name in modes, f"column '{name}' has no normalizer")
