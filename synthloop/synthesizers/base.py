@@ -128,8 +128,9 @@ class BaseSynthesizer:
             raise DataError(f"this {type(self).__name__} is not fitted yet: call fit(data) first")
 
     def sample(self, n: int | None = None, seed: int | None = None, conditions: Conditions | None = None) -> pd.DataFrame:
-        """`n` new rows. `conditions`: {column: value or (low, high)} for all rows, or a DataFrame of
-        known values per row (its length is the number of rows; NaN cells are left free)."""
+        """`n` new rows (at most MAX_SAMPLE_ROWS per call; `sample_batches` draws more). `conditions`:
+        {column: value or (low, high)} for all rows, or a DataFrame of known values per row (its length
+        is the number of rows; NaN cells are left free)."""
         self._check_fitted()
         if isinstance(conditions, pd.DataFrame):
             if n is not None and n != len(conditions):
