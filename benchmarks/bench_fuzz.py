@@ -6,8 +6,9 @@ address-space limit, so a memory blow-up is a MemoryError, counted as a tracebac
 
 - expressions: 10,000 generated expressions (valid ones, hostile ones: huge powers and repeats,
   deep nesting, long sums, escapes, garbage) through both expression languages (spec expressions:
-  `parse_expression` + `evaluate`; constraints: `Expression` + `is_valid`) and the prompt-template
-  sandbox (`render`), plus the time to check a 42 KB expression in each language (target < 50 ms);
+  `parse_expression` + `evaluate`; constraints: `Expression` + `is_valid`) and prompt templates (a
+  spec holding the template, `loads_spec`, then `render` in the sandbox), plus the time to check a
+  42 KB expression in each language (target < 50 ms);
 - models: 1,000 mutated model files (byte flips, truncations, forged headers, changed arrays) of the
   five model classes through `load_synthesizer` + `sample`;
 - journals: 1,000 mutated journals of an interrupted prompted run (a scripted backend, no network)
@@ -256,10 +257,16 @@ def _expression_runner() -> Callable[[dict], str]:
     import numpy as np
     import pandas as pd
 
+    import yaml
+
     from synthloop.constraints.expression import Expression
     from synthloop.generate.expr import parse_expression
     from synthloop.generate.prompts import render
-    from synthloop.spec.dag import template_names
+    from synthloop.spec import loads_spec
+
+    samplers = [{"name": name, "sampler": {"uniform": {"min": 0, "max": 10}}} for name in ("a", "b", "c")]
+    samplers += [{"name": "s", "sampler": {"categorical": {"x": 1.0}}},
+                 {"name": "d", "sampler": {"categorical": {"2020-01-01": 1.0}}}]
 
     df = pd.DataFrame({"a": np.arange(5, dtype=float) - 2, "b": [1, 2, 3, 4, 5], "c": [0.5, np.nan, 2.0, 3.0, 1e6],
                        "s": ["x", "yy", None, "2020-01-02", "abc"], "d": pd.date_range("2020-01-01", periods=5)})
@@ -279,9 +286,10 @@ def _expression_runner() -> Callable[[dict], str]:
             except Exception as exc:  # noqa: BLE001
                 outcome = type(exc).__name__
             return json.dumps({"ms": (time.perf_counter() - t0) * 1000, "outcome": outcome})
-        else:
-            template_names(src)
-            render(src, ctx, "fuzz")
+        else:  # a prompt template: checked by the spec loader, then rendered in the sandbox
+            spec = loads_spec(yaml.safe_dump({"name": "fuzz", "rows": 1, "columns": samplers + [
+                {"name": "out", "llm": {"prompt": src}}]}))
+            render(spec.columns[-1].llm.prompt, ctx, "fuzz")
         return ""
 
     return run
