@@ -10,7 +10,7 @@ address-space limit, so a memory blow-up is a MemoryError, counted as a tracebac
   spec holding the template, `loads_spec`, then `render` in the sandbox), plus the time to check a
   42 KB expression in each language (target < 50 ms);
 - models: 1,000 mutated model files (byte flips, truncations, forged headers, changed arrays) of the
-  five model classes through `load_synthesizer` + `sample`;
+  five model classes through `load_synthesizer`, `sample` and a conditional `sample`;
 - journals: 1,000 mutated journals of an interrupted prompted run (a scripted backend, no network)
   through the resume path (`PromptedGenerator.generate(out=...)`).
 
@@ -498,7 +498,8 @@ def _model_runner() -> Callable[[dict], str]:
     def run(case: dict) -> str:
         model = load_synthesizer(case["path"])
         df = model.sample(50, seed=1)
-        return f"{len(df)} rows"
+        cond = model.sample(20, seed=2, conditions={"segment": "sme", "age": (30, 60)})  # the conditional paths
+        return f"{len(df)} + {len(cond)} rows"
 
     return run
 

@@ -129,6 +129,13 @@ def _param(key: str, value: Any) -> Callable[[dict], dict]:
     return lambda h: {**h, "params": {**h["params"], key: value}}
 
 
+def _column(h: dict, name: str, **fields: Any) -> dict:
+    for col in h["schema"]["columns"]:
+        if col["name"] == name:
+            col.update(fields)
+    return h
+
+
 HEADER_PROBES: dict[str, tuple[Callable[[Any], Any], str]] = {
     "a list": (lambda h: [1, 2, 3], "is a JSON list"),
     "a number": (lambda h: 42, "is a JSON int"),
@@ -154,6 +161,12 @@ HEADER_PROBES: dict[str, tuple[Callable[[Any], Any], str]] = {
     "schema columns as a string": (_set("schema", {"columns": "age"}), "schema: columns"),
     "an unknown column kind": (lambda h: {**h, "schema": {**h["schema"], "columns": [
         {**h["schema"]["columns"][0], "kind": "python"}] + h["schema"]["columns"][1:]}}, "columns[0].kind"),
+    "a category that is an object": (lambda h: _column(h, "segment", categories=[{"a": 1}, "sme"]),
+                                     "categories must be strings, numbers or booleans"),
+    "a category listed twice": (lambda h: _column(h, "segment", categories=["sme", "sme", "retail"]), "listed twice"),
+    "min above max": (lambda h: _column(h, "age", min=90.0, max=18.0), "min 90.0 is above max 18.0"),
+    "a column named twice": (lambda h: {**h, "schema": {**h["schema"], "columns": h["schema"]["columns"] * 2}},
+                             "names column 'cid' twice"),
     "no model state": (lambda h: {k: v for k, v in h.items() if k != "model"}, "'model': Field required"),
     "empty model state": (_set("model", {}), "model.latents"),
     "a constraint escape": (_set("constraints", ["__import__('os').system('true')"]), "constraint"),
@@ -386,3 +399,9 @@ def test_errors_inside_a_loaded_state_name_the_file(model_path, tmp_path):
         load_synthesizer(bad)
     assert str(info.value).startswith(str(bad)) and "\n" not in str(info.value)
     assert isinstance(info.value, SynthloopError)
+
+
+def test_a_schema_key_with_a_line_break_still_gives_one_line(model_path, tmp_path, capsys):
+    bad = forge(model_path, tmp_path / "bad.npz", header=lambda h: {**h, "schema": {**h["schema"], "evil\nline": 1}})
+    line = refused(bad, tmp_path, capsys)
+    assert "evil line" in line

@@ -33,6 +33,7 @@ from synthloop.errors import ModelFileError
 # to tens of megabytes; the cap only stops a small file from claiming gigabytes (a zip bomb).
 MAX_MODEL_BYTES = 2 * 1024**3
 MAX_ARRAYS = 100_000
+MAX_HEADER_BYTES = 256 * 1024**2  # the JSON header (4 bytes a character in the .npy text array)
 # The largest training table a model may say it learned (its `n_rows` is the default sample size).
 MAX_MODEL_ROWS = 1_000_000_000
 _ARRAY_KINDS = {"b": "boolean", "i": "integer", "u": "unsigned integer", "f": "float"}  # the header is text
@@ -112,6 +113,8 @@ def _check_member(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> int
                              f"{', '.join(_ARRAY_KINDS.values())} arrays")
     count = math.prod(shape)  # Python ints: a forged shape cannot overflow
     nbytes = count * dtype.itemsize
+    if name == "__header__.npy" and nbytes > MAX_HEADER_BYTES:
+        raise ModelFileError(f"{path}: its header would unpack to {nbytes:,} bytes; a synthloop model header is far smaller")
     if offset + nbytes != info.file_size:
         raise ModelFileError(f"{path}: array {name[:-4]!r} declares shape {shape} but its entry holds "
                              f"{info.file_size - offset:,} bytes of data, not {nbytes:,} (damaged file)")
@@ -197,6 +200,32 @@ def check_params(path: Path, klass: type, params: dict[str, Any]) -> dict[str, A
                 raise ModelFileError(f"{path}: parameter '{name}' = {_short(repr(value), 40)} must be {bounds}")
         out[name] = value
     return out
+
+
+def check_schema(path: Path, schema: Any) -> None:
+    """What the schema model alone does not say: columns named once, categories unique JSON scalars,
+    numeric bounds finite and in order (a forged schema must not reach the codec)."""
+    names = schema.names
+    if not names:
+        raise ModelFileError(f"{path}: schema has no columns")
+    if len(set(names)) != len(names):
+        dup = next(x for x in names if names.count(x) > 1)
+        raise ModelFileError(f"{path}: schema names column {_short(repr(dup), 60)} twice")
+    import pandas as pd
+
+    for col in schema.columns:
+        where = f"{path}: schema column {_short(repr(col.name), 60)}"
+        cats = col.categories
+        if cats is not None:
+            if not all(c is None or isinstance(c, (str, int, float)) for c in cats):
+                raise ModelFileError(f"{where}: categories must be strings, numbers or booleans")
+            if not pd.Index(cats).is_unique:
+                raise ModelFileError(f"{where}: a category is listed twice")
+        for bound in (col.min, col.max):
+            if bound is not None and not math.isfinite(bound):
+                raise ModelFileError(f"{where}: min and max must be finite numbers")
+        if col.min is not None and col.max is not None and col.min > col.max:
+            raise ModelFileError(f"{where}: min {col.min} is above max {col.max}")
 
 
 class Entries(dict):

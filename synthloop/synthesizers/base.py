@@ -310,7 +310,7 @@ class BaseSynthesizer:
         try:
             return cls._load(p)
         except SynthloopError as exc:
-            msg = str(exc).removeprefix("model file: ")
+            msg = " ".join(str(exc).removeprefix("model file: ").splitlines())  # one line, whatever the file holds
             raise ModelFileError(msg if msg.startswith(str(p)) else f"{p}: {msg}") from None
         except RecursionError:
             raise ModelFileError(f"{p}: the model file nests too deeply to read; it is damaged or forged") from None
@@ -325,7 +325,8 @@ class BaseSynthesizer:
     @classmethod
     def _load(cls, p: Path) -> "BaseSynthesizer":
         from synthloop.constraints import check_columns, parse_constraints
-        from synthloop.synthesizers._modelfile import Entries, check_params, entries, parse_header, read_model_file
+        from synthloop.synthesizers._modelfile import (Entries, check_params, check_schema, entries, parse_header,
+                                                      read_model_file)
 
         text, arrays = read_model_file(p)
         header = parse_header(p, text, FORMAT, FORMAT_VERSION)
@@ -338,12 +339,8 @@ class BaseSynthesizer:
             raise ModelFileError(f"{p}: holds a {klass.__name__}, not a {cls.__name__}")
         obj = klass(**check_params(p, klass, header.params))
         obj.schema_ = TableSchema.from_dict(header.schema_, f"{p}: schema")
+        check_schema(p, obj.schema_)
         names = obj.schema_.names
-        if not names:
-            raise ModelFileError(f"{p}: schema has no columns")
-        if len(set(names)) != len(names):
-            dup = next(x for x in names if names.count(x) > 1)
-            raise ModelFileError(f"{p}: schema names column {dup[:60]!r} twice")
         obj.codec_ = TableCodec(obj.schema_)
         obj.n_rows_ = header.n_rows
         obj.constraints_ = parse_constraints(header.constraints, f"{p}: constraints")
