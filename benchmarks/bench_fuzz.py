@@ -650,9 +650,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="a tenth of the cases (1,000 / 100 / 100)")
     ap.add_argument("--parts", default="expressions,models,journals", help="comma-separated subset of the parts")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the generated cases (default 0)")
     ap.add_argument("--timeout", type=float, default=None,
                     help="seconds per case before it counts as a timeout (default 10; 5 with --quick)")
     args = ap.parse_args()
+    globals()["SEED"] = args.seed
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     if args.timeout is None:
         args.timeout = 5.0 if args.quick else 10.0
