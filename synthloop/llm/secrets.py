@@ -22,7 +22,7 @@ _SECRET_PARAMS = {"key", "api_key", "api-key", "apikey", "token", "access_token"
 _GENERIC = [
     re.compile(r"(?i)(\bbearer\s+)[^\s\"',;}\]]+"),
     re.compile(r"(?i)(\bbasic\s+)[A-Za-z0-9+/=]{8,}"),
-    re.compile(r"(?i)((?:authorization|api[-_]?key|x-api-key)[\"']?\s*[:=]\s*[\"']?)(?!\*\*\*)[^\s\"',;}\]]+"),
+    re.compile(r"(?i)((?:authorization|api[-_]?key|x-api-key)[\"']?\s*[:=]\s*[\"']?)(?!\*\*\*|bearer\b|basic\b)[^\s\"',;}\]]+"),
     re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://)[^/@\s\"']*@"),  # user:password@ inside any URL in the text
 ]
 MIN_FRAGMENT = 8  # a run of this many characters of a secret counts as the secret
@@ -74,13 +74,17 @@ def url_secrets(url: str | None) -> list[str]:
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """`text` with every secret, any run of MIN_FRAGMENT or more of its characters, bearer/basic
-    tokens and URL passwords replaced by ***. Short secrets (< MIN_FRAGMENT) are masked only whole."""
+    tokens and URL passwords replaced by ***. Short secrets (< MIN_FRAGMENT) are masked only where
+    they stand alone (not inside a word)."""
     if not text:
         return text
     mask = bytearray(len(text))
     for s in {s for s in secrets if s}:
-        pieces = [s] if len(s) < MIN_FRAGMENT else [s[i:i + MIN_FRAGMENT] for i in range(len(s) - MIN_FRAGMENT + 1)]
-        for piece in set(pieces):
+        if len(s) < MIN_FRAGMENT:  # short: only where it stands alone, or "u" would eat every u
+            for m in re.finditer(r"(?<![A-Za-z0-9])" + re.escape(s) + r"(?![A-Za-z0-9])", text):
+                mask[m.start():m.end()] = b"\x01" * (m.end() - m.start())
+            continue
+        for piece in {s[i:i + MIN_FRAGMENT] for i in range(len(s) - MIN_FRAGMENT + 1)}:
             start = text.find(piece)
             while start >= 0:
                 mask[start:start + len(piece)] = b"\x01" * len(piece)
