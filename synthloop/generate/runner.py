@@ -347,9 +347,9 @@ class PromptedGenerator:
             vals = rec["values"]
             for o, col in outputs:
                 if o not in vals:
-                    raise journal.corrupt(journal.lines[i], f"malformed record: row {i} has no value for '{o}'", len(done))
+                    raise journal.corrupt(journal.lines[i], f"malformed record: row {i} has no value for '{o}'")
                 if col.llm is not None and not col.llm.structured and not isinstance(vals[o], str):
-                    raise journal.corrupt(journal.lines[i], f"malformed record: row {i}: '{o}' must be text", len(done))
+                    raise journal.corrupt(journal.lines[i], f"malformed record: row {i}: '{o}' must be text")
 
     def _run_rows(self, plan: Plan, todo: list[int], journal: Journal | None, done: dict[int, dict[str, Any]],
                   progress: "_Progress", round_: int = 0, avoid: dict[int, dict[str, list[str]]] | None = None,

@@ -74,12 +74,11 @@ class Journal:
         self.warnings: list[str] = []
         self.lines: dict[int, int] = {}  # row -> line number of its latest record
 
-    def corrupt(self, lineno: int, what: str, kept: int) -> GenerationError:
+    def corrupt(self, lineno: int, what: str) -> GenerationError:
         """The error for a bad line: file and line, what is wrong, and the user's two ways out."""
-        lost = f" (its {kept} finished rows would be generated again)" if kept else ""
         return GenerationError(
             f"{self.path}:{lineno}: {what}; the journal was left as it is: fix or delete that line, or pass "
-            f"--fresh to start over{lost}"
+            f"--fresh to start over (its finished rows are then generated again)"
         )
 
     def load(self, n_rows: int | None = None) -> dict[int, dict[str, Any]]:
@@ -116,12 +115,12 @@ class Journal:
                     self.warnings.append(f"{self.path}:{lineno}: dropped an unfinished last line (a run stopped "
                                          f"while writing it); that row is generated again")
                     break
-                raise self.corrupt(lineno, bad, len(records))
+                raise self.corrupt(lineno, bad)
             if not header_seen:
                 if not isinstance(rec, dict) or "journal" not in rec:
-                    raise self.corrupt(lineno, "the first line is not a journal header", 0)
+                    raise self.corrupt(lineno, "the first line is not a journal header")
                 if rec.get("journal") != JOURNAL_VERSION or not isinstance(rec.get("fingerprint"), str):
-                    raise self.corrupt(lineno, f"unknown journal header (version {rec.get('journal')!r})", 0)
+                    raise self.corrupt(lineno, f"unknown journal header (version {rec.get('journal')!r})")
                 if rec["fingerprint"] != self.fingerprint:
                     raise GenerationError(
                         f"{self.path}: journal of a different run (spec, row count or model changed); "
@@ -133,7 +132,7 @@ class Journal:
             if problem is None and n_rows is not None and rec["row"] >= n_rows:
                 problem = f"row {rec['row']} is outside this run's {n_rows} rows"
             if problem is not None:
-                raise self.corrupt(lineno, f"malformed record: {problem}", len(records))
+                raise self.corrupt(lineno, f"malformed record: {problem}")
             records[rec["row"]] = rec
             self.lines[rec["row"]] = lineno
         return records
