@@ -191,3 +191,18 @@ def test_any_bytes_give_records_or_a_clean_error(tmp_path: Path, body: bytes, cu
         assert "\n" not in str(exc)
     else:
         assert all(isinstance(k, int) and 0 <= k < 6 for k in recs)
+
+
+def test_ctrl_c_while_writing_the_outputs_keeps_the_journal(finished, monkeypatch) -> None:
+    import synthloop.io
+    from synthloop.generate.runner import GenerationInterrupted
+
+    spec, out, lines = finished
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(synthloop.io, "write_table", interrupted)
+    with pytest.raises(GenerationInterrupted, match=r"6 of 6 rows are saved in .*t.csv.journal.jsonl; run the same command"):
+        PromptedGenerator(load_spec(spec), cache_dir=False).generate(out=out)
+    assert journal_path_for(out).read_text().splitlines(keepends=True) == lines and not lock_path_for(out).exists()

@@ -17,6 +17,8 @@ ALLOW_DIR_HELP = "A folder besides the spec's own that seed (few-shot) files may
 
 def _apply_overrides(spec: Any, backend: Optional[str], base_url: Optional[str], model: Optional[str],
                      concurrency: Optional[int], seed: Optional[int], unconstrained: bool) -> Any:
+    from pydantic import ValidationError
+
     from synthloop.spec.errors import SpecError
     from synthloop.spec.models import LLMSettings
 
@@ -39,7 +41,11 @@ def _apply_overrides(spec: Any, backend: Optional[str], base_url: Optional[str],
         upd["constrained"] = False
     if upd:
         chosen = spec.llm._key_env_chosen
-        spec.llm = LLMSettings.model_validate({**spec.llm.model_dump(), **upd})
+        try:
+            spec.llm = LLMSettings.model_validate({**spec.llm.model_dump(), **upd})
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise SpecError(f"--{err['loc'][0]}: {err['msg']}") from None
         spec.llm._key_env_chosen = chosen
     if seed is not None:
         spec.seed = seed

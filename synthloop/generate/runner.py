@@ -266,9 +266,13 @@ class PromptedGenerator:
 
         With `out` the run holds a lock on it (`<out>.lock`), so a second run on the same output is
         refused. Warnings (a torn journal line dropped) go to `on_warning`, else warnings.warn."""
-        lock = RunLock(lock_path_for(out)).acquire() if out is not None else None
+        lock = RunLock(lock_path_for(out)) if out is not None else None
         try:
+            if lock is not None:
+                lock.acquire()
             return self._generate(n, out, resume, fresh, on_progress, keep_journal, conditions, on_warning)
+        except KeyboardInterrupt:  # before the rows started (loading the model, reading the journal)
+            raise GenerationInterrupted("interrupted before any row was generated; nothing was written") from None
         finally:
             if lock is not None:
                 lock.release()
