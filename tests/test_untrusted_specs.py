@@ -213,3 +213,17 @@ def test_redaction_covers_urls_fragments_and_auth_headers() -> None:
     assert "abcdefgh" not in out and "dXNlcjpwYXNz" not in out and "bob:pw" not in out
     assert out.startswith("got ***...")
     assert redact("could not run; user u, password pw", ["u", "pw"]) == "could not run; user ***, password ***"
+
+
+def test_refine_may_add_few_shot_files_from_its_own_work_folder(tmp_path: Path) -> None:
+    from synthloop.generate.runner import PromptedGenerator
+    from synthloop.refine.actions import AddFewShot
+
+    (tmp_path / "specs").mkdir()
+    spec = loads_spec(spec_text("http://127.0.0.1:9/v1"), base_dir=tmp_path / "specs")
+    work = tmp_path / "work"
+    work.mkdir()
+    AddFewShot(column="body", examples=[{"body": "short note"}, {"body": "longer note"}], file=str(work / "fs.csv")).apply(spec)
+    copy = spec.model_copy(deep=True)  # the refine engine works on a deep copy
+    pool = PromptedGenerator(copy, cache_dir=False).pool(copy.columns[1])
+    assert pool is not None and len(pool.examples) == 2
