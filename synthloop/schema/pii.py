@@ -33,6 +33,7 @@ MIN_DISTINCT_NAMES = 10  # fewer distinct values are labels, whatever they look 
 
 _EMAIL = re.compile(r"^[\w.+-]+@[\w-]+(\.[\w-]+)+$")
 _PHONE_SHAPE = re.compile(r"^\+?[\d\s().\-/]{7,24}$")
+_PHONE_EXT = re.compile(r"\s*(?:x|ext\.?|extension|#)\s*\d{1,6}$", re.IGNORECASE)
 _CARD_SHAPE = re.compile(r"^(?:\d[ -]?){12,18}\d$")
 _IBAN_SHAPE = re.compile(r"^[A-Za-z]{2}\d{2}[A-Za-z0-9 ]{10,36}$")
 _SSN_SHAPE = re.compile(r"^\d{3}-\d{2}-\d{4}$")
@@ -110,16 +111,22 @@ def _is_ip(v: str) -> bool:
 
 
 def _is_phone(v: str) -> bool:
+    """A possible number: international (+ or 00), else national in the US or the UK (lengths and prefixes)."""
     import phonenumbers
 
     digits = sum(ch.isdigit() for ch in v)
     if not 7 <= digits <= 15:
         return False
-    try:
-        num = phonenumbers.parse(v, None if v.startswith("+") else "US")
-    except phonenumbers.NumberParseException:
-        return False
-    return phonenumbers.is_possible_number(num)
+    v = v.strip()
+    if v.startswith("00"):
+        v = "+" + v[2:]
+    for region in ((None,) if v.startswith("+") else ("US", "GB")):
+        try:
+            if phonenumbers.is_possible_number(phonenumbers.parse(v, region)):
+                return True
+        except phonenumbers.NumberParseException:
+            continue
+    return False
 
 
 @lru_cache(maxsize=1)
@@ -231,7 +238,8 @@ def detect_pii(values: pd.Series, max_values: int = MAX_VALUES, seed: int = 0) -
             share = _share(cand, _validator(module)) * len(cand) / n
             if share >= PATTERN_SHARE:
                 return found(PiiType.SSN, share, f"valid national ids ({module}, checksum)")
-    cand = shaped(_PHONE_SHAPE)
+    bare = sample.str.replace(_PHONE_EXT, "", regex=True)  # "(460)648-7647x5938": the extension is not the number
+    cand = bare[bare.str.match(_PHONE_SHAPE)]
     if len(cand) >= PATTERN_SHARE * n:
         share = _share(cand, _is_phone) * len(cand) / n
         if share >= PATTERN_SHARE:
