@@ -202,3 +202,16 @@ def test_the_cli_prints_which_column_is_replaced_and_how_to_keep_it(tmp_path, pe
     said = " ".join(proc.stderr.split())
     assert "warning: column 'Customer Name' holds personal data (name)" in said
     assert "columns: {Customer Name: {kind: categorical}}" in said
+
+
+@pytest.mark.parametrize("locale,module", [("it_IT", "it.codicefiscale"), ("fr_FR", "fr.nir"), ("sv_SE", "se.personnummer"),
+                                           ("en_CA", "ca.sin")])
+def test_national_ids_of_other_countries_are_detected(locale, module):
+    finding = detect_pii(pd.Series(_fake(200, "ssn", (locale,))))
+    assert finding.pii_type == PiiType.SSN and module in finding.what
+
+
+def test_national_ids_read_as_integers_are_detected():
+    pesel = pd.Series([int(v) for v in _fake(300, "ssn", ("pl_PL",))], dtype="int64")
+    schema = infer_schema(pd.DataFrame({"k": pesel}))
+    assert schema["k"].kind == ColumnKind.PII and "pl.pesel" in schema["k"].notes[0]

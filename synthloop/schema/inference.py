@@ -12,7 +12,7 @@ from pandas.api import types as pdt
 from pandas.tseries.api import guess_datetime_format
 
 from synthloop.schema.model import ColumnKind, ColumnSchema, PiiType, TableSchema
-from synthloop.schema.pii import PiiFinding, detect_pii, detect_pii_numbers
+from synthloop.schema.pii import detect_pii, detect_pii_numbers
 
 _ID_NAME = re.compile(r"(^|_|\b)(id|uuid|guid|key)$|^id_|_id_|Id$|ID$", re.IGNORECASE)
 _PHONE = re.compile(r"^\+?[\d\s().-]{7,20}$")

@@ -65,8 +65,9 @@ _LABEL_WORDS = {"inc", "llc", "ltd", "co", "corp", "corporation", "company", "gr
 _NATIONAL_IDS = ("gb.nhs", "fr.nir", "es.dni", "es.nie", "it.codicefiscale", "br.cpf", "ca.sin",
                  "se.personnummer", "fi.hetu", "no.fodselsnummer", "nl.bsn", "pl.pesel", "de.idnr", "be.nn",
                  "in_.aadhaar", "cn.ric", "za.idnr", "mx.curp", "ch.ssn", "pt.cc", "ie.pps", "dk.cpr")
-# Those that are digits only, so they may come as integers from a CSV.
-_NUMERIC_NATIONAL_IDS = ("nl.bsn", "pl.pesel", "de.idnr", "no.fodselsnummer", "in_.aadhaar", "br.cpf")
+# Those that are digits only, so they may come as integers from a CSV (which drops leading zeros), with their width.
+_NUMERIC_NATIONAL_IDS = {"nl.bsn": 9, "pl.pesel": 11, "de.idnr": 11, "no.fodselsnummer": 11, "in_.aadhaar": 12,
+                         "br.cpf": 11}
 
 
 @dataclass(frozen=True)
@@ -269,8 +270,8 @@ def detect_pii_numbers(values: pd.Series, max_values: int = MAX_VALUES, seed: in
         share = _share(sample, _validator("luhn"))
         if share >= PATTERN_SHARE:
             return PiiFinding(PiiType.CREDIT_CARD, round(share, 3), n, "Luhn-valid card numbers")
-    for module in _NUMERIC_NATIONAL_IDS:
-        share = _share(sample, _validator(module))
+    for module, width in _NUMERIC_NATIONAL_IDS.items():
+        share = _share(sample.str.zfill(width), _validator(module))
         if share >= PATTERN_SHARE:
             return PiiFinding(PiiType.SSN, round(share, 3), n, f"valid national ids ({module}, checksum)")
     return None
