@@ -329,7 +329,8 @@ def test_batched_draws_are_deterministic_and_keep_ids_unique(model):
     assert [len(b) for b in first] == [100, 100, 50]
     whole = pd.concat(first, ignore_index=True)
     pd.testing.assert_frame_equal(whole, again)
-    assert whole["cid"].is_unique and whole["cid"].tolist() == list(range(1, 251))
+    first_id = int(whole["cid"].iloc[0])
+    assert whole["cid"].tolist() == list(range(first_id, first_id + 250))  # numbered across the batches
     other = pd.concat(list(model.sample_batches(250, seed=8, batch_rows=100)), ignore_index=True)
     assert not whole[["age", "income"]].equals(other[["age", "income"]])
 
