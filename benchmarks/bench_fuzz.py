@@ -260,6 +260,7 @@ def _expression_runner() -> Callable[[dict], str]:
     import yaml
 
     from synthloop.constraints.expression import Expression
+    from synthloop.errors import SynthloopError
     from synthloop.generate.expr import parse_expression
     from synthloop.generate.prompts import render
     from synthloop.spec import loads_spec
@@ -283,8 +284,10 @@ def _expression_runner() -> Callable[[dict], str]:
             try:
                 parse_expression(src) if case["which"] == "spec_expr" else Expression(src)
                 outcome = "accepted"
+            except SynthloopError as exc:
+                outcome = f"clean error ({type(exc).__name__})"
             except Exception as exc:  # noqa: BLE001
-                outcome = type(exc).__name__
+                outcome = f"traceback ({type(exc).__name__})"
             return json.dumps({"ms": (time.perf_counter() - t0) * 1000, "outcome": outcome})
         else:  # a prompt template: checked by the spec loader, then rendered in the sandbox
             spec = loads_spec(yaml.safe_dump({"name": "fuzz", "rows": 1, "columns": samplers + [
@@ -314,7 +317,8 @@ def check_42kb(harness_timeout: float) -> dict:
         else:
             out[which] = {"ms": None if status == "timeout" else round(secs * 1000, 2), "outcome": status, "detail": detail}
     harness.close()
-    out["met"] = all(isinstance(out[w]["ms"], float) and out[w]["ms"] < 50 for w in ("spec_expr", "constraint"))
+    out["met"] = all(isinstance(out[w]["ms"], float) and out[w]["ms"] < 50 and not out[w]["outcome"].startswith("traceback")
+                     for w in ("spec_expr", "constraint"))
     return out
 
 
