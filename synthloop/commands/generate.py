@@ -7,6 +7,7 @@ from typing import Any, Optional
 import typer
 
 from synthloop.commands._common import console, styled
+from synthloop.generate.overrides import ALLOW_DIR_HELP, API_KEY_ENV_HELP
 
 
 def register(app: typer.Typer) -> None:
@@ -27,6 +28,8 @@ def register(app: typer.Typer) -> None:
         cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Response cache folder (default $SYNTHLOOP_CACHE_DIR or ~/.cache/synthloop)."),
         unconstrained: bool = typer.Option(False, "--unconstrained", help="Turn JSON-schema constrained decoding off (answers are still validated)."),
         keep_journal: bool = typer.Option(False, "--keep-journal", help="Keep the journal after a finished run."),
+        api_key_env: Optional[str] = typer.Option(None, "--api-key-env", metavar="NAME", help=API_KEY_ENV_HELP),
+        allow_dir: Optional[list[Path]] = typer.Option(None, "--allow-dir", metavar="DIR", help=ALLOW_DIR_HELP),
     ) -> None:
         """Generate a dataset from a YAML spec with samplers and an LLM; resumes an interrupted run."""
         import json
@@ -37,7 +40,8 @@ def register(app: typer.Typer) -> None:
         from synthloop.generate.runner import GenerationInterrupted, PromptedGenerator, summary_path_for
         from synthloop.spec import load_spec
 
-        spec = apply_overrides(load_spec(spec_path), backend, base_url, model, concurrency, seed, unconstrained)
+        spec = apply_overrides(load_spec(spec_path, allow_dir or (), api_key_env), backend, base_url, model, concurrency,
+                               seed, unconstrained)
         out = output or Path("outputs") / f"{spec.name}.csv"
         gen = PromptedGenerator(spec, cache_dir=False if no_cache else cache_dir)
         progress = Progress(
@@ -56,7 +60,8 @@ def register(app: typer.Typer) -> None:
 
         try:
             with progress:
-                result = gen.generate(n, out, fresh=fresh, on_progress=on_progress, keep_journal=keep_journal)
+                result = gen.generate(n, out, fresh=fresh, on_progress=on_progress, keep_journal=keep_journal,
+                                      on_warning=lambda m: console.print(styled(("warning:", "yellow"), " ", m)))
         except GenerationInterrupted as exc:
             console.print(str(exc), style="yellow", soft_wrap=True)
             raise typer.Exit(130)

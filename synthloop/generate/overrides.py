@@ -3,11 +3,16 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+API_KEY_ENV_HELP = ("Environment variable holding the API key (overrides the spec's llm.api_key_env; a spec alone "
+                    "may only name variables ending in _API_KEY).")
+ALLOW_DIR_HELP = "A folder besides the spec's own that seed (few-shot) files may lie in (repeatable)."
 
 def apply_overrides(spec: Any, backend: Optional[str], base_url: Optional[str], model: Optional[str],
                     concurrency: Optional[int], seed: Optional[int], unconstrained: bool) -> Any:
     """The spec with the command line's `--backend/--base-url/--model/--concurrency/--seed/--unconstrained`
     applied (each None or False leaves the spec's own setting); bad values raise SpecError."""
+    from pydantic import ValidationError
+
     from synthloop.spec.errors import SpecError
     from synthloop.spec.models import LLMSettings
 
@@ -29,7 +34,13 @@ def apply_overrides(spec: Any, backend: Optional[str], base_url: Optional[str], 
     if unconstrained:
         upd["constrained"] = False
     if upd:
-        spec.llm = LLMSettings.model_validate({**spec.llm.model_dump(), **upd})
+        chosen = spec.llm._key_env_chosen
+        try:
+            spec.llm = LLMSettings.model_validate({**spec.llm.model_dump(), **upd})
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise SpecError(f"--{err['loc'][0]}: {err['msg']}") from None
+        spec.llm._key_env_chosen = chosen
     if seed is not None:
         spec.seed = seed
     return spec
