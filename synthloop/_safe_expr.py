@@ -254,5 +254,22 @@ def fold_constants(nodes: list[tuple[ast.AST, ast.AST | None]], text: str, fail:
             raise fail(f"'{snippet(text, node)}' cannot be computed: {exc}") from None
 
 
+def one_arg(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A NumPy ufunc limited to one argument: `abs(a, b)` must not write into column b (its `out`)."""
+
+    def call(x: Any) -> Any:
+        return fn(x)
+
+    return call
+
+
+def check_arity(name: str, n_args: int, arity: dict[str, tuple[int, int | None]], fail: Fail) -> None:
+    """Refuse a call with the wrong number of arguments when the expression is read."""
+    lo, hi = arity.get(name, (0, None))
+    if n_args < lo or (hi is not None and n_args > hi):
+        want = f"{lo}" if lo == hi else f"{lo} or more" if hi is None else f"{lo} to {hi}"
+        raise fail(f"{name}() takes {want} argument{'s' if want != '1' else ''}, got {n_args}")
+
+
 def iter_names(nodes: list[tuple[ast.AST, ast.AST | None]]) -> Iterator[ast.Name]:
     return (n for n, _ in nodes if isinstance(n, ast.Name))

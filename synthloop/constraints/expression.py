@@ -23,11 +23,24 @@ _BINOPS = frozenset({ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod,
 _CMPOPS: dict[type, Callable[[Any, Any], Any]] = {
     ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge,
 }
+def _reduce(fn: Callable[[Any, Any], Any]) -> Callable[..., Any]:
+    def call(*args: Any) -> Any:  # row-wise min/max of two or more values (never NumPy's `out`)
+        out = args[0]
+        for a in args[1:]:
+            out = fn(out, a)
+        return out
+
+    return call
+
+
 _FUNCS: dict[str, Callable[..., Any]] = {
-    "abs": np.abs, "round": lambda x, d=0: np.round(x, int(d)), "sqrt": np.sqrt, "log": np.log, "exp": np.exp,
-    "min": np.minimum, "max": np.maximum, "floor": np.floor, "ceil": np.ceil,
+    "abs": _safe.one_arg(np.abs), "round": lambda x, d=0: np.round(x, int(d)), "sqrt": _safe.one_arg(np.sqrt),
+    "log": _safe.one_arg(np.log), "exp": _safe.one_arg(np.exp), "min": _reduce(np.minimum),
+    "max": _reduce(np.maximum), "floor": _safe.one_arg(np.floor), "ceil": _safe.one_arg(np.ceil),
     "len": lambda s: pd.Series(s).astype("string").str.len(),
 }
+_ARITY: dict[str, tuple[int, int | None]] = {**{f: (1, 1) for f in _FUNCS}, "round": (1, 2), "min": (2, None),
+                                             "max": (2, None)}
 
 
 def _to_values(x: Any) -> Any:
@@ -105,6 +118,7 @@ class Expression:
                 if not isinstance(node.func, ast.Name) or node.func.id not in _FUNCS or node.keywords:
                     name = node.func.id if isinstance(node.func, ast.Name) else _safe.snippet(src, node.func)
                     raise fail(f"function {name!r} is not allowed; allowed: {', '.join(sorted(_FUNCS))}")
+                _safe.check_arity(node.func.id, len(node.args), _ARITY, fail)
             else:
                 raise fail(f"{type(node).__name__} ({_safe.snippet(src, node)!r}) is not allowed; use column names, "
                            "numbers, arithmetic, comparisons, and/or/not")

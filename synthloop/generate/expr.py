@@ -71,14 +71,14 @@ def _minmax(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 FUNCTIONS: dict[str, Callable[..., Any]] = {
-    "abs": np.abs,
+    "abs": _safe.one_arg(np.abs),
     "round": _round,
-    "floor": np.floor,
-    "ceil": np.ceil,
-    "sqrt": np.sqrt,
-    "log": np.log,
-    "log10": np.log10,
-    "exp": np.exp,
+    "floor": _safe.one_arg(np.floor),
+    "ceil": _safe.one_arg(np.ceil),
+    "sqrt": _safe.one_arg(np.sqrt),
+    "log": _safe.one_arg(np.log),
+    "log10": _safe.one_arg(np.log10),
+    "exp": _safe.one_arg(np.exp),
     "min": _minmax(np.minimum),
     "max": _minmax(np.maximum),
     "clip": lambda x, lo, hi: np.clip(x, lo, hi),
@@ -102,6 +102,11 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "days_between": lambda a, b: (_dt(b) - _dt(a)) / pd.Timedelta(days=1),
 }
 
+# Arguments each function takes (min, max; None: any number), checked when the expression is read.
+ARITY: dict[str, tuple[int, int | None]] = {
+    **{name: (1, 1) for name in FUNCTIONS}, "round": (1, 2), "min": (2, None), "max": (2, None), "clip": (3, 3),
+    "where": (3, 3), "concat": (1, None), "coalesce": (1, None), "days_between": (2, 2),
+}
 _CMPOPS: dict[type, Callable[[Any, Any], Any]] = {
     ast.Eq: lambda a, b: a == b,
     ast.NotEq: lambda a, b: a != b,
@@ -175,6 +180,7 @@ def parse_expression(source: str) -> Expression:
                 )
             if node.keywords:
                 raise ExpressionError(f"'{node.func.id}(...)': keyword arguments are not allowed")
+            _safe.check_arity(node.func.id, len(node.args), ARITY, ExpressionError)
         elif isinstance(node, ast.Constant):
             if not isinstance(node.value, (int, float, str, bool, type(None))):
                 raise ExpressionError(f"constant {_safe.snippet(text, node)} is not allowed")
