@@ -78,15 +78,15 @@ def _measure(value: Any, budget: _Budget | None = None) -> int:
         steps += 1
         if isinstance(v, (str, bytes)):
             total += len(v)
-        elif isinstance(v, (list, tuple, set, frozenset, dict, range)):
-            total += 1 + (len(v) if isinstance(v, range) else 0)
-            if isinstance(v, range) or len(v) > MAX_VALUE:
+        elif isinstance(v, (list, tuple, set, frozenset, dict)):
+            total += 1
+            if len(v) > MAX_VALUE:
                 total += len(v)
                 continue
             stack.extend(v.values() if isinstance(v, dict) else v)
             if isinstance(v, dict):
                 stack.extend(v.keys())
-        else:
+        else:  # numbers, ranges (lazy: their items are charged when iterated), namespaces, ...
             total += 1
     budget.charge(steps, total if isinstance(value, str) else 0)
     return total
@@ -149,8 +149,8 @@ def _binop(op: str, left: Any, right: Any, fn: Callable[[Any, Any], Any]) -> Any
     budget.charge(1)
     if op == "*":
         for seq, n in ((left, right), (right, left)):
-            if _sized(seq) and isinstance(n, int):
-                if len(seq) * max(n, 0) > MAX_VALUE:
+            if _sized(seq) and isinstance(n, int):  # measured: [text] * n repeats the whole text n times
+                if n > 1 and _measure(seq, budget) * n > MAX_VALUE:
                     raise TemplateLimitError(f"repeating a value {n:,} times would make more than {MAX_VALUE:,} "
                                              "characters or items")
         if _is_int(left) and _is_int(right) and left.bit_length() + right.bit_length() > MAX_INT_BITS:
@@ -273,16 +273,15 @@ def _guard(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @wraps(fn)
     def guarded(*args: Any, **kwargs: Any) -> Any:
-        budget = _budget()
-        budget.charge(1)
+        _budget().charge(1)
         for a in (*args[skip:], *kwargs.values()):
-            _measure(a, budget)
+            _check_size(a, f"a value given to '{name}'")
         _filter_args(name, args[skip:], kwargs)
         out = fn(*args, **kwargs)
         if isinstance(out, (str, list, tuple, dict)):
             _check_size(out, f"the result of '{name}'")
             if isinstance(out, str):
-                budget.charge(0, len(out))
+                _budget().charge(0, len(out))
         return out
 
     return guarded
@@ -407,10 +406,9 @@ class PromptSandbox(SandboxedEnvironment):
         return _binop(operator, left, right, self.binop_table[operator])
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
-        budget = _budget()
-        budget.charge(1)
+        _budget().charge(1)
         for a in (*args, *kwargs.values()):
-            _measure(a, budget)
+            _check_size(a, "an argument")
         _check_call(__obj, args, kwargs)
         if isinstance(__obj, LoopContext) and args:  # `loop(children)` in a recursive loop
             cost = getattr(getattr(__obj, "_iterable", None), "cost", 1)

@@ -99,3 +99,9 @@ def test_spec_loading_refuses_templates_beyond_the_limits(tmp_path: Path, prompt
         load_spec(_spec(tmp_path, prompt))
     msg = str(info.value)
     assert ":8: columns[1].llm.prompt: template syntax error" in msg and fragment in msg
+
+
+def test_values_that_share_parts_are_measured_in_full() -> None:
+    big = "{% set s = 'x' * 1000 %}"
+    assert "repeating a value" in _refused(big + "{{ ([s] * 10000)|join }}")
+    assert "more than 1,000,000" in _refused(big + "{% set l = [s] * 999 %}{{ [l, l]|join }}")
