@@ -71,6 +71,7 @@ def _too_deep() -> str:
 # Operator and load/store markers are checked through their parent node (BinOp.op, Compare.ops, ...),
 # so the walk skips them: they are a third of all nodes.
 _MARKERS = (ast.expr_context, ast.operator, ast.unaryop, ast.boolop, ast.cmpop)
+_MARKER_TYPES = frozenset(c for base in _MARKERS for c in base.__subclasses__())
 
 
 def walk(tree: ast.AST, fail: Fail) -> list[tuple[ast.AST, ast.AST | None]]:
@@ -81,7 +82,7 @@ def walk(tree: ast.AST, fail: Fail) -> list[tuple[ast.AST, ast.AST | None]]:
     append = out.append
     stack: list[tuple[ast.AST, ast.AST | None, int]] = [(tree, None, 0)]
     pop, push = stack.pop, stack.append
-    AST, markers = ast.AST, _MARKERS
+    AST, markers = ast.AST, _MARKER_TYPES
     while stack:
         node, parent, depth = pop()
         if depth > MAX_DEPTH:
@@ -90,13 +91,12 @@ def walk(tree: ast.AST, fail: Fail) -> list[tuple[ast.AST, ast.AST | None]]:
         depth += 1
         for name in reversed(node._fields):
             value = getattr(node, name, None)
-            if isinstance(value, AST):
-                if not isinstance(value, markers):
-                    push((value, node, depth))
-            elif isinstance(value, list):
+            if type(value) is list:
                 for item in reversed(value):
-                    if isinstance(item, AST) and not isinstance(item, markers):
+                    if isinstance(item, AST) and type(item) not in markers:
                         push((item, node, depth))
+            elif isinstance(value, AST) and type(value) not in markers:
+                push((value, node, depth))
     return out
 
 
@@ -235,8 +235,12 @@ def fold_constants(nodes: list[tuple[ast.AST, ast.AST | None]], text: str, fail:
     """Compute every constant part (numbers and text joined by operators) once, with the guarded
     operators, so that `10**10**10` or `'a' * 10**9` is refused when the expression is read.
     `nodes` is the pre-order list from `walk`; children come after parents, so go backwards."""
+    if not any(isinstance(n, (ast.BinOp, ast.UnaryOp)) for n, _ in nodes):
+        return
     values: dict[int, Any] = {}
-    for node, _ in reversed(nodes):
+    for node, parent in reversed(nodes):
+        if not isinstance(node, (ast.BinOp, ast.UnaryOp)) and not isinstance(parent, (ast.BinOp, ast.UnaryOp)):
+            continue  # only operators and their operands are computed here
         try:
             if isinstance(node, ast.Constant) and isinstance(node.value, (int, float, str)):
                 values[id(node)] = constant(node.value)

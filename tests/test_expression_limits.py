@@ -139,3 +139,9 @@ def test_functions_take_their_own_arguments_and_never_write_into_columns() -> No
     assert ExpressionConstraint("max(a, b, 0) >= 5").is_valid(frame).all()  # min/max reduce, NumPy's `out` unused
     assert parse_expression("max(a, b, 0)").evaluate(frame).tolist() == [5.0, 5.0]
     assert frame["b"].tolist() == [5.0, 5.0]
+
+
+@pytest.mark.parametrize("text", ["10**10**10", "-(10**10**10)", "'a' * 10**9", "abs(10**10**10)"])
+def test_constant_parts_are_computed_wherever_they_stand(text: str) -> None:
+    with pytest.raises(ExpressionError, match="too large|repeating text"):
+        parse_expression(text)
