@@ -19,7 +19,7 @@ from __future__ import annotations
 import ast
 import math
 import operator
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -274,6 +274,3 @@ def check_arity(name: str, n_args: int, arity: dict[str, tuple[int, int | None]]
         want = f"{lo}" if lo == hi else f"{lo} or more" if hi is None else f"{lo} to {hi}"
         raise fail(f"{name}() takes {want} argument{'s' if want != '1' else ''}, got {n_args}")
 
-
-def iter_names(nodes: list[tuple[ast.AST, ast.AST | None]]) -> Iterator[ast.Name]:
-    return (n for n, _ in nodes if isinstance(n, ast.Name))

@@ -23,6 +23,8 @@ _BINOPS = frozenset({ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod,
 _CMPOPS: dict[type, Callable[[Any, Any], Any]] = {
     ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge,
 }
+
+
 def _reduce(fn: Callable[[Any, Any], Any]) -> Callable[..., Any]:
     def call(*args: Any) -> Any:  # row-wise min/max of two or more values (never NumPy's `out`)
         out = args[0]
