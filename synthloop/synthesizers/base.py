@@ -101,11 +101,12 @@ class BaseSynthesizer:
         elif isinstance(schema, dict):
             schema = infer_schema(data, overrides=schema)
         self.schema_ = schema if isinstance(schema, TableSchema) else infer_schema(data)
+        self.schema_ = self._release_schema(data, self.schema_)
         self.codec_ = TableCodec(self.schema_)
         from synthloop.constraints.enforce import fit_constraints
 
         self.constraints_ = fit_constraints(self.schema_, data, getattr(self, "constraints", None), constraints)
-        encoded = self.codec_.encode(data)
+        encoded = self.codec_.encode(data, **self._encode_options)
         self.n_rows_ = len(data)
         seed = getattr(self, "random_state", None)
         self._rng = np.random.default_rng(seed)
@@ -114,6 +115,14 @@ class BaseSynthesizer:
 
     def _fit(self, encoded: dict[str, np.ndarray], rng: np.random.Generator) -> None:
         raise NotImplementedError
+
+    # Differentially private models release their domain before learning (see synthloop.privacy.domain)
+    # and encode values outside it as -2 (nulls stay -1), so that they can leave them out.
+    _encode_options: ClassVar[dict[str, Any]] = {}
+
+    def _release_schema(self, data: pd.DataFrame, schema: TableSchema) -> TableSchema:
+        """The schema the model may learn and store; DP models replace what they may not read for free."""
+        return schema
 
     # -- sampling ----------------------------------------------------------------------------
     def _check_fitted(self) -> None:

@@ -1,0 +1,370 @@
+"""The domain a DP model may use: declared public by the user, or estimated under DP from a share of the budget.
+
+A DP synthesizer needs, per column, what values it can produce: numeric and datetime bounds, decimals,
+categories, whether nulls occur, the pattern and first value of generated ids. Read from the private rows
+for free, these leak exactly what DP promises to hide (a single row's extreme value, rare category or
+null). So each column's domain is either
+
+- **public**: the schema says `public: true` (for the column, or for the table); its fields are used as
+  written (or as inferred, which the user vouches for), or
+- **paid for**: estimated here under zCDP from the part of the budget the caller passes:
+  - numeric bounds: a noisy histogram over a public log-scale grid (32 cells per decade from 1e-6 to
+    1e15, both signs, plus 0 and null); the bounds are the outermost cells whose noisy count clears a
+    threshold set so that an empty cell passes with probability below 1e-3 over the whole grid (a DP
+    estimate of the extreme quantiles: a value held by a few rows never moves a bound);
+  - datetime bounds: the same over a public grid of calendar months, 1800 to 2200;
+  - decimals: a noisy histogram of each row's number of decimals; the largest that clears 3 sigma;
+  - categories (and id patterns): OpenDP's Gaussian threshold mechanism over the observed values: a
+    value is kept only if its noisy count clears a threshold calibrated to the delta set aside for
+    thresholds, so a value seen once never survives; kept values are sorted by value, not frequency;
+  - missing shares: the noisy null count (a cell of the histograms above, or its own count) over a
+    noisy row count, 0 below 3 sigma;
+  - generated ids start from 1; text lengths are not kept.
+Column names, kinds, dtypes and formats (datetime format, PII type) are taken as public metadata.
+
+Every count here has sensitivity 1 (one row adds one to one cell of each query), so query q with noise
+sigma_q costs 1 / (2 sigma_q^2) zCDP; the queries share the given rho by fixed weights.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from synthloop.errors import PrivacyError
+from synthloop.privacy import mechanisms
+from synthloop.privacy.accounting import THRESHOLD_DELTA_SHARE  # noqa: F401 - re-exported for the models
+from synthloop.schema.model import ColumnKind, ColumnSchema, TableSchema
+
+GRID_PER_DECADE = 32
+GRID_DECADES = (-6, 15)
+DATETIME_GRID = ("1800-01", "2200-01")
+GRID_FALSE_RATE = 1e-6  # chance that some empty grid cell clears the core threshold, per column
+Z_SMALL = 3.0  # null counts: nulls are kept when their noisy count clears 3 sigma
+Z_GROW = 2.0  # a bound grows into the next grid cell when its noisy count clears 2 sigma
+WEIGHTS = {"row_count": 0.25, "bounds": 1.0, "decimals": 0.25, "categories": 1.0, "id_pattern": 0.5, "missing": 0.25}
+_CATEGORICAL = (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN)
+
+
+@dataclass
+class DomainRelease:
+    """The released schema plus what it cost and what was declared public."""
+
+    schema: TableSchema
+    n_hat: float | None
+    public: list[str]
+    estimated: dict[str, list[str]]
+    rho: float = 0.0
+    delta: float = 0.0
+    counts: dict[str, dict[Any, float]] = field(default_factory=dict)  # noisy category counts (post-threshold)
+    sigmas: dict[str, float] = field(default_factory=dict)
+    deferred: list[str] = field(default_factory=list)  # categorical columns the caller discovers itself
+    threshold_delta_each: float = 0.0  # the delta each thresholded release may spend
+
+    def summary(self) -> dict[str, Any]:
+        return {"public": list(self.public), "estimated": {k: list(v) for k, v in self.estimated.items()},
+                "rho": self.rho, "delta": self.delta}
+
+
+# -- what needs paying for ------------------------------------------------------------------------------
+def plan(schema: TableSchema, bounds: dict[str, Any] | None = None) -> list[tuple[str, str]]:
+    """(column, query) pairs a DP estimate of the non-public part of the domain needs (empty: all public)."""
+    out: list[tuple[str, str]] = []
+    for col in schema.columns:
+        if schema.is_public(col.name):
+            continue
+        if col.kind == ColumnKind.NUMERICAL:
+            out.append((col.name, "missing" if (bounds or {}).get(col.name) is not None else "bounds"))
+            out.append((col.name, "decimals"))
+        elif col.kind == ColumnKind.DATETIME:
+            out.append((col.name, "missing" if (bounds or {}).get(col.name) is not None else "bounds"))
+        elif col.kind in _CATEGORICAL:
+            out.append((col.name, "categories"))
+        elif col.kind == ColumnKind.ID and not _int_ids(col):
+            out.append((col.name, "id_pattern"))
+        else:
+            out.append((col.name, "missing"))
+    return out
+
+
+def _int_ids(col: ColumnSchema) -> bool:
+    return col.kind == ColumnKind.ID and (col.id_pattern in (None, "{int}")) and not col.dtype.startswith(("object", "str"))
+
+
+def undeclared(schema: TableSchema) -> list[str]:
+    """Columns whose domain is not declared public."""
+    return [c.name for c in schema.columns if not schema.is_public(c.name)]
+
+
+def refuse_undeclared(schema: TableSchema, model: str, how: str) -> None:
+    """One clear line when a DP fit would read a domain from the rows without paying for it."""
+    names = undeclared(schema)
+    if not names:
+        return
+    shown = ", ".join(f"'{n}'" for n in names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    raise PrivacyError(f"{model}: DP fit refused: the domain of {shown} would come from the private rows for free "
+                       f"({how}); declare it public in the schema YAML (`public: true` per column or for the table) "
+                       f"or pay for it under DP (domain='dp' with domain_share > 0, the default)")
+
+
+# -- the grids ----------------------------------------------------------------------------------------
+def _log_grid() -> tuple[np.ndarray, np.ndarray]:
+    e = 10.0 ** (np.arange(GRID_DECADES[0] * GRID_PER_DECADE, GRID_DECADES[1] * GRID_PER_DECADE + 1) / GRID_PER_DECADE)
+    left = np.concatenate([-e[1:][::-1], [0.0], e[:-1]])
+    right = np.concatenate([-e[:-1][::-1], [0.0], e[1:]])
+    return left, right
+
+
+def _log_cell(x: np.ndarray) -> np.ndarray:
+    """Grid cell (in value order) of finite values."""
+    e = 10.0 ** (np.arange(GRID_DECADES[0] * GRID_PER_DECADE, GRID_DECADES[1] * GRID_PER_DECADE + 1) / GRID_PER_DECADE)
+    m = e.size - 1  # cells per sign
+    i = np.clip(np.searchsorted(e, np.abs(x), side="right") - 1, 0, m - 1)
+    return np.where(x > 0, m + 1 + i, np.where(x < 0, m - 1 - i, m))
+
+
+def _month_grid() -> np.ndarray:
+    months = np.arange(np.datetime64(DATETIME_GRID[0]), np.datetime64(DATETIME_GRID[1]) + 1, dtype="datetime64[M]")
+    return months.astype("datetime64[s]").astype(np.int64).astype(float)
+
+
+def row_decimals(v: np.ndarray) -> np.ndarray:
+    """Decimals each finite value needs (0..6; 7 = more than 6)."""
+    out = np.full(v.size, 7, dtype=np.int64)
+    for d in range(6, -1, -1):
+        scaled = v * 10.0**d
+        out[np.abs(scaled - np.round(scaled)) <= 1e-6 * np.maximum(1.0, np.abs(scaled))] = d
+    return out
+
+
+def _id_patterns(values: pd.Series) -> pd.Series:
+    s = values.astype(str)
+    m = s.str.extract(r"^(?P<p>[^\d]*)(?P<d>\d+)$")
+    digits = m["p"].fillna("") + "{digits:" + m["d"].str.len().fillna(0).astype(int).astype(str) + "}"
+    return digits.where(m["d"].notna(), "{hex:" + s.str.len().astype(str) + "}")
+
+
+def _public_sort(values: list[Any]) -> list[Any]:
+    return sorted(values, key=lambda v: (0, float(v), "") if isinstance(v, (int, float, np.number)) else (1, 0.0, str(v)))
+
+
+def _category_dtype(cats: list[Any], old: str) -> str:
+    if old == "category":
+        return old
+    if cats and all(isinstance(v, (bool, np.bool_)) for v in cats):
+        return "bool"
+    if cats and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in cats):
+        return "int64"
+    if cats and all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in cats):
+        return "float64"
+    return "object"
+
+
+# -- the release ----------------------------------------------------------------------------------------
+def release_domain(schema: TableSchema, frame: pd.DataFrame, rho: float, delta: float,
+                   bounds: dict[str, Any] | None = None, count_rows: bool = False,
+                   defer_categories: bool = False) -> DomainRelease:
+    """The schema a DP model may use: public columns as declared, the rest estimated under `rho`-zCDP and
+    `delta` for thresholds (see module docstring). `bounds` are public bounds of some columns.
+    `count_rows`: also release a noisy row count when nothing else needs one. `defer_categories`: leave
+    category discovery of non-public categorical columns to the caller (a model whose own noisy 1-way
+    counts can be thresholded, at no extra cost); they are listed in `deferred`."""
+    from synthloop.transforms.table import TableCodec
+
+    queries = plan(schema, bounds)
+    public = [c.name for c in schema.columns if schema.is_public(c.name)]
+    deferred = [n for n, q in queries if q == "categories"] if defer_categories else []
+    queries = [(n, q) for n, q in queries if n not in deferred]
+    n_thresholded = sum(q in ("categories", "id_pattern") for _, q in queries) + len(deferred)
+    each = delta / max(n_thresholded, 1)
+    if queries or count_rows:
+        queries = [("", "row_count")] + queries
+    if not queries:
+        return DomainRelease(_apply_bounds(schema, bounds), None, public, {}, deferred=deferred,
+                             threshold_delta_each=each)
+    if not rho > 0:
+        refuse_undeclared(schema, "DP model", "no budget was given for it")
+    total_w = sum(WEIGHTS[q] for _, q in queries)
+    sigma = {q: 1.0 / math.sqrt(2.0 * rho * WEIGHTS[q] / total_w) for q in WEIGHTS}
+    cut = {q: mechanisms.threshold_for(sigma[q], each) for q in ("categories", "id_pattern")}
+    spent_delta = 0.0
+    codec = TableCodec(schema)
+    n_hat = max(float(mechanisms.gaussian_counts(np.array([len(frame)]), sigma["row_count"])[0]), 1.0)
+    estimated: dict[str, list[str]] = {}
+    updates: dict[str, dict[str, Any]] = {}
+    counts: dict[str, dict[Any, float]] = {}
+    used_sigmas: dict[str, float] = {"row_count": sigma["row_count"]}
+
+    def missing_from(noisy_null: float, s: float) -> float:
+        return round(min(noisy_null / n_hat, 1.0), 6) if noisy_null >= Z_SMALL * s else 0.0
+
+    for name, query in queries[1:]:
+        col = schema[name]
+        up = updates.setdefault(name, {"notes": []})
+        what = estimated.setdefault(name, [])
+        values = frame[name]
+        null = values.isna().to_numpy()
+        if query in ("bounds", "missing") and col.kind in (ColumnKind.NUMERICAL, ColumnKind.DATETIME):
+            x = codec.encode_column(col, values, strict=False)
+            null = np.isnan(x)
+            s = sigma[query]
+            used_sigmas[f"{name}.{query}"] = s
+            if query == "bounds":
+                if col.kind == ColumnKind.NUMERICAL:
+                    left, right = _log_grid()
+                    cells = _log_cell(x[~null])
+                else:
+                    edges = _month_grid()
+                    left, right = edges[:-1], edges[1:] - 1.0
+                    cells = np.clip(np.searchsorted(edges, x[~null], side="right") - 1, 0, left.size - 1)
+                k = left.size
+                noisy = mechanisms.gaussian_counts(np.bincount(np.append(cells, np.full(int(null.sum()), k)),
+                                                               minlength=k + 1), s)
+                a, b = _extent(noisy[:k], s)
+                up["min"], up["max"] = float(left[a]), float(right[b])
+                what.append("bounds")
+                noisy_null = noisy[k]
+            else:
+                up["min"], up["max"] = (float(b) for b in bounds[name])
+                noisy_null = mechanisms.gaussian_counts(np.array([int(null.sum())]), s)[0]
+            up["missing_share"] = missing_from(noisy_null, s)
+            what.append("missing share")
+            if col.kind == ColumnKind.DATETIME:
+                up["decimals"] = 0
+        elif query == "decimals":
+            x = codec.encode_column(col, values, strict=False)
+            v = x[np.isfinite(x)]
+            s = sigma["decimals"]
+            used_sigmas[f"{name}.decimals"] = s
+            noisy = mechanisms.gaussian_counts(np.bincount(row_decimals(v), minlength=8), s)
+            ok = np.flatnonzero(noisy >= _z(GRID_FALSE_RATE / 8) * s)
+            d = int(ok.max()) if ok.size else int(np.argmax(noisy))
+            up["decimals"] = None if d >= 7 else d
+            what.append("decimals")
+        elif query == "categories":
+            s, t = sigma["categories"], cut["categories"]
+            used_sigmas[f"{name}.categories"] = s
+            fields, kept = discover_categories(col, values, s, t, n_hat)
+            spent_delta += mechanisms.threshold_delta(s, t)
+            up.update(fields)
+            counts[name] = kept
+            what += ["categories", "missing share"]
+        elif query == "id_pattern":
+            s, t = sigma["id_pattern"], cut["id_pattern"]
+            used_sigmas[f"{name}.id_pattern"] = s
+            pats = _id_patterns(values[~null]).value_counts(sort=False)
+            raw = {str(k): int(c) for k, c in pats.items()}
+            raw[""] = int(null.sum())  # the null key ("" is no pattern)
+            kept = mechanisms.thresholded_counts(raw, s, t)
+            spent_delta += mechanisms.threshold_delta(s, t)
+            pat = {k: v for k, v in kept.items() if k}
+            up["id_pattern"] = max(sorted(pat), key=lambda k: pat[k]) if pat else "{int}"
+            up["min"] = up["max"] = None
+            up["missing_share"] = round(min(kept[""] / n_hat, 1.0), 6) if "" in kept else 0.0
+            up["dtype"] = "object"
+            what += ["id pattern", "missing share"]
+        else:  # missing share of an id/pii/text column
+            s = sigma["missing"]
+            used_sigmas[f"{name}.missing"] = s
+            up["missing_share"] = missing_from(mechanisms.gaussian_counts(np.array([int(null.sum())]), s)[0], s)
+            what.append("missing share")
+            if col.kind == ColumnKind.ID:
+                up["min"] = up["max"] = None  # generated ids start from 1
+                up["id_pattern"] = "{int}"
+                up["dtype"] = "int64"
+            if col.kind == ColumnKind.TEXT:
+                up["text_length"] = None
+    for name, up in updates.items():
+        col = schema[name]
+        if col.kind == ColumnKind.NUMERICAL and "min" in up:
+            d = up.get("decimals", col.decimals)
+            up["min"], up["max"] = _round_bounds(up["min"], up["max"], d)
+            up["dtype"] = "int64" if d == 0 else "float64"
+    released = schema.model_copy(deep=True)
+    released.columns = [c.model_copy(update=updates[c.name]) if c.name in updates else c.model_copy()
+                        for c in schema.columns]
+    released = _apply_bounds(released, {k: v for k, v in (bounds or {}).items() if schema.is_public(k)} or None)
+    return DomainRelease(TableSchema.model_validate(released.model_dump()), n_hat, public, estimated,
+                         rho=float(rho), delta=spent_delta, counts=counts, sigmas=used_sigmas, deferred=deferred,
+                         threshold_delta_each=each)
+
+
+def discover_categories(col: ColumnSchema, values: pd.Series, sigma: float, threshold: int,
+                        n_hat: float | None = None) -> tuple[dict[str, Any], dict[Any, float]]:
+    """Categories of one column by OpenDP's Gaussian threshold mechanism over the observed values (null is
+    one more key): the schema fields to release (categories in value order, dtype, missing share) and the
+    noisy counts of the kept keys (`NULL` for nulls). Costs 1 / (2 sigma^2) zCDP plus
+    `mechanisms.threshold_delta(sigma, threshold)`."""
+    vc = values.value_counts(dropna=False, sort=False)
+    raw = {(NULL if _isnull(k) else _plain(k)): int(c) for k, c in vc.items()}
+    kept = mechanisms.thresholded_counts(raw, sigma, threshold)
+    cats = _public_sort([k for k in kept if k is not NULL])
+    total = n_hat if n_hat is not None else max(sum(kept.values()), 1.0)
+    fields = {"categories": cats, "missing_share": round(min(kept[NULL] / total, 1.0), 6) if NULL in kept else 0.0,
+              "dtype": _category_dtype(cats, col.dtype) if col.kind == ColumnKind.CATEGORICAL else (
+                  "bool" if cats and set(map(type, cats)) <= {bool} else "object"), "notes": []}
+    return fields, kept
+
+
+def _extent(noisy: np.ndarray, sigma: float) -> tuple[int, int]:
+    """First and last cell of the support: cells clearing a threshold that an empty cell of the grid
+    passes with probability `GRID_FALSE_RATE`, grown outward through neighbours clearing 2 sigma (the
+    tails, where a false pass is only one cell away). Post-processing of the noisy histogram."""
+    hit = np.flatnonzero(noisy >= _z(GRID_FALSE_RATE / noisy.size) * sigma)
+    if hit.size == 0:
+        i = int(np.argmax(noisy))
+        return i, i
+    a, b = int(hit[0]), int(hit[-1])
+    while a > 0 and noisy[a - 1] >= Z_GROW * sigma:
+        a -= 1
+    while b < noisy.size - 1 and noisy[b + 1] >= Z_GROW * sigma:
+        b += 1
+    return a, b
+
+
+class _Null:
+    def __repr__(self) -> str:
+        return "<null>"
+
+
+NULL = _Null()  # the key of nulls in discovered counts
+
+
+def _isnull(v: Any) -> bool:
+    try:
+        return bool(pd.isna(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def _plain(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def _z(p: float) -> float:
+    from scipy.stats import norm
+
+    return float(norm.isf(p))
+
+
+def _round_bounds(lo: float, hi: float, decimals: int | None) -> tuple[float, float]:
+    """Grid edges to values the column can hold (`decimals` digits), never an empty range."""
+    if decimals is None:
+        return float(lo), float(hi)
+    f = 10.0**decimals
+    a, b = math.ceil(round(lo * f, 9)) / f, math.floor(round(hi * f, 9)) / f
+    return (a, b) if b >= a else (a, a)
+
+
+def _apply_bounds(schema: TableSchema, bounds: dict[str, Any] | None) -> TableSchema:
+    """Public `bounds=` of the model override the schema's min/max."""
+    if not bounds:
+        return schema
+    cols = []
+    for c in schema.columns:
+        b = bounds.get(c.name)
+        cols.append(c.model_copy(update={"min": float(b[0]), "max": float(b[1])}) if b is not None else c)
+    return schema.model_copy(update={"columns": cols})
