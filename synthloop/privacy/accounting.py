@@ -24,7 +24,9 @@ def cdp_delta(rho: float, eps: float) -> float:
     if rho == 0:
         return 0.0
     amin, amax = 1.01, (eps + 1) / (2 * rho) + 2
-    for _ in range(1000):  # bisection on the derivative of the bound in alpha
+    for _ in range(200):  # bisection on the derivative of the bound in alpha
+        if amax - amin <= 1e-12 * amax:
+            break
         alpha = (amin + amax) / 2
         derivative = (2 * alpha - 1) * rho - eps + math.log1p(-1.0 / alpha)
         if derivative < 0:
@@ -40,7 +42,7 @@ def cdp_eps(rho: float, delta: float) -> float:
     if delta >= 1 or rho == 0:
         return 0.0
     lo, hi = 0.0, rho + 2 * math.sqrt(rho * math.log(1 / delta))  # the classic bound is an upper bound
-    for _ in range(1000):
+    while hi - lo > 1e-12 * hi:
         mid = (lo + hi) / 2
         if cdp_delta(rho, mid) <= delta:
             hi = mid
@@ -54,7 +56,7 @@ def cdp_rho(eps: float, delta: float) -> float:
     if not eps > 0 or not 0 < delta < 1:
         raise ValueError("need epsilon > 0 and 0 < delta < 1")
     lo, hi = 0.0, eps + 1
-    for _ in range(1000):
+    while hi - lo > 1e-13 * hi:
         mid = (lo + hi) / 2
         if cdp_delta(mid, eps) <= delta:
             lo = mid
@@ -93,6 +95,7 @@ class Budget:
             raise DataError(f"epsilon must be > 0, got {self.epsilon}")
         if not 0 < self.delta < 1:
             raise DataError(f"delta must be in (0, 1), got {self.delta}")
+        self._rho = cdp_rho(self.epsilon, self.delta - self.delta_threshold)
 
     @property
     def delta_threshold(self) -> float:
@@ -102,7 +105,7 @@ class Budget:
     @property
     def rho(self) -> float:
         """The zCDP budget that, with delta minus the threshold part, converts to epsilon."""
-        return cdp_rho(self.epsilon, self.delta - self.delta_threshold)
+        return self._rho
 
     def spend(self, part: str, rho: float, delta: float = 0.0, note: str | None = None) -> None:
         self.spent[part] = self.spent.get(part, 0.0) + float(rho)

@@ -44,6 +44,7 @@ GRID_DECADES = (-6, 15)
 DATETIME_GRID = ("1800-01", "2200-01")
 GRID_FALSE_RATE = 1e-6  # chance that some empty grid cell clears the core threshold, per column
 Z_SMALL = 3.0  # null counts: nulls are kept when their noisy count clears 3 sigma
+FALLBACK_FALSE_RATE = 1e-2  # the same, at the coarsest level, when nothing clears GRID_FALSE_RATE
 Z_GROW = 2.0  # a bound grows into the next grid cell when its noisy count clears 2 sigma
 WEIGHTS = {"row_count": 0.25, "bounds": 1.0, "decimals": 0.25, "categories": 1.0, "id_pattern": 0.5, "missing": 0.25}
 _CATEGORICAL = (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN)
@@ -189,7 +190,8 @@ def release_domain(schema: TableSchema, frame: pd.DataFrame, rho: float, delta: 
         refuse_undeclared(schema, "DP model", "no budget was given for it")
     total_w = sum(WEIGHTS[q] for _, q in queries)
     sigma = {q: 1.0 / math.sqrt(2.0 * rho * WEIGHTS[q] / total_w) for q in WEIGHTS}
-    cut = {q: mechanisms.threshold_for(sigma[q], each) for q in ("categories", "id_pattern")}
+    cut = {q: mechanisms.threshold_for(sigma[q], each) for q in ("categories", "id_pattern")
+           if any(q == asked for _, asked in queries)}
     spent_delta = 0.0
     codec = TableCodec(schema)
     n_hat = max(float(mechanisms.gaussian_counts(np.array([len(frame)]), sigma["row_count"])[0]), 1.0)
@@ -216,14 +218,22 @@ def release_domain(schema: TableSchema, frame: pd.DataFrame, rho: float, delta: 
                 if col.kind == ColumnKind.NUMERICAL:
                     left, right = _log_grid()
                     cells = _log_cell(x[~null])
+                    side = (left.size - 1) // 2  # negative cells, the zero cell, positive cells
+                    segments, factors = [(0, side), (side, side + 1), (side + 1, left.size)], (1, 4, GRID_PER_DECADE)
                 else:
                     edges = _month_grid()
                     left, right = edges[:-1], edges[1:] - 1.0
                     cells = np.clip(np.searchsorted(edges, x[~null], side="right") - 1, 0, left.size - 1)
+                    segments, factors = [(0, left.size)], (1, 12, 120)  # months, years, decades
                 k = left.size
                 noisy = mechanisms.gaussian_counts(np.bincount(np.append(cells, np.full(int(null.sum()), k)),
                                                                minlength=k + 1), s)
-                a, b = _extent(noisy[:k], s)
+                found = _extent(noisy[:k], s, segments, factors)
+                if found is None:
+                    raise PrivacyError(f"column '{name}': too few rows to locate its values under DP with this budget "
+                                       f"(noise {s:.3g} per count); declare its bounds public (schema `public: true` "
+                                       f"with min/max, or bounds=) or give the domain a larger share of the budget")
+                a, b = found
                 up["min"], up["max"] = float(left[a]), float(right[b])
                 what.append("bounds")
                 noisy_null = noisy[k]
@@ -309,20 +319,36 @@ def discover_categories(col: ColumnSchema, values: pd.Series, sigma: float, thre
     return fields, kept
 
 
-def _extent(noisy: np.ndarray, sigma: float) -> tuple[int, int]:
-    """First and last cell of the support: cells clearing a threshold that an empty cell of the grid
-    passes with probability `GRID_FALSE_RATE`, grown outward through neighbours clearing 2 sigma (the
-    tails, where a false pass is only one cell away). Post-processing of the noisy histogram."""
-    hit = np.flatnonzero(noisy >= _z(GRID_FALSE_RATE / noisy.size) * sigma)
-    if hit.size == 0:
-        i = int(np.argmax(noisy))
-        return i, i
-    a, b = int(hit[0]), int(hit[-1])
-    while a > 0 and noisy[a - 1] >= Z_GROW * sigma:
-        a -= 1
-    while b < noisy.size - 1 and noisy[b + 1] >= Z_GROW * sigma:
-        b += 1
-    return a, b
+def _extent(noisy: np.ndarray, sigma: float, segments: list[tuple[int, int]],
+            factors: tuple[int, ...]) -> tuple[int, int] | None:
+    """First and last fine cell of the support (post-processing of the noisy histogram).
+
+    At the finest level that shows anything: cells clearing a threshold that an empty cell passes with
+    probability `GRID_FALSE_RATE` over the whole level, grown outward through neighbours clearing
+    2 sigma (the tails, where a false pass is only one cell away). A level merges `factor` neighbouring
+    fine cells inside each segment (a sign of the log grid, say): its noise is sigma * sqrt(factor), so
+    a small table whose values spread thinly over many fine cells still gets bounds, coarser ones; when
+    even the coarsest level shows nothing at that rate, a laxer one (`FALLBACK_FALSE_RATE`): crude, as
+    little as the budget can say. None when even that shows nothing."""
+    for f in factors:
+        starts = np.concatenate([np.arange(lo, hi, f) for lo, hi in segments])
+        ends = np.concatenate([np.minimum(np.arange(lo, hi, f) + f, hi) for lo, hi in segments])
+        agg = np.add.reduceat(noisy, starts) if starts.size else np.zeros(0)
+        s = sigma * np.sqrt(ends - starts)
+        hit = np.flatnonzero(agg >= _z(GRID_FALSE_RATE / agg.size) * s)
+        if hit.size == 0 and f != factors[-1]:
+            continue
+        if hit.size == 0:  # too few rows for this budget: a laxer test at the coarsest level
+            hit = np.flatnonzero(agg >= _z(FALLBACK_FALSE_RATE / agg.size) * s)
+            if hit.size == 0:
+                return None
+        a, b = int(hit[0]), int(hit[-1])
+        while a > 0 and agg[a - 1] >= Z_GROW * s[a - 1]:
+            a -= 1
+        while b < agg.size - 1 and agg[b + 1] >= Z_GROW * s[b + 1]:
+            b += 1
+        return int(starts[a]), int(ends[b]) - 1
+    return None
 
 
 class _Null:

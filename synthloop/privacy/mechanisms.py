@@ -79,6 +79,7 @@ def gaussian_counts(counts: np.ndarray, sigma: float) -> np.ndarray:
     return np.asarray(meas(flat.tolist()), dtype=float).reshape(true.shape)
 
 
+@lru_cache(maxsize=256)
 def threshold_delta(sigma: float, threshold: int) -> float:
     """The delta of releasing only keys whose noisy count clears `threshold`, when one row moves one
     count by one (it may add a key no other row has)."""
@@ -97,9 +98,20 @@ def _threshold_measurement(sigma: float, threshold: int) -> Any:
                                         threshold=int(threshold))
 
 
+@lru_cache(maxsize=256)
 def threshold_for(sigma: float, delta: float) -> int:
-    """Smallest integer threshold whose `threshold_delta` is at most `delta`."""
-    lo, hi = 1, max(2, int(math.ceil(1 + sigma * 40)))
+    """Smallest integer threshold whose `threshold_delta` is at most `delta` (searched from the continuous
+    Gaussian's tail, which is within a count or two of the exact discrete one)."""
+    from scipy.stats import norm
+
+    t = max(2, int(math.ceil(1 + sigma * float(norm.isf(min(delta, 0.5))))))
+    step = 1
+    while threshold_delta(sigma, t) > delta:
+        t, step = t + step, step * 2
+    step = 1
+    while t > 1 and threshold_delta(sigma, t - step) <= delta:
+        t, step = t - step, step * 2
+    lo, hi = max(t - step, 1), t  # delta(lo) > target >= delta(hi) unless lo == 1
     while hi - lo > 1:
         mid = (lo + hi) // 2
         if threshold_delta(sigma, mid) <= delta:

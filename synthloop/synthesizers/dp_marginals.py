@@ -535,7 +535,8 @@ class DPMarginalSynthesizer(BaseSynthesizer):
             "unit": "one row of the source table (neighbouring tables differ by adding or removing one row)",
             "public": public,
             "statement": f"({eps}, {float(self.delta):g})-DP for the rows of the source table"
-                         + (f"; budget: {parts}" if parts else ""),
+                         + (f"; budget: {parts}" if parts else "")
+                         + (f"; declared public: {', '.join(dom.public)}" if dom.public else "; no column declared public"),
         }
 
     def privacy_guarantee(self) -> dict[str, Any]:
