@@ -33,8 +33,8 @@ def cdp_delta(rho: float, eps: float) -> float:
             amin = alpha
         else:
             amax = alpha
-    delta = math.exp((alpha - 1) * (alpha * rho - eps) + alpha * math.log1p(-1 / alpha)) / (alpha - 1.0)
-    return min(delta, 1.0)
+    log_delta = (alpha - 1) * (alpha * rho - eps) + alpha * math.log1p(-1 / alpha) - math.log(alpha - 1.0)
+    return 1.0 if log_delta >= 0 else math.exp(log_delta)
 
 
 def cdp_eps(rho: float, delta: float) -> float:

@@ -9,10 +9,11 @@ null). So each column's domain is either
   written (or as inferred, which the user vouches for), or
 - **paid for**: estimated here under zCDP from the part of the budget the caller passes:
   - numeric bounds: a noisy histogram over a public log-scale grid (32 cells per decade from 1e-6 to
-    1e15, both signs, plus 0 and null); the bounds are the outermost cells whose noisy count clears a
-    threshold set so that an empty cell passes with probability below 1e-3 over the whole grid (a DP
-    estimate of the extreme quantiles: a value held by a few rows never moves a bound);
-  - datetime bounds: the same over a public grid of calendar months, 1800 to 2200;
+    1e15, both signs, plus 0 and null) and one over its decades; the bounds are the outermost cells
+    whose noisy count clears a threshold set so that an empty cell passes with probability below 1e-6
+    over the whole grid, grown into neighbours above 2 sigma (a DP estimate of the extreme quantiles: a
+    value held by a few rows never moves a bound); the decades serve tables too small for the fine grid;
+  - datetime bounds: the same over a public grid of calendar months (and decades), 1800 to 2200;
   - decimals: a noisy histogram of each row's number of decimals; the largest that clears 3 sigma;
   - categories (and id patterns): OpenDP's Gaussian threshold mechanism over the observed values: a
     value is kept only if its noisy count clears a threshold calibrated to the delta set aside for
@@ -44,6 +45,8 @@ GRID_DECADES = (-6, 15)
 DATETIME_GRID = ("1800-01", "2200-01")
 GRID_FALSE_RATE = 1e-6  # chance that some empty grid cell clears the core threshold, per column
 Z_SMALL = 3.0  # null counts: nulls are kept when their noisy count clears 3 sigma
+SNAP_SHARE = 0.25  # an integer column's DP lower bound this close to 1 (share of its range) is widened to 1
+COARSE_SHARE = 0.2  # of a bounds query's rho, for the coarse (decade) histogram
 FALLBACK_FALSE_RATE = 1e-2  # the same, at the coarsest level, when nothing clears GRID_FALSE_RATE
 Z_GROW = 2.0  # a bound grows into the next grid cell when its noisy count clears 2 sigma
 WEIGHTS = {"row_count": 0.25, "bounds": 1.0, "decimals": 0.25, "categories": 1.0, "id_pattern": 0.5, "missing": 0.25}
@@ -219,16 +222,24 @@ def release_domain(schema: TableSchema, frame: pd.DataFrame, rho: float, delta: 
                     left, right = _log_grid()
                     cells = _log_cell(x[~null])
                     side = (left.size - 1) // 2  # negative cells, the zero cell, positive cells
-                    segments, factors = [(0, side), (side, side + 1), (side + 1, left.size)], (1, 4, GRID_PER_DECADE)
+                    segments, merged, coarse = [(0, side), (side, side + 1), (side + 1, left.size)], 4, GRID_PER_DECADE
                 else:
                     edges = _month_grid()
                     left, right = edges[:-1], edges[1:] - 1.0
                     cells = np.clip(np.searchsorted(edges, x[~null], side="right") - 1, 0, left.size - 1)
-                    segments, factors = [(0, left.size)], (1, 12, 120)  # months, years, decades
+                    segments, merged, coarse = [(0, left.size)], 12, 120  # months, years, decades
                 k = left.size
+                # two measurements: the fine grid (with a null cell) and a coarse one (decades) that a
+                # small table clears; they share the query's rho 4:1
+                s_fine, s_coarse = s / math.sqrt(1 - COARSE_SHARE), s / math.sqrt(COARSE_SHARE)
                 noisy = mechanisms.gaussian_counts(np.bincount(np.append(cells, np.full(int(null.sum()), k)),
-                                                               minlength=k + 1), s)
-                found = _extent(noisy[:k], s, segments, factors)
+                                                               minlength=k + 1), s_fine)
+                cidx = _coarse_index(np.arange(k), segments, coarse)
+                top = mechanisms.gaussian_counts(np.bincount(cidx[cells], minlength=int(cidx.max()) + 1), s_coarse)
+                firsts = np.searchsorted(cidx, np.arange(top.size))
+                lasts = np.append(firsts[1:], k)
+                found = _extent([_levels(noisy[:k], s_fine, segments, 1), _levels(noisy[:k], s_fine, segments, merged),
+                                 (top, np.full(top.size, s_coarse), firsts, lasts)])
                 if found is None:
                     raise PrivacyError(f"column '{name}': too few rows to locate its values under DP with this budget "
                                        f"(noise {s:.3g} per count); declare its bounds public (schema `public: true` "
@@ -240,7 +251,7 @@ def release_domain(schema: TableSchema, frame: pd.DataFrame, rho: float, delta: 
             else:
                 up["min"], up["max"] = (float(b) for b in bounds[name])
                 noisy_null = mechanisms.gaussian_counts(np.array([int(null.sum())]), s)[0]
-            up["missing_share"] = missing_from(noisy_null, s)
+            up["missing_share"] = missing_from(noisy_null, s_fine if query == "bounds" else s)
             what.append("missing share")
             if col.kind == ColumnKind.DATETIME:
                 up["decimals"] = 0
@@ -292,6 +303,8 @@ def release_domain(schema: TableSchema, frame: pd.DataFrame, rho: float, delta: 
         if col.kind == ColumnKind.NUMERICAL and "min" in up:
             d = up.get("decimals", col.decimals)
             up["min"], up["max"] = _round_bounds(up["min"], up["max"], d)
+            if d == 0 and "bounds" in estimated.get(name, []) and 1 < up["min"] <= 1 + SNAP_SHARE * (up["max"] - up["min"]):
+                up["min"] = 1.0  # a public prior: counts and scores start at 1 (post-processing, no cost)
             up["dtype"] = "int64" if d == 0 else "float64"
     released = schema.model_copy(deep=True)
     released.columns = [c.model_copy(update=updates[c.name]) if c.name in updates else c.model_copy()
@@ -319,24 +332,37 @@ def discover_categories(col: ColumnSchema, values: pd.Series, sigma: float, thre
     return fields, kept
 
 
-def _extent(noisy: np.ndarray, sigma: float, segments: list[tuple[int, int]],
-            factors: tuple[int, ...]) -> tuple[int, int] | None:
-    """First and last fine cell of the support (post-processing of the noisy histogram).
+def _coarse_index(fine: np.ndarray, segments: list[tuple[int, int]], factor: int) -> np.ndarray:
+    """Coarse cell of each fine cell: `factor` neighbours merged inside each segment, in value order."""
+    out = np.empty(fine.size, dtype=np.int64)
+    base = 0
+    for lo, hi in segments:
+        inside = (fine >= lo) & (fine < hi)
+        out[inside] = base + (fine[inside] - lo) // factor
+        base += -(-(hi - lo) // factor)
+    return out
+
+
+def _levels(noisy: np.ndarray, sigma: float, segments: list[tuple[int, int]], factor: int
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A level made by merging `factor` fine cells (post-processing): sums, their noise, fine ranges."""
+    starts = np.concatenate([np.arange(lo, hi, factor) for lo, hi in segments])
+    ends = np.concatenate([np.minimum(np.arange(lo, hi, factor) + factor, hi) for lo, hi in segments])
+    return np.add.reduceat(noisy, starts), sigma * np.sqrt(ends - starts), starts, ends
+
+
+def _extent(levels: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]) -> tuple[int, int] | None:
+    """First and last fine cell of the support (post-processing of noisy histograms), finest level first.
 
     At the finest level that shows anything: cells clearing a threshold that an empty cell passes with
     probability `GRID_FALSE_RATE` over the whole level, grown outward through neighbours clearing
-    2 sigma (the tails, where a false pass is only one cell away). A level merges `factor` neighbouring
-    fine cells inside each segment (a sign of the log grid, say): its noise is sigma * sqrt(factor), so
-    a small table whose values spread thinly over many fine cells still gets bounds, coarser ones; when
-    even the coarsest level shows nothing at that rate, a laxer one (`FALLBACK_FALSE_RATE`): crude, as
-    little as the budget can say. None when even that shows nothing."""
-    for f in factors:
-        starts = np.concatenate([np.arange(lo, hi, f) for lo, hi in segments])
-        ends = np.concatenate([np.minimum(np.arange(lo, hi, f) + f, hi) for lo, hi in segments])
-        agg = np.add.reduceat(noisy, starts) if starts.size else np.zeros(0)
-        s = sigma * np.sqrt(ends - starts)
+    2 sigma (the tails, where a false pass is only one cell away). Each level is (counts, noise per
+    cell, first and end fine cell of each cell); coarser levels serve small tables whose values spread
+    thinly over many fine cells. When even the coarsest level shows nothing at that rate, a laxer one
+    (`FALLBACK_FALSE_RATE`): crude, as little as the budget can say. None when even that shows nothing."""
+    for depth, (agg, s, starts, ends) in enumerate(levels):
         hit = np.flatnonzero(agg >= _z(GRID_FALSE_RATE / agg.size) * s)
-        if hit.size == 0 and f != factors[-1]:
+        if hit.size == 0 and depth < len(levels) - 1:
             continue
         if hit.size == 0:  # too few rows for this budget: a laxer test at the coarsest level
             hit = np.flatnonzero(agg >= _z(FALLBACK_FALSE_RATE / agg.size) * s)
