@@ -20,6 +20,8 @@ null). So each column's domain is either
     thresholds, so a value seen once never survives; kept values are sorted by value, not frequency;
   - missing shares: the noisy null count (a cell of the histograms above, or its own count) over a
     noisy row count, 0 below 3 sigma;
+  - an integer scale whose lower bound comes out at 2 to 5 (and near 1 for its range) starts at 1: a
+    public convention applied to the DP output (`SNAP_MAX`, `SNAP_SHARE`);
   - generated ids start from 1; text lengths are not kept.
 Column names, kinds, dtypes and formats (datetime format, PII type) are taken as public metadata.
 
@@ -45,7 +47,11 @@ GRID_DECADES = (-6, 15)
 DATETIME_GRID = ("1800-01", "2200-01")
 GRID_FALSE_RATE = 1e-6  # chance that some empty grid cell clears the core threshold, per column
 Z_SMALL = 3.0  # null counts: nulls are kept when their noisy count clears 3 sigma
-SNAP_SHARE = 0.25  # an integer column's DP lower bound this close to 1 (share of its range) is widened to 1
+# An integer column whose DP lower bound is at most SNAP_MAX and within SNAP_SHARE of its range from 1
+# starts at 1 (grades, ratings, counts): the few rows at the bottom of such a scale are below any DP
+# threshold, and a scale that starts at 2 or 3 is rarer than one whose 1s are rare.
+SNAP_MAX = 5.0
+SNAP_SHARE = 0.2
 COARSE_SHARE = 0.2  # of a bounds query's rho, for the coarse (decade) histogram
 FALLBACK_FALSE_RATE = 1e-2  # the same, at the coarsest level, when nothing clears GRID_FALSE_RATE
 Z_GROW = 2.0  # a bound grows into the next grid cell when its noisy count clears 2 sigma
@@ -238,8 +244,7 @@ def release_domain(schema: TableSchema, frame: pd.DataFrame, rho: float, delta: 
                 top = mechanisms.gaussian_counts(np.bincount(cidx[cells], minlength=int(cidx.max()) + 1), s_coarse)
                 firsts = np.searchsorted(cidx, np.arange(top.size))
                 lasts = np.append(firsts[1:], k)
-                found = _extent([_levels(noisy[:k], s_fine, segments, 1), _levels(noisy[:k], s_fine, segments, merged),
-                                 (top, np.full(top.size, s_coarse), firsts, lasts)])
+                found = _extent(noisy[:k], s_fine, segments, merged, top, s_coarse, firsts, lasts)
                 if found is None:
                     raise PrivacyError(f"column '{name}': too few rows to locate its values under DP with this budget "
                                        f"(noise {s:.3g} per count); declare its bounds public (schema `public: true` "
@@ -303,8 +308,9 @@ def release_domain(schema: TableSchema, frame: pd.DataFrame, rho: float, delta: 
         if col.kind == ColumnKind.NUMERICAL and "min" in up:
             d = up.get("decimals", col.decimals)
             up["min"], up["max"] = _round_bounds(up["min"], up["max"], d)
-            if d == 0 and "bounds" in estimated.get(name, []) and 1 < up["min"] <= 1 + SNAP_SHARE * (up["max"] - up["min"]):
-                up["min"] = 1.0  # a public prior: counts and scores start at 1 (post-processing, no cost)
+            lo, hi = up["min"], up["max"]
+            if d == 0 and "bounds" in estimated.get(name, []) and 1 < lo <= min(SNAP_MAX, 1 + SNAP_SHARE * (hi - lo)):
+                up["min"] = 1.0  # a public convention: scales and counts start at 1 (post-processing, no cost)
             up["dtype"] = "int64" if d == 0 else "float64"
     released = schema.model_copy(deep=True)
     released.columns = [c.model_copy(update=updates[c.name]) if c.name in updates else c.model_copy()
@@ -351,30 +357,65 @@ def _levels(noisy: np.ndarray, sigma: float, segments: list[tuple[int, int]], fa
     return np.add.reduceat(noisy, starts), sigma * np.sqrt(ends - starts), starts, ends
 
 
-def _extent(levels: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]) -> tuple[int, int] | None:
-    """First and last fine cell of the support (post-processing of noisy histograms), finest level first.
+def _core(agg: np.ndarray, s: np.ndarray, rate: float) -> tuple[int, int] | None:
+    """Outermost cells clearing the threshold an empty cell passes with probability `rate` over the level,
+    grown outward through neighbours above 2 sigma (where a false pass is only one cell away)."""
+    hit = np.flatnonzero(agg >= _z(rate / max(agg.size, 1)) * s)
+    if hit.size == 0:
+        return None
+    a, b = int(hit[0]), int(hit[-1])
+    while a > 0 and agg[a - 1] >= Z_GROW * s[a - 1]:
+        a -= 1
+    while b < agg.size - 1 and agg[b + 1] >= Z_GROW * s[b + 1]:
+        b += 1
+    return a, b
 
-    At the finest level that shows anything: cells clearing a threshold that an empty cell passes with
-    probability `GRID_FALSE_RATE` over the whole level, grown outward through neighbours clearing
-    2 sigma (the tails, where a false pass is only one cell away). Each level is (counts, noise per
-    cell, first and end fine cell of each cell); coarser levels serve small tables whose values spread
-    thinly over many fine cells. When even the coarsest level shows nothing at that rate, a laxer one
-    (`FALLBACK_FALSE_RATE`): crude, as little as the budget can say. None when even that shows nothing."""
-    for depth, (agg, s, starts, ends) in enumerate(levels):
-        hit = np.flatnonzero(agg >= _z(GRID_FALSE_RATE / agg.size) * s)
-        if hit.size == 0 and depth < len(levels) - 1:
-            continue
-        if hit.size == 0:  # too few rows for this budget: a laxer test at the coarsest level
-            hit = np.flatnonzero(agg >= _z(FALLBACK_FALSE_RATE / agg.size) * s)
-            if hit.size == 0:
-                return None
-        a, b = int(hit[0]), int(hit[-1])
-        while a > 0 and agg[a - 1] >= Z_GROW * s[a - 1]:
-            a -= 1
-        while b < agg.size - 1 and agg[b + 1] >= Z_GROW * s[b + 1]:
-            b += 1
-        return int(starts[a]), int(ends[b]) - 1
-    return None
+
+def _descend(fine: np.ndarray, s_fine: float, merged: int, first: int, end: int, low: bool) -> int:
+    """Inside a cell known to hold rows: its outermost part (a cell of `merged` fine cells, then a fine
+    cell) that shows anything at `FALLBACK_FALSE_RATE` (few candidates, so a laxer test); the part's
+    own edge when nothing inside it does."""
+    if end - first > merged:
+        starts = np.arange(first, end, merged)
+        widths = np.minimum(starts + merged, end) - starts
+        sums = np.add.reduceat(fine[first:end], starts - first)
+        ok = np.flatnonzero(sums >= _z(FALLBACK_FALSE_RATE / starts.size) * s_fine * np.sqrt(widths))
+        if ok.size == 0:
+            return first if low else end - 1
+        i = int(ok[0] if low else ok[-1])
+        first, end = int(starts[i]), int(starts[i] + widths[i])
+    cells = np.arange(first, end)
+    inner = np.flatnonzero(fine[cells] >= _z(FALLBACK_FALSE_RATE / cells.size) * s_fine)
+    if inner.size == 0:
+        return int(cells[0] if low else cells[-1])
+    return int(cells[inner[0] if low else inner[-1]])
+
+
+def _extent(fine: np.ndarray, s_fine: float, segments: list[tuple[int, int]], merged: int,
+            coarse: np.ndarray, s_coarse: float, firsts: np.ndarray, ends: np.ndarray) -> tuple[int, int] | None:
+    """First and last fine cell of the support (post-processing of the two noisy histograms).
+
+    Three views, the widest wins: the fine grid's core (cells clearing a threshold that an empty cell
+    passes with probability `GRID_FALSE_RATE` over the grid, grown through neighbours above 2 sigma);
+    the same on cells of `merged` fine ones (noise sigma * sqrt(merged)), which a thinner spread
+    clears; and the coarse histogram (decades): its outermost cells clearing the threshold (or, for a
+    table too small for that, `FALLBACK_FALSE_RATE`). The outermost cells of the two coarser views are
+    searched inward for their outermost populated part, so a view's coarse edge does not widen the
+    bounds for nothing. None when even the coarse histogram shows nothing."""
+    fine_core = _core(*_levels(fine, s_fine, segments, 1)[:2], GRID_FALSE_RATE)
+    found = [fine_core] if fine_core is not None else []
+    agg, s, starts, stops = _levels(fine, s_fine, segments, merged)
+    views = [(_core(agg, s, GRID_FALSE_RATE), starts, stops)]
+    sc = np.full(coarse.size, s_coarse)
+    views.append((_core(coarse, sc, GRID_FALSE_RATE) or _core(coarse, sc, FALLBACK_FALSE_RATE), firsts, ends))
+    for core, starts, stops in views:
+        if core is not None:
+            a, b = core
+            found.append((_descend(fine, s_fine, merged, int(starts[a]), int(stops[a]), True),
+                          _descend(fine, s_fine, merged, int(starts[b]), int(stops[b]), False)))
+    if not found:
+        return None
+    return min(f[0] for f in found), max(f[1] for f in found)
 
 
 class _Null:
