@@ -247,7 +247,6 @@ def test_the_dp_sgd_vae_pays_for_its_domain_and_stores_no_planted_value(planted,
     g = m.privacy_guarantee()
     assert g["epsilon"] <= 3.0 * 1.01 and set(g["parts"]) == {"domain", "training"}
     assert g["domain"]["public"] == [] and "no column declared public" in g["statement"]
-    assert m.n_rows_ != len(planted) or abs(m.n_rows_ - len(planted)) < 1000  # noisy (rarely equal by chance)
     assert _holds_planted(m.save(tmp_path / "vae.npz")) == []
     out = m.sample(5000, seed=0)
     assert not (out["native_country"] == "ZZ_SECRET").any() and out["age"].max() < 150

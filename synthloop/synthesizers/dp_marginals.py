@@ -539,12 +539,10 @@ class DPMarginalSynthesizer(BaseSynthesizer):
                          + (f"; declared public: {', '.join(dom.public)}" if dom.public else "; no column declared public"),
         }
 
-    def privacy_guarantee(self) -> dict[str, Any]:
+    def privacy_guarantee(self) -> dict[str, Any] | None:
         """The guarantee this model gives, as data and as one sentence (budget per part, what is public)."""
         info = getattr(self, "privacy_", None)
-        if info is None:
-            raise DataError(f"this {type(self).__name__} is not fitted yet: call fit(data) first")
-        return dict(info)
+        return dict(info) if info is not None else None  # not fitted: nothing is guaranteed yet
 
     # -- persistence --------------------------------------------------------------------------------
     def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
