@@ -72,8 +72,11 @@ class FewShotPool:
 
         fs = col.llm.few_shot  # type: ignore[union-attr]
         assert fs is not None
-        path = spec.base_dir / fs.file
         where = f"{spec.source}: columns[{index}].llm.few_shot"
+        try:  # checked again here, at reading: the spec may have been built without the loader
+            path = spec.resolve_file(fs.file)
+        except (ValueError, OSError) as exc:
+            raise SpecError(f"{where}.file: seed file {exc}") from None
         try:
             df = read_table(path)
         except DataError as exc:

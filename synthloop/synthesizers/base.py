@@ -101,7 +101,7 @@ class BaseSynthesizer:
         elif isinstance(schema, dict):
             schema = infer_schema(data, overrides=schema)
         self.schema_ = schema if isinstance(schema, TableSchema) else infer_schema(data)
-        self.schema_ = self._release_schema(data, self.schema_)
+        self.schema_, data = self._release(self.schema_, data)
         self.codec_ = TableCodec(self.schema_)
         from synthloop.constraints.enforce import fit_constraints
 
@@ -113,16 +113,17 @@ class BaseSynthesizer:
         self._fit(encoded, self._rng)
         return self
 
+    def _release(self, schema: TableSchema, data: pd.DataFrame) -> tuple[TableSchema, pd.DataFrame]:
+        """The schema the model stores and the rows it learns; models without a formal guarantee
+        coarsen both (synthloop.synthesizers._release). The default keeps them as they are."""
+        return schema, data
+
     def _fit(self, encoded: dict[str, np.ndarray], rng: np.random.Generator) -> None:
         raise NotImplementedError
 
-    # Differentially private models release their domain before learning (see synthloop.privacy.domain)
+    # Differentially private models release their domain in `_release` (see synthloop.privacy.domain)
     # and encode values outside it as -2 (nulls stay -1), so that they can leave them out.
     _encode_options: ClassVar[dict[str, Any]] = {}
-
-    def _release_schema(self, data: pd.DataFrame, schema: TableSchema) -> TableSchema:
-        """The schema the model may learn and store; DP models replace what they may not read for free."""
-        return schema
 
     # -- sampling ----------------------------------------------------------------------------
     def _check_fitted(self) -> None:
@@ -226,8 +227,10 @@ class BaseSynthesizer:
                 if bad.any():
                     cats = col.categories or []
                     shown = ", ".join(map(repr, cats[:10])) + (", ..." if len(cats) > 10 else "")
-                    raise ConditionError(f"condition on '{name}': value {values[bad].iloc[0]!r} never occurs in the "
-                                         f"training data, so it cannot be sampled; known values: {shown}")
+                    released = next((n for n in col.notes if " released as " in n), None)  # transforms.release
+                    why = f"is not a value the model learned ({released})" if released else "never occurs in the training data"
+                    raise ConditionError(f"condition on '{name}': value {values[bad].iloc[0]!r} {why}, so it cannot be "
+                                         f"sampled; known values: {shown}")
                 out[name] = {"mask": mask, "codes": enc, "exact": values.to_numpy(dtype=object)}
             else:
                 bad = mask & np.isnan(enc)

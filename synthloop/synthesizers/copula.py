@@ -16,6 +16,7 @@ from scipy.special import ndtri
 from scipy.stats import truncnorm
 
 from synthloop.schema import ColumnKind
+from synthloop.synthesizers._release import ReleaseGuardMixin
 from synthloop.synthesizers.base import BaseSynthesizer
 from synthloop.transforms import FrequencyEncoder, QuantileNormalEncoder
 
@@ -32,14 +33,21 @@ def _nearest_correlation(corr: np.ndarray, floor: float = 1e-6) -> np.ndarray:
     return fixed / np.outer(d, d)
 
 
-class GaussianCopulaSynthesizer(BaseSynthesizer):
-    """Fast, fully vectorized Gaussian copula. `random_state` seeds fitting and the default sample stream."""
+class GaussianCopulaSynthesizer(ReleaseGuardMixin, BaseSynthesizer):
+    """Fast, fully vectorized Gaussian copula. `random_state` seeds fitting and the default sample stream.
+
+    `privacy_k` (default 5; 0 = off): no category or exact number held by fewer than `privacy_k` rows
+    is stored or generated (rare categories become `rare_label`; margins are quantile knots that are
+    frequent values or round cuts between values; outliers clipped), see synthloop.transforms.release.
+    """
 
     name = "copula"
 
     def __init__(self, random_state: int | None = 0, n_knots: int = 4097, gibbs_sweeps: int = 25,
-                 order_categories: bool = True, schema: Any = None):
+                 order_categories: bool = True, privacy_k: int = 5, rare_label: Any = "other", schema: Any = None):
         self.random_state = random_state
+        self.privacy_k = privacy_k
+        self.rare_label = rare_label
         self.order_categories = order_categories
         self.n_knots = n_knots
         self.gibbs_sweeps = gibbs_sweeps
@@ -88,6 +96,7 @@ class GaussianCopulaSynthesizer(BaseSynthesizer):
         return orders
 
     def _fit(self, encoded: dict[str, np.ndarray], rng: np.random.Generator) -> None:
+        encoded = self._clip_released(encoded)
         latents: list[dict[str, Any]] = []
         encoders: list[Any] = []
         scores: list[np.ndarray] = []
@@ -111,7 +120,7 @@ class GaussianCopulaSynthesizer(BaseSynthesizer):
                 latents.append({"column": col.name, "role": "missing"})
                 encoders.append(enc)
                 scores.append(enc.transform(nan.astype(np.int64), rng))
-            enc = QuantileNormalEncoder(self.n_knots).fit(x[~nan])
+            enc = QuantileNormalEncoder(self.n_knots, self._release_k()).fit(x[~nan])
             z = np.zeros(x.size)
             z[~nan] = enc.transform(x[~nan], rng)
             latents.append({"column": col.name, "role": "value"})

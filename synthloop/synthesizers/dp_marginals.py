@@ -126,7 +126,8 @@ class DPMarginalSynthesizer(BaseSynthesizer):
         self.schema = schema
 
     # -- the domain: public or paid for (synthloop.privacy.domain) -------------------------------
-    def _release_schema(self, data: pd.DataFrame, schema: TableSchema) -> TableSchema:
+    def _release(self, schema: TableSchema, data: pd.DataFrame) -> tuple[TableSchema, pd.DataFrame]:
+        """The schema this model may store: public columns as declared, the rest paid for under DP."""
         if self.domain not in ("dp", "public"):
             raise DataError(f"domain must be 'dp' (estimate it under DP) or 'public' (declared in the schema), got {self.domain!r}")
         share = float(self.domain_share) if self.domain == "dp" else 0.0
@@ -167,7 +168,7 @@ class DPMarginalSynthesizer(BaseSynthesizer):
                               f"{cut} (the 1-way marginals' own noise, no extra rho)")
         dom.schema = released
         self.domain_ = dom
-        return released
+        return released, data
 
     @staticmethod
     def _one_way_sigma(schema: TableSchema, rho: float) -> float:

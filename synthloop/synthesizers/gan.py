@@ -24,6 +24,7 @@ from synthloop.synthesizers._torch import (
     split_validation, torch_seed, torch_threads,
 )
 from synthloop.synthesizers._conditional import RejectionSamplingMixin
+from synthloop.synthesizers._release import ReleaseGuardMixin
 from synthloop.synthesizers.base import BaseSynthesizer
 
 
@@ -116,7 +117,7 @@ class _CondSampler:
         return self.order[col, pick]
 
 
-class GANSynthesizer(RejectionSamplingMixin, BaseSynthesizer):
+class GANSynthesizer(RejectionSamplingMixin, ReleaseGuardMixin, BaseSynthesizer):
     """CTGAN-style conditional GAN. `epochs`/`max_seconds` bound training; `random_state` seeds it."""
 
     name = "gan"
@@ -128,7 +129,7 @@ class GANSynthesizer(RejectionSamplingMixin, BaseSynthesizer):
                  pac: int = 10, gp_lambda: float = 10.0, log_frequency: bool = True, max_modes: int = 10,
                  validation_share: float = 0.1, patience: int | None = 30, device: str = "auto", n_threads: int | None = 1,
                  random_state: int | None = 0, verbose: bool = False, max_condition_rounds: int = 20,
-                 schema: Any = None):
+                 privacy_k: int = 5, rare_label: Any = "other", schema: Any = None):
         self.epochs = epochs
         self.max_seconds = max_seconds
         self.batch_size = batch_size
@@ -150,6 +151,8 @@ class GANSynthesizer(RejectionSamplingMixin, BaseSynthesizer):
         self.random_state = random_state
         self.verbose = verbose
         self.max_condition_rounds = max_condition_rounds
+        self.privacy_k = privacy_k  # release guard, see synthloop.transforms.release
+        self.rare_label = rare_label
         self.schema = schema
 
     # -- activation -------------------------------------------------------------------------------
@@ -194,6 +197,7 @@ class GANSynthesizer(RejectionSamplingMixin, BaseSynthesizer):
             self._fit_impl(encoded, rng)
 
     def _fit_impl(self, encoded: dict[str, np.ndarray], rng: np.random.Generator) -> None:
+        encoded = self._clip_released(encoded)
         dev = resolve_device(self.device)
         seed = int(rng.integers(2**31))
         n = self.n_rows_

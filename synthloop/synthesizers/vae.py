@@ -20,6 +20,7 @@ from synthloop.synthesizers._torch import (
     torch_threads,
 )
 from synthloop.synthesizers._conditional import RejectionSamplingMixin
+from synthloop.synthesizers._release import ReleaseGuardMixin
 from synthloop.synthesizers.base import BaseSynthesizer
 
 
@@ -54,7 +55,7 @@ class _Decoder(nn.Module):
         return self.seq(z)
 
 
-class VAESynthesizer(RejectionSamplingMixin, BaseSynthesizer):
+class VAESynthesizer(RejectionSamplingMixin, ReleaseGuardMixin, BaseSynthesizer):
     """TVAE-style variational autoencoder. `epochs`/`max_seconds` bound training; `random_state` seeds it."""
 
     name = "vae"
@@ -66,7 +67,8 @@ class VAESynthesizer(RejectionSamplingMixin, BaseSynthesizer):
                  validation_share: float = 0.1, patience: int | None = 20, device: str = "auto", n_threads: int | None = 1,
                  random_state: int | None = 0, verbose: bool = False, max_condition_rounds: int = 20,
                  epsilon: float | None = None, delta: float = 1e-6, max_grad_norm: float = 1.0,
-                 domain: str = "dp", domain_share: float = 0.1, schema: Any = None):
+                 domain: str = "dp", domain_share: float = 0.1, privacy_k: int = 5, rare_label: Any = "other",
+                 schema: Any = None):
         self.epochs = epochs
         self.max_seconds = max_seconds
         self.batch_size = batch_size
@@ -89,6 +91,8 @@ class VAESynthesizer(RejectionSamplingMixin, BaseSynthesizer):
         self.max_grad_norm = max_grad_norm
         self.domain = domain  # with epsilon: "dp" pays for the undeclared domain (domain_share), "public" refuses it
         self.domain_share = domain_share
+        self.privacy_k = privacy_k  # release guard (synthloop.transforms.release); DP-SGD fits own their domain
+        self.rare_label = rare_label
         self.schema = schema
 
     # -- DP: the domain is public or paid for (synthloop.privacy.domain) ---------------------------
@@ -96,9 +100,10 @@ class VAESynthesizer(RejectionSamplingMixin, BaseSynthesizer):
     def _encode_options(self) -> dict[str, Any]:  # type: ignore[override]
         return {"strict": False, "unknown": -2} if self.epsilon is not None else {}
 
-    def _release_schema(self, data: Any, schema: Any) -> Any:
+    def _release(self, schema: Any, data: Any) -> tuple[Any, Any]:
+        """Without epsilon: the release guard (ReleaseGuardMixin). With it: the domain public or paid for."""
         if self.epsilon is None:
-            return schema
+            return super()._release(schema, data)
         from synthloop.errors import DataError
         from synthloop.privacy import domain as dp_domain
         from synthloop.privacy.accounting import Budget
@@ -121,7 +126,7 @@ class VAESynthesizer(RejectionSamplingMixin, BaseSynthesizer):
         budget.spend("domain", rho, self.domain_.delta,
                      note="bounds, categories, decimals, missing shares, id patterns, row count" if plan else "row count")
         self.budget_ = budget
-        return self.domain_.schema
+        return self.domain_.schema, data
 
     def _public_rows(self, encoded: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Rows inside the released domain (numbers clipped to it; a row with a category or null the domain
@@ -187,6 +192,7 @@ class VAESynthesizer(RejectionSamplingMixin, BaseSynthesizer):
             self._fit_impl(encoded, rng)
 
     def _fit_impl(self, encoded: dict[str, np.ndarray], rng: np.random.Generator) -> None:
+        encoded = self._clip_released(encoded)
         dev = resolve_device(self.device)
         seed = int(rng.integers(2**31))
         private = self.epsilon is not None
