@@ -14,7 +14,8 @@ null). So each column's domain is either
     over the whole grid, grown into neighbours above 2 sigma (a DP estimate of the extreme quantiles: a
     value held by a few rows never moves a bound); the decades serve tables too small for the fine grid;
   - datetime bounds: the same over a public grid of calendar months (and decades), 1800 to 2200;
-  - decimals: a noisy histogram of each row's number of decimals; the largest that clears 3 sigma;
+  - decimals: a noisy histogram of each row's number of decimals (0 to 6, or more); the largest whose
+    noisy count clears the threshold an empty cell passes with probability 1e-6;
   - categories (and id patterns): OpenDP's Gaussian threshold mechanism over the observed values: a
     value is kept only if its noisy count clears a threshold calibrated to the delta set aside for
     thresholds, so a value seen once never survives; kept values are sorted by value, not frequency;
@@ -73,10 +74,6 @@ class DomainRelease:
     sigmas: dict[str, float] = field(default_factory=dict)
     deferred: list[str] = field(default_factory=list)  # categorical columns the caller discovers itself
     threshold_delta_each: float = 0.0  # the delta each thresholded release may spend
-
-    def summary(self) -> dict[str, Any]:
-        return {"public": list(self.public), "estimated": {k: list(v) for k, v in self.estimated.items()},
-                "rho": self.rho, "delta": self.delta}
 
 
 # -- what needs paying for ------------------------------------------------------------------------------

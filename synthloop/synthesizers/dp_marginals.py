@@ -177,7 +177,6 @@ class DPMarginalSynthesizer(BaseSynthesizer):
         return gaussian_sigma(rho / 3 if d > 1 else rho, max(d, 1))
 
     # -- discretization (public information only) ------------------------------------------------
-    # -- discretization (public information only) ------------------------------------------------
     def _cells(self, col) -> dict[str, Any]:
         """Fine cells of one column: `left`, `right`, `point` per cell, and whether the last cell is null."""
         found = getattr(self, "_discovered", {}).get(col.name)
@@ -268,7 +267,8 @@ class DPMarginalSynthesizer(BaseSynthesizer):
             found = self._discovered.get(cell["column"])
             if found is not None:  # measured (and thresholded) when the categories were discovered
                 cats = self.schema_[cell["column"]].categories or []
-                y = np.array([found[c] for c in cats] + ([found[dp_domain.NULL]] if cell["null"] else []), dtype=float)
+                nulls = [found.get(dp_domain.NULL, 0.0)] if cell["null"] else []  # no category kept: all null
+                y = np.array([found[c] for c in cats] + nulls, dtype=float)
             else:
                 y = mechanisms.gaussian_counts(_count(f, k), sigma1)
             noisy1.append(y)
