@@ -34,7 +34,7 @@ def _law(n: int = 3000, seed: int = 0) -> pd.DataFrame:
 
 
 def _model(**kw) -> AutoregressiveSynthesizer:
-    params = dict(epochs=60, max_seconds=20, batch_size=64, emb_dim=8, hidden=96, n_layers=1, patience=6, dropout=0.0,
+    params = dict(epochs=60, max_seconds=None, batch_size=64, emb_dim=8, hidden=96, n_layers=1, patience=6, dropout=0.0,
                   n_threads=1, random_state=0)
     params.update(kw)
     return AutoregressiveSynthesizer(**params)

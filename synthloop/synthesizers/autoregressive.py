@@ -34,6 +34,7 @@ from torch.nn import functional as F
 from synthloop.errors import ModelFileError
 from synthloop.schema import ColumnKind
 from synthloop.synthesizers._release import ReleaseGuardMixin
+from synthloop.synthesizers._torch import check_module_arrays
 from synthloop.synthesizers.base import BaseSynthesizer
 from synthloop.transforms.tokenize import CategoryTokenizer, DatetimeTokenizer, NumericTokenizer
 
@@ -61,7 +62,7 @@ class _Net(nn.Module):
         ord_ = torch.zeros(int(sum(vocab))) if ordinal is None else torch.as_tensor(ordinal, dtype=torch.float32)
         self.register_buffer("ordinal", ord_)
         self.ord_vec = nn.Parameter(torch.randn(c, emb_dim) * 2.0)
-        self.register_buffer("slot_of", torch.repeat_interleave(torch.arange(c), torch.as_tensor(vocab)))
+        self.register_buffer("slot_of", torch.repeat_interleave(torch.arange(c), torch.as_tensor(vocab), output_size=int(sum(vocab))))
         d = c * emb_dim + c
         self.w_in = nn.Parameter(torch.randn(c, d, hidden) / math.sqrt(d))
         self.b_in = nn.Parameter(torch.zeros(c, 1, hidden))
@@ -508,8 +509,17 @@ class AutoregressiveSynthesizer(ReleaseGuardMixin, BaseSynthesizer):
             self.tokenizers_.append(klass.from_state(m, a))
         self.history_ = meta.get("history", [])
         self._layout()
-        self.net_ = _Net(self.vocab_, self.emb_dim, self.hidden, self.n_layers, self.dropout, self.ordinal_)
+
+        def make() -> _Net:
+            return _Net(self.vocab_, self.emb_dim, self.hidden, self.n_layers, self.dropout, self.ordinal_)
+
+        check_module_arrays(make, arrays, "net.")
+        self.net_ = make()
+        derived = {k: v.clone() for k, v in self.net_.named_buffers()}  # what the tokenizers imply
         self.net_.load_state_dict({k[4:]: torch.as_tensor(v) for k, v in arrays.items() if k.startswith("net.")})
+        for k, v in self.net_.named_buffers():
+            if not torch.equal(v, derived[k]):
+                raise ModelFileError(f"model file: array 'net.{k}' does not match the tokenizers in the header")
         self.net_.eval()
 
 

@@ -19,8 +19,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from synthloop.errors import ModelFileError
 from synthloop.synthesizers._torch import (
-    DataLayout, TrainingLoop, arrays_to_module, fidelity_distance, module_to_arrays, resolve_device,
+    DataLayout, TrainingLoop, arrays_to_module, check_module_arrays, fidelity_distance, module_to_arrays, resolve_device,
     split_validation, torch_seed, torch_threads,
 )
 from synthloop.synthesizers._conditional import RejectionSamplingMixin
@@ -341,7 +342,8 @@ class GANSynthesizer(RejectionSamplingMixin, ReleaseGuardMixin, BaseSynthesizer)
         return meta, arrays
 
     def _set_state(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-        self.layout_ = DataLayout.from_state(meta["layout"], {k[7:]: v for k, v in arrays.items() if k.startswith("layout_")})
+        self.layout_ = DataLayout.from_state(meta["layout"], {k[7:]: v for k, v in arrays.items() if k.startswith("layout_")},
+                                             learned={c.name: c for c in self.codec_.learned})
         s = _CondSampler.__new__(_CondSampler)
         s.spans = self.layout_.discrete_spans
         s.n_cols = len(s.spans)
@@ -349,9 +351,20 @@ class GANSynthesizer(RejectionSamplingMixin, ReleaseGuardMixin, BaseSynthesizer)
         if s.n_cols:
             s.offsets = np.cumsum([0] + [sp.size for sp in s.spans])[:-1]
             s.cdf_raw, s.cdf_log, s.cat_count = arrays["cond_cdf_raw"], arrays["cond_cdf_log"], arrays["cond_count"]
+            width = max(sp.size for sp in s.spans)
+            if not (s.cdf_raw.shape == s.cdf_log.shape == (s.n_cols, width) and s.cat_count.shape == (s.dim,)
+                    and s.cdf_raw.dtype.kind == s.cdf_log.dtype.kind == "f"
+                    and bool(np.isfinite(s.cdf_raw).all() and np.isfinite(s.cdf_log).all())):
+                raise ModelFileError(f"model file: arrays 'cond_cdf_raw', 'cond_cdf_log' and 'cond_count' do not fit "
+                                     f"the layout ({s.n_cols} discrete columns, {s.dim} categories)")
         self.sampler_ = s
         self.training_ = meta.get("training")
         dev = resolve_device(self.device)
+
+        def make() -> _Generator:
+            return _Generator(self.embedding_dim + s.dim, tuple(self.generator_dim), self.layout_.dim_)
+
+        check_module_arrays(make, arrays, "gen.")  # before anything is sized from the header
         self._index(dev)
-        self.generator_ = _Generator(self.embedding_dim + s.dim, tuple(self.generator_dim), self.layout_.dim_)
+        self.generator_ = make()
         arrays_to_module(self.generator_, arrays, "gen.").to(dev).eval()

@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from synthloop.synthesizers._torch import (
-    DataLayout, TrainingLoop, arrays_to_module, module_to_arrays, resolve_device, split_validation, torch_seed,
+    DataLayout, TrainingLoop, arrays_to_module, check_module_arrays, module_to_arrays, resolve_device, split_validation,
+    torch_seed,
     torch_threads,
 )
 from synthloop.synthesizers._conditional import RejectionSamplingMixin
@@ -292,9 +293,15 @@ class VAESynthesizer(RejectionSamplingMixin, ReleaseGuardMixin, BaseSynthesizer)
         return {"layout": lmeta, "training": getattr(self, "training_", None), "privacy": getattr(self, "privacy_", None)}, arrays
 
     def _set_state(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-        self.layout_ = DataLayout.from_state(meta["layout"], {k[7:]: v for k, v in arrays.items() if k.startswith("layout_")})
-        self._index()
+        self.layout_ = DataLayout.from_state(meta["layout"], {k[7:]: v for k, v in arrays.items() if k.startswith("layout_")},
+                                             learned={c.name: c for c in self.codec_.learned})
         self.training_ = meta.get("training")
         self.privacy_ = meta.get("privacy")
-        self.decoder_ = _Decoder(self.embedding_dim, tuple(self.decompress_dims), self.layout_.dim_)
+
+        def make() -> _Decoder:
+            return _Decoder(self.embedding_dim, tuple(self.decompress_dims), self.layout_.dim_)
+
+        check_module_arrays(make, arrays, "dec.")  # before anything is sized from the header
+        self._index()
+        self.decoder_ = make()
         arrays_to_module(self.decoder_, arrays, "dec.").to(resolve_device(self.device)).eval()

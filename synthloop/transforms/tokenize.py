@@ -27,7 +27,16 @@ from typing import Any
 
 import numpy as np
 
+from synthloop.errors import ModelFileError
 from synthloop.transforms.release import group_edges, rank_groups, safe_bounds, safe_value_mask
+
+_MAX_YEARS = 10_000  # a saved datetime tokenizer may not claim more years than this (model files are untrusted)
+
+
+def _need(ok: bool, what: str) -> None:
+    """Checks of a saved tokenizer's state (see BaseSynthesizer.load)."""
+    if not ok:
+        raise ModelFileError(f"model file: {what}")
 
 
 def _first_rank(sorted_x: np.ndarray) -> np.ndarray:
@@ -227,6 +236,13 @@ class NumericTokenizer:
 
     @classmethod
     def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> "NumericTokenizer":
+        lo, hi, slo, shi = (arrays.get(k) for k in ("bin_lo", "bin_hi", "sub_lo", "sub_hi"))
+        _need(all(a is not None and a.dtype.kind == "f" for a in (lo, hi, slo, shi)), "numeric tokenizer: float arrays "
+              "bin_lo, bin_hi, sub_lo, sub_hi are needed")
+        _need(type(meta.get("n_sub")) is int and meta["n_sub"] >= 1 and lo.ndim == 1 and lo.shape == hi.shape
+              and slo.shape == shi.shape == (lo.size, meta["n_sub"]), "numeric tokenizer: n_sub and the bin arrays "
+              "do not fit together")
+        _need(isinstance(meta.get("clip"), list) and len(meta["clip"]) == 2, "numeric tokenizer: 'clip' must be 2 numbers")
         tok = cls(meta["n_bins"], meta["n_sub"], meta["rare_k"])
         tok.has_nan_ = bool(meta["has_nan"])
         tok.clip_ = tuple(meta["clip"])
@@ -288,6 +304,12 @@ class CategoryTokenizer:
 
     @classmethod
     def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> "CategoryTokenizer":
+        counts, frequent, rare = (arrays.get(k) for k in ("counts", "frequent", "rare"))
+        _need(all(a is not None and a.ndim == 1 for a in (counts, frequent, rare)) and counts.dtype.kind in "iuf"
+              and frequent.dtype.kind in "iu" and rare.dtype.kind in "iu", "category tokenizer: 1-D arrays counts, "
+              "frequent and rare are needed")
+        _need(bool(((frequent >= 0) & (frequent < counts.size)).all() and ((rare >= 0) & (rare < counts.size)).all()),
+              "category tokenizer: frequent and rare must index counts")
         tok = cls(meta["rare_k"])
         tok.has_nan_ = bool(meta["has_nan"])
         tok.counts_, tok.frequent_, tok.rare_ = arrays["counts"], arrays["frequent"], arrays["rare"]
@@ -628,6 +650,12 @@ class DatetimeTokenizer:
 
     @classmethod
     def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> "DatetimeTokenizer":
+        n_years = meta.get("n_years")
+        _need(type(n_years) is int and 1 <= n_years <= min(meta.get("max_years") or 0, _MAX_YEARS),
+              f"datetime tokenizer: n_years must be between 1 and max_years (at most {_MAX_YEARS})")
+        _need(all(arrays.get(k) is not None and arrays[k].shape == (size,)
+                  for k, size in (("months_seen", 12), ("days_seen", 31), ("wdays_seen", 7))),
+              "datetime tokenizer: arrays months_seen, days_seen, wdays_seen must have 12, 31 and 7 entries")
         tok = cls(meta["n_bins"], meta["n_sub"], meta["rare_k"], meta["max_years"])
         tok.has_nan_ = bool(meta["has_nan"])
         tok.usable_ = True
