@@ -27,6 +27,10 @@ def register(app: typer.Typer) -> None:
         max_seconds: Optional[float] = typer.Option(None, "--max-seconds", help="Time budget for training, in seconds."),
         epsilon: Optional[float] = typer.Option(None, "--epsilon", help="Differential-privacy budget (dp model; vae via DP-SGD)."),
         delta: Optional[float] = typer.Option(None, "--delta", help="DP delta (default 1e-6)."),
+        domain: Optional[str] = typer.Option(None, "--domain", help="DP models: where each column's bounds, categories, "
+                                             "decimals and missing share come from: dp (default: estimated under DP from "
+                                             "10%% of the budget unless the --schema YAML declares them `public: true`) or "
+                                             "public (every column must be declared public; refused otherwise)."),
         seed: int = typer.Option(0, "--seed", help="Random seed: same seed, same model, same rows."),
         encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of CSV/JSONL input."),
     ) -> None:
@@ -44,7 +48,7 @@ def register(app: typer.Typer) -> None:
             df = read_table(data, encoding=encoding)
             bar.update(task, advance=1, description=f"inferring schema ({len(df):,} rows x {df.shape[1]} columns)")
             sch = infer_schema(df, overrides=load_schema_overrides(schema), source=str(schema))
-            synth = make_synthesizer(model, seed, epochs, max_seconds, epsilon, delta, shape=df.shape)
+            synth = make_synthesizer(model, seed, epochs, max_seconds, epsilon, delta, domain, shape=df.shape)
             budget = getattr(synth, "max_seconds", None)
             bar.update(task, advance=1, description=f"fitting {synth.name}" + (f" (budget {budget:g} s)" if budget else ""))
             t0 = time.perf_counter()

@@ -183,6 +183,7 @@ class FixedCombinations(Constraint):
 
     def fit(self, df: pd.DataFrame) -> "FixedCombinations":
         if self.combinations is None:
+            self.combinations_from_rows = True  # DP models refuse this: the combinations are private
             g = df[self.columns].astype(object).where(df[self.columns].notna(), None).value_counts(dropna=False, sort=False)
             self.combinations = [[_plain(v) for v in (k if isinstance(k, tuple) else (k,))] for k in g.index]
             self.counts = [int(c) for c in g.to_numpy()]
@@ -334,7 +335,7 @@ _ALIASES = {"fixedcombinations": "fixed_combinations", "combinations": "fixed_co
 def constraint_from_dict(spec: dict[str, Any] | str, where: str = "constraints") -> Constraint:
     """Build a rule from its YAML/JSON mapping (or a bare expression string)."""
     if isinstance(spec, str):
-        return ExpressionConstraint(spec)
+        spec = {"type": "expression", "expression": spec}
     if not isinstance(spec, dict):
         raise SchemaError(f"{where}: a constraint is a mapping with a 'type', got {spec!r}")
     spec = dict(spec)
@@ -350,6 +351,8 @@ def constraint_from_dict(spec: dict[str, Any] | str, where: str = "constraints")
         return RULES[kind](**spec)
     except TypeError as exc:
         raise SchemaError(f"{where}: bad fields for a {kind} constraint ({exc})") from None
+    except SchemaError as exc:  # name the place the rule was declared (file, header, list index)
+        raise SchemaError(f"{where}: {exc}") from None
 
 
 def parse_constraints(items: Iterable[Constraint | dict[str, Any] | str] | None, source: str = "constraints") -> list[Constraint]:

@@ -18,6 +18,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from synthloop.errors import SynthloopError
 from synthloop.generate.diversity import diversity_report, near_duplicates
 from synthloop.generate.expr import parse_expression
 from synthloop.generate.planner import Plan, cell_seed, make_plan
@@ -336,6 +337,11 @@ class PromptedGenerator:
             kept = len(done)
             where = f" in {journal.path}" if journal is not None and journal.path.exists() else ""
             raise GenerationInterrupted(f"interrupted: {kept} of {plan.n} rows are saved{where}; run the same command again to resume") from None
+        except SynthloopError:
+            if journal is not None and not done:  # e.g. a template refused on the first row: leave nothing behind
+                journal.close()
+                journal.remove()
+            raise
         finally:
             if journal is not None:
                 journal.close()

@@ -60,7 +60,7 @@ def resolve_model(name: str, shape: Optional[tuple[int, int]] = None) -> str:
 
 
 def make_synthesizer(model: str, seed: int, epochs: Optional[int] = None, max_seconds: Optional[float] = None,
-                     epsilon: Optional[float] = None, delta: Optional[float] = None,
+                     epsilon: Optional[float] = None, delta: Optional[float] = None, domain: Optional[str] = None,
                      shape: Optional[tuple[int, int]] = None) -> Any:
     """An unfitted synthesizer from command-line style options; flags a model does not take are refused.
 
@@ -75,7 +75,8 @@ def make_synthesizer(model: str, seed: int, epochs: Optional[int] = None, max_se
         max_seconds = default_budget(*shape) if shape is not None else AUTO_BUDGET_MAX_S
     params: dict[str, Any] = {"random_state": seed}
     accepted = klass._get_param_names()
-    for flag, key, value in (("--epochs", "epochs", epochs), ("--epsilon", "epsilon", epsilon), ("--delta", "delta", delta)):
+    for flag, key, value in (("--epochs", "epochs", epochs), ("--epsilon", "epsilon", epsilon), ("--delta", "delta", delta),
+                             ("--domain", "domain", domain)):
         if value is None:
             continue
         if key not in accepted:
