@@ -1,7 +1,9 @@
 """Run every benchmark in this folder, one after another (timed runs must not overlap).
 
 `python benchmarks/run_all.py fuzz copula` runs only bench_fuzz.py and bench_copula.py (bench_fuzz is the
-issue-13 fuzzing run; on its own, `python benchmarks/bench_fuzz.py --quick` runs a tenth of its cases)."""
+issue-13 fuzzing run; on its own, `python benchmarks/bench_fuzz.py --quick` runs a tenth of its cases).
+`python benchmarks/run_all.py cli` runs bench_cli.py: the CLI's start-up time and a copula fit + sample
+of Adult through two CLI processes vs SDV's in-process GaussianCopula (issue 13, item 7)."""
 import subprocess
 import sys
 from pathlib import Path
