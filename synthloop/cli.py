@@ -318,6 +318,8 @@ from synthloop.evaluate.commands import register as _register_evaluate
 _register_evaluate(app)
 from synthloop.refine.commands import register as _register_refine
 _register_refine(app)
+from synthloop.commands.audit import register as _register_audit
+_register_audit(app)
 
 
 def main() -> None:
