@@ -93,6 +93,27 @@ def _seeded(seed: int) -> Iterator[None]:
         np.random.set_state(state)
 
 
+@contextlib.contextmanager
+def _captured_logs(name: str) -> Iterator[list[str]]:
+    """Collect what a library logs (warnings and up) instead of letting it print to stderr."""
+    import logging
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            notes.append(record.getMessage())
+
+    notes: list[str] = []
+    logger = logging.getLogger(name)
+    handler, propagate = Collect(logging.WARNING), logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield notes
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
 def _rows(df: pd.DataFrame, n: int, rng: np.random.Generator) -> pd.DataFrame:
     """At most `n` rows of `df` (a seeded subsample, original order), with a fresh 0..n-1 index."""
     if len(df) > n:
@@ -144,11 +165,14 @@ def anonymeter_risks(train: pd.DataFrame, synthetic: pd.DataFrame, control: pd.D
     and control rows are subsampled to one size (at most `max_rows`), so Anonymeter needs no size
     correction, which it would fit on an unseeded subsample. Risks (0 = no risk, 1 = total):
     - singling out: predicates that isolate one synthetic row, checked on the training rows;
-      univariate and multivariate (3 columns), the headline is the larger;
+      univariate and multivariate (3 columns; at most 50 x `n_attacks` predicates tried), the
+      headline is the larger;
     - linkability: the columns split at random into two halves; an attacker who knows one half of
       a person's row links it to the other half through the nearest synthetic rows;
     - inference: each column in turn (`secrets`, default all learned columns, at most `max_secrets`)
-      guessed from all the others; the headline is the largest risk over columns.
+      guessed from all the others; the headline is the largest risk over columns. Where control rows
+      are guessed right almost always (a column that is nearly always 0), Anonymeter's normalised
+      risk (attack - control) / (1 - control) is noisy: read its interval.
     Deterministic for a given `seed`. Raises `AttackUnavailable` without Anonymeter.
     """
     if not anonymeter_available():
@@ -166,16 +190,19 @@ def anonymeter_risks(train: pd.DataFrame, synthetic: pd.DataFrame, control: pd.D
     if not cols:
         raise DataError("anonymeter_risks: no learned column is shared by the three tables")
     n_att = int(max(1, min(n_attacks, n)))
-    out: dict[str, Any] = {"n_attacks": n_att, "rows_train": n, "rows_control": n, "rows_synthetic": len(syn),
+    # Anonymeter's default (10 million query attempts) runs for hours where few 3-column predicates
+    # single out a row (e.g. a table of one continuous and two small categorical columns)
+    max_attempts = int(max(5_000, 50 * n_att))
+    out: dict[str, Any] = {"n_attacks": n_att, "singling_out_max_attempts": max_attempts, "rows_train": n, "rows_control": n, "rows_synthetic": len(syn),
                            "confidence_level": confidence_level, "columns": cols}
-    with warnings.catch_warnings(), _seeded(seed):
+    with warnings.catch_warnings(), _seeded(seed), _captured_logs("anonymeter") as notes:
         warnings.simplefilter("ignore")
         so: dict[str, Any] = {}
         for mode in ("univariate", "multivariate"):
             if mode == "multivariate" and len(cols) < 2:
                 continue
-            ev = SinglingOutEvaluator(ori=ori, syn=syn, control=ctl, n_attacks=n_att,
-                                      n_cols=min(3, len(cols)), seed=seed).evaluate(mode=mode)
+            ev = SinglingOutEvaluator(ori=ori, syn=syn, control=ctl, n_attacks=n_att, n_cols=min(3, len(cols)),
+                                      max_attempts=max_attempts, seed=seed).evaluate(mode=mode)
             so[mode] = _risk(ev, confidence_level)
         worst = max(so.values(), key=lambda r: r["risk"])
         out["singling_out"] = {"risk": worst["risk"], "ci": worst["ci"], **so}
@@ -199,6 +226,8 @@ def anonymeter_risks(train: pd.DataFrame, synthetic: pd.DataFrame, control: pd.D
                 top = max(per, key=lambda r: r["risk"])
                 out["inference"] = {"risk": top["risk"], "ci": top["ci"], "secret": top["secret"],
                                     "mean_risk": float(np.mean([r["risk"] for r in per])), "per_column": per}
+    if notes:
+        out["notes"] = sorted(set(notes))
     return out
 
 
