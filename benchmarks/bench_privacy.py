@@ -7,14 +7,16 @@ Per dataset (../shared/data: adult 48,842 rows, credit_default_taiwan 30,000 row
 subset first): a random 80/20 split (seed) into training and holdout rows; `--canaries` k canary rows
 (synthloop.evaluate.attacks.make_canaries: unique category strings, out-of-range extremes) planted in the
 training rows, k more held out. Every model learns the training rows and samples as many rows as the
-training table has (the figures below), then is fitted again on the planted rows for the canary exposure. Cases: our copula, our autoregressive model (`--ar-seconds` budget), our DP model
-at each `--epsilons` with the domain paid for (`domain="dp"`) and declared public (schema `public: true`,
-the domain taken from the training rows without canaries, as public knowledge would be), SDV 2.x
+training table has (the figures below), then is fitted again on the planted rows for the canary
+exposure. Cases: our copula, our autoregressive model (`--ar-seconds` budget), our DP model at each
+`--epsilons` with the domain paid for (`domain="dp"`) and declared public (schema `public: true`, the
+domain taken from the training rows without canaries, as public knowledge would be), SDV 2.x
 GaussianCopula and TVAE (`--tvae-epochs`). Per case one JSON line:
 - quality: SDMetrics' own QualityReport score (metadata: our schema's `to_sdv_metadata()`), full tables;
 - utility: TSTR / TRTR ROC AUC of the target (HistGradientBoosting, tested on the holdout);
 - Anonymeter's singling-out, linkability and inference risks with their 95% confidence intervals
-  (`--n-attacks` attacks each; control = holdout rows);
+  (`--n-attacks` attacks each; control = holdout rows; inference on the target and `--max-secrets` - 1
+  other columns);
 - mia_auc: distance-based membership attack (privacy.py); domias_auc: DOMIAS density attack;
 - canaries: planted canaries whose unique values show up in the output or in the model file (SDV's
   models are pickles; they are searched as bytes), beside the held-out canaries (false-positive baseline).

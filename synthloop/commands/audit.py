@@ -62,14 +62,17 @@ def register(app: typer.Typer) -> None:
             table.add_row("canaries with a value in the model file", str(fig["canaries_in_model_file"]),
                           str(fig["held_out_canaries_in_model_file"]))
         out.print(table)
-        out.print(f"membership attack on the canaries: AUC {fig['canary_mia_auc']:.3f} (0.5 = cannot tell planted from held out), "
-                  f"advantage {fig['canary_mia_advantage']:.3f}", highlight=False)
-        out.print(f"output rows with a number beyond the real table's range: {fig.get('rows_beyond_real_range', 0):,}", highlight=False)
-        leaked = fig["canaries_released"] or fig.get("canaries_in_model_file", 0)
-        out.print("verdict: " + ("the model releases planted values: " + ", ".join(fig["columns_released"][:8])
-                                 if fig["canaries_released"] else
-                                 "no canary value in the output" + ("; the model file holds canary values, handle it like the data"
-                                                                    if leaked else " or the model file")), highlight=False, markup=False)
+        out.print(f"membership attack on the canaries: AUC {fig['canary_mia_auc']:.3f} "
+                  f"(0.5 = cannot tell planted from held out), advantage {fig['canary_mia_advantage']:.3f}", highlight=False)
+        out.print(f"output rows with a number beyond the real table's range: {fig.get('rows_beyond_real_range', 0):,}",
+                  highlight=False)
+        if fig["canaries_released"]:
+            verdict = "the model releases planted values, in columns " + ", ".join(fig["columns_released"][:8])
+        elif fig.get("canaries_in_model_file"):
+            verdict = "no canary value in the output, but the model file holds some: handle it like the data"
+        else:
+            verdict = "no canary value in the output or the model file"
+        out.print(f"verdict: {verdict}", highlight=False, markup=False)
         if json_out:
             write_text(json.dumps(fig, indent=2), json_out)
             out.print(f"wrote {json_out}", highlight=False)

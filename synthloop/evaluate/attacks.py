@@ -193,8 +193,9 @@ def anonymeter_risks(train: pd.DataFrame, synthetic: pd.DataFrame, control: pd.D
     # Anonymeter's default (10 million query attempts) runs for hours where few 3-column predicates
     # single out a row (e.g. a table of one continuous and two small categorical columns)
     max_attempts = int(max(5_000, 50 * n_att))
-    out: dict[str, Any] = {"n_attacks": n_att, "singling_out_max_attempts": max_attempts, "rows_train": n, "rows_control": n, "rows_synthetic": len(syn),
-                           "confidence_level": confidence_level, "columns": cols}
+    out: dict[str, Any] = {"n_attacks": n_att, "singling_out_max_attempts": max_attempts, "rows_train": n,
+                           "rows_control": n, "rows_synthetic": len(syn), "confidence_level": confidence_level,
+                           "columns": cols}
     with warnings.catch_warnings(), _seeded(seed), _captured_logs("anonymeter") as notes:
         warnings.simplefilter("ignore")
         so: dict[str, Any] = {}
