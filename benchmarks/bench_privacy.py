@@ -1,6 +1,6 @@
 """Issue 12 benchmark: privacy under attack, our models beside SDV's, on Adult and credit, in one run.
 
-    flock /tmp/synthloop-bench.lock .venv/bin/python benchmarks/bench_privacy.py
+    flock /tmp/synthloop-bench.lock .venv/bin/python benchmarks/bench_privacy.py   # about 35 min on 2 cores
     python benchmarks/bench_privacy.py --rows 3000 --quick            # a few minutes: proves it end to end
 
 Per dataset (../shared/data: adult 48,842 rows, credit_default_taiwan 30,000 rows; `--rows` takes a random

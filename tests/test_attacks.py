@@ -136,7 +136,7 @@ def test_the_suite_reports_attacks_in_json_and_html(split):
 
     train, holdout, fresh, schema = split
     res = evaluate(train.iloc[:600], fresh.iloc[:600], holdout=holdout.iloc[:600], schema=schema, detection=False,
-                   plots=False, n_attacks=40)
+                   plots=False, n_attacks=40, target="income")
     att = res["privacy"]["attacks"]
     assert 0.35 < att["domias_auc"] < 0.65
     json.loads(res.to_json())
@@ -145,6 +145,8 @@ def test_the_suite_reports_attacks_in_json_and_html(split):
     if attacks.anonymeter_available():
         assert att["anonymeter"]["singling_out"]["ci"][0] <= att["anonymeter"]["singling_out"]["risk"]
         assert "Singling-out risk" in html and "Anonymeter risk (highest)" in [c["name"] for c in res.cards]
+        secrets = [r["secret"] for r in att["anonymeter"]["inference"]["per_column"]]
+        assert secrets[0] == "income" and len(secrets) == 6  # the target first, then 5 columns at random
     no_attacks = evaluate(train.iloc[:300], fresh.iloc[:300], holdout=holdout.iloc[:300], schema=schema,
                           detection=False, plots=False, attacks=False)
     assert "attacks" not in no_attacks["privacy"]

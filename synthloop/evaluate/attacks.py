@@ -169,8 +169,8 @@ def anonymeter_risks(train: pd.DataFrame, synthetic: pd.DataFrame, control: pd.D
       headline is the larger;
     - linkability: the columns split at random into two halves; an attacker who knows one half of
       a person's row links it to the other half through the nearest synthetic rows;
-    - inference: each column in turn (`secrets`, default all learned columns, at most `max_secrets`)
-      guessed from all the others; the headline is the largest risk over columns. Where control rows
+    - inference: each column in turn (`secrets`, default all learned columns; at most `max_secrets`:
+      the first ones given, else drawn at random) guessed from all the others; the headline is the largest risk over columns. Where control rows
       are guessed right almost always (a column that is nearly always 0), Anonymeter's normalised
       risk (attack - control) / (1 - control) is noisy: read its interval.
     Deterministic for a given `seed`. Raises `AttackUnavailable` without Anonymeter.
@@ -216,8 +216,9 @@ def anonymeter_risks(train: pd.DataFrame, synthetic: pd.DataFrame, control: pd.D
             out["linkability"] = {**_risk(ev, confidence_level, n_neighbors=k), "aux_cols": [list(a) for a in aux],
                                   "n_neighbors": k}
             chosen = [s for s in (secrets or cols) if s in cols]
-            if max_secrets is not None and len(chosen) > max_secrets:
-                chosen = [chosen[i] for i in np.sort(rng.choice(len(chosen), max_secrets, replace=False))]
+            if max_secrets is not None and len(chosen) > max_secrets:  # given secrets: the first ones
+                chosen = chosen[:max_secrets] if secrets else \
+                    [chosen[i] for i in np.sort(rng.choice(len(chosen), max_secrets, replace=False))]
             per = []
             for s in chosen:
                 ev = InferenceEvaluator(ori=ori, syn=syn, control=ctl, aux_cols=[c for c in cols if c != s], secret=s,
@@ -328,14 +329,23 @@ def domias_attack(train: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.Data
 
 
 def attack_figures(train: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame, schema: TableSchema | None = None,
-                   *, n_attacks: int = 300, max_rows: int = 5_000, seed: int = 0) -> dict[str, Any]:
-    """The suite's attack section: DOMIAS always, Anonymeter when installed (else a note saying how)."""
+                   *, n_attacks: int = 300, max_rows: int = 5_000, seed: int = 0, target: str | None = None,
+                   max_secrets: int = 6) -> dict[str, Any]:
+    """The suite's attack section: DOMIAS always, Anonymeter when installed (else a note saying how).
+
+    Anonymeter's inference attack guesses `target` (when given) and other learned columns drawn at
+    random, `max_secrets` in all: each column costs one more attack run.
+    """
     schema = schema or infer_schema(train)
+    cols = [c.name for c in learned_columns(schema, train, synthetic, holdout)]
+    others = [c for c in cols if c != target]
+    pick = np.random.default_rng(seed).permutation(len(others))[: max(0, max_secrets - (target in cols))]
+    secrets = ([target] if target in cols else []) + [others[i] for i in np.sort(pick)]
     out: dict[str, Any] = dict(domias_attack(train, synthetic, holdout, schema, max_members=max_rows // 5,
                                              max_reference=max_rows, seed=seed))
     if anonymeter_available():
         out["anonymeter"] = anonymeter_risks(train, synthetic, holdout, schema, n_attacks=n_attacks,
-                                             max_rows=max_rows, seed=seed)
+                                             max_rows=max_rows, seed=seed, secrets=secrets or None)
     else:
         out["anonymeter"] = {"skipped": ANONYMETER_MISSING}
     return out

@@ -271,7 +271,7 @@ def evaluate(real: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame 
     `threads`: OpenMP/BLAS/torch threads while evaluating (1 is robust on a busy shared machine).
     `attacks`: with a holdout, also run the attack suite (`synthloop.evaluate.attacks`: DOMIAS density
     membership attack; Anonymeter's singling-out, linkability and inference risks with `n_attacks`
-    attacks each, when Anonymeter is installed).
+    attacks each, when Anonymeter is installed; inference on `target` and 5 other columns).
     """
     with limited_threads(threads):
         return _evaluate(real, synthetic, holdout, target, protected, schema, constraints, seed, detection, plots, max_rows,
@@ -316,7 +316,8 @@ def _evaluate(real: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame
         from synthloop.evaluate.attacks import attack_figures
 
         t = time.perf_counter()
-        priv["attacks"] = attack_figures(real, synthetic, holdout, schema, n_attacks=n_attacks, max_rows=max_rows, seed=seed)
+        priv["attacks"] = attack_figures(real, synthetic, holdout, schema, n_attacks=n_attacks, max_rows=max_rows,
+                                         seed=seed, target=target)
         timings["attacks"] = time.perf_counter() - t
 
     run = None
