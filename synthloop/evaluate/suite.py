@@ -103,14 +103,18 @@ def verdicts(d: dict[str, Any]) -> list[dict[str, Any]]:
             (2, "poor", "Synthetic data piles up around training rows: an attacker can spot who was in the training data.")],
             higher_is_better=False)})
     an = att.get("anonymeter") or {}
-    risks = {k: an[k]["risk"] for k in ("singling_out", "linkability", "inference") if an.get(k)}
+    risks = {k: an[k] for k in ("singling_out", "linkability", "inference") if an.get(k)}
     if risks:
-        worst = max(risks, key=lambda k: risks[k])
-        name = worst.replace("_", "-")
-        cards.append({"name": "Anonymeter risk (highest)", "value": risks[worst], "ideal": 0.0, **_band(risks[worst], [
-            (0.1, "good", f"Singling out, linkage and inference work hardly better on training rows than on unseen rows (highest: {name})."),
-            (0.3, "fair", f"The {name} attack works noticeably better on training rows than on unseen rows."),
-            (2, "poor", f"The {name} attack succeeds on many training rows: the synthetic data reveals individuals.")],
+        # judged on the lower end of each 95% interval: a few hundred attacks leave wide intervals, and
+        # a point estimate of 0.2 whose interval reaches 0 is no evidence of a risk
+        worst = max(risks, key=lambda k: (risks[k]["ci"][0], risks[k]["risk"]))
+        r, (lo, hi) = risks[worst], risks[worst]["ci"]
+        name, ci = worst.replace("_", "-"), f"interval {lo:.2f} to {hi:.2f}"
+        cards.append({"name": "Anonymeter risk (highest)", "value": r["risk"], "ideal": 0.0, **_band(lo, [
+            (0.05, "good", f"No Anonymeter attack is clearly more successful on training rows than on unseen rows "
+                           f"(most certain: {name}, {ci})."),
+            (0.2, "fair", f"The {name} attack works somewhat better on training rows than on unseen rows ({ci})."),
+            (2, "poor", f"The {name} attack succeeds on many training rows ({ci}): the synthetic data reveals individuals.")],
             higher_is_better=False)})
     ecr = p.get("exact_copy_rate")
     base = p.get("holdout_exact_copy_rate")
