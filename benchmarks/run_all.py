@@ -1,4 +1,7 @@
-"""Run every benchmark in this folder, one after another (timed runs must not overlap)."""
+"""Run every benchmark in this folder, one after another (timed runs must not overlap).
+
+`python benchmarks/run_all.py fuzz copula` runs only bench_fuzz.py and bench_copula.py (bench_fuzz is the
+issue-13 fuzzing run; on its own, `python benchmarks/bench_fuzz.py --quick` runs a tenth of its cases)."""
 import subprocess
 import sys
 from pathlib import Path

@@ -148,7 +148,10 @@ def _parse_condition(text: str, schema: TableSchema) -> tuple[str, Any]:
 @app.command()
 def sample(
     model: Path = typer.Argument(..., help="Model file written by `synthloop fit`."),
-    n: Optional[int] = typer.Option(None, "-n", "--rows", help="Rows to draw (default: as many as the training table)."),
+    n: Optional[int] = typer.Option(None, "-n", "--rows",
+                                    help="Rows to draw (default: as many as the training table), at most 1,000,000,000. "
+                                         "More than 1,000,000 rows are drawn in batches of 1,000,000 (batch i seeded "
+                                         "from --seed and i, so the output is deterministic) streamed to the file."),
     output: Path = typer.Option(..., "-o", "--output", help="Output table; format from the extension: .csv, .parquet, .jsonl."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for this draw (default: the model's seed)."),
     condition: Optional[list[str]] = typer.Option(None, "--condition", "-c",
@@ -156,8 +159,14 @@ def sample(
     known: Optional[Path] = typer.Option(None, "--known", help="Table of known columns; one output row per row, the rest filled in."),
 ) -> None:
     """Draw new rows from a saved model, optionally conditioned."""
+    from synthloop.io import write_table_batches
     from synthloop.synthesizers import load_synthesizer
+    from synthloop.synthesizers.base import BATCH_ROWS, MAX_TOTAL_ROWS
 
+    if n is not None and not 1 <= n <= MAX_TOTAL_ROWS:
+        raise ConditionError(f"-n {n}: draw between 1 and {MAX_TOTAL_ROWS:,} rows per run")
+    if seed is not None and seed < 0:
+        raise ConditionError(f"--seed {seed}: a seed is a whole number >= 0")
     synth = load_synthesizer(model)
     conditions: Any = None
     if known is not None:
@@ -167,15 +176,14 @@ def sample(
     elif condition:
         conditions = dict(_parse_condition(c, synth.schema_) for c in condition)
     rows = n if n is not None or isinstance(conditions, pd.DataFrame) else synth.n_rows_
+    total = rows if rows is not None else len(conditions)
     with _progress() as progress:
-        task = progress.add_task(f"sampling {rows if rows is not None else len(conditions):,} rows", total=2)
+        task = progress.add_task(f"sampling {total:,} rows", total=total)
         t0 = time.perf_counter()
-        df = synth.sample(rows, seed=seed, conditions=conditions)
+        batches = synth.sample_batches(rows, seed=seed, conditions=conditions, batch_rows=BATCH_ROWS)
+        _, written = write_table_batches(batches, output, on_batch=lambda k: progress.update(task, advance=k))
         sample_s = time.perf_counter() - t0
-        progress.update(task, advance=1, description=f"writing {output.name}")
-        write_table(df, output)
-        progress.update(task, advance=1, description="done")
-    out.print(f"sampled {len(df):,} rows in {sample_s:.2f} s")
+    out.print(f"sampled {written:,} rows in {sample_s:.2f} s")
     out.print(f"wrote {output}")
 
 

@@ -6,7 +6,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import pandas as pd
 
@@ -138,3 +138,74 @@ def read_yaml(path: str | Path, error: type[SynthloopError] = SynthloopError, wh
         line = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise error(f"{p}{line}: not valid YAML: {problem}") from None
+
+
+def write_table_batches(batches: Iterable[pd.DataFrame], path: str | Path,
+                        on_batch: Callable[[int], None] | None = None) -> tuple[Path, int]:
+    """Stream DataFrames with the same columns to one file by extension (CSV/TSV/JSONL appended,
+    optionally .gz/.bz2/.xz; Parquet one row group per batch), atomically: the file appears, whole,
+    only after the last batch. `on_batch(rows)` is called after each batch. Returns (path, rows)."""
+    fmt = table_format(path)
+    suffix = Path(path).suffix.lower()
+    if suffix == ".zip":
+        raise DataError(f"{path}: writing .zip is not supported; use .gz")
+    rows = 0
+    with atomic_path(path) as tmp:
+        if fmt == "parquet":
+            rows = _write_parquet_batches(batches, tmp, path, on_batch)
+        else:
+            opener: Callable[..., Any] = open
+            if suffix in (".gz", ".bz2", ".xz"):
+                import bz2
+                import gzip
+                import lzma
+
+                opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}[suffix]
+            with opener(tmp, "wt", encoding="utf-8", newline="") as fh:
+                first = True
+                for df in batches:
+                    if fmt == "jsonl":
+                        if len(df):
+                            fh.write(df.to_json(orient="records", lines=True, date_format="iso").rstrip("\n") + "\n")
+                    else:
+                        df.to_csv(fh, index=False, header=first, sep="\t" if fmt == "tsv" else ",", lineterminator="\n")
+                    first = False
+                    rows += len(df)
+                    if on_batch is not None:
+                        on_batch(len(df))
+    return Path(path), rows
+
+
+def _write_parquet_batches(batches: Iterable[pd.DataFrame], tmp: Path, path: str | Path,
+                           on_batch: Callable[[int], None] | None) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    writer, schema, rows = None, None, 0
+    try:
+        for df in batches:
+            if writer is None:
+                table = pa.Table.from_pandas(df, preserve_index=False)
+                # a column without any value in the first batch gets a type later batches can fill
+                schema = pa.schema([f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in table.schema],
+                                   metadata=table.schema.metadata)
+                table = table.cast(schema)
+                writer = pq.ParquetWriter(tmp, schema)
+            else:
+                promoted = [f.name for f in schema if f.type == pa.string() and f.name in df.columns]
+                df = df.assign(**{c: df[c].astype("string") for c in promoted}) if promoted else df
+                try:
+                    table = pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+                except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError) as exc:
+                    raise DataError(f"{path}: a later batch of rows does not fit the Parquet column types of the first "
+                                    f"({' '.join(str(exc).split())[:120]}); write .csv or .jsonl, or sample fewer rows") from None
+            writer.write_table(table)
+            rows += len(df)
+            if on_batch is not None:
+                on_batch(len(df))
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is None:  # no batch at all: an empty file with no columns
+        pq.write_table(pa.table({}), tmp)
+    return rows

@@ -34,7 +34,7 @@ def _law(n: int = 3000, seed: int = 0) -> pd.DataFrame:
 
 
 def _model(**kw) -> AutoregressiveSynthesizer:
-    params = dict(epochs=60, max_seconds=20, batch_size=64, emb_dim=8, hidden=96, n_layers=1, patience=6, dropout=0.0,
+    params = dict(epochs=60, max_seconds=None, batch_size=64, emb_dim=8, hidden=96, n_layers=1, patience=6, dropout=0.0,
                   n_threads=1, random_state=0)
     params.update(kw)
     return AutoregressiveSynthesizer(**params)
@@ -131,9 +131,13 @@ def test_privacy_guard_hides_outliers_and_rare_categories():
     assert s["x"].max() < 1000.0 and s["x"].min() > -900.0  # clipped to the 5th extreme values
     assert s["x"].max() <= np.sort(x)[-5] + 1e-9
     tok = m.tokenizers_[1]
-    assert isinstance(tok, CategoryTokenizer) and set(tok.rare_) == {list(m.schema_["city"].categories).index(v) for v in ("tiny1", "tiny2")}
+    # the rare values are released as one label, the protected token's only value; neither is stored
+    assert "tiny1" not in m.schema_["city"].categories and "tiny2" not in m.schema_["city"].categories
+    assert isinstance(tok, CategoryTokenizer) and set(tok.rare_) == {m.schema_["city"].categories.index("other")}
+    assert not s["city"].isin(["tiny1", "tiny2"]).any()
     off = _model(epochs=1, privacy_k=0).fit(df)
     assert off.tokenizers_[0].clip_ == (-900.0, 2000.0)
+    assert {"tiny1", "tiny2"} <= set(off.schema_["city"].categories)  # guard off: learned as they are
 
 
 def test_numeric_tokens_keep_spikes_exact_and_resolution_fine():

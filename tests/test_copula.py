@@ -63,7 +63,8 @@ def test_condition_on_range_shifts_the_dependent_column(mixed_table, fitted):
 
 def test_rare_category_condition_needs_no_rejection(adult):
     model = GaussianCopulaSynthesizer().fit(adult.head(20000))
-    rare = adult.head(20000)["native_country"].value_counts().index[-1]
+    counts = adult.head(20000)["native_country"].value_counts()
+    rare = counts[counts >= model.privacy_k].index[-1]  # the rarest value the model may release
     syn = model.sample(1000, conditions={"native_country": rare, "income": ">50K"})
     assert len(syn) == 1000 and (syn["native_country"] == rare).all() and (syn["income"] == ">50K").all()
 
@@ -102,7 +103,9 @@ def test_corrupt_model_file_is_a_clear_error(tmp_path):
 
 def test_single_row_and_all_null_column_are_handled():
     df = pd.DataFrame({"a": [3], "b": ["x"], "c": [None]})
-    syn = GaussianCopulaSynthesizer().fit(df).sample(4)
+    syn = GaussianCopulaSynthesizer().fit(df).sample(4)  # the release guard never gives the one row back
+    assert (syn["a"] != 3).all() and (syn["b"] == "other").all() and syn["c"].isna().all()
+    syn = GaussianCopulaSynthesizer(privacy_k=0).fit(df).sample(4)
     assert (syn["a"] == 3).all() and (syn["b"] == "x").all() and syn["c"].isna().all()
 
 
@@ -110,9 +113,12 @@ def test_fifty_thousand_level_categorical_is_fast_and_invents_nothing():
     rng = np.random.default_rng(0)
     n = 60000
     df = pd.DataFrame({"code": [f"k{i % 50000}" for i in range(n)], "x": rng.normal(size=n)})
-    model = GaussianCopulaSynthesizer().fit(df, infer_schema(df, overrides={"columns": {"code": {"kind": "categorical"}}}))
+    schema = infer_schema(df, overrides={"columns": {"code": {"kind": "categorical"}}})
+    model = GaussianCopulaSynthesizer(privacy_k=0).fit(df, schema)  # guard off: every level is learned
     syn = model.sample(10000)
     assert syn["code"].isin(set(df["code"])).all()
+    guarded = GaussianCopulaSynthesizer().fit(df, schema)  # each level is on 1 or 2 rows: none is released
+    assert guarded.schema_["code"].categories == ["other"] and (guarded.sample(100)["code"] == "other").all()
 
 
 def test_no_work_in_constructor_and_sample_before_fit_errors():

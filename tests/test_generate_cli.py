@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -63,19 +64,20 @@ def test_generate_writes_data_and_summary(spec: Path, tmp_path: Path) -> None:
 def test_kill_9_then_resume_loses_and_repeats_no_row(spec: Path, tmp_path: Path) -> None:
     out = tmp_path / "t.csv"
     journal = journal_path_for(out)
-    with FakeOpenAIServer(delay=0.1) as srv:
+    with FakeOpenAIServer(hold_after=9) as srv:  # the 10th request waits: the kill lands mid-run
         args = ["generate", str(spec), "-o", str(out), "--base-url", srv.base_url, "--no-cache"]
         proc = subprocess.Popen([sys.executable, "-m", "synthloop.cli", *args], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 60
         while time.time() < deadline:
-            if journal.exists() and len(journal.read_text().splitlines()) >= 9:
+            if srv.held == 1 and journal.exists() and len(journal.read_text().splitlines()) >= 10:
                 break
             time.sleep(0.05)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
+        srv.release()
         saved = [json.loads(l) for l in journal.read_text().splitlines()[1:] if l.endswith("}")]
-        assert 8 <= len(saved) < 30 and not out.exists()
+        assert len(saved) == 9 and not out.exists()
         calls_before = len(srv.requests)
         r = run_cli(*args)
         assert r.returncode == 0, r.stderr
@@ -110,21 +112,52 @@ def test_bad_spec_exits_2_with_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in r.stderr
 
 
+# The child restores the default Ctrl-C action first. A test run started in the background by a
+# non-interactive shell (`make test &`, some CI runners) inherits an *ignored* SIGINT, and CPython
+# then never raises KeyboardInterrupt: the run finished with return code 0 despite the signal. That,
+# plus a signal that could arrive after a fast run had finished, is what made this test flaky; the
+# product itself honours an ignored SIGINT, as Unix programs started in the background should.
+CLI_WITH_CTRL_C = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                   "sys.argv[0] = 'synthloop'; from synthloop.cli import main; main()")
+
+
+def _collect(stream, lines: list[str], until: str, seen: threading.Event) -> None:
+    for line in stream:
+        lines.append(line)
+        if until in line:
+            seen.set()
+    seen.set()
+
+
 def test_ctrl_c_keeps_finished_rows_and_says_how_to_resume(spec: Path, tmp_path: Path) -> None:
     out = tmp_path / "t.csv"
     journal = journal_path_for(out)
-    with FakeOpenAIServer(delay=0.1) as srv:
-        proc = subprocess.Popen([sys.executable, "-m", "synthloop.cli", "generate", str(spec), "-o", str(out),
+    lines: list[str] = []
+    seen = threading.Event()
+    # 4 requests are answered, the 5th is held until the test releases it: the signal provably
+    # arrives mid-run, with exactly 4 finished rows
+    with FakeOpenAIServer(hold_after=4) as srv:
+        proc = subprocess.Popen([sys.executable, "-c", CLI_WITH_CTRL_C, "generate", str(spec), "-o", str(out),
                                  "--base-url", srv.base_url, "--no-cache"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.time() + 60
-        while time.time() < deadline and not (journal.exists() and len(journal.read_text().splitlines()) >= 4):
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130
-    assert "run the same command again to resume" in err and "Traceback" not in err
-    assert len(journal.read_text().splitlines()) >= 4 and not out.exists()
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        reader = threading.Thread(target=_collect, args=(proc.stderr, lines, "run the same command again", seen), daemon=True)
+        reader.start()
+        try:
+            deadline = time.time() + 60
+            while time.time() < deadline and not (srv.held == 1 and journal.exists() and len(journal.read_text().splitlines()) == 5):
+                time.sleep(0.02)
+            assert srv.held == 1 and proc.poll() is None, "".join(lines)
+            proc.send_signal(signal.SIGINT)
+            assert seen.wait(60), "".join(lines)
+        finally:
+            srv.release()  # the held request's thread ends, so the interrupted process can exit
+        proc.wait(timeout=60)
+        reader.join(10)
+    err = "".join(lines)
+    assert proc.returncode == 130, err
+    assert "interrupted: 4 of 30 rows are saved" in err and "run the same command again to resume" in err
+    assert "Traceback" not in err
+    assert len(journal.read_text().splitlines()) == 5 and not out.exists()
 
 
 @pytest.mark.slow

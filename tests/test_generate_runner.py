@@ -128,8 +128,14 @@ def test_torn_last_journal_line_is_dropped(tmp_path: Path) -> None:
     j.close()
     with open(j.path, "a") as fh:
         fh.write('{"row": 1, "status": "o')
-    assert list(Journal(j.path, "fp").load()) == [0]
-    assert j.path.read_text().endswith("}\n")
+    again = Journal(j.path, "fp")
+    torn = j.path.read_bytes()
+    assert list(again.load()) == [0]
+    assert j.path.read_bytes() == torn  # loading reads only
+    assert len(again.warnings) == 1 and "j.jsonl:3: dropped an unfinished last line" in again.warnings[0]
+    again.open()  # appending starts by dropping the torn line, so it cannot end up in the middle
+    again.close()
+    assert j.path.read_text().endswith("}\n") and len(j.path.read_text().splitlines()) == 2
 
 
 def test_journal_of_another_spec_is_refused(tmp_path: Path) -> None:

@@ -88,3 +88,14 @@ def test_ids_stay_unique_after_redraws(data):
     honest = GaussianCopulaSynthesizer(random_state=0).fit(train)
     out, report = ProtectionFilter().fit(train, hold.assign(row_id="R0"), honest.schema_).sample(_Copier(train, honest), 300, seed=2)
     assert report.rounds >= 2 and out["row_id"].is_unique
+
+
+def test_wide_categories_as_codes_give_the_same_distances_as_one_hot(data, monkeypatch):
+    import synthloop.synthesizers.protection as protection
+
+    train, hold = data
+    onehot = ProtectionFilter().fit(train, hold)
+    monkeypatch.setattr(protection, "_ONEHOT_MAX", 0)  # every category column compared as codes
+    codes = ProtectionFilter().fit(train, hold)
+    assert codes.train_codes_.shape[1] == 1 and onehot.train_codes_.shape[1] == 0
+    np.testing.assert_allclose(codes.real_distances_, onehot.real_distances_, atol=1e-9)

@@ -4,6 +4,8 @@ Expressions are parsed with `ast` and walked by a small interpreter over pandas 
 column names, numbers/strings/booleans, arithmetic (+ - * / // % **), comparisons (including
 chains `a < b < c`), `and`/`or`/`not`, and a few whitelisted functions are allowed. Nothing is ever
 passed to `eval`, attribute access and subscripts are refused, so a schema file cannot run code.
+The limits on length, nesting, integer size and text repetition (synthloop._safe_expr) are shared
+with the spec expression language, so a rule in a model header cannot hang `sample` either.
 """
 from __future__ import annotations
 
@@ -14,20 +16,33 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from synthloop.errors import SchemaError
+from synthloop import _safe_expr as _safe
+from synthloop.errors import SchemaError, SynthloopError
 
-_BINOPS: dict[type, Callable[[Any, Any], Any]] = {
-    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-    ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow,
-}
+_BINOPS = frozenset({ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow})
 _CMPOPS: dict[type, Callable[[Any, Any], Any]] = {
     ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge,
 }
+
+
+def _reduce(fn: Callable[[Any, Any], Any]) -> Callable[..., Any]:
+    def call(*args: Any) -> Any:  # row-wise min/max of two or more values (never NumPy's `out`)
+        out = args[0]
+        for a in args[1:]:
+            out = fn(out, a)
+        return out
+
+    return call
+
+
 _FUNCS: dict[str, Callable[..., Any]] = {
-    "abs": np.abs, "round": lambda x, d=0: np.round(x, int(d)), "sqrt": np.sqrt, "log": np.log, "exp": np.exp,
-    "min": np.minimum, "max": np.maximum, "floor": np.floor, "ceil": np.ceil,
+    "abs": _safe.one_arg(np.abs), "round": lambda x, d=0: np.round(x, int(d)), "sqrt": _safe.one_arg(np.sqrt),
+    "log": _safe.one_arg(np.log), "exp": _safe.one_arg(np.exp), "min": _reduce(np.minimum),
+    "max": _reduce(np.maximum), "floor": _safe.one_arg(np.floor), "ceil": _safe.one_arg(np.ceil),
     "len": lambda s: pd.Series(s).astype("string").str.len(),
 }
+_ARITY: dict[str, tuple[int, int | None]] = {**{f: (1, 1) for f in _FUNCS}, "round": (1, 2), "min": (2, None),
+                                             "max": (2, None)}
 
 
 def _to_values(x: Any) -> Any:
@@ -50,60 +65,66 @@ def _to_values(x: Any) -> Any:
 
 class Expression:
     """A parsed rule over columns. `is_valid(df)` is vectorized; `target` is the column a rule of the
-    form `col == <expr>` (or `<expr> == col`) defines, which makes it repairable."""
+    form `col == <expr>` (or `<expr> == col`) defines, which makes it repairable. Reading is linear
+    in the length of the text and bounded by the limits in synthloop._safe_expr."""
 
     def __init__(self, text: str, rtol: float = 1e-6, atol: float = 1e-6):
         self.text = text
         self.rtol, self.atol = rtol, atol
-        try:
-            tree = ast.parse(text.strip(), mode="eval")
-        except SyntaxError as exc:
-            raise SchemaError(f"constraint expression {text!r}: not valid syntax ({exc.msg} at column {exc.offset})") from None
+        tree, self._source = _safe.parse(text, self._error)
         self.tree = tree.body
         self.columns: list[str] = []
-        self._check(self.tree)
+        self._check(tree)
         self.target, self.definition = self._definition()
 
-    def _check(self, node: ast.AST) -> None:
-        if isinstance(node, ast.Name):
-            if node.id not in self.columns and node.id not in ("True", "False"):
-                self.columns.append(node.id)
-        elif isinstance(node, ast.Constant):
-            if not isinstance(node.value, (int, float, str, bool)) or node.value is None:
-                raise SchemaError(f"constraint expression {self.text!r}: constant {node.value!r} is not allowed")
-        elif isinstance(node, ast.BinOp):
-            if type(node.op) not in _BINOPS:
-                raise SchemaError(f"constraint expression {self.text!r}: operator {type(node.op).__name__} is not allowed")
-            self._check(node.left)
-            self._check(node.right)
-        elif isinstance(node, ast.UnaryOp):
-            if not isinstance(node.op, (ast.USub, ast.UAdd, ast.Not)):
-                raise SchemaError(f"constraint expression {self.text!r}: operator {type(node.op).__name__} is not allowed")
-            self._check(node.operand)
-        elif isinstance(node, ast.BoolOp):
-            for v in node.values:
-                self._check(v)
-        elif isinstance(node, ast.Compare):
-            for op in node.ops:
-                if type(op) not in _CMPOPS and not isinstance(op, (ast.Eq, ast.NotEq, ast.In, ast.NotIn)):
-                    raise SchemaError(f"constraint expression {self.text!r}: comparison {type(op).__name__} is not allowed")
-            self._check(node.left)
-            for c in node.comparators:
-                self._check(c)
-        elif isinstance(node, (ast.List, ast.Tuple)):
-            for e in node.elts:
-                if not isinstance(e, ast.Constant):
-                    raise SchemaError(f"constraint expression {self.text!r}: lists may only hold constants")
-        elif isinstance(node, ast.Call):
-            if not isinstance(node.func, ast.Name) or node.func.id not in _FUNCS or node.keywords:
-                name = node.func.id if isinstance(node.func, ast.Name) else ast.unparse(node.func)
-                raise SchemaError(f"constraint expression {self.text!r}: function {name!r} is not allowed; "
-                                  f"allowed: {', '.join(sorted(_FUNCS))}")
-            for a in node.args:
-                self._check(a)
-        else:
-            raise SchemaError(f"constraint expression {self.text!r}: {type(node).__name__} ({ast.unparse(node)!r}) "
-                              "is not allowed; use column names, numbers, arithmetic, comparisons, and/or/not")
+    def _error(self, message: str) -> SchemaError:
+        return SchemaError(f"constraint expression {_safe.shorten(str(self.text))!r}: {message}")
+
+    def _check(self, tree: ast.Expression) -> None:
+        nodes = _safe.walk(tree, self._error)
+        src, fail = self._source, self._error
+        seen: set[str] = set()
+        lists_ok: set[int] = set()  # literal lists after 'in' / 'not in'
+        for node, parent in nodes:
+            if isinstance(node, ast.Expression):
+                continue
+            if isinstance(node, ast.Name):
+                if isinstance(parent, ast.Call) and parent.func is node:
+                    continue  # a function name, checked with its call
+                if node.id not in seen and node.id not in ("True", "False"):
+                    seen.add(node.id)
+                    self.columns.append(node.id)
+            elif isinstance(node, ast.Constant):
+                if not isinstance(node.value, (int, float, str, bool)) or node.value is None:
+                    raise fail(f"constant {_safe.snippet(src, node)} is not allowed")
+            elif isinstance(node, ast.BinOp):
+                if type(node.op) not in _BINOPS:
+                    raise fail(f"operator {type(node.op).__name__} is not allowed")
+            elif isinstance(node, ast.UnaryOp):
+                if not isinstance(node.op, (ast.USub, ast.UAdd, ast.Not)):
+                    raise fail(f"operator {type(node.op).__name__} is not allowed")
+            elif isinstance(node, ast.BoolOp):
+                pass
+            elif isinstance(node, ast.Compare):
+                for op, comp in zip(node.ops, node.comparators):
+                    if type(op) not in _CMPOPS and not isinstance(op, (ast.Eq, ast.NotEq, ast.In, ast.NotIn)):
+                        raise fail(f"comparison {type(op).__name__} is not allowed")
+                    if isinstance(op, (ast.In, ast.NotIn)) and isinstance(comp, (ast.List, ast.Tuple)):
+                        lists_ok.add(id(comp))
+            elif isinstance(node, (ast.List, ast.Tuple)):
+                if id(node) not in lists_ok:
+                    raise fail(f"'{_safe.snippet(src, node)}': a list is only allowed after 'in', e.g. city in ['Paris', 'Lyon']")
+                if not all(isinstance(e, ast.Constant) for e in node.elts):
+                    raise fail("lists may only hold constants")
+            elif isinstance(node, ast.Call):
+                if not isinstance(node.func, ast.Name) or node.func.id not in _FUNCS or node.keywords:
+                    name = node.func.id if isinstance(node.func, ast.Name) else _safe.snippet(src, node.func)
+                    raise fail(f"function {name!r} is not allowed; allowed: {', '.join(sorted(_FUNCS))}")
+                _safe.check_arity(node.func.id, len(node.args), _ARITY, fail)
+            else:
+                raise fail(f"{type(node).__name__} ({_safe.snippet(src, node)!r}) is not allowed; use column names, "
+                           "numbers, arithmetic, comparisons, and/or/not")
+        _safe.fold_constants(nodes, src, fail)
 
     def _definition(self) -> tuple[str | None, ast.AST | None]:
         t = self.tree
@@ -117,42 +138,56 @@ class Expression:
 
     # -- evaluation -----------------------------------------------------------------------------
     def evaluate(self, df: pd.DataFrame, node: ast.AST | None = None) -> Any:
-        node = self.tree if node is None else node
+        """The value of the rule (or of `node`, a part of it) for every row of `df`; any failure is
+        one SchemaError naming the rule."""
+        try:
+            with np.errstate(all="ignore"):
+                return self._eval(df, self.tree if node is None else node)
+        except SchemaError:
+            raise
+        except SynthloopError as exc:  # a limit of the guarded operators
+            raise self._error(str(exc)) from None
+        except (RecursionError, MemoryError):
+            raise self._error("too large or too deeply nested to evaluate") from None
+        except Exception as exc:  # text minus a number, bad dates, ...
+            raise self._error(f"cannot be computed on these columns ({type(exc).__name__}: "
+                              f"{_safe.shorten(str(exc), 200)})") from None
+
+    def _eval(self, df: pd.DataFrame, node: ast.AST) -> Any:
         if isinstance(node, ast.Name):
             if node.id in ("True", "False"):
                 return node.id == "True"
             if node.id not in df.columns:
-                raise SchemaError(f"constraint expression {self.text!r}: unknown column '{node.id}'")
+                raise self._error(f"unknown column '{node.id}'")
             return _to_values(df[node.id])
         if isinstance(node, ast.Constant):
-            return node.value
+            return _safe.constant(node.value)
         if isinstance(node, (ast.List, ast.Tuple)):
-            return [e.value for e in node.elts]  # type: ignore[attr-defined]
+            return [_safe.constant(e.value) for e in node.elts]  # type: ignore[attr-defined]
         if isinstance(node, ast.BinOp):
-            with np.errstate(all="ignore"):
-                return _BINOPS[type(node.op)](self.evaluate(df, node.left), self.evaluate(df, node.right))
+            return _safe.binop(type(node.op), self._eval(df, node.left), self._eval(df, node.right))
         if isinstance(node, ast.UnaryOp):
-            v = self.evaluate(df, node.operand)
+            v = self._eval(df, node.operand)
             if isinstance(node.op, ast.Not):
                 return ~_bool(v, len(df))
-            return -v if isinstance(node.op, ast.USub) else v
+            return _safe.unaryop(type(node.op), v)
         if isinstance(node, ast.BoolOp):
-            vals = [_bool(self.evaluate(df, v), len(df)) for v in node.values]
+            vals = [_bool(self._eval(df, v), len(df)) for v in node.values]
             out = vals[0]
             for v in vals[1:]:
                 out = (out & v) if isinstance(node.op, ast.And) else (out | v)
             return out
         if isinstance(node, ast.Compare):
             out = np.ones(len(df), bool)
-            left = self.evaluate(df, node.left)
+            left = self._eval(df, node.left)
             for op, comp in zip(node.ops, node.comparators):
-                right = self.evaluate(df, comp)
+                right = self._eval(df, comp)
                 out &= _bool(self._compare(op, left, right), len(df))
                 left = right
             return out
         if isinstance(node, ast.Call):
-            return _FUNCS[node.func.id](*[self.evaluate(df, a) for a in node.args])  # type: ignore[attr-defined]
-        raise SchemaError(f"constraint expression {self.text!r}: cannot evaluate {ast.unparse(node)!r}")
+            return _safe.small(_FUNCS[node.func.id](*[self._eval(df, a) for a in node.args]))  # type: ignore[attr-defined]
+        raise self._error(f"cannot evaluate {type(node).__name__}")  # pragma: no cover - refused by _check
 
     def _compare(self, op: ast.cmpop, left: Any, right: Any) -> Any:
         if isinstance(op, (ast.In, ast.NotIn)):

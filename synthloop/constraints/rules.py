@@ -334,7 +334,7 @@ _ALIASES = {"fixedcombinations": "fixed_combinations", "combinations": "fixed_co
 def constraint_from_dict(spec: dict[str, Any] | str, where: str = "constraints") -> Constraint:
     """Build a rule from its YAML/JSON mapping (or a bare expression string)."""
     if isinstance(spec, str):
-        return ExpressionConstraint(spec)
+        spec = {"type": "expression", "expression": spec}
     if not isinstance(spec, dict):
         raise SchemaError(f"{where}: a constraint is a mapping with a 'type', got {spec!r}")
     spec = dict(spec)
@@ -350,6 +350,8 @@ def constraint_from_dict(spec: dict[str, Any] | str, where: str = "constraints")
         return RULES[kind](**spec)
     except TypeError as exc:
         raise SchemaError(f"{where}: bad fields for a {kind} constraint ({exc})") from None
+    except SchemaError as exc:  # name the place the rule was declared (file, header, list index)
+        raise SchemaError(f"{where}: {exc}") from None
 
 
 def parse_constraints(items: Iterable[Constraint | dict[str, Any] | str] | None, source: str = "constraints") -> list[Constraint]:

@@ -7,10 +7,18 @@ from typing import Any, Optional
 
 import typer
 from rich.console import Console
+from rich.text import Text
+
+
+API_KEY_ENV_HELP = ("Environment variable holding the API key (overrides the spec's llm.api_key_env; a spec alone "
+                    "may only name variables ending in _API_KEY).")
+ALLOW_DIR_HELP = "A folder besides the spec's own that seed (few-shot) files may lie in (repeatable)."
 
 
 def _apply_overrides(spec: Any, backend: Optional[str], base_url: Optional[str], model: Optional[str],
                      concurrency: Optional[int], seed: Optional[int], unconstrained: bool) -> Any:
+    from pydantic import ValidationError
+
     from synthloop.spec.errors import SpecError
     from synthloop.spec.models import LLMSettings
 
@@ -32,7 +40,13 @@ def _apply_overrides(spec: Any, backend: Optional[str], base_url: Optional[str],
     if unconstrained:
         upd["constrained"] = False
     if upd:
-        spec.llm = LLMSettings.model_validate({**spec.llm.model_dump(), **upd})
+        chosen = spec.llm._key_env_chosen
+        try:
+            spec.llm = LLMSettings.model_validate({**spec.llm.model_dump(), **upd})
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise SpecError(f"--{err['loc'][0]}: {err['msg']}") from None
+        spec.llm._key_env_chosen = chosen
     if seed is not None:
         spec.seed = seed
     return spec
@@ -56,6 +70,8 @@ def register(app: typer.Typer) -> None:
         cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Response cache folder (default $SYNTHLOOP_CACHE_DIR or ~/.cache/synthloop)."),
         unconstrained: bool = typer.Option(False, "--unconstrained", help="Turn JSON-schema constrained decoding off (answers are still validated)."),
         keep_journal: bool = typer.Option(False, "--keep-journal", help="Keep the journal after a finished run."),
+        api_key_env: Optional[str] = typer.Option(None, "--api-key-env", metavar="NAME", help=API_KEY_ENV_HELP),
+        allow_dir: Optional[list[Path]] = typer.Option(None, "--allow-dir", metavar="DIR", help=ALLOW_DIR_HELP),
     ) -> None:
         """Generate a dataset from a YAML spec with samplers and an LLM; resumes an interrupted run."""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -64,7 +80,8 @@ def register(app: typer.Typer) -> None:
         from synthloop.spec import load_spec
 
         console = Console(stderr=True)
-        spec = _apply_overrides(load_spec(spec_path), backend, base_url, model, concurrency, seed, unconstrained)
+        spec = _apply_overrides(load_spec(spec_path, allow_dir or (), api_key_env), backend, base_url, model, concurrency,
+                                seed, unconstrained)
         out = output or Path("outputs") / f"{spec.name}.csv"
         gen = PromptedGenerator(spec, cache_dir=False if no_cache else cache_dir)
         progress = Progress(
@@ -83,7 +100,8 @@ def register(app: typer.Typer) -> None:
 
         try:
             with progress:
-                result = gen.generate(n, out, fresh=fresh, on_progress=on_progress, keep_journal=keep_journal)
+                result = gen.generate(n, out, fresh=fresh, on_progress=on_progress, keep_journal=keep_journal,
+                                      on_warning=lambda m: console.print(Text("warning: ", style="yellow") + Text(m), soft_wrap=True))
         except GenerationInterrupted as exc:
             console.print(f"[yellow]{exc}[/]", highlight=False)
             raise typer.Exit(130)
@@ -117,12 +135,14 @@ def register(app: typer.Typer) -> None:
         base_url: Optional[str] = typer.Option(None, "--base-url"),
         model: Optional[str] = typer.Option(None, "--model"),
         cache_dir: Optional[Path] = typer.Option(None, "--cache-dir"),
+        api_key_env: Optional[str] = typer.Option(None, "--api-key-env", metavar="NAME", help=API_KEY_ENV_HELP),
+        allow_dir: Optional[list[Path]] = typer.Option(None, "--allow-dir", metavar="DIR", help=ALLOW_DIR_HELP),
     ) -> None:
         """Print the exact prompt (system, user, JSON schema, seed) sent for one row."""
         from synthloop.generate.runner import PromptedGenerator
         from synthloop.spec import load_spec
 
-        spec = _apply_overrides(load_spec(spec_path), backend, base_url, model, None, None, False)
+        spec = _apply_overrides(load_spec(spec_path, allow_dir or (), api_key_env), backend, base_url, model, None, None, False)
         gen = PromptedGenerator(spec, cache_dir=cache_dir)
         items = gen.prompts_for_row(row, n, column, run_upstream=not no_run)
         if as_json:

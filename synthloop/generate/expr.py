@@ -5,6 +5,8 @@ numbers, strings, column names, arithmetic, comparisons (`in [..]` too), `and`/`
 `a if cond else b`, and calls of the functions in FUNCTIONS. Nothing is ever passed to eval,
 attributes and subscripts are refused, so a spec cannot reach Python objects.
 Every operation works on whole pandas Series, so one evaluation covers all rows.
+Limits (length, nesting, integer size, text repetition) live in synthloop._safe_expr, shared with
+the constraint language.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from synthloop import _safe_expr as _safe
 from synthloop.errors import SynthloopError
 
 
@@ -68,14 +71,14 @@ def _minmax(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 FUNCTIONS: dict[str, Callable[..., Any]] = {
-    "abs": np.abs,
+    "abs": _safe.one_arg(np.abs),
     "round": _round,
-    "floor": np.floor,
-    "ceil": np.ceil,
-    "sqrt": np.sqrt,
-    "log": np.log,
-    "log10": np.log10,
-    "exp": np.exp,
+    "floor": _safe.one_arg(np.floor),
+    "ceil": _safe.one_arg(np.ceil),
+    "sqrt": _safe.one_arg(np.sqrt),
+    "log": _safe.one_arg(np.log),
+    "log10": _safe.one_arg(np.log10),
+    "exp": _safe.one_arg(np.exp),
     "min": _minmax(np.minimum),
     "max": _minmax(np.maximum),
     "clip": lambda x, lo, hi: np.clip(x, lo, hi),
@@ -99,14 +102,10 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "days_between": lambda a, b: (_dt(b) - _dt(a)) / pd.Timedelta(days=1),
 }
 
-_BINOPS: dict[type, Callable[[Any, Any], Any]] = {
-    ast.Add: lambda a, b: a + b,
-    ast.Sub: lambda a, b: a - b,
-    ast.Mult: lambda a, b: a * b,
-    ast.Div: lambda a, b: a / b,
-    ast.FloorDiv: lambda a, b: a // b,
-    ast.Mod: lambda a, b: a % b,
-    ast.Pow: lambda a, b: a**b,
+# Arguments each function takes (min, max; None: any number), checked when the expression is read.
+ARITY: dict[str, tuple[int, int | None]] = {
+    **{name: (1, 1) for name in FUNCTIONS}, "round": (1, 2), "min": (2, None), "max": (2, None), "clip": (3, 3),
+    "where": (3, 3), "concat": (1, None), "coalesce": (1, None), "days_between": (2, 2),
 }
 _CMPOPS: dict[type, Callable[[Any, Any], Any]] = {
     ast.Eq: lambda a, b: a == b,
@@ -142,50 +141,70 @@ class Expression:
 
     def evaluate(self, df: pd.DataFrame) -> pd.Series:
         """Evaluate over every row of `df` at once; a scalar result is broadcast."""
+        where = f"expression '{_safe.shorten(self.source)}'"
         try:
             with np.errstate(all="ignore"):
                 out = _Eval(df).visit(self.tree.body)
         except ExpressionError:
             raise
+        except SynthloopError as exc:  # a limit of the guarded operators
+            raise ExpressionError(f"{where}: {exc}") from None
+        except (RecursionError, MemoryError):
+            raise ExpressionError(f"{where}: too large or too deeply nested to evaluate") from None
         except Exception as exc:  # type errors between columns, bad dates, ...
-            raise ExpressionError(f"expression '{self.source}': {type(exc).__name__}: {exc}") from None
+            raise ExpressionError(f"{where}: {type(exc).__name__}: {_safe.shorten(str(exc), 200)}") from None
         if not isinstance(out, pd.Series):
             out = pd.Series([out] * len(df), index=df.index)
         return out
 
 
 def parse_expression(source: str) -> Expression:
-    """Parse and whitelist-check `source`; raise ExpressionError naming what is not allowed."""
-    try:
-        tree = ast.parse(source.strip(), mode="eval")
-    except SyntaxError as exc:
-        raise ExpressionError(f"syntax error at character {exc.offset}: {exc.msg}") from None
+    """Parse and whitelist-check `source` in time linear in its length; raise ExpressionError
+    naming what is not allowed, or the limit it breaks (length, nesting, size of a constant)."""
+    tree, text = _safe.parse(source, ExpressionError)
+    nodes = _safe.walk(tree, ExpressionError)
     names: set[str] = set()
-    for node in ast.walk(tree):
+    lists_ok: set[int] = set()  # literal lists/tuples/sets that follow 'in'
+    for node, parent in nodes:
         if isinstance(node, ast.Name):
-            if node.id not in FUNCTIONS and node.id not in _CONSTANTS:
+            if node.id in FUNCTIONS:
+                if not (isinstance(parent, ast.Call) and parent.func is node):
+                    raise ExpressionError(f"'{node.id}' is a function; call it, e.g. {node.id}(x)")
+            elif node.id not in _CONSTANTS:
                 names.add(node.id)
         elif isinstance(node, ast.Call):
             if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
-                what = node.func.id if isinstance(node.func, ast.Name) else ast.unparse(node.func)
+                what = node.func.id if isinstance(node.func, ast.Name) else _safe.snippet(text, node.func)
                 raise ExpressionError(
                     f"function '{what}' is not allowed; use one of {', '.join(sorted(FUNCTIONS))}"
                 )
             if node.keywords:
                 raise ExpressionError(f"'{node.func.id}(...)': keyword arguments are not allowed")
-        elif not isinstance(node, _ALLOWED):
+            _safe.check_arity(node.func.id, len(node.args), ARITY, ExpressionError)
+        elif isinstance(node, ast.Constant):
+            if not isinstance(node.value, (int, float, str, bool, type(None))):
+                raise ExpressionError(f"constant {_safe.snippet(text, node)} is not allowed")
+        elif isinstance(node, (ast.BinOp, ast.UnaryOp, ast.BoolOp)) and not isinstance(node.op, _ALLOWED):
+            raise ExpressionError(f"operator {type(node.op).__name__} in '{_safe.snippet(text, node)}' is not allowed; "
+                                  "use + - * / // % ** and/or/not")
+        elif isinstance(node, ast.Compare):
+            for op, comp in zip(node.ops, node.comparators):
+                if not isinstance(op, _ALLOWED):
+                    raise ExpressionError(f"comparison {type(op).__name__} in '{_safe.snippet(text, node)}' is not "
+                                          "allowed; use == != < <= > >= in, not in")
+                if isinstance(op, (ast.In, ast.NotIn)):
+                    if not isinstance(comp, (ast.List, ast.Tuple, ast.Set)):
+                        raise ExpressionError("'in' needs a literal list, e.g. type in ['credit', 'debit']")
+                    lists_ok.add(id(comp))
+        elif isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+            if id(node) not in lists_ok:
+                raise ExpressionError(f"'{_safe.snippet(text, node)}': a list is only allowed after 'in'")
+        if not isinstance(node, _ALLOWED):
             raise ExpressionError(
-                f"'{ast.unparse(node) if isinstance(node, ast.expr) else type(node).__name__}' is not allowed "
-                f"({type(node).__name__}); use arithmetic, comparisons, and/or/not, 'a if c else b', "
-                f"column names and functions"
+                f"'{_safe.snippet(text, node)}' is not allowed ({type(node).__name__}); use arithmetic, comparisons, "
+                f"and/or/not, 'a if c else b', column names and functions"
             )
-    for node in ast.walk(tree):  # function names used as values are not allowed
-        if isinstance(node, ast.Name) and node.id in FUNCTIONS:
-            parent_ok = any(
-                isinstance(p, ast.Call) and p.func is node for p in ast.walk(tree)
-            )
-            if not parent_ok:
-                raise ExpressionError(f"'{node.id}' is a function; call it, e.g. {node.id}(x)")
+    _safe.fold_constants(nodes, text, ExpressionError)
     return Expression(source, tree, frozenset(names))
 
 
@@ -205,9 +224,9 @@ class _Eval(ast.NodeVisitor):
         raise ExpressionError(f"'{type(node).__name__}' is not allowed")
 
     def visit_Constant(self, node: ast.Constant) -> Any:
-        if not isinstance(node.value, (int, float, str, bool, type(None))):
+        if not isinstance(node.value, (int, float, str, bool, type(None))):  # pragma: no cover - refused at parse
             raise ExpressionError(f"constant {node.value!r} is not allowed")
-        return node.value
+        return _safe.constant(node.value)
 
     def visit_Name(self, node: ast.Name) -> Any:
         if node.id in _CONSTANTS:
@@ -217,14 +236,14 @@ class _Eval(ast.NodeVisitor):
         return self.df[node.id]
 
     def visit_BinOp(self, node: ast.BinOp) -> Any:
-        return _BINOPS[type(node.op)](self.visit(node.left), self.visit(node.right))
+        return _safe.binop(type(node.op), self.visit(node.left), self.visit(node.right))
 
     def visit_UnaryOp(self, node: ast.UnaryOp) -> Any:
         v = self.visit(node.operand)
         if isinstance(node.op, ast.Not):
             b = _as_bool(v)
             return ~b if isinstance(b, pd.Series) else not b
-        return -v if isinstance(node.op, ast.USub) else +v
+        return _safe.unaryop(type(node.op), v) if isinstance(node.op, ast.USub) else +v
 
     def visit_BoolOp(self, node: ast.BoolOp) -> Any:
         vals = [_as_bool(self.visit(v)) for v in node.values]
@@ -260,7 +279,7 @@ class _Eval(ast.NodeVisitor):
 
     def visit_Call(self, node: ast.Call) -> Any:
         fn = FUNCTIONS[node.func.id]  # type: ignore[union-attr]
-        return fn(*[self.visit(a) for a in node.args])
+        return _safe.small(fn(*[self.visit(a) for a in node.args]))
 
     def visit_List(self, node: ast.List) -> Any:
         raise ExpressionError("a list is only allowed after 'in'")

@@ -13,6 +13,7 @@ import pandas as pd
 from jinja2 import TemplateError, UndefinedError
 from jinja2.sandbox import SecurityError
 
+from synthloop._safe_template import render_template
 from synthloop.generate.diversity import jaccard_matrix, shingle_matrix
 from synthloop.spec.dag import template_env
 from synthloop.spec.errors import GenerationError, SpecError
@@ -72,8 +73,11 @@ class FewShotPool:
 
         fs = col.llm.few_shot  # type: ignore[union-attr]
         assert fs is not None
-        path = spec.base_dir / fs.file
         where = f"{spec.source}: columns[{index}].llm.few_shot"
+        try:  # checked again here, at reading: the spec may have been built without the loader
+            path = spec.resolve_file(fs.file)
+        except (ValueError, OSError) as exc:
+            raise SpecError(f"{where}.file: seed file {exc}") from None
         try:
             df = read_table(path)
         except DataError as exc:
@@ -132,14 +136,18 @@ class Prompt:
 
 
 def render(template: str, context: dict[str, Any], where: str) -> str:
+    """`template` rendered for one row within the sandbox's size and work limits; any failure is
+    one GenerationError naming `where` (the spec file and YAML path)."""
     try:
-        return template_env().from_string(template).render(**context).strip()
+        return render_template(template_env(), template, context).strip()
     except UndefinedError as exc:
         raise GenerationError(f"{where}: {exc.message}") from None
     except SecurityError as exc:
         raise GenerationError(f"{where}: template refused by the sandbox: {exc}") from None
     except TemplateError as exc:
         raise GenerationError(f"{where}: {exc}") from None
+    except Exception as exc:  # e.g. {{ 1 + "a" }}: a TypeError raised inside the template
+        raise GenerationError(f"{where}: the template failed: {type(exc).__name__}: {str(exc)[:200]}") from None
 
 
 def build_prompt(spec: Spec, settings: LLMSettings, col: Column, index: int, row: dict[str, Any],

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import warnings
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,11 +18,12 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from synthloop.errors import SynthloopError
 from synthloop.generate.diversity import diversity_report, near_duplicates
 from synthloop.generate.expr import parse_expression
 from synthloop.generate.planner import Plan, cell_seed, make_plan
 from synthloop.generate.prompts import REASONING_FIELD, FewShotPool, Prompt, _plain, build_prompt, repair_messages
-from synthloop.generate.store import Journal, ResponseCache, journal_path_for
+from synthloop.generate.store import Journal, JournalWarning, ResponseCache, RunLock, journal_path_for, lock_path_for
 from synthloop.llm import LLMBackend, LLMRequest, LLMResult, make_backend
 from synthloop.llm.validate import parse_and_validate
 from synthloop.spec.dag import downstream
@@ -259,23 +261,50 @@ class PromptedGenerator:
 
     def generate(self, n: int | None = None, out: str | Path | None = None, resume: bool = True,
                  fresh: bool = False, on_progress: Callable[[dict[str, Any]], None] | None = None,
-                 keep_journal: bool = False, conditions: dict[str, Any] | None = None) -> GenerationResult:
-        """Generate `n` rows (spec.rows by default); with `out`, journal next to it and write it."""
+                 keep_journal: bool = False, conditions: dict[str, Any] | None = None,
+                 on_warning: Callable[[str], None] | None = None) -> GenerationResult:
+        """Generate `n` rows (spec.rows by default); with `out`, journal next to it and write it.
+
+        With `out` the run holds a lock on it (`<out>.lock`), so a second run on the same output is
+        refused. Warnings (a torn journal line dropped) go to `on_warning`, else warnings.warn."""
+        lock = RunLock(lock_path_for(out)) if out is not None else None
+        try:
+            if lock is not None:
+                lock.acquire()
+            return self._generate(n, out, resume, fresh, on_progress, keep_journal, conditions, on_warning)
+        except KeyboardInterrupt:  # before the rows started (loading the model, reading the journal)
+            raise GenerationInterrupted("interrupted before any row was generated; nothing was written") from None
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _generate(self, n: int | None, out: str | Path | None, resume: bool, fresh: bool,
+                  on_progress: Callable[[dict[str, Any]], None] | None, keep_journal: bool,
+                  conditions: dict[str, Any] | None, on_warning: Callable[[str], None] | None) -> GenerationResult:
         t_start = time.perf_counter()
         self._conditions = dict(conditions or {})
         plan = self.plan(n)
         self._records = plan.frame.to_dict("records")
-        if self._cache_dir is not False and self.cache is None:
-            self.cache = ResponseCache(None if self._cache_dir in (None, True) else self._cache_dir)  # type: ignore[arg-type]
         journal = Journal(journal_path_for(out), self.fingerprint(plan.n)) if out else None
         done: dict[int, dict[str, Any]] = {}
+        notes: list[str] = []
         if journal is not None:
             if fresh:
                 journal.remove()
             elif resume:
-                done = journal.load()
+                done = journal.load(plan.n)
+                self._check_resumed(plan, journal, done)
+                notes = list(journal.warnings)
             elif journal.path.exists():
                 raise GenerationError(f"{journal.path}: a journal of an interrupted run exists; resume it or pass --fresh")
+        for msg in notes:
+            if on_warning is not None:
+                on_warning(msg)
+            else:
+                warnings.warn(msg, JournalWarning, stacklevel=3)
+        if self._cache_dir is not False and self.cache is None:
+            self.cache = ResponseCache(None if self._cache_dir in (None, True) else self._cache_dir)  # type: ignore[arg-type]
+        if journal is not None:
             journal.open()
         resumed = len(done)
         progress = _Progress(plan.n, on_progress, self.backend)
@@ -288,25 +317,49 @@ class PromptedGenerator:
                 for i in todo:
                     done[i] = {"row": i, "status": "ok", "values": {}, "round": 0, "stats": {}}
             div_before, regenerated = self._dedup(plan, journal, done, progress)
+            if journal is not None:
+                journal.close()
+            df, failed = self._assemble(plan, done)
+            wall = time.perf_counter() - t_start
+            summary = self._summary(plan, df, failed, done, resumed, div_before, regenerated, wall, progress)
+            if notes:
+                summary["journal_warnings"] = notes
+            if out is not None:
+                from synthloop.io import write_table, write_text
+
+                summary["output"] = str(out)
+                write_table(df, out)
+                write_text(json.dumps(summary, indent=2, default=str) + "\n", summary_path_for(out))
+                if journal is not None and not keep_journal:
+                    journal.remove()
         except KeyboardInterrupt:
-            kept = sum(1 for r in done.values())
-            where = f" in {journal.path}" if journal else ""
+            # Ctrl-C in any phase, writing the outputs included: the journal holds every finished row
+            kept = len(done)
+            where = f" in {journal.path}" if journal is not None and journal.path.exists() else ""
             raise GenerationInterrupted(f"interrupted: {kept} of {plan.n} rows are saved{where}; run the same command again to resume") from None
+        except SynthloopError:
+            if journal is not None and not done:  # e.g. a template refused on the first row: leave nothing behind
+                journal.close()
+                journal.remove()
+            raise
         finally:
             if journal is not None:
                 journal.close()
-        df, failed = self._assemble(plan, done)
-        wall = time.perf_counter() - t_start
-        summary = self._summary(plan, df, failed, done, resumed, div_before, regenerated, wall, progress)
-        if out is not None:
-            from synthloop.io import write_table, write_text
-
-            summary["output"] = str(out)
-            write_table(df, out)
-            write_text(json.dumps(summary, indent=2, default=str) + "\n", summary_path_for(out))
-            if journal is not None and not keep_journal:
-                journal.remove()
         return GenerationResult(df, summary, failed)
+
+    def _check_resumed(self, plan: Plan, journal: Journal, done: dict[int, dict[str, Any]]) -> None:
+        """Records of the journal must hold what this spec's rows hold (a value per per-row column,
+        text for text columns), else resuming would fail later, far from the cause."""
+        outputs = [(o, self.spec.column(c)) for c in plan.per_row for o in self.spec.column(c).output_names()]
+        for i, rec in done.items():
+            if rec["status"] != "ok":
+                continue
+            vals = rec["values"]
+            for o, col in outputs:
+                if o not in vals:
+                    raise journal.corrupt(journal.lines[i], f"malformed record: row {i} has no value for '{o}'")
+                if col.llm is not None and not col.llm.structured and not isinstance(vals[o], str):
+                    raise journal.corrupt(journal.lines[i], f"malformed record: row {i}: '{o}' must be text")
 
     def _run_rows(self, plan: Plan, todo: list[int], journal: Journal | None, done: dict[int, dict[str, Any]],
                   progress: "_Progress", round_: int = 0, avoid: dict[int, dict[str, list[str]]] | None = None,

@@ -16,6 +16,12 @@ def make_backend(settings: Any) -> LLMBackend:
     if settings.backend == "openai":
         from synthloop.llm.openai_backend import OpenAIBackend
 
+        allowed = getattr(settings, "api_key_env_allowed", None)
+        if allowed is not None and not allowed():  # a file's choice of secret, not the user's
+            from synthloop.spec.loader import key_env_refusal
+
+            raise LLMError(f"llm.api_key_env: {key_env_refusal(settings.api_key_env, 'a spec or targets file')}")
+
         return OpenAIBackend(
             settings.model, settings.base_url, settings.api_key_env, concurrency=settings.concurrency,
             timeout=settings.timeout, max_retries=settings.max_retries, backoff=settings.backoff,

@@ -3,8 +3,10 @@ package. The model file is found through the installed package's metadata; nothi
 JSON schemas become llama.cpp grammars, so constrained answers are valid JSON by construction."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import threading
 import time
 from importlib import metadata
@@ -33,6 +35,44 @@ def default_model_path() -> Path:
     return Path(ggufs[0].locate()).resolve()
 
 
+def _extra_buffer_types_unsafe() -> bool:
+    """ggml repacks weights into AMX tiles on CPUs that advertise AMX ("extra buffer types"). Where the
+    kernel or sandbox does not grant AMX tile state, the first batched decode (any prompt of more than
+    one token) dies with SIGSEGV. The repack buys nothing measurable for a 135M model, so it is off on
+    AMX CPUs unless SYNTHLOOP_LLAMA_EXTRA_BUFTS=1 says the machine supports it."""
+    if os.environ.get("SYNTHLOOP_LLAMA_EXTRA_BUFTS", "").strip() == "1":
+        return False
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            return re.search(r"\bamx_tile\b", fh.read()) is not None
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def safe_llama_params() -> Any:
+    """While active, every `llama_cpp.Llama(...)` built in this process loads without extra buffer
+    types where they are unsafe (see `_extra_buffer_types_unsafe`). llama-cpp-python exposes no
+    constructor argument for it, so the default-params factory it calls is wrapped."""
+    if not _extra_buffer_types_unsafe():
+        yield
+        return
+    import llama_cpp.llama as llama_module
+
+    original = llama_module.llama_cpp.llama_model_default_params
+
+    def params() -> Any:
+        p = original()
+        p.use_extra_bufts = False
+        return p
+
+    llama_module.llama_cpp.llama_model_default_params = params
+    try:
+        yield
+    finally:
+        llama_module.llama_cpp.llama_model_default_params = original
+
+
 _MODELS: dict[tuple[str, int, int], Any] = {}
 _MODELS_LOCK = threading.Lock()
 
@@ -48,10 +88,11 @@ def _load(path: Path, n_ctx: int, threads: int) -> Any:
                 raise LLMError("the embedded backend needs llama-cpp-python; install it with pip install 'synthloop[llm]'") from None
             if not path.exists():
                 raise LLMError(f"{path}: model file not found")
-            _MODELS[key] = Llama(
-                model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
-                seed=0, verbose=False, logits_all=False,
-            )
+            with safe_llama_params():
+                _MODELS[key] = Llama(
+                    model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
+                    seed=0, verbose=False, logits_all=False,
+                )
         return _MODELS[key]
 
 

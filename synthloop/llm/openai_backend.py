@@ -2,7 +2,9 @@
 
 Requests run `concurrency` at a time; 429, 5xx, timeouts and dropped connections are retried with
 exponential backoff (honouring Retry-After); other errors stop at once with a hint. The API key is
-read from an environment variable and appears in no message, log or repr.
+read from an environment variable and appears in no message, log or repr; neither does a password
+in the base URL (`http://user:PASSWORD@host/v1` shows as `http://***@host/v1`), and error bodies
+are cleaned of anything that looks like either (a server may echo the Authorization header).
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from urllib.parse import urlparse
 
 from synthloop.llm.base import BackendBase, LLMRequest, LLMResult
 from synthloop.llm.grammar import decoding_schema
+from synthloop.llm.secrets import redact, redact_url, url_secrets
 from synthloop.spec.errors import LLMError
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
@@ -41,10 +44,14 @@ class OpenAIBackend(BackendBase):
             if base_url is None or not _is_local(base_url):
                 raise LLMError(f"no API key: set the environment variable {api_key_env} (or llm.api_key_env to another variable)")
             key = "no-key"  # local servers usually accept any key
+        self._secrets = [k for k in (key,) if k != "no-key"] + url_secrets(base_url)
         self._openai = openai
-        self._client = openai.OpenAI(base_url=base_url, api_key=key, timeout=timeout, max_retries=0)
+        try:
+            self._client = openai.OpenAI(base_url=base_url, api_key=key, timeout=timeout, max_retries=0)
+        except Exception as exc:  # a malformed URL: say so without echoing its credentials
+            raise LLMError(f"openai backend: cannot use base URL {redact_url(base_url)}: {redact(str(exc), self._secrets)}") from None
         self.model = model
-        self.base_url = base_url or "https://api.openai.com/v1"
+        self.base_url = redact_url(base_url) or "https://api.openai.com/v1"  # for messages, ids, cache keys
         self.model_id = f"openai:{self.base_url}:{model}"
         self.concurrency = concurrency
         self.max_retries = max_retries
@@ -88,11 +95,13 @@ class OpenAIBackend(BackendBase):
                     continue
                 retryable = status is None or status in RETRY_STATUS
                 if not retryable or retries >= self.max_retries:
-                    raise LLMError(self._explain(exc, status, retries)) from None
+                    raise LLMError(redact(self._explain(exc, status, retries), self._secrets)) from None
                 delay = self._delay(exc, retries)
                 retries += 1
                 self.transport_retries += 1
                 time.sleep(delay)
+            except oa.OpenAIError as exc:  # an answer the client cannot read: one line, no secrets
+                raise LLMError(redact(f"openai backend: {self.base_url} (model {self.model}): {exc}", self._secrets)) from None
         elapsed = time.perf_counter() - t0
         choice = resp.choices[0]
         usage = getattr(resp, "usage", None)
@@ -122,8 +131,8 @@ class OpenAIBackend(BackendBase):
         if status is None:
             kind = "timed out" if isinstance(exc, self._openai.APITimeoutError) else "could not be reached"
             return f"openai backend: {where} {kind} after {retries} retries; is the server running?"
-        body = getattr(exc, "message", "") or ""
-        return f"openai backend: {where} answered HTTP {status} after {retries} retries: {body[:200]}"
+        body = " ".join(redact(getattr(exc, "message", "") or "", self._secrets).split())
+        return f"openai backend: {where} answered HTTP {status} after {retries} retries: {redact(body[:200], self._secrets)}"
 
     def close(self) -> None:
         self._client.close()

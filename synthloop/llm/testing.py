@@ -47,13 +47,21 @@ def sample_from_schema(schema: dict[str, Any], rng: random.Random) -> Any:
 class FakeOpenAIServer:
     def __init__(self, faults: list[int] | None = None, retry_after: float | None = None, delay: float = 0.0,
                  answer: Callable[[dict[str, Any]], str] | None = None, upstream: str | None = None,
-                 require_key: str | None = None) -> None:
+                 require_key: str | None = None, hold_after: int | None = None, echo_auth: int | None = None) -> None:
+        """`hold_after=k`: answer k requests, then hold every later one until `release()` (a run
+        that provably cannot finish before the test says so). `echo_auth=status`: answer every
+        request with that HTTP status and an error body quoting the Authorization header, as
+        careless servers do."""
         self.faults = list(faults or [])
         self.retry_after = retry_after
         self.delay = delay
         self.answer = answer
         self.upstream = upstream.rstrip("/") if upstream else None
         self.require_key = require_key
+        self.hold_after = hold_after
+        self.echo_auth = echo_auth
+        self.held = 0  # requests waiting for release()
+        self._gate = threading.Event()
         self.requests: list[dict[str, Any]] = []
         self.auth_headers: list[str | None] = []
         self.statuses: list[int] = []
@@ -87,7 +95,17 @@ class FakeOpenAIServer:
                     fault = server.faults.pop(0) if server.faults else None
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                    hold = server.hold_after is not None and len(server.requests) > server.hold_after
+                    server.held += hold
                 try:
+                    if hold:
+                        server._gate.wait()
+                        with server._lock:
+                            server.held -= 1
+                    if server.echo_auth:
+                        server.statuses.append(server.echo_auth)
+                        msg = f"invalid header Authorization: {self.headers.get('Authorization')}"
+                        return self._send(server.echo_auth, {"error": {"message": msg, "type": "auth"}})
                     if server.require_key and self.headers.get("Authorization") != f"Bearer {server.require_key}":
                         server.statuses.append(401)
                         return self._send(401, {"error": {"message": "invalid api key", "type": "auth"}})
@@ -140,7 +158,12 @@ class FakeOpenAIServer:
             "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20},
         }
 
+    def release(self) -> None:
+        """Answer the held requests and every later one."""
+        self._gate.set()
+
     def close(self) -> None:
+        self._gate.set()
         self._httpd.shutdown()
         self._httpd.server_close()
 

@@ -251,6 +251,7 @@ class AddFewShot(Action):
         write_table(pd.DataFrame(self.examples), path)
         col = spec.producer()[self.column]
         if col.llm is not None:
+            spec.allow_dir(path.resolve().parent)  # the loop's own work folder, not a file the spec chose
             col.llm.few_shot = FewShot(file=path.resolve(), k=min(self.k, len(self.examples)), diverse=True)
 
 

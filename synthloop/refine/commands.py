@@ -81,6 +81,11 @@ def register(app: typer.Typer) -> None:
         no_report: bool = typer.Option(False, "--no-report", help="Skip the HTML report."),
         no_cache: bool = typer.Option(False, "--no-cache", help="Prompted specs: do not read or write the LLM response cache."),
         strict: bool = typer.Option(False, "--strict", help="Exit with code 1 when the kept iteration misses a target."),
+        api_key_env: Optional[str] = typer.Option(None, "--api-key-env", metavar="NAME",
+                                                  help="Environment variable holding the API key (overrides the spec's llm.api_key_env; "
+                                                       "the targets' judge_llm may name it too). A file alone may only name *_API_KEY variables."),
+        allow_dir: Optional[list[Path]] = typer.Option(None, "--allow-dir", metavar="DIR",
+                                                       help="A folder besides the spec's own that seed (few-shot) files may lie in (repeatable)."),
     ) -> None:
         """Generate, measure against targets, diagnose, change sampling or prompts, repeat; keep the best iteration."""
         from rich.console import Console
@@ -91,7 +96,7 @@ def register(app: typer.Typer) -> None:
 
         if not source.exists():
             raise SynthloopError(f"{source}: file not found; give a YAML spec or a data table")
-        tg = load_targets(targets) if targets else Targets()
+        tg = load_targets(targets, api_key_env) if targets else Targets()
         upd: dict[str, Any] = {}
         if iterations is not None or seconds is not None:
             upd["budget"] = tg.budget.model_copy(update={k: v for k, v in (("iterations", iterations), ("seconds", seconds)) if v is not None})
@@ -102,7 +107,8 @@ def register(app: typer.Typer) -> None:
         paths = output_paths(output)
         paths["log"].parent.mkdir(parents=True, exist_ok=True)
         console = Console()
-        engine = make_engine(source, tg, cache_dir=False if no_cache else None, work_dir=paths["log"].parent)
+        engine = make_engine(source, tg, cache_dir=False if no_cache else None, work_dir=paths["log"].parent,
+                             allow_dirs=allow_dir or (), api_key_env=api_key_env)
         result = run_loop(engine, engine.targets, log_path=paths["log"], on_iteration=lambda rec: console.print(iteration_table(rec)))
         console.print(f"stopped: {result.stop_reason}; kept iteration {result.best_iteration} of {result.iterations} "
                       f"({'all targets met' if result.met else 'some targets missed'}) in {result.seconds:.1f} s")

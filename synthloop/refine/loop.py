@@ -10,7 +10,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import pandas as pd
 
@@ -147,21 +147,26 @@ def run_loop(engine: Any, targets: Targets, log_path: str | Path | None = None,
 
 def refine(source: Any, targets: Targets | dict[str, Any] | str | Path, *, schema: Any = None, backend: Any = None,
            cache_dir: Any = None, work_dir: str | Path | None = None, log_path: str | Path | None = None,
-           on_iteration: Callable[[dict[str, Any]], None] | None = None) -> RefineResult:
+           on_iteration: Callable[[dict[str, Any]], None] | None = None, allow_dirs: Sequence[str | Path] = (),
+           api_key_env: str | None = None) -> RefineResult:
     """Refine until `targets` hold. `source`: a real DataFrame (learned synthesizer), a prompted
-    `Spec`, or a path to either (a .yaml spec or a table file)."""
+    `Spec`, or a path to either (a .yaml spec or a table file). `allow_dirs`/`api_key_env`: the
+    user's own choices of seed folders and key variable (see load_spec)."""
     from synthloop.refine.targets import load_targets, parse_targets
 
     if isinstance(targets, (str, Path)):
-        targets = load_targets(targets)
+        targets = load_targets(targets, api_key_env)
     elif isinstance(targets, dict):
-        targets = parse_targets(targets)
-    engine = make_engine(source, targets, schema=schema, backend=backend, cache_dir=cache_dir, work_dir=work_dir)
+        targets = parse_targets(targets, api_key_env=api_key_env)
+    engine = make_engine(source, targets, schema=schema, backend=backend, cache_dir=cache_dir, work_dir=work_dir,
+                         allow_dirs=allow_dirs, api_key_env=api_key_env)
     return run_loop(engine, targets, log_path=log_path, on_iteration=on_iteration)
 
 
 def make_engine(source: Any, targets: Targets, schema: Any = None, backend: Any = None, cache_dir: Any = None,
-                work_dir: str | Path | None = None) -> Any:
+                work_dir: str | Path | None = None, allow_dirs: Sequence[str | Path] = (),
+                api_key_env: str | None = None) -> Any:
+    """The engine for `source`; a spec path is loaded with `allow_dirs` and `api_key_env` (see load_spec)."""
     from synthloop.refine.engines import LearnedEngine, PromptedEngine
     from synthloop.spec.models import Spec
 
@@ -170,7 +175,7 @@ def make_engine(source: Any, targets: Targets, schema: Any = None, backend: Any 
         if p.suffix.lower() in (".yaml", ".yml"):
             from synthloop.spec import load_spec
 
-            source = load_spec(p)
+            source = load_spec(p, allow_dirs, api_key_env)
         else:
             from synthloop.io import read_table
 

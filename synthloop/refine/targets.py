@@ -164,8 +164,24 @@ def _line_of(text: str, loc: tuple[Any, ...]) -> int | None:
         return None
 
 
-def parse_targets(data: Any, source: str = "targets", text: str | None = None) -> Targets:
-    """Validate a parsed targets mapping; errors name `source`, the line (with `text`) and the key."""
+def parse_targets(data: Any, source: str = "targets", text: str | None = None, api_key_env: str | None = None) -> Targets:
+    """Validate a parsed targets mapping; errors name `source`, the line (with `text`) and the key.
+    `judge_llm.api_key_env` is honoured only for `*_API_KEY` names or when it is `api_key_env`, the
+    variable the user named on the command line (a shared file must not pick which secret is sent)."""
+    t = _parse_targets(data, source, text)
+    if t.judge_llm is not None:
+        if api_key_env is not None and t.judge_llm.api_key_env == api_key_env:
+            t.judge_llm.choose_api_key_env(api_key_env)
+        elif not t.judge_llm.api_key_env_allowed():
+            from synthloop.spec.loader import key_env_refusal
+
+            line = _line_of(text, ("judge_llm", "api_key_env")) if text else None
+            at = f"{source}:{line}" if line else source
+            raise TargetsError(f"{at}: judge_llm.api_key_env: {key_env_refusal(t.judge_llm.api_key_env, 'a targets file')}")
+    return t
+
+
+def _parse_targets(data: Any, source: str, text: str | None) -> Targets:
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -185,10 +201,10 @@ def parse_targets(data: Any, source: str = "targets", text: str | None = None) -
         raise TargetsError(f"{at}: {path}: {msg}") from None
 
 
-def load_targets(path: str | Path) -> Targets:
-    """Read a targets YAML file (see the module docstring)."""
+def load_targets(path: str | Path, api_key_env: str | None = None) -> Targets:
+    """Read a targets YAML file (see the module docstring; `api_key_env` as in parse_targets)."""
     from synthloop.io import read_yaml
 
     p = Path(path)
     data, text = read_yaml(p, TargetsError, "targets file")
-    return parse_targets(data, str(p), text)
+    return parse_targets(data, str(p), text, api_key_env)

@@ -3,17 +3,18 @@ from __future__ import annotations
 
 import re
 import warnings
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 import numpy as np
 import pandas as pd
+import yaml
 from pandas.api import types as pdt
 from pandas.tseries.api import guess_datetime_format
 
 from synthloop.schema.model import ColumnKind, ColumnSchema, PiiType, TableSchema
+from synthloop.schema.pii import detect_pii, detect_pii_numbers
 
 _ID_NAME = re.compile(r"(^|_|\b)(id|uuid|guid|key)$|^id_|_id_|Id$|ID$", re.IGNORECASE)
-_EMAIL = re.compile(r"^[\w.+-]+@[\w-]+(\.[\w-]+)+$")
 _PHONE = re.compile(r"^\+?[\d\s().-]{7,20}$")
 _PII_NAMES: dict[str, PiiType] = {
     "name": PiiType.NAME, "full_name": PiiType.NAME, "fullname": PiiType.NAME, "customer_name": PiiType.NAME,
@@ -26,6 +27,9 @@ _PII_NAMES: dict[str, PiiType] = {
 }
 _BOOL_WORDS = {"true", "false", "yes", "no", "t", "f", "y", "n"}
 MAX_DECIMALS = 6
+NEARLY_UNIQUE = 0.95  # a text column with at least this share of distinct values is an identifier
+MIN_ROWS_UNIQUE = 50  # ... when it has at least this many values
+LABEL_ROWS = 5  # a value seen on at least this many rows (median) is a label, not a person's datum
 
 
 class InferenceWarning(UserWarning):
@@ -78,6 +82,26 @@ def _looks_like_datetime(nonnull: pd.Series) -> str | None:
     return None
 
 
+class _Guess(NamedTuple):
+    kind: ColumnKind
+    pii_type: PiiType | None = None
+    note: str | None = None
+
+
+def _norm_header(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+def _keep_hint(name: str, kind: str, **fields: str) -> str:
+    """The one-line schema YAML override that sets `kind` for the column (names quoted where YAML needs it)."""
+    return "columns: " + yaml.safe_dump({name: {"kind": kind, **fields}}, default_flow_style=True, width=10_000,
+                                        allow_unicode=True).strip()
+
+
+def _warn(message: str) -> None:
+    warnings.warn(InferenceWarning(message), stacklevel=4)
+
+
 def infer_column(series: pd.Series, kind: ColumnKind | str | None = None) -> ColumnSchema:
     """Infer one column; `kind` forces the kind and only the details are inferred."""
     name = str(series.name)
@@ -91,9 +115,10 @@ def infer_column(series: pd.Series, kind: ColumnKind | str | None = None) -> Col
         return ColumnSchema(**base, kind=forced or ColumnKind.CATEGORICAL, categories=[],
                             notes=["all values are missing; synthetic values are all missing too"])
 
-    if forced is None:
-        forced = _guess_kind(name, series, nonnull)
-    k = forced
+    guess = _guess_kind(name, series, nonnull) if forced is None else _Guess(forced)
+    k = guess.kind
+    if guess.note:
+        base["notes"] = [guess.note]
     if k == ColumnKind.NUMERICAL:
         values = pd.to_numeric(nonnull, errors="coerce")
         if values.isna().any():
@@ -122,7 +147,7 @@ def infer_column(series: pd.Series, kind: ColumnKind | str | None = None) -> Col
     if k in (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN):
         counts = nonnull.value_counts(sort=True)
         cats = [_plain(v) for v in counts.index]
-        notes = []
+        notes = base.pop("notes", [])
         if len(cats) > 1000:
             notes.append(f"{len(cats)} categories; rare ones carry re-identification risk")
         return ColumnSchema(**base, kind=k, categories=cats, notes=notes)
@@ -131,12 +156,12 @@ def infer_column(series: pd.Series, kind: ColumnKind | str | None = None) -> Col
             return ColumnSchema(**base, kind=k, id_pattern="{int}", min=float(nonnull.min()), max=float(nonnull.max()))
         return ColumnSchema(**base, kind=k, id_pattern=_id_pattern(nonnull))
     if k == ColumnKind.PII:
-        ptype = _PII_NAMES.get(name.lower())
-        strs = nonnull.astype(str)
-        if strs.str.match(_EMAIL).mean() > 0.9:
-            ptype = PiiType.EMAIL
-        elif ptype is None and strs.str.match(_PHONE).mean() > 0.9:
-            ptype = PiiType.PHONE
+        ptype = guess.pii_type or _PII_NAMES.get(_norm_header(name))
+        if guess.pii_type is None:  # the user set kind: pii; the values may still say which type
+            finding = detect_pii(nonnull) if not pdt.is_numeric_dtype(series) else detect_pii_numbers(nonnull)
+            ptype = finding.pii_type if finding is not None else ptype
+            if ptype is None and nonnull.astype(str).str.match(_PHONE).mean() > 0.9:
+                ptype = PiiType.PHONE
         return ColumnSchema(**base, kind=k, pii_type=ptype or PiiType.NAME)
     lengths = nonnull.astype(str).str.len()
     return ColumnSchema(**base, kind=ColumnKind.TEXT, text_length=(float(lengths.mean()), float(lengths.std(ddof=0))))
@@ -151,49 +176,81 @@ def _to_seconds(dt: pd.Series) -> np.ndarray:
     return dt.astype("datetime64[ns]").astype("int64").to_numpy() / 1e9
 
 
-def _guess_kind(name: str, series: pd.Series, nonnull: pd.Series) -> ColumnKind:
-    n_unique = nonnull.nunique()
+def _guess_kind(name: str, series: pd.Series, nonnull: pd.Series) -> _Guess:
+    """The kind the values (and, second, the header) point to; warns where a column is not learned."""
+    distinct = pd.Series(pd.unique(nonnull.to_numpy()), dtype=nonnull.dtype)
+    n_unique = len(distinct)
     unique_ratio = n_unique / len(nonnull)
     if pdt.is_bool_dtype(series):
-        return ColumnKind.BOOLEAN
+        return _Guess(ColumnKind.BOOLEAN)
     if pdt.is_datetime64_any_dtype(series):
-        return ColumnKind.DATETIME
+        return _Guess(ColumnKind.DATETIME)
     if pdt.is_numeric_dtype(series):
         if _ID_NAME.search(name) and unique_ratio == 1.0 and len(nonnull) > 1 and (
             decimals_of(nonnull.to_numpy(dtype=float)) == 0
         ):
-            return ColumnKind.ID
-        return ColumnKind.NUMERICAL
-    # object / string columns
+            return _Guess(ColumnKind.ID)
+        return _numbers_or_pii(name, distinct)
+    # object / string columns: the parsing checks run on the distinct values only
     strs = nonnull.astype(str)
-    numeric = pd.to_numeric(strs, errors="coerce")
+    dstrs = distinct.astype(str)
+    numeric = pd.to_numeric(dstrs, errors="coerce")
     if numeric.notna().all():
-        return ColumnKind.NUMERICAL
-    if numeric.notna().mean() >= 0.5:
-        bad_pos = numeric.isna().to_numpy().argmax()
-        warnings.warn(InferenceWarning(
-            f"column '{name}' mixes numbers and text (e.g. {strs.iloc[bad_pos]!r}); treated as categorical. "
-            f"Set its kind in a schema YAML to change that."), stacklevel=3)
-        return ColumnKind.CATEGORICAL
-    if n_unique <= 2 and set(strs.str.lower().unique()) <= _BOOL_WORDS:
-        return ColumnKind.BOOLEAN
+        return _numbers_or_pii(name, numeric)
+    if n_unique <= 2 and set(dstrs.str.lower().unique()) <= _BOOL_WORDS:
+        return _Guess(ColumnKind.BOOLEAN)
     if _looks_like_datetime(nonnull):
-        return ColumnKind.DATETIME
+        return _Guess(ColumnKind.DATETIME)
+    finding = detect_pii(distinct)  # the values' distinct set is all it needs
+    if finding is not None:
+        return _pii(name, finding.pii_type, finding.reason)
+    header_type = _PII_NAMES.get(_norm_header(name))
     lname = name.lower()
-    if strs.str.match(_EMAIL).mean() > 0.9:
-        return ColumnKind.PII
-    if lname in _PII_NAMES:
-        return ColumnKind.PII
-    if ("phone" in lname or "mobile" in lname or "tel" == lname) and strs.str.match(_PHONE).mean() > 0.9:
-        return ColumnKind.PII
+    if header_type is None and ("phone" in lname or "mobile" in lname or "tel" == lname) and (
+            strs.str.match(_PHONE).mean() > 0.9):
+        header_type = PiiType.PHONE
+    if header_type is not None:
+        counts = strs.value_counts(sort=False)
+        if n_unique < len(nonnull) and float(counts.median()) >= LABEL_ROWS:
+            _warn(f"column '{name}' is named like personal data ({header_type.value}) but holds {n_unique:,} repeated "
+                  f"labels (a median of {int(counts.median()):,} rows each) that do not look like "
+                  f"{header_type.value} values; learned as categorical. If it is personal data, set in the schema "
+                  f"YAML: {_keep_hint(name, 'pii', pii_type=header_type.value)}")
+            return _Guess(ColumnKind.CATEGORICAL, note="named like personal data, but holds repeated labels")
+        return _pii(name, header_type, f"its name says {header_type.value} and its values are not repeated labels")
     if _ID_NAME.search(name) and unique_ratio > 0.95:
-        return ColumnKind.ID
+        return _Guess(ColumnKind.ID)
     mean_len = strs.str.len().mean()
     if mean_len > 30 and unique_ratio > 0.5 and strs.str.contains(" ").mean() > 0.8:
-        return ColumnKind.TEXT
-    if unique_ratio == 1.0 and len(nonnull) >= 50 and mean_len <= 40 and not strs.str.contains(" ").any():
-        return ColumnKind.ID
-    return ColumnKind.CATEGORICAL
+        return _Guess(ColumnKind.TEXT)
+    if unique_ratio >= NEARLY_UNIQUE and len(nonnull) >= MIN_ROWS_UNIQUE:
+        _warn(f"column '{name}' has nearly all values unique ({n_unique:,} of {len(nonnull):,}), so they identify "
+              f"rows; treated as an identifier: new ids are generated and its values are never learned. To "
+              f"learn it instead, set in the schema YAML: {_keep_hint(name, 'categorical')}")
+        return _Guess(ColumnKind.ID, note=f"nearly all values unique ({n_unique} of {len(nonnull)})")
+    if numeric.notna().any() and nonnull.isin(distinct[numeric.notna().to_numpy()]).mean() >= 0.5:
+        bad = dstrs[numeric.isna().to_numpy()].iloc[0]  # distinct values keep the order of first appearance
+        _warn(f"column '{name}' mixes numbers and text (e.g. {bad!r}); treated as categorical. "
+              f"Set its kind in a schema YAML to change that.")
+        return _Guess(ColumnKind.CATEGORICAL)
+    return _Guess(ColumnKind.CATEGORICAL)
+
+
+def _numbers_or_pii(name: str, values: pd.Series) -> _Guess:
+    """Numerical, unless the numbers are card numbers or national ids (checked only for 9+ digit integers)."""
+    v = values.to_numpy(dtype=float)
+    if v.size and np.nanmin(np.abs(v)) >= 1e8:
+        finding = detect_pii_numbers(values)
+        if finding is not None:
+            return _pii(name, finding.pii_type, finding.reason, keep_kind="numerical")
+    return _Guess(ColumnKind.NUMERICAL)
+
+
+def _pii(name: str, ptype: PiiType, why: str, keep_kind: str = "categorical") -> _Guess:
+    """A PII column, with the warning that names it, says why, and gives the override that keeps it."""
+    _warn(f"column '{name}' holds personal data ({ptype.value}): {why}; it is replaced by fake values, never "
+          f"learned. To learn it instead, set in the schema YAML: {_keep_hint(name, keep_kind)}")
+    return _Guess(ColumnKind.PII, ptype, f"personal data ({ptype.value}): {why}")
 
 
 def infer_schema(df: pd.DataFrame, overrides: Mapping[str, Any] | None = None, source: str = "overrides") -> TableSchema:

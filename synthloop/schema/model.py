@@ -104,11 +104,16 @@ class TableSchema(BaseModel):
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "schema") -> "TableSchema":
         try:
-            return cls.model_validate(data)
+            schema = cls.model_validate(data)
         except ValidationError as exc:
             err = exc.errors()[0]
             loc = _yaml_path(err["loc"])
             raise SchemaError(f"{source}: {loc}: {err['msg']}") from None
+        if schema.constraints:  # refuse a bad rule here, where the file is known, not later at fit time
+            from synthloop.constraints.rules import parse_constraints
+
+            parse_constraints(schema.constraints, f"{source}: constraints")
+        return schema
 
     @classmethod
     def from_json(cls, text: str) -> "TableSchema":

@@ -17,7 +17,9 @@ def template_env() -> SandboxedEnvironment:
     """The one sandboxed Jinja2 environment for prompts: no attribute tricks reach Python internals."""
     from jinja2 import StrictUndefined
 
-    return SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+    from synthloop._safe_template import PromptSandbox  # size and work limits: see that module
+
+    return PromptSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
 
 
 def template_names(source: str) -> set[str]:

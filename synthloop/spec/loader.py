@@ -3,7 +3,7 @@ the file, the line and the YAML path (e.g. `spec.yaml:14: columns[2].llm.prompt:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import yaml
 from jinja2 import TemplateSyntaxError
@@ -60,12 +60,20 @@ def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
 
 
-def parse_spec(data: Any, source: str = "spec", base_dir: Path | None = None, text: str | None = None) -> Spec:
-    """Validate an already-parsed YAML mapping (text, when given, lets errors carry line numbers)."""
+def parse_spec(data: Any, source: str = "spec", base_dir: Path | None = None, text: str | None = None,
+               allow_dirs: Sequence[str | Path] = (), api_key_env: str | None = None) -> Spec:
+    """Validate an already-parsed YAML mapping (text, when given, lets errors carry line numbers).
+
+    `allow_dirs` and `api_key_env` are the user's own choices (command line or code), never the
+    file's: folders besides the spec's own that seed files may lie in, and the variable holding the
+    API key (a spec alone may name only `*_API_KEY` variables)."""
     root = yaml.compose(text) if text else None
     where = _Where(source, root)
     if not isinstance(data, dict):
         raise SpecError(f"{source}: expected a mapping with 'name', 'rows' and 'columns' at the top level")
+    for key in ("base_dir", "source"):  # set by the loader, never by the file
+        if key in data:
+            raise where.error((key,), f"unknown key '{key}' (check the spelling)")
     try:
         spec = Spec.model_validate(data)
     except ValidationError as exc:
@@ -77,8 +85,20 @@ def parse_spec(data: Any, source: str = "spec", base_dir: Path | None = None, te
         raise where.error(_clean_loc(err["loc"]), msg) from None
     spec.base_dir = base_dir or Path(".")
     spec.source = source
+    for d in allow_dirs:
+        spec.allow_dir(d)
+    if api_key_env is not None:
+        spec.llm.choose_api_key_env(api_key_env)
+    elif not spec.llm.api_key_env_allowed():
+        raise where.error(("llm", "api_key_env"), key_env_refusal(spec.llm.api_key_env, "a spec"))
     _cross_check(spec, where)
     return spec
+
+
+def key_env_refusal(name: str, what: str) -> str:
+    return (f"{name} does not look like an API-key variable, and {what} alone may only name variables "
+            f"ending in _API_KEY (so that a shared file cannot send another secret to its server); "
+            f"if {name} really holds the key, pass --api-key-env {name}")
 
 
 def _cross_check(spec: Spec, where: _Where) -> None:
@@ -108,9 +128,12 @@ def _cross_check(spec: Spec, where: _Where) -> None:
                     f"unknown column '{unknown[0]}'; known columns: {', '.join(sorted(known))}",
                 )
         if col.llm is not None and col.llm.few_shot is not None:
-            path = spec.base_dir / col.llm.few_shot.file
+            try:
+                path = spec.resolve_file(col.llm.few_shot.file)
+            except (ValueError, OSError) as exc:
+                raise where.error(("columns", i, "llm", "few_shot", "file"), f"seed file {exc}") from None
             if not path.exists():
-                raise where.error(("columns", i, "llm", "few_shot", "file"), f"seed file {path} not found")
+                raise where.error(("columns", i, "llm", "few_shot", "file"), f"seed file {spec.base_dir / col.llm.few_shot.file} not found")
     deps = dependencies(spec)
     cycle = find_cycle(deps)
     if cycle:
@@ -144,19 +167,21 @@ def _categories_of(spec: Spec, name: str) -> list[Any] | None:
     return None
 
 
-def load_spec(path: str | Path) -> Spec:
-    """Read and validate a YAML spec file; paths inside it are relative to its folder."""
+def load_spec(path: str | Path, allow_dirs: Sequence[str | Path] = (), api_key_env: str | None = None) -> Spec:
+    """Read and validate a YAML spec file; paths inside it are relative to, and must lie inside, its
+    folder (or one of `allow_dirs`); see parse_spec for `api_key_env`."""
     from synthloop.io import read_yaml
 
     p = Path(path)
     data, text = read_yaml(p, SpecError, "spec file")
-    return parse_spec(data, str(p), p.resolve().parent, text)
+    return parse_spec(data, str(p), p.resolve().parent, text, allow_dirs, api_key_env)
 
 
-def loads_spec(text: str, source: str = "spec", base_dir: Path | None = None) -> Spec:
+def loads_spec(text: str, source: str = "spec", base_dir: Path | None = None, allow_dirs: Sequence[str | Path] = (),
+               api_key_env: str | None = None) -> Spec:
     """Validate a spec given as YAML text (tests, notebooks)."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise SpecError(f"{source}: not valid YAML: {exc}") from None
-    return parse_spec(data, source, base_dir, text)
+    return parse_spec(data, source, base_dir, text, allow_dirs, api_key_env)

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_serializer, field_validator, model_validator
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -275,6 +275,26 @@ class LLMSettings(_Strict):
     response_format: Literal["json_schema", "json_object"] = "json_schema"
     system: str = DEFAULT_SYSTEM
 
+    # the key variable the user named outside the file (--api-key-env, or code): honoured whatever its name
+    _key_env_chosen: str | None = PrivateAttr(None)
+
+    @field_serializer("base_url", when_used="json")
+    def _no_password(self, v: str | None) -> str | None:
+        from synthloop.llm.secrets import redact_url
+
+        return redact_url(v)  # what is written to files (refine history, logs) carries no credentials
+
+    def choose_api_key_env(self, name: str) -> None:
+        """Use the variable `name` for the API key: the user's own choice, so any name is honoured."""
+        self.api_key_env = name
+        self._key_env_chosen = name
+
+    def api_key_env_allowed(self) -> bool:
+        """A file alone may name only `*_API_KEY` variables; others need the user's say-so too."""
+        from synthloop.llm.secrets import key_env_allowed
+
+        return key_env_allowed(self.api_key_env) or self.api_key_env == self._key_env_chosen
+
 
 class Diversity(_Strict):
     columns: list[str] | None = Field(None, description="text columns to check (default: every LLM text column)")
@@ -298,6 +318,23 @@ class Spec(_Strict):
     # set by the loader; not part of the YAML
     base_dir: Path = Field(default=Path("."), exclude=True)
     source: str = Field(default="spec", exclude=True)
+    # folders besides base_dir that files named in the spec may lie in (--allow-dir; refine's work folder)
+    _allowed_dirs: list[Path] = PrivateAttr(default_factory=list)
+
+    def allow_dir(self, folder: str | Path) -> None:
+        """Let files named in the spec lie in `folder` too (the user's choice, never the spec's)."""
+        self._allowed_dirs.append(Path(folder).resolve())
+
+    def resolve_file(self, name: str | Path) -> Path:
+        """The real path (symlinks followed) of a file the spec names, which must lie inside the
+        spec's folder or an allowed one: a spec must not read, and put in prompts sent to a server,
+        files from elsewhere on the user's machine. Raises ValueError saying what to do."""
+        real = (self.base_dir / Path(name).expanduser()).resolve()
+        roots = [self.base_dir.resolve(), *self._allowed_dirs]
+        if any(real == r or real.is_relative_to(r) for r in roots):
+            return real
+        raise ValueError(f"{name} lies outside the spec's folder {roots[0]} (it resolves to {real}); "
+                         "move it into the spec's folder or allow its folder with --allow-dir DIR")
 
     def column(self, name: str) -> Column:
         for c in self.columns:

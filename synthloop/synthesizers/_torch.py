@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
@@ -48,6 +49,30 @@ def torch_seed(seed: int, device: torch.device) -> Iterator[None]:
 def module_to_arrays(module: nn.Module, prefix: str) -> dict[str, np.ndarray]:
     """`state_dict` -> {prefix + key: float/int numpy array} (CPU copies)."""
     return {f"{prefix}{k}": v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+
+
+def check_module_arrays(factory: Callable[[], nn.Module], arrays: dict[str, np.ndarray], prefix: str) -> None:
+    """Refuse saved weights that do not fit the network the parameters describe, before building it:
+    the network is first built on torch's meta device (no memory), so a model file whose header asks
+    for a huge network fails here with one line instead of allocating it."""
+    from synthloop.errors import ModelFileError
+
+    with torch.device("meta"):
+        probe = factory()
+    want = {k: (tuple(v.shape), v.dtype) for k, v in probe.state_dict().items()}
+    got = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+    for key, (shape, dtype) in want.items():
+        a = got.get(key)
+        if a is None:
+            raise ModelFileError(f"model file: array '{prefix}{key}' is missing")
+        if tuple(a.shape) != shape:
+            raise ModelFileError(f"model file: array '{prefix}{key}' has shape {tuple(a.shape)}; the network the "
+                                 f"header's parameters describe needs {shape}")
+        if torch.from_numpy(np.zeros(0, dtype=a.dtype)).dtype != dtype:
+            raise ModelFileError(f"model file: array '{prefix}{key}' is {a.dtype}; the network stores {dtype}")
+    extra = sorted(set(got) - set(want))
+    if extra:
+        raise ModelFileError(f"model file: unexpected array '{prefix}{extra[0]}'")
 
 
 def arrays_to_module(module: nn.Module, arrays: dict[str, np.ndarray], prefix: str) -> nn.Module:
@@ -243,9 +268,12 @@ class DataLayout:
         return meta, arrays
 
     @classmethod
-    def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> "DataLayout":
+    def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray],
+                   learned: dict[str, Any] | None = None) -> "DataLayout":
+        """The saved layout, checked first (`learned`: the schema's learned columns by name)."""
         from synthloop.transforms.mode_normalizer import ModeSpecificNormalizer
 
+        _check_layout_state(meta, arrays, learned)
         obj = cls()
         obj.columns_ = meta["columns"]
         obj.spans_ = [Span(**s) for s in meta["spans"]]
@@ -256,6 +284,51 @@ class DataLayout:
             a = {k.split("_", 1)[1]: v for k, v in arrays.items() if k.startswith(f"norm{j}_")}
             obj.normalizers_[name] = ModeSpecificNormalizer.from_state(m, a)
         return obj
+
+
+def _check_layout_state(meta: dict[str, Any], arrays: dict[str, np.ndarray], learned: dict[str, Any] | None) -> None:
+    """A saved layout fits together (model files are untrusted: see BaseSynthesizer.load): spans tile
+    the matrix in order, each continuous column is an alpha then its normalizer's modes, each discrete
+    column one block of its categories, so no size in the header can exceed what the arrays hold."""
+    from synthloop.errors import ModelFileError
+
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise ModelFileError(f"model file: layout: {what}")
+
+    columns, spans, norms = meta.get("columns"), meta.get("spans"), meta.get("normalizers")
+    need(isinstance(columns, list) and isinstance(spans, list) and isinstance(norms, dict), "needs columns, spans and normalizers")
+    need(all(isinstance(c, dict) for c in columns) and all(isinstance(sp, dict) for sp in spans), "entries must be objects")
+    modes: dict[str, int] = {}
+    for name, m in norms.items():
+        need(isinstance(m, dict) and type(m.get("index")) is int, f"normalizer of '{name}' needs an index")
+        a = {k: arrays.get(f"norm{m['index']}_{k}") for k in ("means", "stds", "weights")}
+        need(all(v is not None and v.ndim == 1 and v.dtype.kind == "f" for v in a.values())
+             and a["means"].size >= 1 and a["means"].shape == a["stds"].shape == a["weights"].shape,
+             f"normalizer of '{name}': arrays means, stds and weights must be one number per mode")
+        need(bool(np.isfinite(a["means"]).all() and np.isfinite(a["stds"]).all()), f"normalizer of '{name}' holds NaN")
+        need(all(isinstance(m.get(k), (int, float)) and not isinstance(m.get(k), bool) and math.isfinite(m[k])
+                 for k in ("shift", "scale")) and isinstance(m.get("has_null"), bool), f"normalizer of '{name}': bad shift/scale")
+        modes[name] = int(a["means"].size) + int(m["has_null"])
+    pos = 0
+    it = iter(spans)
+    for col in columns:
+        name = col.get("name")
+        need(learned is None or name in learned, f"column {str(name)[:60]!r} is not a learned column of the schema")
+        if col.get("type") == "discrete":
+            k, missing = col.get("k"), col.get("missing")
+            need(type(k) is int and k >= 0 and isinstance(missing, bool), f"column '{name}' needs a count k and a missing flag")
+            need(learned is None or k == len(learned[name].categories or []), f"column '{name}': k does not match its categories")
+            want = [("category", k + int(missing))]
+        else:
+            need(col.get("type") == "continuous" and name in modes, f"column '{name}' has no normalizer")
+            want = [("alpha", 1), ("mode", modes[name])]
+        for kind, size in want:
+            sp = next(it, None)
+            need(sp is not None and sp.get("column") == name and sp.get("kind") == kind and sp.get("start") == pos
+                 and sp.get("size") == size and size >= 1, f"span {kind} of column '{name}' does not fit the arrays")
+            pos += size
+    need(next(it, None) is None and meta.get("dim") == pos, f"spans cover {pos} positions but 'dim' says {meta.get('dim')!r}")
 
 
 def sample_rows(logits: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -11,11 +11,13 @@ MADE-style mask). Training draws a column order per row: the table's own order f
 a random one otherwise, so that any subset of columns can be fixed first and the rest generated
 conditionally without rejection.
 
-Privacy guard (on by default, `privacy_k`): categories seen fewer than k times share one protected
-token, which is decoded to one of them at random (by their shares), never to the row it came from;
-numbers are clipped to the k-th smallest and k-th largest observed values so that no outlier is
-reproduced; early stopping on a validation split keeps the model from memorizing rows. Set
-`privacy_k=0` to switch the guard off.
+Privacy guard (on by default, `privacy_k`, see synthloop.transforms.release): categories seen on
+fewer than k rows are released as one label (`rare_label`, default "other"), which the protected
+token decodes to (never to a rare training value); numbers are clipped to safe bounds with at least k
+rows beyond each, so no outlier is reproduced, and every stored bin or position bound is a value held
+by at least k rows or a round cut between two values, so the model file holds no exact rare value;
+early stopping on a validation split keeps the model from memorizing rows. Set `privacy_k=0` to
+switch the guard off (the model file then holds exact values and must be handled like the data).
 """
 from __future__ import annotations
 
@@ -31,6 +33,8 @@ from torch.nn import functional as F
 
 from synthloop.errors import ModelFileError
 from synthloop.schema import ColumnKind
+from synthloop.synthesizers._release import ReleaseGuardMixin
+from synthloop.synthesizers._torch import check_module_arrays
 from synthloop.synthesizers.base import BaseSynthesizer
 from synthloop.transforms.tokenize import CategoryTokenizer, DatetimeTokenizer, NumericTokenizer
 
@@ -58,7 +62,7 @@ class _Net(nn.Module):
         ord_ = torch.zeros(int(sum(vocab))) if ordinal is None else torch.as_tensor(ordinal, dtype=torch.float32)
         self.register_buffer("ordinal", ord_)
         self.ord_vec = nn.Parameter(torch.randn(c, emb_dim) * 2.0)
-        self.register_buffer("slot_of", torch.repeat_interleave(torch.arange(c), torch.as_tensor(vocab)))
+        self.register_buffer("slot_of", torch.repeat_interleave(torch.arange(c), torch.as_tensor(vocab), output_size=int(sum(vocab))))
         d = c * emb_dim + c
         self.w_in = nn.Parameter(torch.randn(c, d, hidden) / math.sqrt(d))
         self.b_in = nn.Parameter(torch.zeros(c, 1, hidden))
@@ -131,7 +135,7 @@ def _threads(n: int | None):
         torch.set_num_threads(old)
 
 
-class AutoregressiveSynthesizer(BaseSynthesizer):
+class AutoregressiveSynthesizer(ReleaseGuardMixin, BaseSynthesizer):
     """Column-by-column model over tokens, trainable in any column order; see module docstring.
 
     `max_seconds` bounds the whole fit (tokenizing included); training stops early when the
@@ -150,7 +154,7 @@ class AutoregressiveSynthesizer(BaseSynthesizer):
                  temperature: float = 1.0, top_p: float = 1.0, privacy_k: int = 5, device: str = "auto",
                  n_threads: int | None = None, random_state: int | None = 0, verbose: bool = False,
                  sample_batch_size: int = 65536, lr_schedule: str = "auto", datetime_parts: bool = True,
-                 schema: Any = None):
+                 rare_label: Any = "other", schema: Any = None):
         self.epochs = epochs
         self.max_seconds = max_seconds
         self.batch_size = batch_size
@@ -175,6 +179,7 @@ class AutoregressiveSynthesizer(BaseSynthesizer):
         self.sample_batch_size = sample_batch_size
         self.lr_schedule = lr_schedule
         self.datetime_parts = datetime_parts
+        self.rare_label = rare_label
         self.schema = schema
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -252,6 +257,7 @@ class AutoregressiveSynthesizer(BaseSynthesizer):
     def _fit(self, encoded: dict[str, np.ndarray], rng: np.random.Generator) -> None:
         start = time.monotonic()
         budget = float(self.max_seconds) if self.max_seconds else math.inf
+        encoded = self._clip_released(encoded)
         self.columns_ = list(self.codec_.learned)
         self.tokenizers_: list[Any] = []
         for col in self.columns_:
@@ -503,8 +509,17 @@ class AutoregressiveSynthesizer(BaseSynthesizer):
             self.tokenizers_.append(klass.from_state(m, a))
         self.history_ = meta.get("history", [])
         self._layout()
-        self.net_ = _Net(self.vocab_, self.emb_dim, self.hidden, self.n_layers, self.dropout, self.ordinal_)
+
+        def make() -> _Net:
+            return _Net(self.vocab_, self.emb_dim, self.hidden, self.n_layers, self.dropout, self.ordinal_)
+
+        check_module_arrays(make, arrays, "net.")
+        self.net_ = make()
+        derived = {k: v.clone() for k, v in self.net_.named_buffers()}  # what the tokenizers imply
         self.net_.load_state_dict({k[4:]: torch.as_tensor(v) for k, v in arrays.items() if k.startswith("net.")})
+        for k, v in self.net_.named_buffers():
+            if not torch.equal(v, derived[k]):
+                raise ModelFileError(f"model file: array 'net.{k}' does not match the tokenizers in the header")
         self.net_.eval()
 
 

@@ -9,19 +9,26 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import numbers
+import warnings
 from pathlib import Path
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
 
-from synthloop.errors import ConditionError, DataError, ModelFileError
+from synthloop.errors import ConditionError, DataError, ModelFileError, SynthloopError
 from synthloop.io import atomic_path
 from synthloop.schema import ColumnKind, TableSchema, infer_schema
 from synthloop.transforms import TableCodec
 
 FORMAT = "synthloop-model"
 FORMAT_VERSION = 1
+# Row ceilings. One `sample()` call draws at most MAX_SAMPLE_ROWS rows (one DataFrame in memory);
+# `sample_batches` (and `synthloop sample`) draw up to MAX_TOTAL_ROWS in batches of BATCH_ROWS.
+MAX_SAMPLE_ROWS = 10_000_000
+BATCH_ROWS = 1_000_000
+MAX_TOTAL_ROWS = 1_000_000_000
 _REGISTRY: dict[str, type["BaseSynthesizer"]] = {}
 # Model name -> module, imported on first use so that `import synthloop` never pays for torch.
 MODEL_MODULES: dict[str, str] = {
@@ -101,6 +108,7 @@ class BaseSynthesizer:
         elif isinstance(schema, dict):
             schema = infer_schema(data, overrides=schema)
         self.schema_ = schema if isinstance(schema, TableSchema) else infer_schema(data)
+        self.schema_, data = self._release(self.schema_, data)
         self.codec_ = TableCodec(self.schema_)
         from synthloop.constraints.enforce import fit_constraints
 
@@ -112,6 +120,11 @@ class BaseSynthesizer:
         self._fit(encoded, self._rng)
         return self
 
+    def _release(self, schema: TableSchema, data: pd.DataFrame) -> tuple[TableSchema, pd.DataFrame]:
+        """The schema the model stores and the rows it learns; models without a formal guarantee
+        coarsen both (synthloop.synthesizers._release). The default keeps them as they are."""
+        return schema, data
+
     def _fit(self, encoded: dict[str, np.ndarray], rng: np.random.Generator) -> None:
         raise NotImplementedError
 
@@ -121,8 +134,9 @@ class BaseSynthesizer:
             raise DataError(f"this {type(self).__name__} is not fitted yet: call fit(data) first")
 
     def sample(self, n: int | None = None, seed: int | None = None, conditions: Conditions | None = None) -> pd.DataFrame:
-        """`n` new rows. `conditions`: {column: value or (low, high)} for all rows, or a DataFrame of
-        known values per row (its length is the number of rows; NaN cells are left free)."""
+        """`n` new rows (at most MAX_SAMPLE_ROWS per call; `sample_batches` draws more). `conditions`:
+        {column: value or (low, high)} for all rows, or a DataFrame of known values per row (its length
+        is the number of rows; NaN cells are left free)."""
         self._check_fitted()
         if isinstance(conditions, pd.DataFrame):
             if n is not None and n != len(conditions):
@@ -130,10 +144,9 @@ class BaseSynthesizer:
             n = len(conditions)
         if n is None:
             n = self.n_rows_
-        if int(n) < 0:
-            raise ConditionError(f"cannot sample {n} rows")
-        n = int(n)
-        rng = np.random.default_rng(seed) if seed is not None else self._rng
+        n = _check_rows(n, MAX_SAMPLE_ROWS, "one sample() call draws", "; use sample_batches(n, ...) to draw more "
+                        "in batches (as `synthloop sample` does)")
+        rng = np.random.default_rng(_check_seed(seed)) if seed is not None else self._rng
         known = self._normalize_conditions(conditions, n) if conditions is not None else {}
         df = self._sample_rows(n, rng, known)
         if getattr(self, "constraints_", None):
@@ -141,6 +154,45 @@ class BaseSynthesizer:
 
             df = enforce_constraints(self, df, rng, known)
         return df
+
+    def sample_batches(self, n: int | None = None, seed: int | None = None, conditions: Conditions | None = None,
+                       batch_rows: int = BATCH_ROWS) -> Iterator[pd.DataFrame]:
+        """`n` rows (up to MAX_TOTAL_ROWS) as consecutive DataFrames of at most `batch_rows` rows, so a
+        draw larger than memory streams to a file (`synthloop sample` does this).
+
+        Deterministic: a draw that fits one batch is exactly `sample(n, seed, conditions)`; a larger one
+        draws batch i with the seed `SeedSequence([seed, i])` (for seed None, a base seed is drawn once
+        from the model's own stream), so the same model, seed, n and batch_rows give the same rows. Id
+        columns are numbered across batches (unique over the whole draw); other uniqueness rules
+        (`unique` constraints) hold within each batch. A conditions table is split along the batches."""
+        self._check_fitted()
+        table = conditions if isinstance(conditions, pd.DataFrame) else None
+        if table is not None:
+            if n is not None and n != len(table):
+                raise ConditionError(f"n={n} but the conditions table has {len(table)} rows; give one or the other")
+            n = len(table)
+        n = _check_rows(self.n_rows_ if n is None else n, MAX_TOTAL_ROWS, "synthloop draws in one run",
+                        "; draw in several runs with different seeds")
+        batch_rows = _check_rows(batch_rows, MAX_SAMPLE_ROWS, "one batch holds")
+        if batch_rows < 1:
+            raise ConditionError("batch_rows must be at least 1")
+        if n <= batch_rows:
+            yield self.sample(n, seed=seed, conditions=conditions)
+            return
+        base = int(self._rng.integers(2**63)) if seed is None else _check_seed(seed)
+        fixed = set(table.columns) if table is not None else set(conditions or {})
+        from synthloop.transforms.generated import generate_ids
+
+        for i, start in enumerate(range(0, n, batch_rows)):
+            m = min(batch_rows, n - start)
+            batch_seed = int(np.random.SeedSequence([base, i]).generate_state(1, np.uint64)[0] >> 1)
+            part = table.iloc[start:start + m].reset_index(drop=True) if table is not None else conditions
+            df = self.sample(None if table is not None else m, seed=batch_seed, conditions=part)
+            id_rng = np.random.default_rng([base, i, 1])
+            for col in self.schema_.of_kind(ColumnKind.ID):
+                if col.name not in fixed:
+                    df[col.name] = generate_ids(col, m, id_rng, start=start, key=base).to_numpy()
+            yield df
 
     def _sample_rows(self, n: int, rng: np.random.Generator, known: dict[str, dict[str, Any]]) -> pd.DataFrame:
         """One draw of `n` decoded rows, conditioned values written back (constraints not applied)."""
@@ -217,8 +269,10 @@ class BaseSynthesizer:
                 if bad.any():
                     cats = col.categories or []
                     shown = ", ".join(map(repr, cats[:10])) + (", ..." if len(cats) > 10 else "")
-                    raise ConditionError(f"condition on '{name}': value {values[bad].iloc[0]!r} never occurs in the "
-                                         f"training data, so it cannot be sampled; known values: {shown}")
+                    released = next((n for n in col.notes if " released as " in n), None)  # transforms.release
+                    why = f"is not a value the model learned ({released})" if released else "never occurs in the training data"
+                    raise ConditionError(f"condition on '{name}': value {values[bad].iloc[0]!r} {why}, so it cannot be "
+                                         f"sampled; known values: {shown}")
                 out[name] = {"mask": mask, "codes": enc, "exact": values.to_numpy(dtype=object)}
             else:
                 bad = mask & np.isnan(enc)
@@ -254,36 +308,79 @@ class BaseSynthesizer:
 
     @classmethod
     def load(cls, path: str | Path) -> "BaseSynthesizer":
-        """Load any synthloop model file (the class is read from its header)."""
+        """Load any synthloop model file (the class is read from its header).
+
+        The file is untrusted input (models travel between people): a damaged or forged file, a header
+        of the wrong shape, unknown or ill-typed parameters, missing, extra or ill-shaped arrays are each
+        one ModelFileError naming the file and what is wrong; nothing is sized from the header before it
+        has been checked against the arrays (see synthloop/synthesizers/_modelfile.py)."""
         p = Path(path)
-        if not p.exists():
-            raise ModelFileError(f"{p}: model file not found")
         try:
-            with np.load(p, allow_pickle=False) as npz:
-                header = json.loads(str(npz["__header__"]))
-                arrays = {k: npz[k] for k in npz.files if k != "__header__"}
-        except (OSError, ValueError, KeyError) as exc:
-            raise ModelFileError(f"{p}: not a synthloop model file ({exc})") from None
-        if header.get("format") != FORMAT:
-            raise ModelFileError(f"{p}: not a synthloop model file")
-        if header.get("version", 0) > FORMAT_VERSION:
-            raise ModelFileError(f"{p}: written by a newer synthloop (format {header['version']}); upgrade synthloop")
+            return cls._load(p)
+        except SynthloopError as exc:
+            msg = " ".join(str(exc).removeprefix("model file: ").splitlines())  # one line, whatever the file holds
+            raise ModelFileError(msg if msg.startswith(str(p)) else f"{p}: {msg}") from None
+        except RecursionError:
+            raise ModelFileError(f"{p}: the model file nests too deeply to read; it is damaged or forged") from None
+        except MemoryError:
+            raise ModelFileError(f"{p}: the model file asks for more memory than there is; it is damaged or forged") from None
+        except Exception as exc:  # defence in depth: the checks in _load should leave nothing for this
+            from synthloop.synthesizers._modelfile import describe_exception
+
+            raise ModelFileError(f"{p}: the model file is damaged or does not fit this synthloop version "
+                                 f"({describe_exception(exc)}); refit the model") from None
+
+    @classmethod
+    def _load(cls, p: Path) -> "BaseSynthesizer":
+        from synthloop.constraints import check_columns, parse_constraints
+        from synthloop.synthesizers._modelfile import (Entries, check_params, check_schema, entries, parse_header,
+                                                      read_model_file)
+
+        text, arrays = read_model_file(p)
+        header = parse_header(p, text, FORMAT, FORMAT_VERSION)
         try:
-            klass = synthesizer_class(header["class"])
+            klass = synthesizer_class(header.klass)
         except KeyError:
-            raise ModelFileError(f"{p}: unknown model class '{header['class']}'") from None
+            known = ", ".join(MODEL_MODULES)
+            raise ModelFileError(f"{p}: unknown model class {header.klass[:60]!r}; synthloop knows: {known}") from None
         if cls is not BaseSynthesizer and not issubclass(klass, cls):
             raise ModelFileError(f"{p}: holds a {klass.__name__}, not a {cls.__name__}")
-        obj = klass(**header["params"])
-        obj.schema_ = TableSchema.from_dict(header["schema"])
+        obj = klass(**check_params(p, klass, header.params))
+        obj.schema_ = TableSchema.from_dict(header.schema_, f"{p}: schema")
+        check_schema(p, obj.schema_)
+        names = obj.schema_.names
         obj.codec_ = TableCodec(obj.schema_)
-        obj.n_rows_ = header["n_rows"]
-        from synthloop.constraints import parse_constraints
-
-        obj.constraints_ = parse_constraints(header.get("constraints", []), f"{p}: constraints")
+        obj.n_rows_ = header.n_rows
+        obj.constraints_ = parse_constraints(header.constraints, f"{p}: constraints")
+        check_columns(obj.constraints_, names, f"{p}: constraints")
         obj._rng = np.random.default_rng(getattr(obj, "random_state", None))
-        obj._set_state(header["model"], arrays)
+        obj._set_state(entries(header.model, "model"), Entries(arrays, "array"))
+        obj._check_state(p, arrays)
         return obj
+
+    def _check_state(self, p: Path, arrays: dict[str, np.ndarray]) -> None:
+        """The loaded state must be the one the arrays describe, and able to draw a row: the arrays
+        the model would save again are those in the file, with the same shapes and dtypes, and two
+        rows decode (no Faker, no constraints: only what the arrays and header drive)."""
+        _, again = self._state()
+        extra = sorted(set(arrays) - set(again))
+        if extra:
+            raise ModelFileError(f"{p}: unexpected array {extra[0][:60]!r}; the {type(self).__name__} in the header does not use it")
+        for key, a in again.items():
+            got = arrays.get(key)
+            if got is None:
+                raise ModelFileError(f"{p}: array {key!r} is missing")
+            if got.shape != np.shape(a) or got.dtype != np.asarray(a).dtype:
+                raise ModelFileError(f"{p}: array {key!r} is {got.dtype} {got.shape}; the model keeps it as "
+                                     f"{np.asarray(a).dtype} {np.shape(a)}")
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            out = self._sample(2, np.random.default_rng(0), {})
+            for col in self.codec_.learned:
+                x = np.asarray(out[col.name]) if col.name in out else None
+                if x is None or x.shape != (2,):
+                    raise ModelFileError(f"{p}: the model's state does not produce column {col.name[:60]!r}")
+                self.codec_.decode_column(col, x)
 
 
 def _jsonable(v: Any) -> bool:
@@ -292,6 +389,24 @@ def _jsonable(v: Any) -> bool:
         return True
     except TypeError:
         return False
+
+
+def _check_rows(n: Any, ceiling: int, what: str, hint: str = "") -> int:
+    """`n` as a row count in [0, ceiling]; anything else is one ConditionError line."""
+    if isinstance(n, bool) or not isinstance(n, (numbers.Integral, float)) or (isinstance(n, float) and not n.is_integer()):
+        raise ConditionError(f"n={n!r}: the number of rows must be a whole number")
+    n = int(n)
+    if n < 0:
+        raise ConditionError(f"cannot sample {n} rows")
+    if n > ceiling:
+        raise ConditionError(f"n={n:,} rows is more than {what} (at most {ceiling:,}){hint}")
+    return n
+
+
+def _check_seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ConditionError(f"seed={seed!r}: a seed is a whole number >= 0")
+    return int(seed)
 
 
 def load_synthesizer(path: str | Path) -> BaseSynthesizer:

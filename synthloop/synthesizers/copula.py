@@ -15,7 +15,9 @@ import numpy as np
 from scipy.special import ndtri
 from scipy.stats import truncnorm
 
+from synthloop.errors import ModelFileError
 from synthloop.schema import ColumnKind
+from synthloop.synthesizers._release import ReleaseGuardMixin
 from synthloop.synthesizers.base import BaseSynthesizer
 from synthloop.transforms import FrequencyEncoder, QuantileNormalEncoder
 
@@ -32,14 +34,21 @@ def _nearest_correlation(corr: np.ndarray, floor: float = 1e-6) -> np.ndarray:
     return fixed / np.outer(d, d)
 
 
-class GaussianCopulaSynthesizer(BaseSynthesizer):
-    """Fast, fully vectorized Gaussian copula. `random_state` seeds fitting and the default sample stream."""
+class GaussianCopulaSynthesizer(ReleaseGuardMixin, BaseSynthesizer):
+    """Fast, fully vectorized Gaussian copula. `random_state` seeds fitting and the default sample stream.
+
+    `privacy_k` (default 5; 0 = off): no category or exact number held by fewer than `privacy_k` rows
+    is stored or generated (rare categories become `rare_label`; margins are quantile knots that are
+    frequent values or round cuts between values; outliers clipped), see synthloop.transforms.release.
+    """
 
     name = "copula"
 
     def __init__(self, random_state: int | None = 0, n_knots: int = 4097, gibbs_sweeps: int = 25,
-                 order_categories: bool = True, schema: Any = None):
+                 order_categories: bool = True, privacy_k: int = 5, rare_label: Any = "other", schema: Any = None):
         self.random_state = random_state
+        self.privacy_k = privacy_k
+        self.rare_label = rare_label
         self.order_categories = order_categories
         self.n_knots = n_knots
         self.gibbs_sweeps = gibbs_sweeps
@@ -88,6 +97,7 @@ class GaussianCopulaSynthesizer(BaseSynthesizer):
         return orders
 
     def _fit(self, encoded: dict[str, np.ndarray], rng: np.random.Generator) -> None:
+        encoded = self._clip_released(encoded)
         latents: list[dict[str, Any]] = []
         encoders: list[Any] = []
         scores: list[np.ndarray] = []
@@ -111,7 +121,7 @@ class GaussianCopulaSynthesizer(BaseSynthesizer):
                 latents.append({"column": col.name, "role": "missing"})
                 encoders.append(enc)
                 scores.append(enc.transform(nan.astype(np.int64), rng))
-            enc = QuantileNormalEncoder(self.n_knots).fit(x[~nan])
+            enc = QuantileNormalEncoder(self.n_knots, self._release_k()).fit(x[~nan])
             z = np.zeros(x.size)
             z[~nan] = enc.transform(x[~nan], rng)
             latents.append({"column": col.name, "role": "value"})
@@ -217,6 +227,7 @@ class GaussianCopulaSynthesizer(BaseSynthesizer):
         return {"latents": metas}, arrays
 
     def _set_state(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        _check_copula_state(meta, arrays, {c.name: c for c in self.codec_.learned})
         self.correlation_ = arrays["correlation"]
         self.latents_, self.encoders_ = [], []
         for j, lat in enumerate(meta["latents"]):
@@ -225,6 +236,51 @@ class GaussianCopulaSynthesizer(BaseSynthesizer):
             enc = QuantileNormalEncoder.from_state(enc_meta, a) if lat["role"] == "value" else FrequencyEncoder.from_state(enc_meta, a)
             self.latents_.append(lat)
             self.encoders_.append(enc)
+
+
+def _check_copula_state(meta: dict[str, Any], arrays: dict[str, np.ndarray], learned: dict[str, Any]) -> None:
+    """A saved copula's parts fit together (model files are untrusted: see BaseSynthesizer.load):
+    one latent per (column, role), encoders sized by their arrays, a valid correlation matrix."""
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise ModelFileError(f"model file: {what}")
+
+    latents = meta.get("latents")
+    need(isinstance(latents, list), "header field 'model.latents' must be a list")
+    for j, lat in enumerate(latents):
+        where = f"header field 'model.latents[{j}]'"
+        need(isinstance(lat, dict) and isinstance(lat.get("encoder"), dict), f"{where} must be an object with an 'encoder'")
+        need(lat.get("role") in ("value", "category", "missing"), f"{where}: unknown role {str(lat.get('role'))[:40]!r}")
+        need(lat.get("column") in learned, f"{where}: column {str(lat.get('column'))[:60]!r} is not a learned column of the schema")
+        a = {k.split("_", 1)[1]: v for k, v in arrays.items() if k.startswith(f"latent{j}_")}
+        if lat["role"] == "value":
+            q = a.get("quantiles")
+            need(q is not None and q.ndim == 1 and q.size >= 2 and q.dtype.kind == "f" and bool(np.isfinite(q).all())
+                 and bool((np.diff(q) >= 0).all()), f"array 'latent{j}_quantiles' must hold at least 2 sorted finite numbers")
+            need(lat["encoder"].get("n_knots") == q.size, f"{where}: n_knots does not match array 'latent{j}_quantiles'")
+        else:
+            probs, order = a.get("probs"), a.get("order")
+            need(probs is not None and probs.ndim == 1 and probs.size >= 1 and probs.dtype.kind == "f"
+                 and bool(np.isfinite(probs).all()) and bool((probs >= 0).all()) and probs.sum() > 0,
+                 f"array 'latent{j}_probs' must hold shares >= 0")
+            need(order is not None and order.dtype.kind in "iu" and order.shape == probs.shape
+                 and bool((np.sort(order) == np.arange(probs.size)).all()), f"array 'latent{j}_order' must be a permutation of the categories")
+            if lat["role"] == "category":
+                need(lat.get("k") == probs.size - 1 and type(lat.get("k")) is int
+                     and lat["k"] == len(learned[lat["column"]].categories or []),
+                     f"{where}: 'k' does not match the column's categories and array 'latent{j}_probs'")
+            else:
+                need(probs.size == 2, f"array 'latent{j}_probs' of a missing-value indicator must hold 2 shares")
+    corr = arrays.get("correlation")
+    d = len(latents)
+    need(corr is not None and corr.shape == (d, d) and corr.dtype.kind == "f", f"array 'correlation' must be {d} x {d} (one row per latent)")
+    if d:
+        need(bool(np.isfinite(corr).all()) and np.allclose(corr, corr.T) and np.allclose(np.diag(corr), 1.0),
+             "array 'correlation' is not a correlation matrix (symmetric, unit diagonal)")
+        try:
+            np.linalg.cholesky(corr)
+        except np.linalg.LinAlgError:
+            need(False, "array 'correlation' is not positive definite")
 
 
 def _pairwise_correlation(z: np.ndarray, valid: dict[int, np.ndarray]) -> np.ndarray:

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from synthloop.errors import DataError
+from synthloop.errors import DataError, ModelFileError
 from synthloop.schema import ColumnKind
 from synthloop.synthesizers.base import BaseSynthesizer
 
@@ -511,6 +511,7 @@ class DPMarginalSynthesizer(BaseSynthesizer):
         return meta, arrays
 
     def _set_state(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        _check_dp_state(meta, arrays, {c.name: c for c in self.codec_.learned})
         self.cells_ = []
         self.coarse_, self.weights_ = [], []
         for v, cell in enumerate(meta["cells"]):
@@ -522,3 +523,53 @@ class DPMarginalSynthesizer(BaseSynthesizer):
         self.noisy_n_ = meta["noisy_n"]
         self.budget_ = meta["budget"]
         self.sigmas_ = meta.get("sigmas", {})
+
+
+def _check_dp_state(meta: dict[str, Any], arrays: dict[str, np.ndarray], learned: dict[str, Any]) -> None:
+    """A saved model's parts fit together (model files are untrusted: see BaseSynthesizer.load): cells
+    sized by their arrays, coarse codes inside their tables, a tree over every cell once."""
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise ModelFileError(f"model file: {what}")
+
+    def arr(key: str, kinds: str, shape: tuple[int, ...] | None = None, ndim: int | None = None) -> np.ndarray:
+        a = arrays.get(key)
+        need(a is not None, f"array {key!r} is missing")
+        need(a.dtype.kind in kinds, f"array {key!r} has dtype {a.dtype}")
+        need(shape is None or a.shape == shape, f"array {key!r} has shape {a.shape}, expected {shape}")
+        need(ndim is None or a.ndim == ndim, f"array {key!r} has {a.ndim} dimensions, expected {ndim}")
+        need(a.dtype.kind not in "f" or bool(np.isfinite(a).all()), f"array {key!r} holds NaN or infinity")
+        return a
+
+    cells, tree = meta.get("cells"), meta.get("tree")
+    need(isinstance(cells, list) and isinstance(tree, list), "header fields 'model.cells' and 'model.tree' must be lists")
+    n_coarse = []
+    for v, cell in enumerate(cells):
+        where = f"header field 'model.cells[{v}]'"
+        need(isinstance(cell, dict) and cell.get("kind") in ("cat", "num"), f"{where}: 'kind' must be 'cat' or 'num'")
+        need(cell.get("column") in learned, f"{where}: column {str(cell.get('column'))[:60]!r} is not a learned column")
+        k, null = cell.get("k"), cell.get("null")
+        need(type(k) is int and k >= 0 and type(null) is bool, f"{where}: 'k' must be a count and 'null' a boolean")
+        if cell["kind"] == "cat":
+            need(k == len(learned[cell["column"]].categories or []), f"{where}: 'k' does not match the column's categories")
+        arr(f"cell{v}_left", "f", (k,))
+        arr(f"cell{v}_right", "f", (k,))
+        arr(f"cell{v}_point", "b", (k,))
+        fine = k + int(null)
+        need(fine >= 1, f"{where}: a cell needs at least one value or a null")
+        g = arr(f"coarse{v}", "iu", (fine,))
+        need(bool((g >= 0).all()), f"array 'coarse{v}' holds negative codes")
+        w = arr(f"weights{v}", "f", (fine,))
+        need(bool((w >= 0).all()) and w.sum() > 0, f"array 'weights{v}' must hold weights >= 0")
+        n_coarse.append(int(g.max()) + 1)
+    seen: set[int] = set()
+    need(len(tree) == len(cells), "header field 'model.tree' must hold one step per cell")
+    for t, step in enumerate(tree):
+        need(isinstance(step, dict), f"header field 'model.tree[{t}]' must be an object")
+        node, parent = step.get("node"), step.get("parent")
+        need(type(node) is int and 0 <= node < len(cells) and node not in seen, f"header field 'model.tree[{t}]': bad node")
+        need(type(parent) is int and (parent == -1 or parent in seen), f"header field 'model.tree[{t}]': bad parent")
+        shape = (n_coarse[node],) if parent == -1 else (n_coarse[parent], n_coarse[node])
+        c = arr(f"cond{t}", "f", shape)
+        need(bool((c >= 0).all()), f"array 'cond{t}' holds negative probabilities")
+        seen.add(node)

@@ -19,11 +19,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from synthloop.errors import ModelFileError
 from synthloop.synthesizers._torch import (
-    DataLayout, TrainingLoop, arrays_to_module, fidelity_distance, module_to_arrays, resolve_device,
+    DataLayout, TrainingLoop, arrays_to_module, check_module_arrays, fidelity_distance, module_to_arrays, resolve_device,
     split_validation, torch_seed, torch_threads,
 )
 from synthloop.synthesizers._conditional import RejectionSamplingMixin
+from synthloop.synthesizers._release import ReleaseGuardMixin
 from synthloop.synthesizers.base import BaseSynthesizer
 
 
@@ -116,7 +118,7 @@ class _CondSampler:
         return self.order[col, pick]
 
 
-class GANSynthesizer(RejectionSamplingMixin, BaseSynthesizer):
+class GANSynthesizer(RejectionSamplingMixin, ReleaseGuardMixin, BaseSynthesizer):
     """CTGAN-style conditional GAN. `epochs`/`max_seconds` bound training; `random_state` seeds it."""
 
     name = "gan"
@@ -128,7 +130,7 @@ class GANSynthesizer(RejectionSamplingMixin, BaseSynthesizer):
                  pac: int = 10, gp_lambda: float = 10.0, log_frequency: bool = True, max_modes: int = 10,
                  validation_share: float = 0.1, patience: int | None = 30, device: str = "auto", n_threads: int | None = 1,
                  random_state: int | None = 0, verbose: bool = False, max_condition_rounds: int = 20,
-                 schema: Any = None):
+                 privacy_k: int = 5, rare_label: Any = "other", schema: Any = None):
         self.epochs = epochs
         self.max_seconds = max_seconds
         self.batch_size = batch_size
@@ -150,6 +152,8 @@ class GANSynthesizer(RejectionSamplingMixin, BaseSynthesizer):
         self.random_state = random_state
         self.verbose = verbose
         self.max_condition_rounds = max_condition_rounds
+        self.privacy_k = privacy_k  # release guard, see synthloop.transforms.release
+        self.rare_label = rare_label
         self.schema = schema
 
     # -- activation -------------------------------------------------------------------------------
@@ -194,6 +198,7 @@ class GANSynthesizer(RejectionSamplingMixin, BaseSynthesizer):
             self._fit_impl(encoded, rng)
 
     def _fit_impl(self, encoded: dict[str, np.ndarray], rng: np.random.Generator) -> None:
+        encoded = self._clip_released(encoded)
         dev = resolve_device(self.device)
         seed = int(rng.integers(2**31))
         n = self.n_rows_
@@ -337,7 +342,8 @@ class GANSynthesizer(RejectionSamplingMixin, BaseSynthesizer):
         return meta, arrays
 
     def _set_state(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-        self.layout_ = DataLayout.from_state(meta["layout"], {k[7:]: v for k, v in arrays.items() if k.startswith("layout_")})
+        self.layout_ = DataLayout.from_state(meta["layout"], {k[7:]: v for k, v in arrays.items() if k.startswith("layout_")},
+                                             learned={c.name: c for c in self.codec_.learned})
         s = _CondSampler.__new__(_CondSampler)
         s.spans = self.layout_.discrete_spans
         s.n_cols = len(s.spans)
@@ -345,9 +351,20 @@ class GANSynthesizer(RejectionSamplingMixin, BaseSynthesizer):
         if s.n_cols:
             s.offsets = np.cumsum([0] + [sp.size for sp in s.spans])[:-1]
             s.cdf_raw, s.cdf_log, s.cat_count = arrays["cond_cdf_raw"], arrays["cond_cdf_log"], arrays["cond_count"]
+            width = max(sp.size for sp in s.spans)
+            if not (s.cdf_raw.shape == s.cdf_log.shape == (s.n_cols, width) and s.cat_count.shape == (s.dim,)
+                    and s.cdf_raw.dtype.kind == s.cdf_log.dtype.kind == "f"
+                    and bool(np.isfinite(s.cdf_raw).all() and np.isfinite(s.cdf_log).all())):
+                raise ModelFileError(f"model file: arrays 'cond_cdf_raw', 'cond_cdf_log' and 'cond_count' do not fit "
+                                     f"the layout ({s.n_cols} discrete columns, {s.dim} categories)")
         self.sampler_ = s
         self.training_ = meta.get("training")
         dev = resolve_device(self.device)
+
+        def make() -> _Generator:
+            return _Generator(self.embedding_dim + s.dim, tuple(self.generator_dim), self.layout_.dim_)
+
+        check_module_arrays(make, arrays, "gen.")  # before anything is sized from the header
         self._index(dev)
-        self.generator_ = _Generator(self.embedding_dim + s.dim, tuple(self.generator_dim), self.layout_.dim_)
+        self.generator_ = make()
         arrays_to_module(self.generator_, arrays, "gen.").to(dev).eval()

@@ -16,10 +16,12 @@ import torch
 from torch import nn
 
 from synthloop.synthesizers._torch import (
-    DataLayout, TrainingLoop, arrays_to_module, module_to_arrays, resolve_device, split_validation, torch_seed,
+    DataLayout, TrainingLoop, arrays_to_module, check_module_arrays, module_to_arrays, resolve_device, split_validation,
+    torch_seed,
     torch_threads,
 )
 from synthloop.synthesizers._conditional import RejectionSamplingMixin
+from synthloop.synthesizers._release import ReleaseGuardMixin
 from synthloop.synthesizers.base import BaseSynthesizer
 
 
@@ -54,7 +56,7 @@ class _Decoder(nn.Module):
         return self.seq(z)
 
 
-class VAESynthesizer(RejectionSamplingMixin, BaseSynthesizer):
+class VAESynthesizer(RejectionSamplingMixin, ReleaseGuardMixin, BaseSynthesizer):
     """TVAE-style variational autoencoder. `epochs`/`max_seconds` bound training; `random_state` seeds it."""
 
     name = "vae"
@@ -66,7 +68,7 @@ class VAESynthesizer(RejectionSamplingMixin, BaseSynthesizer):
                  validation_share: float = 0.1, patience: int | None = 20, device: str = "auto", n_threads: int | None = 1,
                  random_state: int | None = 0, verbose: bool = False, max_condition_rounds: int = 20,
                  epsilon: float | None = None, delta: float = 1e-6, max_grad_norm: float = 1.0,
-                 schema: Any = None):
+                 privacy_k: int = 5, rare_label: Any = "other", schema: Any = None):
         self.epochs = epochs
         self.max_seconds = max_seconds
         self.batch_size = batch_size
@@ -87,6 +89,8 @@ class VAESynthesizer(RejectionSamplingMixin, BaseSynthesizer):
         self.epsilon = epsilon  # DP-SGD target (None = no DP); delta and per-row clipping norm below
         self.delta = delta
         self.max_grad_norm = max_grad_norm
+        self.privacy_k = privacy_k  # release guard (synthloop.transforms.release); DP-SGD fits own their domain
+        self.rare_label = rare_label
         self.schema = schema
 
     def _index(self) -> None:
@@ -125,6 +129,7 @@ class VAESynthesizer(RejectionSamplingMixin, BaseSynthesizer):
             self._fit_impl(encoded, rng)
 
     def _fit_impl(self, encoded: dict[str, np.ndarray], rng: np.random.Generator) -> None:
+        encoded = self._clip_released(encoded)
         dev = resolve_device(self.device)
         seed = int(rng.integers(2**31))
         train_idx, val_idx = split_validation(self.n_rows_, self.validation_share if self.epsilon is None else 0.0, rng)
@@ -209,9 +214,15 @@ class VAESynthesizer(RejectionSamplingMixin, BaseSynthesizer):
         return {"layout": lmeta, "training": getattr(self, "training_", None), "privacy": getattr(self, "privacy_", None)}, arrays
 
     def _set_state(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-        self.layout_ = DataLayout.from_state(meta["layout"], {k[7:]: v for k, v in arrays.items() if k.startswith("layout_")})
-        self._index()
+        self.layout_ = DataLayout.from_state(meta["layout"], {k[7:]: v for k, v in arrays.items() if k.startswith("layout_")},
+                                             learned={c.name: c for c in self.codec_.learned})
         self.training_ = meta.get("training")
         self.privacy_ = meta.get("privacy")
-        self.decoder_ = _Decoder(self.embedding_dim, tuple(self.decompress_dims), self.layout_.dim_)
+
+        def make() -> _Decoder:
+            return _Decoder(self.embedding_dim, tuple(self.decompress_dims), self.layout_.dim_)
+
+        check_module_arrays(make, arrays, "dec.")  # before anything is sized from the header
+        self._index()
+        self.decoder_ = make()
         arrays_to_module(self.decoder_, arrays, "dec.").to(resolve_device(self.device)).eval()

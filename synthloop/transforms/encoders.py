@@ -12,6 +12,8 @@ import numpy as np
 from scipy.special import ndtr, ndtri
 from scipy.stats import rankdata
 
+from synthloop.transforms.release import safe_quantiles
+
 _EPS = 1e-9
 
 
@@ -23,14 +25,22 @@ class QuantileNormalEncoder:
     """Numerical column <-> normal score through its empirical quantile function.
 
     The quantile function is stored at `n_knots` probabilities (not the raw values), with linear
-    interpolation between knots; runs of equal knots reproduce spikes exactly.
+    interpolation between knots; runs of equal knots reproduce spikes exactly. With `k > 0` the knots
+    are `synthloop.transforms.release.safe_quantiles`: at most about one knot per `k` rows, each a value
+    held by at least `k` rows or a round cut between two values, ends clipped to the safe bounds, so
+    no rare training value is stored (`k = 0`: exact order statistics, min and max included).
     """
 
-    def __init__(self, n_knots: int = 4097):
+    def __init__(self, n_knots: int = 4097, k: int = 0):
         self.n_knots = n_knots
+        self.k = k
 
     def fit(self, x: np.ndarray) -> "QuantileNormalEncoder":
         x = np.asarray(x, dtype=float)
+        if self.k > 0:
+            self.quantiles_ = safe_quantiles(x, self.n_knots, self.k)
+            self.probs_ = np.linspace(0.0, 1.0, self.quantiles_.size)
+            return self
         probs = np.linspace(0.0, 1.0, self.n_knots)
         self.probs_ = probs
         self.quantiles_ = np.quantile(x, probs, method="inverted_cdf") if x.size else np.zeros_like(probs)
@@ -47,9 +57,9 @@ class QuantileNormalEncoder:
 
     def inverse(self, z: np.ndarray) -> np.ndarray:
         # knots sit on a uniform probability grid: index arithmetic instead of a binary search
-        pos = ndtr(z) * (self.n_knots - 1)
-        i = np.minimum(pos.astype(np.int64), self.n_knots - 2)
         q = self.quantiles_
+        pos = ndtr(z) * (q.size - 1)
+        i = np.minimum(pos.astype(np.int64), q.size - 2)
         return q[i] + (pos - i) * (q[i + 1] - q[i])
 
     def interval(self, lo_value: float, hi_value: float) -> tuple[float, float]:
@@ -74,7 +84,7 @@ class QuantileNormalEncoder:
         return float(_to_normal(np.array(u_lo))), float(_to_normal(np.array(max(u_lo, u_hi))))
 
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        return {"n_knots": self.n_knots}, {"quantiles": self.quantiles_}
+        return {"n_knots": int(self.quantiles_.size)}, {"quantiles": self.quantiles_}
 
     @classmethod
     def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> "QuantileNormalEncoder":

@@ -50,26 +50,46 @@ def _makers(fake) -> dict[PiiType, object]:
             PiiType.IP: fake.ipv4}
 
 
-def generate_ids(col: ColumnSchema, n: int, rng: np.random.Generator) -> pd.Series:
-    """`n` unique ids following the column's pattern."""
+def generate_ids(col: ColumnSchema, n: int, rng: np.random.Generator, start: int = 0, key: int | None = None) -> pd.Series:
+    """`n` unique ids following the column's pattern. With `key`, the ids are numbers start..start+n-1
+    of one sequence fixed by `key`, so the batches of a long draw never repeat an id."""
     pattern = col.id_pattern or "{int}"
     if pattern == "{int}":
-        start = int(col.min) if col.min is not None else 1
-        return pd.Series(np.arange(start, start + n, dtype=np.int64))
+        first = (int(col.min) if col.min is not None else 1) + start
+        return pd.Series(np.arange(first, first + n, dtype=np.int64))
     m = re.fullmatch(r"(.*)\{digits:(\d+)\}", pattern)
     if m:
         width = int(m.group(2))
         space = 10**width
-        nums = rng.choice(space, size=n, replace=False) if n <= space // 2 else np.arange(n) % space
+        if key is not None:
+            nums = _keyed_permutation(start, n, space, key, rng)
+        else:
+            nums = rng.choice(space, size=n, replace=False) if n <= space // 2 else np.arange(n) % space
         return pd.Series(np.char.add(m.group(1), np.char.zfill(nums.astype(str), width)).astype(object))
     m = re.fullmatch(r"(.*)\{int\}", pattern)
     if m:
-        return pd.Series(np.char.add(m.group(1), np.arange(1, n + 1).astype(str)).astype(object))
+        return pd.Series(np.char.add(m.group(1), np.arange(start + 1, start + n + 1).astype(str)).astype(object))
     m = re.fullmatch(r"\{hex:(\d+)\}", pattern)
     width = int(m.group(1)) if m else 12
     raw = rng.integers(0, 16, size=(n, width), dtype=np.uint8)
     hexchars = np.frombuffer(b"0123456789abcdef", dtype="S1")[raw]
     return pd.Series(hexchars.view(f"S{width}").ravel().astype(str).astype(object))
+
+
+def _keyed_permutation(start: int, n: int, space: int, key: int, rng: np.random.Generator) -> np.ndarray:
+    """Positions start..start+n-1 of a fixed pseudo-random order of range(space) (an affine map with a
+    multiplier prime to 10, so distinct positions give distinct numbers), shuffled within the batch."""
+    pos = np.arange(start, start + n, dtype=np.int64)
+    if space <= 10:
+        return rng.permutation(pos % space)
+    k = np.random.default_rng(key)
+    mult = int(k.integers(1, min(space, 2**31))) | 1
+    while mult % 5 == 0:
+        mult += 2
+    offset = int(k.integers(0, min(space, 10**18)))
+    if space > 10**18:  # pos * mult + offset < 2**62 < space: distinct without wrapping
+        return rng.permutation(pos * mult + offset)
+    return rng.permutation(((pos % space) * mult + offset) % space)
 
 
 _ids = generate_ids  # former private name

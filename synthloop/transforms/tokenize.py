@@ -3,25 +3,40 @@
 - Numerical (and datetimes spanning too many years): a *bin* token plus a *sub* token (position inside the bin).
   Values carrying at least one bin's worth of mass (spikes such as capital_gain == 0, or each
   age of a census table) get a bin of their own, so they come back exactly; the other values
-  are cut into quantile bins, and each bin into `n_sub` rank groups whose [min, max] is stored.
+  are cut into quantile bins, and each bin into `n_sub` rank groups whose [lo, hi] is stored.
   Decoding draws uniformly inside the chosen group (the codec then restores rounding), so the
   resolution is about 1 / (n_bins * n_sub) of the distribution. Missing values are a token.
 - Datetime (epoch seconds): by parts, see `DatetimeTokenizer`: a quantile bin of the date (period),
   year, month, weekday, day of month and, only when the training data has times of day, a (bin, sub)
   pair for the time of day.
 - Categorical / boolean: one token per category seen at least `rare_k` times, one shared
-  *protected* token for rarer ones (decoded to one of them at random, by their shares, so a
-  rare value is never tied to the row it came from), and a token for missing.
+  *protected* token for rarer ones, and a token for missing. The protected token decodes uniformly
+  to one of them: after `synthloop.transforms.release` these are only the release label ("other")
+  or values of a domain the user declared public, never a rare training value, and no count of a
+  rare value is stored.
 
-Privacy guard: with `rare_k > 0`, numerical values are first clipped to the `rare_k`-th smallest
-and largest observed values, so no single extreme value (an outlier that identifies a person)
-can be reproduced.
+Privacy guard (`rare_k > 0`, see `synthloop.transforms.release`): numbers are clipped to safe bounds
+with at least `rare_k` rows beyond each (an outlier is not reproduced), every bin and every group
+inside a bin holds at least `rare_k` rows, spikes need `rare_k` rows, and every stored bound is a
+value held by at least `rare_k` rows or a round cut strictly between two training values, so the
+tokenizer stores no exact rare value. `rare_k = 0` stores exact group bounds (the former behaviour).
 """
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
+
+from synthloop.errors import ModelFileError
+from synthloop.transforms.release import group_edges, rank_groups, safe_bounds, safe_value_mask
+
+_MAX_YEARS = 10_000  # a saved datetime tokenizer may not claim more years than this (model files are untrusted)
+
+
+def _need(ok: bool, what: str) -> None:
+    """Checks of a saved tokenizer's state (see BaseSynthesizer.load)."""
+    if not ok:
+        raise ModelFileError(f"model file: {what}")
 
 
 def _first_rank(sorted_x: np.ndarray) -> np.ndarray:
@@ -50,10 +65,9 @@ class NumericTokenizer:
             self.clip_ = (0.0, 0.0)
             return self
         k = self.rare_k
-        if k > 0 and v.size > 2 * k:
-            self.clip_ = (float(v[k - 1]), float(v[-k]))
-        else:
-            self.clip_ = (float(v[0]), float(v[-1]))
+        if k > 0:
+            return self._fit_released(v)
+        self.clip_ = (float(v[0]), float(v[-1]))
         v = np.clip(v, *self.clip_)
         uniq, counts = np.unique(v, return_counts=True)
         spike = counts >= v.size / self.n_bins
@@ -80,7 +94,53 @@ class NumericTokenizer:
             ends = np.r_[starts[1:], g.size] - 1
             self.sub_lo_[i, sub[starts]] = g[starts]
             self.sub_hi_[i, sub[starts]] = g[ends]
-        self._spike_values = uniq[spike]
+        return self
+
+    def _fit_released(self, v: np.ndarray) -> "NumericTokenizer":
+        """Bins and groups of at least `rare_k` rows whose stored bounds are safe (module docstring).
+        `v`: sorted finite values. Spikes need `rare_k` rows; a stretch between two spikes holding fewer
+        than `rare_k` rows gets no bin (its values encode to the nearest bin)."""
+        k = self.rare_k
+        self.clip_ = safe_bounds(v, k)
+        v = np.clip(v, *self.clip_)
+        n = v.size
+        safe = safe_value_mask(v, k)
+        safe[[0, -1]] = True  # the clip bounds
+        uniq, counts = np.unique(v, return_counts=True)
+        spikes = uniq[counts >= max(n / self.n_bins, k)]
+        is_spike = np.isin(v, spikes)
+        rest = np.flatnonzero(~is_spike)
+        seg = np.cumsum(is_spike)[rest]  # stretches of non-spike values between spikes
+        bins: list[tuple[float, float, np.ndarray, np.ndarray]] = [(float(u), float(u), np.array([u]), np.array([u])) for u in spikes]
+        if rest.size:
+            cuts = np.flatnonzero(np.diff(seg)) + 1
+            for idx in np.split(rest, cuts):  # a loop over stretches (<= spikes + 1), not rows
+                if idx.size < k:
+                    continue
+                nb = max(1, int(round(self.n_bins * idx.size / n)))
+                lab = rank_groups(v[idx], nb, k)
+                starts = idx[np.flatnonzero(np.r_[True, np.diff(lab) > 0])]
+                ends = np.r_[starts[1:] - 1, idx[-1]]
+                blo, bhi = group_edges(v, starts, ends, k, safe=safe)
+                for b in range(starts.size):  # a loop over bins
+                    g = np.arange(starts[b], ends[b] + 1)
+                    sl = rank_groups(v[g], self.n_sub, k)
+                    s0 = g[np.flatnonzero(np.r_[True, np.diff(sl) > 0])]
+                    s1 = np.r_[s0[1:] - 1, g[-1]]
+                    slo, shi = group_edges(v, s0, s1, k, safe=safe)
+                    slo[0], shi[-1] = blo[b], bhi[b]
+                    bins.append((float(blo[b]), float(bhi[b]), slo, shi))
+        if not bins:  # fewer than k rows in all: one bin spanning the (collapsed) safe bounds
+            bins.append((self.clip_[0], self.clip_[1], np.array([self.clip_[0]]), np.array([self.clip_[1]])))
+        bins.sort(key=lambda t: t[0])
+        nbin = len(bins)
+        self.bin_lo_ = np.array([b[0] for b in bins], dtype=float)
+        self.bin_hi_ = np.array([b[1] for b in bins], dtype=float)
+        self.sub_lo_ = np.full((nbin, self.n_sub), np.nan)
+        self.sub_hi_ = np.full((nbin, self.n_sub), np.nan)
+        for i, (_, _, slo, shi) in enumerate(bins):
+            self.sub_lo_[i, :slo.size] = slo
+            self.sub_hi_[i, :shi.size] = shi
         return self
 
     # -- shapes ------------------------------------------------------------------------------
@@ -176,6 +236,13 @@ class NumericTokenizer:
 
     @classmethod
     def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> "NumericTokenizer":
+        lo, hi, slo, shi = (arrays.get(k) for k in ("bin_lo", "bin_hi", "sub_lo", "sub_hi"))
+        _need(all(a is not None and a.dtype.kind == "f" for a in (lo, hi, slo, shi)), "numeric tokenizer: float arrays "
+              "bin_lo, bin_hi, sub_lo, sub_hi are needed")
+        _need(type(meta.get("n_sub")) is int and meta["n_sub"] >= 1 and lo.ndim == 1 and lo.shape == hi.shape
+              and slo.shape == shi.shape == (lo.size, meta["n_sub"]), "numeric tokenizer: n_sub and the bin arrays "
+              "do not fit together")
+        _need(isinstance(meta.get("clip"), list) and len(meta["clip"]) == 2, "numeric tokenizer: 'clip' must be 2 numbers")
         tok = cls(meta["n_bins"], meta["n_sub"], meta["rare_k"])
         tok.has_nan_ = bool(meta["has_nan"])
         tok.clip_ = tuple(meta["clip"])
@@ -224,18 +291,25 @@ class CategoryTokenizer:
         f = self.frequent_.size
         freq = tokens < f
         out[freq] = self.frequent_[tokens[freq]] if f else -1
-        if self.rare_.size:
+        if self.rare_.size:  # uniformly: a rare value's count is neither used nor stored
             rare = tokens == self.rare_token_
-            cum = np.cumsum(self.counts_[self.rare_]) / self.counts_[self.rare_].sum()
-            out[rare] = self.rare_[np.minimum(np.searchsorted(cum, u[rare], side="right"), self.rare_.size - 1)]
+            out[rare] = self.rare_[np.minimum((u[rare] * self.rare_.size).astype(np.int64), self.rare_.size - 1)]
         return out
 
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        counts = self.counts_.copy()
+        counts[self.rare_] = 0
         return ({"rare_k": self.rare_k, "has_nan": self.has_nan_},
-                {"counts": self.counts_, "frequent": self.frequent_, "rare": self.rare_})
+                {"counts": counts, "frequent": self.frequent_, "rare": self.rare_})
 
     @classmethod
     def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> "CategoryTokenizer":
+        counts, frequent, rare = (arrays.get(k) for k in ("counts", "frequent", "rare"))
+        _need(all(a is not None and a.ndim == 1 for a in (counts, frequent, rare)) and counts.dtype.kind in "iuf"
+              and frequent.dtype.kind in "iu" and rare.dtype.kind in "iu", "category tokenizer: 1-D arrays counts, "
+              "frequent and rare are needed")
+        _need(bool(((frequent >= 0) & (frequent < counts.size)).all() and ((rare >= 0) & (rare < counts.size)).all()),
+              "category tokenizer: frequent and rare must index counts")
         tok = cls(meta["rare_k"])
         tok.has_nan_ = bool(meta["has_nan"])
         tok.counts_, tok.frequent_, tok.rare_ = arrays["counts"], arrays["frequent"], arrays["rare"]
@@ -301,21 +375,49 @@ class DatetimeTokenizer:
         if not v.size:
             return self
         k = self.rare_k
-        self.clip_ = (float(v[k - 1]), float(v[-k])) if k > 0 and v.size > 2 * k else (float(v[0]), float(v[-1]))
+        # with the guard, the calendar facts (seen months, days, weekdays, the time-of-day grid) come from
+        # the values inside the clip bounds: clipped rows pile up on a bound, which is no real date and
+        # must not look like a seen one (the data may come clipped already, see transforms.release)
+        self.clip_ = safe_bounds(v, k, _DAY) if k > 0 else (float(v[0]), float(v[-1]))
         p = date_parts(np.clip(v, *self.clip_))
         self.year0_ = int(p["year"][0])
         self.n_years_ = int(p["year"][-1]) - self.year0_ + 1
         self.usable_ = self.n_years_ <= self.max_years
-        self.period_ = NumericTokenizer(self.n_bins, 1, 0).fit(np.where(nan, np.nan, np.floor(np.clip(x, *self.clip_) / _DAY)))
-        self.months_seen_ = np.bincount(p["month"] - 1, minlength=12) > 0
-        self.days_seen_ = np.bincount(p["day"] - 1, minlength=31) > 0
-        self.wdays_seen_ = np.bincount(p["wday"], minlength=7) > 0
-        t = p["time"]
+        self.period_ = NumericTokenizer(self.n_bins, 1, k).fit(self._period_value(x))
+        inner = v[(v > self.clip_[0]) & (v < self.clip_[1])] if k > 0 else v
+        raw = date_parts(inner if inner.size else v) if k > 0 else p
+        seen = max(k, 1)  # with the guard, a month, day or weekday counts as seen on >= k rows
+        self.months_seen_ = np.bincount(raw["month"] - 1, minlength=12) >= seen
+        self.days_seen_ = np.bincount(raw["day"] - 1, minlength=31) >= seen
+        self.wdays_seen_ = np.bincount(raw["wday"], minlength=7) >= seen
+        t = raw["time"]
         self.time_ = NumericTokenizer(self.n_bins, self.n_sub, self.rare_k).fit(t) if np.any(t != 0) else None
         # the grid times of day fall on (whole hours, minutes, seconds), kept when decoding; 0 = none
         self.time_step_ = next((float(s) for s in (3600, 60, 1) if np.all(np.mod(t, s) == 0)), 0.0)
         self._build()
         return self
+
+    def _period_value(self, x: np.ndarray) -> np.ndarray:
+        """What the period bins: the day (days since 1970) of each value; with the guard, a clipped value
+        keeps the clip bound's fractional day, so the pile of clipped rows sits between two days and
+        never on a real one (which would then look frequent and be stored)."""
+        x = np.asarray(x, dtype=float)
+        d = np.floor(np.clip(x, *self.clip_) / _DAY)
+        if self.rare_k > 0:
+            d = np.where(x < self.clip_[0], self.clip_[0] / _DAY, np.where(x > self.clip_[1], self.clip_[1] / _DAY, d))
+        return d
+
+    def _period_days(self, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """[first, last] whole day of period bins `b`: the days inside its bounds (a bound may be a cut
+        between two days, x.5), or the day it touches when none is inside (a clip-bound pile)."""
+        lo, hi = self.period_.bin_lo_[b], self.period_.bin_hi_[b]
+        first, last = np.ceil(lo), np.floor(hi)
+        return np.where(first <= last, first, np.floor(lo)), last
+
+    def _period_range(self, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """[first, last] epoch seconds of period bins `b` (whole days)."""
+        first, last = self._period_days(b)
+        return first * _DAY, (last + 1) * _DAY - 1e-3
 
     def _build(self) -> None:
         """Parts and their vocabularies; a year (or month) that never varies is no token (less to train)."""
@@ -366,7 +468,7 @@ class DatetimeTokenizer:
         nan = np.isnan(x)
         out = np.zeros((x.size, len(self.parts_)), dtype=np.int64)
         v = np.clip(x[~nan], *self.clip_)
-        out[:, 0] = self.period_.encode(np.where(nan, np.nan, np.floor(np.clip(x, *self.clip_) / _DAY)))[0]
+        out[:, 0] = self.period_.encode(np.where(nan, np.nan, self._period_value(x)))[0]
         p = date_parts(v)
         cols = {"year": p["year"] - self.year0_, "month": p["month"] - 1, "wday": p["wday"], "day": p["day"] - 1}
         if self.time_ is not None:
@@ -383,8 +485,9 @@ class DatetimeTokenizer:
         hi = np.clip(np.where(np.isnan(hi), np.inf, hi), *self.clip_)
         if period is not None:
             b = np.clip(period, 0, max(self.period_.bin_lo_.size - 1, 0))
-            p_lo = np.maximum(lo, self.period_.bin_lo_[b] * _DAY)
-            p_hi = np.minimum(hi, (self.period_.bin_hi_[b] + 1) * _DAY - 1e-3)
+            r_lo, r_hi = self._period_range(b)
+            p_lo = np.maximum(lo, r_lo)
+            p_hi = np.minimum(hi, r_hi)
             meet = p_lo <= p_hi  # a range lying between two periods' dates keeps the range
             lo, hi = np.where(meet, p_lo, lo), np.where(meet, p_hi, hi)
         if self.time_ is None:
@@ -441,6 +544,15 @@ class DatetimeTokenizer:
             m = np.zeros((rows, size), dtype=bool)
             nb = self.period_.bin_lo_.size
             m[:, :nb] = self.period_.allowed_bins(pl["days"].astype(float), ph["days"].astype(float))
+            if nb and not self.wdays_seen_.all():  # prefer periods whose days in range include a seen weekday
+                first, last = self._period_days(np.arange(nb))
+                a = np.maximum(first[None, :], pl["days"][:, None])
+                z = np.minimum(last[None, :], ph["days"][:, None])
+                seen = np.zeros((rows, nb), dtype=bool)
+                for off in range(7):  # a loop over the days of a week
+                    d = a + off
+                    seen |= (d <= z) & self.wdays_seen_[((d + 3) % 7).astype(np.int64)]
+                m[:, :nb] = _prefer(m[:, :nb], m[:, :nb] & seen)
             if self.has_nan_ and not conditioned:
                 m[:, self.nan_token] = True
             return m
@@ -514,7 +626,11 @@ class DatetimeTokenizer:
             tod = np.zeros(days.size)
         lo_b = pl["days"] * _DAY + pl["time"]
         hi_b = ph["days"] * _DAY + ph["time"]
-        out[ok] = np.clip(days * _DAY + tod, lo_b, hi_b)
+        vals = np.clip(days * _DAY + tod, lo_b, hi_b)
+        if self.time_ is not None and self.time_step_:  # a bound off the time grid: back onto it, inside the range
+            up, dn = np.ceil(vals / self.time_step_) * self.time_step_, np.floor(vals / self.time_step_) * self.time_step_
+            vals = np.where(up <= hi_b, up, np.where(dn >= lo_b, dn, vals))
+        out[ok] = vals
         return out
 
     # -- persistence -------------------------------------------------------------------------------
@@ -534,6 +650,12 @@ class DatetimeTokenizer:
 
     @classmethod
     def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> "DatetimeTokenizer":
+        n_years = meta.get("n_years")
+        _need(type(n_years) is int and 1 <= n_years <= min(meta.get("max_years") or 0, _MAX_YEARS),
+              f"datetime tokenizer: n_years must be between 1 and max_years (at most {_MAX_YEARS})")
+        _need(all(arrays.get(k) is not None and arrays[k].shape == (size,)
+                  for k, size in (("months_seen", 12), ("days_seen", 31), ("wdays_seen", 7))),
+              "datetime tokenizer: arrays months_seen, days_seen, wdays_seen must have 12, 31 and 7 entries")
         tok = cls(meta["n_bins"], meta["n_sub"], meta["rare_k"], meta["max_years"])
         tok.has_nan_ = bool(meta["has_nan"])
         tok.usable_ = True
