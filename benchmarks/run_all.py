@@ -1,7 +1,9 @@
 """Run every benchmark in this folder, one after another (timed runs must not overlap).
 
 `python benchmarks/run_all.py fuzz copula` runs only bench_fuzz.py and bench_copula.py (bench_fuzz is the
-issue-13 fuzzing run; on its own, `python benchmarks/bench_fuzz.py --quick` runs a tenth of its cases)."""
+issue-13 fuzzing run; on its own, `python benchmarks/bench_fuzz.py --quick` runs a tenth of its cases).
+bench_privacy is issue 12's attack benchmark (about 35 min; `python benchmarks/bench_privacy.py --rows 3000
+--quick` is a 3-minute smoke run)."""
 import subprocess
 import sys
 from pathlib import Path
