@@ -63,7 +63,7 @@ def resolve_model(name: str) -> str:
 
 
 def make_synthesizer(model: str, seed: int, epochs: Optional[int] = None, max_seconds: Optional[float] = None,
-                     epsilon: Optional[float] = None, delta: Optional[float] = None):
+                     epsilon: Optional[float] = None, delta: Optional[float] = None, domain: Optional[str] = None):
     from synthloop.synthesizers import synthesizer_class
 
     klass = synthesizer_class(resolve_model(model))
@@ -71,7 +71,8 @@ def make_synthesizer(model: str, seed: int, epochs: Optional[int] = None, max_se
         max_seconds = AUTO_BUDGET_S
     params: dict[str, Any] = {"random_state": seed}
     accepted = klass._get_param_names()
-    for flag, key, value in (("--epochs", "epochs", epochs), ("--epsilon", "epsilon", epsilon), ("--delta", "delta", delta)):
+    for flag, key, value in (("--epochs", "epochs", epochs), ("--epsilon", "epsilon", epsilon), ("--delta", "delta", delta),
+                             ("--domain", "domain", domain)):
         if value is None:
             continue
         if key not in accepted:
@@ -95,6 +96,10 @@ def fit(
     max_seconds: Optional[float] = typer.Option(None, "--max-seconds", help="Time budget for training, in seconds."),
     epsilon: Optional[float] = typer.Option(None, "--epsilon", help="Differential-privacy budget (dp model; vae via DP-SGD)."),
     delta: Optional[float] = typer.Option(None, "--delta", help="DP delta (default 1e-6)."),
+    domain: Optional[str] = typer.Option(None, "--domain", help="DP models: where each column's bounds, categories, "
+                                         "decimals and missing share come from: dp (default: estimated under DP from "
+                                         "10%% of the budget unless the --schema YAML declares them `public: true`) or "
+                                         "public (every column must be declared public; refused otherwise)."),
     seed: int = typer.Option(0, "--seed", help="Random seed: same seed, same model, same rows."),
     encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of CSV/JSONL input."),
 ) -> None:
@@ -104,7 +109,7 @@ def fit(
         df = read_table(data, encoding=encoding)
         progress.update(task, advance=1, description=f"inferring schema ({len(df):,} rows x {df.shape[1]} columns)")
         sch = infer_schema(df, overrides=_load_schema_overrides(schema), source=str(schema))
-        synth = make_synthesizer(model, seed, epochs, max_seconds, epsilon, delta)
+        synth = make_synthesizer(model, seed, epochs, max_seconds, epsilon, delta, domain)
         progress.update(task, advance=1, description=f"fitting {synth.name}")
         t0 = time.perf_counter()
         synth.fit(df, sch)

@@ -20,3 +20,7 @@ class ConditionError(SynthloopError):
 
 class ModelFileError(SynthloopError):
     """A saved model file is missing, corrupt or from an incompatible version."""
+
+
+class PrivacyError(SynthloopError):
+    """A differentially private fit would release something its budget does not cover."""

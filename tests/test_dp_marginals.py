@@ -1,4 +1,7 @@
-"""The DP marginal synthesizer: accounting, noise scale, neighbouring tables, public-only discretization."""
+"""The DP marginal synthesizer: accounting, noise scale, neighbouring tables, public-only discretization.
+
+Most tests declare the schema public (`public: true`), so cells and bounds are fixed; tests of the
+domain paid for under DP are in test_dp_privacy.py."""
 from __future__ import annotations
 
 import math
@@ -10,6 +13,8 @@ import pytest
 from synthloop.evaluate.guarantee import guarantee_text
 from synthloop.schema import infer_schema
 from synthloop.synthesizers import GaussianCopulaSynthesizer, load_synthesizer
+from synthloop.privacy import mechanisms
+from synthloop.privacy.accounting import Budget
 from synthloop.synthesizers.dp_marginals import (DPMarginalSynthesizer, cdp_delta, cdp_eps, cdp_rho,
                                                  exponential_epsilon, gaussian_sigma)
 
@@ -29,9 +34,14 @@ def table() -> pd.DataFrame:
     return _table()
 
 
+def public(table: pd.DataFrame):
+    """The inferred schema, declared public by the user (table-level `public: true`)."""
+    return infer_schema(table).model_copy(update={"public": True})
+
+
 @pytest.fixture(scope="module")
 def model(table) -> DPMarginalSynthesizer:
-    return DPMarginalSynthesizer(epsilon=1.0, delta=1e-6, random_state=3).fit(table)
+    return DPMarginalSynthesizer(epsilon=1.0, delta=1e-6, random_state=3).fit(table, schema=public(table))
 
 
 # -- accounting ------------------------------------------------------------------------------------
@@ -46,8 +56,8 @@ def test_rho_for_a_budget_converts_back_to_that_budget(eps, delta):
 
 def test_noise_scales_spend_exactly_the_accountants_rho(model, table):
     d = table.shape[1]
-    rho = cdp_rho(1.0, 1e-6)
-    assert model.rho_ == pytest.approx(rho)
+    rho = cdp_rho(1.0, 1e-6)  # a public domain has no thresholds: all of delta converts rho
+    assert model.rho_ == pytest.approx(rho) == Budget(1.0, 1e-6, threshold_delta_share=0.0).rho
     ones = [m for m in model.measurements_ if len(m["clique"]) == 1]
     twos = [m for m in model.measurements_ if len(m["clique"]) == 2]
     assert len(ones) == d and len(twos) == d - 1  # all 1-way marginals, a spanning tree of 2-way ones
@@ -64,7 +74,7 @@ def test_measured_noise_has_the_scale_the_accountant_assumes(table):
     """Noisy minus true counts over many cells and fits: their spread is the declared sigma."""
     resid, sigma = [], None
     for seed in range(5):
-        m = DPMarginalSynthesizer(epsilon=1.0, delta=1e-6, random_state=seed).fit(table)
+        m = DPMarginalSynthesizer(epsilon=1.0, delta=1e-6, random_state=seed).fit(table, schema=public(table))
         enc = m.codec_.encode(table)
         for cell, meas in zip(m.cells_, m.measurements_):  # the 1-way measurements come first, in column order
             f = m._fine_index(cell, enc[cell["column"]])
@@ -78,12 +88,15 @@ def test_measured_noise_has_the_scale_the_accountant_assumes(table):
 
 # -- neighbouring tables ---------------------------------------------------------------------------
 def test_changing_one_row_changes_nothing_beyond_the_noise(table):
-    """Same seed, tables differing in one row: identical noise draws, structure and bins; outputs differ by noise only."""
+    """Tables differing in one row, the same noise replayed (a test-only hook; fits draw fresh OS noise):
+    identical structure and bins; outputs differ by noise only."""
     other = table.copy()
     other.loc[17, ["age", "segment", "income", "gain", "flag"]] = [79, "c", 1.5, 8000, False]
-    schema = infer_schema(table)
-    a = DPMarginalSynthesizer(epsilon=1.0, random_state=5).fit(table, schema=schema)
-    b = DPMarginalSynthesizer(epsilon=1.0, random_state=5).fit(other, schema=schema)
+    schema = public(table)
+    with mechanisms._seeded_noise_for_tests(5):
+        a = DPMarginalSynthesizer(epsilon=1.0, random_state=5).fit(table, schema=schema)
+    with mechanisms._seeded_noise_for_tests(5):
+        b = DPMarginalSynthesizer(epsilon=1.0, random_state=5).fit(other, schema=schema)
     def residuals(m, df):
         enc = m.codec_.encode(df)
         fine = [m._fine_index(c, enc[c["column"]]) for c in m.cells_]
@@ -116,7 +129,7 @@ def test_changing_one_row_changes_nothing_beyond_the_noise(table):
 
 def test_bins_come_from_the_schema_not_the_rows(table):
     """Two different tables under one schema get the same fine cells: no data-dependent edges."""
-    schema = infer_schema(table)
+    schema = public(table)
     other = _table(seed=9)
     other["income"] = other["income"].clip(schema["income"].min, schema["income"].max)
     a = DPMarginalSynthesizer(random_state=0).fit(table, schema=schema)
@@ -127,7 +140,7 @@ def test_bins_come_from_the_schema_not_the_rows(table):
 
 
 def test_public_bounds_clip_values_and_fix_the_bins(table):
-    m = DPMarginalSynthesizer(epsilon=5.0, bounds={"income": [0, 50000]}, random_state=0).fit(table)
+    m = DPMarginalSynthesizer(epsilon=5.0, bounds={"income": [0, 50000]}, random_state=0).fit(table, schema=public(table))
     cell = next(c for c in m.cells_ if c["column"] == "income")
     assert cell["lo"] == 0 and cell["hi"] == 50000
     out = m.sample(2000, seed=0)
@@ -136,7 +149,7 @@ def test_public_bounds_clip_values_and_fix_the_bins(table):
 
 # -- output ----------------------------------------------------------------------------------------
 def test_samples_keep_the_tables_shape_and_strong_relations(table):
-    m = DPMarginalSynthesizer(epsilon=20.0, random_state=0).fit(table)
+    m = DPMarginalSynthesizer(epsilon=20.0, random_state=0).fit(table, schema=public(table))
     out = m.sample(5000, seed=0)
     assert list(out.columns) == list(table.columns)
     assert set(out["segment"].unique()) <= set(table["segment"].unique())
@@ -171,11 +184,11 @@ def test_save_and_load_give_the_same_rows_and_guarantee(model, tmp_path):
 
 def test_guarantee_is_stated_in_words_or_denied(model, table):
     g = model.privacy_guarantee()
-    assert g["statement"] == "(1.0, 1e-06)-DP for the rows of the source table"
+    assert g["statement"].startswith("(1.0, 1e-06)-DP for the rows of the source table; budget: one way marginals 33%")
     assert g["epsilon_from_rho"] <= 1.0 + 1e-9
     text = guarantee_text(model)
     assert text.startswith("(1.0, 1e-06)-DP for the rows of the source table")
-    assert "schema" in text  # says what is treated as public
+    assert "declared public: age, segment, income, gain, flag" in text  # says what is treated as public
     copula = GaussianCopulaSynthesizer().fit(table.head(200))
     assert guarantee_text(copula).startswith("No formal privacy guarantee")
 

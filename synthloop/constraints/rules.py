@@ -183,6 +183,7 @@ class FixedCombinations(Constraint):
 
     def fit(self, df: pd.DataFrame) -> "FixedCombinations":
         if self.combinations is None:
+            self.combinations_from_rows = True  # DP models refuse this: the combinations are private
             g = df[self.columns].astype(object).where(df[self.columns].notna(), None).value_counts(dropna=False, sort=False)
             self.combinations = [[_plain(v) for v in (k if isinstance(k, tuple) else (k,))] for k in g.index]
             self.counts = [int(c) for c in g.to_numpy()]

@@ -58,6 +58,9 @@ class ColumnSchema(BaseModel):
     pii_type: PiiType | None = None
     id_pattern: str | None = Field(None, description="regex-like template of generated ids, e.g. 'C{digits:6}'")
     text_length: tuple[float, float] | None = Field(None, description="mean and std of text length in characters")
+    public: bool | None = Field(None, description="the column's domain (bounds, categories, decimals, missing share, "
+                                "id pattern) is public knowledge; DP models use it as declared instead of paying for "
+                                "it. None: as the table's `public`")
     notes: list[str] = Field(default_factory=list)
 
     @property
@@ -73,6 +76,7 @@ class TableSchema(BaseModel):
     columns: list[ColumnSchema]
     primary_key: str | None = None
     constraints: list[dict[str, Any]] = Field(default_factory=list)
+    public: bool = Field(False, description="every column's domain is public unless the column says `public: false`")
 
     # -- access ---------------------------------------------------------------------------------
     @property
@@ -90,6 +94,11 @@ class TableSchema(BaseModel):
 
     def of_kind(self, *kinds: ColumnKind) -> list[ColumnSchema]:
         return [c for c in self.columns if c.kind in kinds]
+
+    def is_public(self, name: str) -> bool:
+        """Whether the column's domain is declared public (its own `public`, else the table's)."""
+        col = self[name]
+        return bool(self.public if col.public is None else col.public)
 
     # -- round trip -----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -173,7 +182,7 @@ class TableSchema(BaseModel):
             by_name[name].update(fields)
             if "kind" in fields and fields["kind"] in ("categorical", "boolean") and "categories" not in fields:
                 by_name[name]["categories"] = by_name[name].get("categories")
-        for key in ("primary_key", "constraints"):
+        for key in ("primary_key", "constraints", "public"):
             if key in overrides:
                 data[key] = overrides[key]
         return TableSchema.from_dict(data, source)

@@ -113,7 +113,7 @@ class BaseSynthesizer:
         from synthloop.constraints.enforce import fit_constraints
 
         self.constraints_ = fit_constraints(self.schema_, data, getattr(self, "constraints", None), constraints)
-        encoded = self.codec_.encode(data)
+        encoded = self.codec_.encode(data, **self._encode_options)
         self.n_rows_ = len(data)
         seed = getattr(self, "random_state", None)
         self._rng = np.random.default_rng(seed)
@@ -127,6 +127,10 @@ class BaseSynthesizer:
 
     def _fit(self, encoded: dict[str, np.ndarray], rng: np.random.Generator) -> None:
         raise NotImplementedError
+
+    # Differentially private models release their domain in `_release` (see synthloop.privacy.domain)
+    # and encode values outside it as -2 (nulls stay -1), so that they can leave them out.
+    _encode_options: ClassVar[dict[str, Any]] = {}
 
     # -- sampling ----------------------------------------------------------------------------
     def _check_fitted(self) -> None:

@@ -29,9 +29,15 @@ sensitivity 1; the Gaussian mechanism with scale sigma is 1 / (2 sigma^2)-zCDP, 
 mechanism with parameter eps is eps^2 / 8-zCDP (Cesar & Rogers 2021), zCDP composes by addition
 (Bun & Steinke 2016), and the total rho is converted to (epsilon, delta) with the tight conversion of
 Canonne, Kamath & Steinke, "The Discrete Gaussian for Differential Privacy" (NeurIPS 2020, Prop. 12).
-The schema (column kinds, categories, min/max, decimals, whether nulls occur) is treated as PUBLIC:
-build it from public knowledge or pass `bounds=` for an end-to-end guarantee. The row count is not
-public: the model's default sample size is the noisy estimate.
+The noise (discrete Gaussian counts, Gumbel selection) comes from synthloop.privacy.mechanisms: OS
+entropy through OpenDP, never `random_state`, which seeds only post-processing and sampling.
+
+The domain (bounds, categories, decimals, missing shares, id patterns) is either declared public in the
+schema (`public: true`) or paid for: `domain="dp"` (the default) spends `domain_share` of the budget
+estimating it (synthloop.privacy.domain); `domain="public"` spends nothing on it and refuses a column
+that is not declared public. A value outside the released domain is clipped (numbers) or left out of
+that column's counts (categories). The row count is not public: the model's default sample size is
+the noisy estimate.
 """
 from __future__ import annotations
 
@@ -39,72 +45,28 @@ import math
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
-from synthloop.errors import DataError, ModelFileError
-from synthloop.schema import ColumnKind
+from synthloop.errors import DataError, ModelFileError, PrivacyError
+from synthloop.privacy import domain as dp_domain
+from synthloop.privacy import mechanisms
+from synthloop.schema import ColumnKind, TableSchema
 from synthloop.synthesizers.base import BaseSynthesizer
 
 _CATEGORICAL = (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN)
 
 
-# -- zCDP accounting (Canonne, Kamath & Steinke 2020) ------------------------------------------------
-def cdp_delta(rho: float, eps: float) -> float:
-    """Smallest delta such that rho-zCDP implies (eps, delta)-DP (CKS20, Prop. 12, optimised over alpha)."""
-    if rho < 0 or eps < 0:
-        raise ValueError("rho and eps must be non-negative")
-    if rho == 0:
-        return 0.0
-    amin, amax = 1.01, (eps + 1) / (2 * rho) + 2
-    for _ in range(1000):  # bisection on the derivative of the bound in alpha
-        alpha = (amin + amax) / 2
-        derivative = (2 * alpha - 1) * rho - eps + math.log1p(-1.0 / alpha)
-        if derivative < 0:
-            amin = alpha
-        else:
-            amax = alpha
-    delta = math.exp((alpha - 1) * (alpha * rho - eps) + alpha * math.log1p(-1 / alpha)) / (alpha - 1.0)
-    return min(delta, 1.0)
-
-
-def cdp_eps(rho: float, delta: float) -> float:
-    """Smallest eps such that rho-zCDP implies (eps, delta)-DP."""
-    if delta >= 1 or rho == 0:
-        return 0.0
-    lo, hi = 0.0, rho + 2 * math.sqrt(rho * math.log(1 / delta))  # the classic bound is an upper bound
-    for _ in range(1000):
-        mid = (lo + hi) / 2
-        if cdp_delta(rho, mid) <= delta:
-            hi = mid
-        else:
-            lo = mid
-    return hi
-
-
-def cdp_rho(eps: float, delta: float) -> float:
-    """Largest rho such that rho-zCDP implies (eps, delta)-DP."""
-    if not eps > 0 or not 0 < delta < 1:
-        raise ValueError("need epsilon > 0 and 0 < delta < 1")
-    lo, hi = 0.0, eps + 1
-    for _ in range(1000):
-        mid = (lo + hi) / 2
-        if cdp_delta(mid, eps) <= delta:
-            lo = mid
-        else:
-            hi = mid
-    return lo
-
-
-def gaussian_sigma(rho: float, n_queries: int, sensitivity: float = 1.0) -> float:
-    """Noise scale so that `n_queries` Gaussian measurements of L2 sensitivity `sensitivity` cost `rho` in all."""
-    return float(sensitivity * math.sqrt(n_queries / (2.0 * rho)))
-
-
-def exponential_epsilon(rho: float, n_rounds: int) -> float:
-    """Per-round epsilon of the exponential mechanism so that `n_rounds` rounds cost `rho` (eps^2/8 each)."""
-    return float(math.sqrt(8.0 * rho / n_rounds))
+# accounting lives in synthloop.privacy.accounting; these names stay importable from here
+from synthloop.privacy.accounting import (Budget, cdp_delta, cdp_eps, cdp_rho, describe_parts,  # noqa: E402,F401
+                                          exponential_epsilon, gaussian_sigma)
 
 
 # -- helpers ---------------------------------------------------------------------------------------
+def _count(idx: np.ndarray, size: int) -> np.ndarray:
+    """Counts per cell; index -1 (a value outside the released domain) counts nowhere."""
+    return np.bincount(idx[idx >= 0], minlength=size)
+
+
 def _draw(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """One category per row of an (n, k) matrix of non-negative weights (rows need not sum to 1)."""
     cdf = np.cumsum(probs, axis=1)
@@ -140,15 +102,18 @@ class _Find:
 class DPMarginalSynthesizer(BaseSynthesizer):
     """(epsilon, delta)-differentially private synthesizer (MST: noisy 1- and 2-way marginals, tree model).
 
-    `bounds`: {column: [low, high]} public bounds for numerical/datetime columns (datetimes in epoch
-    seconds); others come from the schema, which is treated as public. Values outside are clipped.
+    `domain`: "dp" (default) estimates every column's domain that the schema does not declare public
+    under DP, from `domain_share` of the budget; "public" spends nothing on it and refuses a column
+    that is not declared public (schema `public: true`). `bounds`: {column: [low, high]} public bounds
+    for numerical/datetime columns (datetimes in epoch seconds). Values outside the domain are clipped.
     """
 
     name = "dp"
+    _encode_options = {"strict": False, "unknown": -2}
 
     def __init__(self, epsilon: float = 1.0, delta: float = 1e-6, random_state: int | None = 0, n_bins: int = 64,
                  max_int_cells: int = 128, max_coarse: int = 16, bounds: dict[str, list[float]] | None = None,
-                 schema: Any = None):
+                 domain: str = "dp", domain_share: float = 0.1, schema: Any = None):
         self.epsilon = epsilon
         self.delta = delta
         self.random_state = random_state
@@ -156,18 +121,71 @@ class DPMarginalSynthesizer(BaseSynthesizer):
         self.max_int_cells = max_int_cells
         self.max_coarse = max_coarse
         self.bounds = bounds
+        self.domain = domain
+        self.domain_share = domain_share
         self.schema = schema
+
+    # -- the domain: public or paid for (synthloop.privacy.domain) -------------------------------
+    def _release(self, schema: TableSchema, data: pd.DataFrame) -> tuple[TableSchema, pd.DataFrame]:
+        """The schema this model may store: public columns as declared, the rest paid for under DP."""
+        if self.domain not in ("dp", "public"):
+            raise DataError(f"domain must be 'dp' (estimate it under DP) or 'public' (declared in the schema), got {self.domain!r}")
+        share = float(self.domain_share) if self.domain == "dp" else 0.0
+        if not 0 <= share < 1:
+            raise DataError(f"domain_share must be in [0, 1), got {self.domain_share}")
+        plan = dp_domain.plan(schema, self.bounds)
+        thresholds = any(q in ("categories", "id_pattern") for _, q in plan)
+        self.budget_ = budget = Budget(float(self.epsilon), float(self.delta),
+                                       threshold_delta_share=dp_domain.THRESHOLD_DELTA_SHARE if thresholds else 0.0)
+        if plan and self.domain == "public":
+            dp_domain.refuse_undeclared(schema, type(self).__name__, "domain='public' spends no budget on it")
+        # categories are discovered by thresholding the noisy 1-way counts the model measures anyway
+        own = [(n, q) for n, q in plan if q != "categories"]
+        rho_domain = share * budget.rho if own else 0.0
+        if own and not rho_domain > 0:
+            dp_domain.refuse_undeclared(schema.model_copy(update={"columns": [schema[n] for n, _ in own]}),
+                                        type(self).__name__, "domain_share=0 spends no budget on it")
+        dom = dp_domain.release_domain(schema, data, rho_domain, budget.delta_threshold, self.bounds,
+                                       defer_categories=True)
+        if own:
+            budget.spend("domain", rho_domain, dom.delta, note="bounds, decimals, missing shares, id patterns")
+        released = dom.schema
+        self._discovered: dict[str, dict[Any, float]] = {}
+        if dom.deferred:
+            sigma1 = self._one_way_sigma(released, budget.rho - rho_domain)
+            cut = mechanisms.threshold_for(sigma1, dom.threshold_delta_each)
+            cols = []
+            for col in released.columns:
+                if col.name in dom.deferred:
+                    fields, kept = dp_domain.discover_categories(col, data[col.name], sigma1, cut)
+                    self._discovered[col.name] = kept
+                    dom.estimated[col.name] = ["categories", "missing share"]
+                    col = col.model_copy(update=fields)
+                cols.append(col)
+            released = TableSchema.model_validate({**released.model_dump(), "columns": [c.model_dump() for c in cols]})
+            budget.spend("category_discovery", 0.0, len(dom.deferred) * mechanisms.threshold_delta(sigma1, cut),
+                         note="a category is kept only if its noisy 1-way count clears "
+                              f"{cut} (the 1-way marginals' own noise, no extra rho)")
+        dom.schema = released
+        self.domain_ = dom
+        return released, data
+
+    @staticmethod
+    def _one_way_sigma(schema: TableSchema, rho: float) -> float:
+        """Noise of the 1-way counts: a third of what the domain left (all of it for one column)."""
+        d = sum(c.learned for c in schema.columns)
+        return gaussian_sigma(rho / 3 if d > 1 else rho, max(d, 1))
 
     # -- discretization (public information only) ------------------------------------------------
     def _cells(self, col) -> dict[str, Any]:
         """Fine cells of one column: `left`, `right`, `point` per cell, and whether the last cell is null."""
-        null = bool(col.missing_share > 0)
+        found = getattr(self, "_discovered", {}).get(col.name)
+        null = bool(col.missing_share > 0) if found is None else dp_domain.NULL in found
         if col.kind in _CATEGORICAL:
             k = len(col.categories or [])
             return {"column": col.name, "kind": "cat", "k": k, "null": null or k == 0,
                     "left": np.arange(k, dtype=float), "right": np.arange(k, dtype=float), "point": np.ones(k, bool)}
-        b = (self.bounds or {}).get(col.name)
-        lo, hi = (float(b[0]), float(b[1])) if b is not None else (col.min, col.max)
+        lo, hi = col.min, col.max  # the released schema holds public `bounds=` already
         if lo is None or hi is None or not np.isfinite([lo, hi]).all():
             return {"column": col.name, "kind": "num", "k": 0, "null": True, "lo": 0.0, "hi": 0.0,
                     "left": np.zeros(0), "right": np.zeros(0), "point": np.zeros(0, bool)}
@@ -189,14 +207,15 @@ class DPMarginalSynthesizer(BaseSynthesizer):
 
     @staticmethod
     def _fine_index(cell: dict[str, Any], x: np.ndarray) -> np.ndarray:
-        """Fine cell of every value (nulls to the null cell if the schema has one, else to cell 0)."""
+        """Fine cell of every value; -1 (counted nowhere) for a category outside the released domain and
+        for a null when the domain has no null cell."""
         k = cell["k"]
-        null_cell = k if cell["null"] else 0
+        null_cell = k if cell["null"] else -1
         if cell["kind"] == "cat":
-            return np.where(x < 0, null_cell, x).astype(np.int64)
+            return np.where(x == -1, null_cell, np.where(x < 0, -1, x)).astype(np.int64)
         nan = np.isnan(x)
         if k == 0:
-            return np.zeros(x.size, np.int64)
+            return np.where(nan, null_cell, -1).astype(np.int64)
         v = np.clip(np.where(nan, cell["lo"], x), cell["lo"], cell["hi"])
         left, point = cell["left"], cell["point"]
         pvals = left[point]
@@ -213,12 +232,15 @@ class DPMarginalSynthesizer(BaseSynthesizer):
 
     # -- fit ---------------------------------------------------------------------------------------
     def _fit(self, encoded: dict[str, np.ndarray], rng: np.random.Generator) -> None:
-        if not self.epsilon > 0:
-            raise DataError(f"epsilon must be > 0, got {self.epsilon}")
-        if not 0 < self.delta < 1:
-            raise DataError(f"delta must be in (0, 1), got {self.delta}")
+        learned_rules = [r for r in self.constraints_ if getattr(r, "combinations_from_rows", False)]
+        if learned_rules:
+            raise PrivacyError(f"{type(self).__name__}: DP fit refused: {learned_rules[0].describe()} would store the "
+                               f"combinations (and counts) read from the private rows; list its `combinations:` in the "
+                               f"schema (public knowledge) or drop the rule")
         cols = [c for c in self.codec_.learned]
-        self.rho_ = cdp_rho(self.epsilon, self.delta)
+        budget = self.budget_
+        self.rho_ = budget.rho
+        rest = self.rho_ - sum(budget.spent.values())
         d = len(cols)
         cells = [self._cells(c) for c in cols]
         fine = [self._fine_index(cell, encoded[cell["column"]]) for cell in cells]
@@ -226,17 +248,29 @@ class DPMarginalSynthesizer(BaseSynthesizer):
         self.cells_ = cells
         self.measurements_: list[dict[str, Any]] = []
         if d == 0:
-            self.coarse_, self.weights_, self.tree_, self.noisy_n_ = [], [], [], 0.0
-            self.budget_ = {"one_way": 0.0, "select": 0.0, "two_way": 0.0}
+            self.coarse_, self.weights_, self.tree_ = [], [], []
+            self.noisy_n_ = float(self.domain_.n_hat or 0.0)
+            self.n_rows_ = max(int(round(self.noisy_n_)), 0)
+            self.sigmas_ = {"one_way": 0.0, "two_way": 0.0}
+            self.privacy_ = self._statement()
             return
-        rho1, rho_sel, rho2 = (self.rho_ / 3,) * 3 if d > 1 else (self.rho_, 0.0, 0.0)
-        self.budget_ = {"one_way": rho1, "select": rho_sel, "two_way": rho2}
+        rho1, rho_sel, rho2 = (rest / 3,) * 3 if d > 1 else (rest, 0.0, 0.0)
+        budget.spend("one_way_marginals", rho1, note="noisy 1-way counts of every column")
+        if d > 1:
+            budget.spend("tree_selection", rho_sel, note="exponential-mechanism choice of the column pairs")
+            budget.spend("two_way_marginals", rho2, note="noisy 2-way counts of the chosen pairs")
 
         # 2. noisy fine 1-way marginals: d measurements of sensitivity 1 share rho1
         sigma1 = gaussian_sigma(rho1, d)
         noisy1 = []
         for cell, f, k in zip(cells, fine, sizes):
-            y = np.bincount(f, minlength=k).astype(float) + rng.normal(0.0, sigma1, k)
+            found = self._discovered.get(cell["column"])
+            if found is not None:  # measured (and thresholded) when the categories were discovered
+                cats = self.schema_[cell["column"]].categories or []
+                nulls = [found.get(dp_domain.NULL, 0.0)] if cell["null"] else []  # no category kept: all null
+                y = np.array([found[c] for c in cats] + nulls, dtype=float)
+            else:
+                y = mechanisms.gaussian_counts(_count(f, k), sigma1)
             noisy1.append(y)
             self.measurements_.append({"clique": [cell["column"]], "sigma": sigma1, "noisy": y})
 
@@ -244,7 +278,11 @@ class DPMarginalSynthesizer(BaseSynthesizer):
         n_hat1 = self._n_hat1 = float(np.mean([y.sum() for y in noisy1]))
         coarse = [self._compress(cell, y, sigma1, n_hat1) for cell, y in zip(cells, noisy1)]
         kc = [int(g.max()) + 1 for g in coarse]
-        codes = [g[f] for g, f in zip(coarse, fine)]
+        codes = [np.where(f >= 0, g[np.maximum(f, 0)], -1) for g, f in zip(coarse, fine)]
+
+        def pair_counts(i: int, j: int) -> np.ndarray:
+            ok = (codes[i] >= 0) & (codes[j] >= 0)
+            return np.bincount(codes[i][ok] * kc[j] + codes[j][ok], minlength=kc[i] * kc[j])
 
         # 4. select a spanning tree with the exponential mechanism
         edges: list[tuple[int, int]] = []
@@ -256,16 +294,12 @@ class DPMarginalSynthesizer(BaseSynthesizer):
             pairs = [(i, j) for i in range(d) for j in range(i + 1, d)]
             scores = np.empty(len(pairs))
             for t, (i, j) in enumerate(pairs):
-                true = np.bincount(codes[i] * kc[j] + codes[j], minlength=kc[i] * kc[j])
-                scores[t] = np.abs(true - n_hat1 * np.outer(p1[i], p1[j]).ravel()).sum()
+                scores[t] = np.abs(pair_counts(i, j) - n_hat1 * np.outer(p1[i], p1[j]).ravel()).sum()
             eps_em = exponential_epsilon(rho_sel, d - 1)
             uf = _Find(d)
             for _ in range(d - 1):
-                ok = np.array([uf.find(i) != uf.find(j) for i, j in pairs])
-                # Gumbel-max trick = exponential mechanism with weights exp(eps/2 * score / sensitivity)
-                g = rng.gumbel(size=len(pairs))
-                utility = np.where(ok, eps_em / 2.0 * scores + g, -np.inf)
-                i, j = pairs[int(np.argmax(utility))]
+                ok = np.flatnonzero([uf.find(i) != uf.find(j) for i, j in pairs])
+                i, j = pairs[int(ok[mechanisms.noisy_argmax(scores[ok], eps_em)])]
                 edges.append((i, j))
                 uf.union(i, j)
 
@@ -274,8 +308,7 @@ class DPMarginalSynthesizer(BaseSynthesizer):
         if edges:
             sigma2 = gaussian_sigma(rho2, len(edges))
             for i, j in edges:
-                true = np.bincount(codes[i] * kc[j] + codes[j], minlength=kc[i] * kc[j]).reshape(kc[i], kc[j])
-                y = true + rng.normal(0.0, sigma2, true.shape)
+                y = mechanisms.gaussian_counts(pair_counts(i, j).reshape(kc[i], kc[j]), sigma2)
                 noisy2.append(y)
                 self.measurements_.append({"clique": [cells[i]["column"], cells[j]["column"]], "sigma": sigma2, "noisy": y})
         else:
@@ -285,6 +318,8 @@ class DPMarginalSynthesizer(BaseSynthesizer):
         # 6. inference (post-processing only from here on)
         self._estimate(cells, coarse, kc, noisy1, sigma1, edges, noisy2, sigma2)
         self.n_rows_ = max(int(round(self.noisy_n_)), 1)  # the exact count is private
+        self.privacy_ = self._statement()
+        self.__dict__.pop("_discovered", None)
 
     def _compress(self, cell: dict[str, Any], y: np.ndarray, sigma: float, n_hat: float) -> np.ndarray:
         """Fine cell -> coarse cell, from noisy counts only."""
@@ -313,6 +348,8 @@ class DPMarginalSynthesizer(BaseSynthesizer):
         d = len(cells)
         # total count: inverse-variance average of every measurement's sum
         totals = [(y.sum(), y.size * sigma1**2) for y in noisy1] + [(y.sum(), y.size * sigma2**2) for y in noisy2]
+        if self.domain_.n_hat is not None:  # the domain's noisy row count, when it measured one
+            totals.append((self.domain_.n_hat, self.domain_.sigmas["row_count"] ** 2))
         w = np.array([1.0 / v for _, v in totals])
         n_hat = max(float(np.dot(w, [s for s, _ in totals]) / w.sum()), 1.0)
         self.noisy_n_ = n_hat
@@ -474,23 +511,39 @@ class DPMarginalSynthesizer(BaseSynthesizer):
         return np.where(null, np.nan, x)
 
     # -- privacy statement --------------------------------------------------------------------------
-    def privacy_guarantee(self) -> dict[str, Any]:
-        """The guarantee this model gives, as data and as one sentence."""
-        rho = getattr(self, "rho_", None) or cdp_rho(self.epsilon, self.delta)
+    def _statement(self) -> dict[str, Any]:
+        """The guarantee, built once at fit time from the budget actually spent (saved with the model)."""
+        rep = self.budget_.report()
+        dom = self.domain_
+        public = ("column names, kinds and formats (dtype, datetime format, PII type)"
+                  + (f"; declared public: {', '.join(dom.public)}" if dom.public else "; no column declared public"))
+        if self.bounds:
+            public += f"; public bounds of {', '.join(self.bounds)}"
         eps = float(self.epsilon)
-        public = "the schema: column kinds, categories, numerical bounds, decimals, which columns hold nulls"
-        if getattr(self, "constraints_", None):
-            public += "; constraint rules (fixed combinations read their allowed combinations from the rows)"
+        parts = describe_parts(rep["parts"])
         return {
             "differentially_private": True,
-            "epsilon": eps, "delta": float(self.delta), "rho_zcdp": float(rho),
-            "epsilon_from_rho": cdp_eps(rho, self.delta),
-            "mechanism": "MST (Gaussian noise on 1- and 2-way marginals, exponential-mechanism selection)",
-            "accounting": "zCDP, converted with Canonne, Kamath & Steinke (2020)",
+            "epsilon": eps, "delta": float(self.delta), "rho_zcdp": rep["rho_zcdp"],
+            "epsilon_from_rho": rep["epsilon_spent"], "delta_thresholds": rep["delta_thresholds"],
+            "parts": rep["parts"],
+            "domain": {"mode": self.domain, "share": float(self.domain_share) if self.domain == "dp" else 0.0,
+                       "public": list(dom.public), "estimated": sorted(dom.estimated)},
+            "mechanism": "MST (discrete Gaussian noise on 1- and 2-way marginals, exponential-mechanism selection)"
+                         + ("; domain estimated under DP (noisy log-grid bounds, thresholded category counts, noisy "
+                            "decimals and missing shares)" if dom.estimated else ""),
+            "noise": mechanisms.noise_source(),
+            "accounting": "zCDP, converted with Canonne, Kamath & Steinke (2020); thresholds add their delta",
             "unit": "one row of the source table (neighbouring tables differ by adding or removing one row)",
             "public": public,
-            "statement": f"({eps}, {float(self.delta):g})-DP for the rows of the source table",
+            "statement": f"({eps}, {float(self.delta):g})-DP for the rows of the source table"
+                         + (f"; budget: {parts}" if parts else "")
+                         + (f"; declared public: {', '.join(dom.public)}" if dom.public else "; no column declared public"),
         }
+
+    def privacy_guarantee(self) -> dict[str, Any] | None:
+        """The guarantee this model gives, as data and as one sentence (budget per part, what is public)."""
+        info = getattr(self, "privacy_", None)
+        return dict(info) if info is not None else None  # not fitted: nothing is guaranteed yet
 
     # -- persistence --------------------------------------------------------------------------------
     def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -506,8 +559,8 @@ class DPMarginalSynthesizer(BaseSynthesizer):
         for t, step in enumerate(self.tree_):
             tree.append({"node": step["node"], "parent": step["parent"]})
             arrays[f"cond{t}"] = step["cond"]
-        meta = {"cells": cells, "tree": tree, "rho": self.rho_, "noisy_n": self.noisy_n_, "budget": self.budget_,
-                "sigmas": getattr(self, "sigmas_", {})}
+        meta = {"cells": cells, "tree": tree, "rho": self.rho_, "noisy_n": self.noisy_n_,
+                "sigmas": getattr(self, "sigmas_", {}), "privacy": self.privacy_}
         return meta, arrays
 
     def _set_state(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
@@ -521,8 +574,13 @@ class DPMarginalSynthesizer(BaseSynthesizer):
         self.tree_ = [{**step, "cond": arrays[f"cond{t}"]} for t, step in enumerate(meta["tree"])]
         self.rho_ = meta["rho"]
         self.noisy_n_ = meta["noisy_n"]
-        self.budget_ = meta["budget"]
         self.sigmas_ = meta.get("sigmas", {})
+        self.privacy_ = meta.get("privacy")
+        if self.privacy_ is None:
+            raise ModelFileError("this DP model file predates the domain audit (its domain was read from the rows "
+                                 "for free); fit it again")
+        if not isinstance(self.privacy_, dict) or not isinstance(self.privacy_.get("statement"), str):
+            raise ModelFileError("model file: header field 'model.privacy' must be an object with a 'statement'")
 
 
 def _check_dp_state(meta: dict[str, Any], arrays: dict[str, np.ndarray], learned: dict[str, Any]) -> None:

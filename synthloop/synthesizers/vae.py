@@ -68,7 +68,8 @@ class VAESynthesizer(RejectionSamplingMixin, ReleaseGuardMixin, BaseSynthesizer)
                  validation_share: float = 0.1, patience: int | None = 20, device: str = "auto", n_threads: int | None = 1,
                  random_state: int | None = 0, verbose: bool = False, max_condition_rounds: int = 20,
                  epsilon: float | None = None, delta: float = 1e-6, max_grad_norm: float = 1.0,
-                 privacy_k: int = 5, rare_label: Any = "other", schema: Any = None):
+                 domain: str = "dp", domain_share: float = 0.1, privacy_k: int = 5, rare_label: Any = "other",
+                 schema: Any = None):
         self.epochs = epochs
         self.max_seconds = max_seconds
         self.batch_size = batch_size
@@ -89,9 +90,72 @@ class VAESynthesizer(RejectionSamplingMixin, ReleaseGuardMixin, BaseSynthesizer)
         self.epsilon = epsilon  # DP-SGD target (None = no DP); delta and per-row clipping norm below
         self.delta = delta
         self.max_grad_norm = max_grad_norm
+        self.domain = domain  # with epsilon: "dp" pays for the undeclared domain (domain_share), "public" refuses it
+        self.domain_share = domain_share
         self.privacy_k = privacy_k  # release guard (synthloop.transforms.release); DP-SGD fits own their domain
         self.rare_label = rare_label
         self.schema = schema
+
+    # -- DP: the domain is public or paid for (synthloop.privacy.domain) ---------------------------
+    @property
+    def _encode_options(self) -> dict[str, Any]:  # type: ignore[override]
+        return {"strict": False, "unknown": -2} if self.epsilon is not None else {}
+
+    def _release(self, schema: Any, data: Any) -> tuple[Any, Any]:
+        """Without epsilon: the release guard (ReleaseGuardMixin). With it: the domain public or paid for."""
+        if self.epsilon is None:
+            return super()._release(schema, data)
+        from synthloop.errors import DataError
+        from synthloop.privacy import domain as dp_domain
+        from synthloop.privacy.accounting import Budget
+
+        if self.domain not in ("dp", "public"):
+            raise DataError(f"domain must be 'dp' (estimate it under DP) or 'public' (declared in the schema), got {self.domain!r}")
+        share = float(self.domain_share) if self.domain == "dp" else 0.0
+        if not 0 <= share < 1:
+            raise DataError(f"domain_share must be in [0, 1), got {self.domain_share}")
+        plan = dp_domain.plan(schema)
+        if plan and not share > 0:
+            how = "domain='public'" if self.domain == "public" else "domain_share=0"
+            dp_domain.refuse_undeclared(schema, type(self).__name__, f"{how} spends no budget on it")
+        thresholds = any(q in ("categories", "id_pattern") for _, q in plan)
+        budget = Budget(float(self.epsilon), float(self.delta),
+                        threshold_delta_share=dp_domain.THRESHOLD_DELTA_SHARE if thresholds else 0.0)
+        # all public: only the row count (the sampling rate of DP-SGD) is paid for, from 1% of the budget
+        rho = (share if plan else 0.01) * budget.rho
+        self.domain_ = dp_domain.release_domain(schema, data, rho, budget.delta_threshold, count_rows=True)
+        budget.spend("domain", rho, self.domain_.delta,
+                     note="bounds, categories, decimals, missing shares, id patterns, row count" if plan else "row count")
+        self.budget_ = budget
+        return self.domain_.schema, data
+
+    def _public_rows(self, encoded: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Rows inside the released domain (numbers clipped to it; a row with a category or null the domain
+        lacks is left out, a rule that reads one row at a time) and a public pseudo-table to fit the layout on."""
+        from synthloop.schema import ColumnKind
+
+        n = len(next(iter(encoded.values()))) if encoded else 0
+        keep = np.ones(n, bool)
+        out: dict[str, np.ndarray] = {}
+        pseudo: dict[str, np.ndarray] = {}
+        prng = np.random.default_rng(0)  # the pseudo-table is a function of the released schema alone
+        m = 4000
+        for col in self.codec_.learned:
+            x = encoded[col.name]
+            nulls = prng.random(m) < max(col.missing_share, 1.0 / m if col.missing_share > 0 else 0.0)
+            if col.kind in (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN):
+                keep &= (x >= 0) | ((x == -1) & (col.missing_share > 0))
+                k = len(col.categories or [])
+                p = prng.integers(0, max(k, 1), m) if k else np.full(m, -1)
+                pseudo[col.name] = np.where(nulls, -1, p)
+                out[col.name] = x
+            else:
+                lo, hi = col.min, col.max
+                keep &= ~np.isnan(x) | (col.missing_share > 0)
+                out[col.name] = np.clip(x, lo, hi) if lo is not None else x
+                u = prng.uniform(lo if lo is not None else 0.0, hi if hi is not None else 1.0, m)
+                pseudo[col.name] = np.where(nulls, np.nan, np.round(u, col.decimals) if col.decimals is not None else u)
+        return {k: v[keep] for k, v in out.items()}, pseudo
 
     def _index(self) -> None:
         """Positions of the tanh scalars and of each one-hot block (for a vectorized loss)."""
@@ -132,9 +196,14 @@ class VAESynthesizer(RejectionSamplingMixin, ReleaseGuardMixin, BaseSynthesizer)
         encoded = self._clip_released(encoded)
         dev = resolve_device(self.device)
         seed = int(rng.integers(2**31))
-        train_idx, val_idx = split_validation(self.n_rows_, self.validation_share if self.epsilon is None else 0.0, rng)
+        private = self.epsilon is not None
+        if private:  # the layout is fitted on a public pseudo-table, training sees rows inside the domain
+            encoded, pseudo = self._public_rows(encoded)
+            self.n_rows_ = max(int(round(self.domain_.n_hat)), 1)  # the exact count is private
+        n = len(next(iter(encoded.values()))) if encoded else 0
+        train_idx, val_idx = split_validation(n, self.validation_share if not private else 0.0, rng)
         self.layout_ = DataLayout(self.max_modes, random_state=seed).fit(
-            {k: v[train_idx] for k, v in encoded.items()}, self.codec_.learned, rng)
+            pseudo if private else {k: v[train_idx] for k, v in encoded.items()}, self.codec_.learned, rng)
         self._index()
         data = self.layout_.transform({k: v[train_idx] for k, v in encoded.items()}, rng)
         val = self.layout_.transform({k: v[val_idx] for k, v in encoded.items()}, rng) if val_idx.size else None
@@ -148,10 +217,20 @@ class VAESynthesizer(RejectionSamplingMixin, ReleaseGuardMixin, BaseSynthesizer)
             if self.epsilon is not None:  # DP-SGD (synthloop.synthesizers.dp_sgd): all rows, fixed epochs, no early stopping
                 from synthloop.synthesizers.dp_sgd import fit_private
                 dec.sigma.requires_grad_(False)  # Opacus clips per-row gradients of standard layers only
+                dom = self.domain_
+                parts = {"domain": {"rho": rho, "what": self.budget_.notes.get("domain", "")}
+                         for rho in [self.budget_.spent.get("domain", 0.0)]}
+                covered = ("column names, kinds and formats (dtype, datetime format, PII type)"
+                           + (f"; declared public: {', '.join(dom.public)}" if dom.public else "; no column declared public"))
                 self.privacy_, self.history_ = fit_private(
                     nn.ModuleDict({"enc": enc, "dec": dec}), lambda b: sum(self._loss(dec, enc, b)), data_t,
-                    epochs=self.epochs, batch_size=bs, learning_rate=self.learning_rate, weight_decay=self.weight_decay,
-                    epsilon=self.epsilon, delta=self.delta, max_grad_norm=self.max_grad_norm, seed=seed, model_name="VAE")
+                    epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
+                    weight_decay=self.weight_decay, epsilon=self.epsilon, delta=self.delta,
+                    max_grad_norm=self.max_grad_norm, n_public=dom.n_hat, prior_rho=parts["domain"]["rho"],
+                    prior_delta=self.budget_.delta_spent, parts=parts, declared=list(dom.public), model_name="VAE",
+                    covered=covered)
+                self.privacy_["domain"] = {"mode": self.domain, "public": list(dom.public), "estimated": sorted(dom.estimated),
+                                           "share": float(self.domain_share) if self.domain == "dp" else 0.0}
                 self.training_ = {"epochs": self.epochs, "dp_sgd": True}
                 dec.eval()
                 return

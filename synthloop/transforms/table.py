@@ -26,7 +26,7 @@ class TableCodec:
         }
 
     # -- encode ------------------------------------------------------------------------------
-    def encode_column(self, col: ColumnSchema, values: pd.Series, strict: bool = True) -> np.ndarray:
+    def encode_column(self, col: ColumnSchema, values: pd.Series, strict: bool = True, unknown: int = -1) -> np.ndarray:
         if col.kind == ColumnKind.NUMERICAL:
             return pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
         if col.kind == ColumnKind.DATETIME:
@@ -40,17 +40,21 @@ class TableCodec:
         if index.dtype == object and (codes < 0).any():  # match "1" to 1 or 1.0 when types differ
             alt = pd.Index([str(v) for v in index]).get_indexer(values.astype(str))
             codes = np.where(codes < 0, alt, codes)
-        unknown = (codes < 0) & values.notna().to_numpy()
-        if unknown.any() and strict:
-            bad = values[unknown].iloc[0]
+        outside = (codes < 0) & values.notna().to_numpy()
+        if outside.any() and strict:
+            bad = values[outside].iloc[0]
             raise DataError(f"column '{col.name}': value {bad!r} is not one of the schema's categories")
+        if unknown != -1:  # tell values outside the categories apart from nulls
+            codes = np.where(outside, unknown, codes)
         return codes.astype(np.int64)
 
-    def encode(self, df: pd.DataFrame) -> dict[str, np.ndarray]:
+    def encode(self, df: pd.DataFrame, strict: bool = True, unknown: int = -1) -> dict[str, np.ndarray]:
+        """`strict=False`: a value outside the schema's categories encodes as `unknown` (by default -1,
+        like a null) instead of failing."""
         missing = [c.name for c in self.learned if c.name not in df.columns]
         if missing:
             raise DataError(f"column '{missing[0]}' of the schema is missing from the data")
-        return {c.name: self.encode_column(c, df[c.name]) for c in self.learned}
+        return {c.name: self.encode_column(c, df[c.name], strict=strict, unknown=unknown) for c in self.learned}
 
     # -- decode ------------------------------------------------------------------------------
     def decode_column(self, col: ColumnSchema, arr: np.ndarray) -> pd.Series:
