@@ -91,6 +91,8 @@ from synthloop.commands import report as _report  # noqa: E402
 _report.register(app)
 from synthloop.commands import refine as _refine  # noqa: E402
 _refine.register(app)
+from synthloop.commands import audit as _audit  # noqa: E402
+_audit.register(app)
 # New verbs: one module in synthloop/commands/ and two lines above this comment (not below the guard:
 # `python -m synthloop.cli` runs main() there, and main() exits).
 

@@ -191,6 +191,11 @@ window.addEventListener("error", function (e) { window.__reportErrors.push(Strin
 <table><tr><th>figure</th><th>value</th><th>ideal</th><th>meaning</th></tr>
 {% for row in privacy_rows %}<tr><td>{{ row[0] }}</td><td class="num">{{ fmt(row[1], 4) }}</td><td>{{ row[2] }}</td><td class="muted">{{ row[3] }}</td></tr>{% endfor %}
 </table><p class="muted">Distances: SDMetrics' DCR distance (mean over columns of |difference| / range for numbers, mismatch for categories).</p>
+{% if attack_rows %}<h3>Attacks</h3>
+<table><tr><th>attack</th><th>value</th><th>confidence interval</th><th>ideal</th><th>meaning</th></tr>
+{% for row in attack_rows %}<tr><td>{{ row[0] }}</td><td class="num">{{ fmt(row[1], 4) }}</td><td class="num">{{ row[2] }}</td><td>{{ row[3] }}</td><td class="muted">{{ row[4] }}</td></tr>{% endfor %}
+</table>{% endif %}
+{% for kind, note in attack_notes %}<p class="{{ 'warn' if kind == 'warn' else 'muted' }}">{{ note }}</p>{% endfor %}
 </section>
 
 {% if fairness %}<section id="fairness"><h2>Fairness</h2>
@@ -260,6 +265,41 @@ def _privacy_rows(p: dict[str, Any]) -> list[tuple[str, Any, str, str]]:
     return rows
 
 
+def _attack_rows(p: dict[str, Any]) -> tuple[list[tuple[str, Any, str, str, str]], list[tuple[str, str]]]:
+    """Rows of the attack table (DOMIAS, Anonymeter's three risks with their intervals) and notes."""
+    a = p.get("attacks") or {}
+    rows: list[tuple[str, Any, str, str, str]] = []
+    notes: list[tuple[str, str]] = []
+    if "domias_auc" in a:
+        rows.append(("DOMIAS density membership attack ROC AUC", a["domias_auc"], "", "0.5",
+                     "ranks real rows by synthetic density / reference density at the row; spots training rows where the model overfits"))
+    elif a.get("domias_skipped"):
+        notes.append(("warn", f"DOMIAS attack skipped: {a['domias_skipped']}"))
+    an = a.get("anonymeter") or {}
+    if an.get("skipped"):
+        notes.append(("warn", an["skipped"]))
+    level = an.get("confidence_level", 0.95)
+
+    def ci(r: dict[str, Any]) -> str:
+        lo, hi = r.get("ci") or (None, None)
+        return "" if lo is None else f"{level:.0%}: [{lo:.3f}, {hi:.3f}]"
+
+    meanings = {
+        "singling_out": "Anonymeter: share of predicates built from synthetic rows that isolate exactly one training row, beyond control rows (highest of univariate and 3-column)",
+        "linkability": "Anonymeter: share of people whose two halves of columns are linked through their nearest synthetic rows, beyond control rows",
+        "inference": "Anonymeter: how much better than for control rows a column is guessed from the others (highest over columns)",
+    }
+    for key, label in (("singling_out", "Singling-out risk"), ("linkability", "Linkability risk"), ("inference", "Attribute-inference risk")):
+        r = an.get(key)
+        if r:
+            extra = f" (worst column: {r['secret']})" if key == "inference" and r.get("secret") else ""
+            rows.append((label + extra, r["risk"], ci(r), "0", meanings[key]))
+    if an.get("n_attacks"):
+        notes.append(("info", f"Anonymeter: {an['n_attacks']:,} attacks per risk on {an.get('rows_train', 0):,} training rows "
+                     f"and as many control (holdout) rows; a risk is 0 when the attack does no better on training rows than on rows the model never saw."))
+    return rows, notes
+
+
 def render_html(data: dict[str, Any], title: str | None = None, extra_sections: list[dict[str, Any]] | None = None) -> str:
     """The report page for one evaluation's `data` (an `EvaluationResult.data`). `extra_sections`:
     [{id, title, html (trusted markup), figures: {div id: plotly spec}}] appended after the built-in ones."""
@@ -272,6 +312,7 @@ def render_html(data: dict[str, Any], title: str | None = None, extra_sections: 
     rows = data.get("rows", {})
     timings = data.get("timings_s", {})
     specs_json = json.dumps(specs, allow_nan=False, separators=(",", ":")).replace("</", "<\\/")
+    attack_rows, attack_notes = _attack_rows(data.get("privacy") or {})
     sub = f"{rows.get('real', 0):,} real rows, {rows.get('synthetic', 0):,} synthetic rows" + (
         f", {rows['holdout']:,} holdout rows" if rows.get("holdout") else ", no holdout")
     return tmpl.render(
@@ -282,6 +323,7 @@ def render_html(data: dict[str, Any], title: str | None = None, extra_sections: 
         proj_note=((data.get("plots") or {}).get("projection") or {}).get("method", ""),
         dist_ids=[k for k in specs if k.startswith("fig-dist-")], real_color=_REAL, synth_color=_SYNTH,
         u=data.get("utility"), privacy_rows=_privacy_rows(data.get("privacy") or {}), fairness=data.get("fairness") or [],
+        attack_rows=attack_rows, attack_notes=attack_notes,
         cov=data.get("coverage") or {}, con=data.get("constraints") or {},
         total_s=f"{sum(timings.values()):.1f}", timings=", ".join(f"{k} {v:.1f} s" for k, v in timings.items()),
         plotly_js=Markup(plotly_js().replace("</script", "<\\/script")),

@@ -95,6 +95,27 @@ def verdicts(d: dict[str, Any]) -> list[dict[str, Any]]:
             (0.55, "good", "An attacker cannot tell who was in the training data."),
             (0.65, "fair", "An attacker guesses membership slightly better than chance."),
             (2, "poor", "An attacker can often tell who was in the training data.")], higher_is_better=False)})
+    att = p.get("attacks") or {}
+    if att.get("domias_auc") is not None:
+        cards.append({"name": "DOMIAS attack AUC", "value": att["domias_auc"], "ideal": 0.5, **_band(att["domias_auc"], [
+            (0.55, "good", "Synthetic data is no denser around training rows than around unseen real rows."),
+            (0.65, "fair", "Synthetic data is somewhat denser around training rows: local overfitting."),
+            (2, "poor", "Synthetic data piles up around training rows: an attacker can spot who was in the training data.")],
+            higher_is_better=False)})
+    an = att.get("anonymeter") or {}
+    risks = {k: an[k] for k in ("singling_out", "linkability", "inference") if an.get(k)}
+    if risks:
+        # judged on the lower end of each 95% interval: a few hundred attacks leave wide intervals, and
+        # a point estimate of 0.2 whose interval reaches 0 is no evidence of a risk
+        worst = max(risks, key=lambda k: (risks[k]["ci"][0], risks[k]["risk"]))
+        r, (lo, hi) = risks[worst], risks[worst]["ci"]
+        name, ci = worst.replace("_", "-"), f"interval {lo:.2f} to {hi:.2f}"
+        cards.append({"name": "Anonymeter risk (highest)", "value": r["risk"], "ideal": 0.0, **_band(lo, [
+            (0.05, "good", f"No Anonymeter attack is clearly more successful on training rows than on unseen rows "
+                           f"(most certain: {name}, {ci})."),
+            (0.2, "fair", f"The {name} attack works somewhat better on training rows than on unseen rows ({ci})."),
+            (2, "poor", f"The {name} attack succeeds on many training rows ({ci}): the synthetic data reveals individuals.")],
+            higher_is_better=False)})
     ecr = p.get("exact_copy_rate")
     base = p.get("holdout_exact_copy_rate")
     limit = max(0.01, 2 * base) if base is not None else 0.01
@@ -244,7 +265,7 @@ class EvaluationResult:
 def evaluate(real: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame | None = None, target: str | None = None,
              protected: Sequence[str] | None = None, schema: TableSchema | None = None,
              constraints: list[Any] | None = None, seed: int = 0, detection: bool = True, plots: bool = True,
-             max_rows: int = 5_000, threads: int = 1) -> EvaluationResult:
+             max_rows: int = 5_000, threads: int = 1, attacks: bool = True, n_attacks: int = 300) -> EvaluationResult:
     """Judge `synthetic` against `real` (the synthesizer's training rows); see the module docstring.
 
     `holdout`: real rows the synthesizer never saw (for DCR share, membership attack, utility testing).
@@ -252,14 +273,18 @@ def evaluate(real: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame 
     `constraints`: rule objects with `is_valid(df)` (defaults to the schema's declared constraints).
     `max_rows`: rows per side for detection and synthetic rows queried for privacy distances.
     `threads`: OpenMP/BLAS/torch threads while evaluating (1 is robust on a busy shared machine).
+    `attacks`: with a holdout, also run the attack suite (`synthloop.evaluate.attacks`: DOMIAS density
+    membership attack; Anonymeter's singling-out, linkability and inference risks with `n_attacks`
+    attacks each, when Anonymeter is installed; inference on `target` and 5 other columns).
     """
     with limited_threads(threads):
-        return _evaluate(real, synthetic, holdout, target, protected, schema, constraints, seed, detection, plots, max_rows)
+        return _evaluate(real, synthetic, holdout, target, protected, schema, constraints, seed, detection, plots, max_rows,
+                         attacks, n_attacks)
 
 
 def _evaluate(real: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame | None, target: str | None,
               protected: Sequence[str] | None, schema: TableSchema | None, constraints: list[Any] | None, seed: int,
-              detection: bool, plots: bool, max_rows: int) -> EvaluationResult:
+              detection: bool, plots: bool, max_rows: int, attacks: bool = True, n_attacks: int = 300) -> EvaluationResult:
     if not isinstance(real, pd.DataFrame) or not isinstance(synthetic, pd.DataFrame):
         raise DataError("evaluate(real, synthetic): both tables must be pandas DataFrames; read files with synthloop.io.read_table")
     if len(real) == 0 or len(synthetic) == 0:
@@ -291,6 +316,13 @@ def _evaluate(real: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame
     priv.update(privacy_figures(real, synthetic, holdout, schema, max_rows=max_rows, random_state=seed))
     d["privacy"] = priv
     timings["privacy"] = time.perf_counter() - t
+    if attacks and holdout is not None and len(holdout):
+        from synthloop.evaluate.attacks import attack_figures
+
+        t = time.perf_counter()
+        priv["attacks"] = attack_figures(real, synthetic, holdout, schema, n_attacks=n_attacks, max_rows=max_rows,
+                                         seed=seed, target=target)
+        timings["attacks"] = time.perf_counter() - t
 
     run = None
     if target is not None:
