@@ -47,7 +47,7 @@ def register(app: typer.Typer) -> None:
         make_synthesizer(model, seed, epochs, max_seconds, epsilon, delta)  # bad model or flag: one line, before any work
         with console.status(f"planting {canaries} canaries in {len(df):,} rows, fitting {model}, sampling",
                             spinner="dots") if console.is_terminal else contextlib.nullcontext():
-            fig = canary_audit(df, lambda: make_synthesizer(model, seed, epochs, max_seconds, epsilon, delta),
+            fig = canary_audit(df, lambda: make_synthesizer(model, seed, epochs, max_seconds, epsilon, delta, shape=df.shape),
                                k=canaries, seed=seed, n_sample=rows, schema=overrides)
         table = Table(title=f"canary audit: {fig['model']} on {data.name} ({canaries} planted, {canaries} held out)")
         for h in ("figure", "planted", "held out (baseline)"):
