@@ -353,8 +353,9 @@ def fit_base_models(folder: Path) -> dict[str, Path]:
     df = _small_table()
     schema = infer_schema(df)
     paths = {}
+    public = infer_schema(df, overrides={"public": True})  # the DP model needs a declared (or paid-for) domain
     for name, params in MODEL_KINDS:
-        model = synthesizer_class(name)(**params).fit(df, schema)
+        model = synthesizer_class(name)(**params).fit(df, public if name == "dp" else schema)
         paths[name] = model.save(folder / f"{name}.npz")
     return paths
 

@@ -229,5 +229,12 @@ def _numeric(x: Any) -> bool:
 def _bool(v: Any, n: int) -> np.ndarray:
     if isinstance(v, (bool, np.bool_)):
         return np.full(n, bool(v))
-    arr = pd.Series(v).fillna(False).to_numpy() if isinstance(v, pd.Series) else np.asarray(v)
-    return arr.astype(bool)
+    if isinstance(v, pd.Series):
+        missing = v.isna().to_numpy()
+        if pd.api.types.is_numeric_dtype(v.dtype) or pd.api.types.is_bool_dtype(v.dtype):
+            # nullable dtypes (Int64, boolean) refuse fillna(False); compare as floats instead
+            truth = v.to_numpy(dtype=float, na_value=0.0) != 0
+        else:
+            truth = v.astype(object).where(~missing, False).to_numpy().astype(bool)
+        return truth & ~missing
+    return np.asarray(v).astype(bool)
