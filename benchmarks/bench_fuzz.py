@@ -305,20 +305,30 @@ def check_42kb(harness_timeout: float) -> dict:
     while sum(len(t) + 3 for t in terms) < 42_000:
         terms.append(f"abs(a - {i})")
         i += 1
-    src = " + ".join(terms) + " > 0"
+    # Two shapes of the same 42 KB: one flat sum (2,700 levels deep: refused by the nesting cap, and the
+    # refusal must be as fast as a check) and the same terms summed in groups of 50 (accepted).
+    shapes = {"flat": " + ".join(terms) + " > 0",
+              "grouped": " + ".join("(" + " + ".join(terms[j:j + 50]) + ")" for j in range(0, len(terms), 50)) + " > 0"}
     harness = Harness("expressions", harness_timeout)
-    out: dict[str, Any] = {"benchmark": "fuzz", "part": "check_42kb_expression", "chars": len(src), "terms": len(terms),
-                           "target_ms": 50}
-    for which in ("spec_expr", "constraint"):
-        status, detail, secs = harness.run({"lang": "check42", "which": which, "src": src})
-        if status == "success":
-            got = json.loads(detail)
-            out[which] = {"ms": round(got["ms"], 2), "outcome": got["outcome"]}
-        else:
-            out[which] = {"ms": None if status == "timeout" else round(secs * 1000, 2), "outcome": status, "detail": detail}
+    out: dict[str, Any] = {"benchmark": "fuzz", "part": "check_42kb_expression",
+                           "chars": {k: len(v) for k, v in shapes.items()}, "terms": len(terms), "target_ms": 50}
+    for shape, src in shapes.items():
+        for which in ("spec_expr", "constraint"):
+            best = None
+            for _ in range(3):  # best of 3: the figure is the check's cost, not the machine's other load
+                status, detail, secs = harness.run({"lang": "check42", "which": which, "src": src})
+                if status == "success":
+                    got = json.loads(detail)
+                    res = {"ms": round(got["ms"], 2), "outcome": got["outcome"]}
+                else:
+                    res = {"ms": None if status == "timeout" else round(secs * 1000, 2), "outcome": status, "detail": detail}
+                if best is None or (res["ms"] is not None and (best["ms"] is None or res["ms"] < best["ms"])):
+                    best = res
+            out[f"{which}_{shape}"] = best
     harness.close()
+    keys = [k for k in out if k.startswith(("spec_expr_", "constraint_"))]
     out["met"] = all(isinstance(out[w]["ms"], float) and out[w]["ms"] < 50 and not out[w]["outcome"].startswith("traceback")
-                     for w in ("spec_expr", "constraint"))
+                     for w in keys)
     return out
 
 
@@ -654,7 +664,7 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="a tenth of the cases (1,000 / 100 / 100)")
-    ap.add_argument("--parts", default="expressions,models,journals", help="comma-separated subset of the parts")
+    ap.add_argument("--parts", default="expressions,models,journals", help="comma-separated subset of the parts (check42: only the 42 KB expression timing)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the generated cases (default 0)")
     ap.add_argument("--timeout", type=float, default=None,
                     help="seconds per case before it counts as a timeout (default 10; 5 with --quick)")
@@ -671,6 +681,8 @@ def main() -> None:
         if "expressions" in parts:
             emit(tally("expressions", Harness("expressions", args.timeout),
                        expression_cases(FULL["expressions"] // scale), {"env": env}))
+            emit(check_42kb(args.timeout))
+        elif "check42" in parts:  # the 42 KB timing alone
             emit(check_42kb(args.timeout))
         if "models" in parts:
             bases = fit_base_models(folder)
