@@ -6,6 +6,7 @@ pandas, NumPy, scipy, scikit-learn or torch only inside their command bodies, so
 """
 from __future__ import annotations
 
+import importlib
 import sys
 import warnings
 from typing import Any
@@ -25,21 +26,19 @@ app = typer.Typer(
 )
 
 # Helpers that used to live here, for code that imports them from synthloop.cli (loaded on first use).
-_LAZY = {
-    "resolve_model": "synthloop.synthesizers.factory",
-    "make_synthesizer": "synthloop.synthesizers.factory",
-    "DEFAULT_MODEL": "synthloop.synthesizers.factory",
-    "AUTO_BUDGET_S": "synthloop.synthesizers.factory",
-    "evaluate_tables": "synthloop.evaluate.headline",
+_LAZY = {  # name here: (module, name there)
+    "resolve_model": ("synthloop.synthesizers.factory", "resolve_model"),
+    "make_synthesizer": ("synthloop.synthesizers.factory", "make_synthesizer"),
+    "DEFAULT_MODEL": ("synthloop.synthesizers.factory", "DEFAULT_MODEL"),
+    "AUTO_BUDGET_S": ("synthloop.synthesizers.factory", "AUTO_BUDGET_MAX_S"),
+    "evaluate_tables": ("synthloop.evaluate.headline", "evaluate_tables"),
 }
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        import importlib
-
-        module = importlib.import_module(_LAZY[name])
-        return getattr(module, "AUTO_BUDGET_MAX_S" if name == "AUTO_BUDGET_S" else name)
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
     raise AttributeError(f"module 'synthloop.cli' has no attribute '{name}'")
 
 
@@ -72,29 +71,12 @@ def _flush_warnings(caught: list) -> None:
     caught.clear()
 
 
-# The verbs, in the order `--help` lists them. Each module adds its commands with register(app).
-from synthloop.commands import fit as _fit  # noqa: E402
-_fit.register(app)
-from synthloop.commands import sample as _sample  # noqa: E402
-_sample.register(app)
-from synthloop.commands import evaluate as _evaluate  # noqa: E402
-_evaluate.register(app)
-from synthloop.commands import schema as _schema  # noqa: E402
-_schema.register(app)
-from synthloop.commands import demo as _demo  # noqa: E402
-_demo.register(app)
-from synthloop.commands import generate as _generate  # noqa: E402
-_generate.register(app)
-from synthloop.commands import prompt as _prompt  # noqa: E402
-_prompt.register(app)
-from synthloop.commands import report as _report  # noqa: E402
-_report.register(app)
-from synthloop.commands import refine as _refine  # noqa: E402
-_refine.register(app)
-from synthloop.commands import audit as _audit  # noqa: E402
-_audit.register(app)
-# New verbs: one module in synthloop/commands/ and two lines above this comment (not below the guard:
+# The verbs, in the order `--help` lists them: one module each in synthloop/commands/, which adds its
+# commands with register(app). A new verb is one module and one name here (not below the guard:
 # `python -m synthloop.cli` runs main() there, and main() exits).
+VERBS = ("fit", "sample", "evaluate", "schema", "demo", "generate", "prompt", "report", "refine", "audit")
+for _verb in VERBS:
+    importlib.import_module(f"synthloop.commands.{_verb}").register(app)
 
 
 if __name__ == "__main__":

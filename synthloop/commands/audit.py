@@ -24,9 +24,11 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="Seed of the canaries, the model and the sample."),
         json_out: Optional[Path] = typer.Option(None, "--json", help="Write every figure to this JSON file."),
     ) -> None:
-        """Plant k canary rows with unique values (unique category strings, out-of-range extremes), fit the
-        model, sample, and report how many canaries or their values show up in the output or the model
-        file, and how well a membership attack tells planted canaries from held-out ones."""
+        """Plant canary rows with unique values, fit, sample, and count the canaries that leak.
+
+        Canaries carry unique category strings and out-of-range extremes; the audit reports how many of
+        them (or their values) show up in the output or the model file, and how well a membership attack
+        tells planted canaries from held-out ones."""
         import contextlib
         import json
 
