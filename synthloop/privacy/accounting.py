@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 # Share of delta reserved for thresholded releases (a value seen in few rows surviving by chance).
 THRESHOLD_DELTA_SHARE = 0.1
@@ -37,32 +37,31 @@ def cdp_delta(rho: float, eps: float) -> float:
     return 1.0 if log_delta >= 0 else math.exp(log_delta)
 
 
+def _bisect(past: Callable[[float], bool], lo: float, hi: float, rel_tol: float) -> tuple[float, float]:
+    """Narrow [lo, hi] to relative width `rel_tol` around where `past` turns true (false at lo, true at hi);
+    one search serves both conversions, which differ only in the predicate and the side they keep."""
+    while hi - lo > rel_tol * hi:
+        mid = (lo + hi) / 2
+        if past(mid):
+            hi = mid
+        else:
+            lo = mid
+    return lo, hi
+
+
 def cdp_eps(rho: float, delta: float) -> float:
     """Smallest eps such that rho-zCDP implies (eps, delta)-DP."""
     if delta >= 1 or rho == 0:
         return 0.0
-    lo, hi = 0.0, rho + 2 * math.sqrt(rho * math.log(1 / delta))  # the classic bound is an upper bound
-    while hi - lo > 1e-12 * hi:
-        mid = (lo + hi) / 2
-        if cdp_delta(rho, mid) <= delta:
-            hi = mid
-        else:
-            lo = mid
-    return hi
+    upper = rho + 2 * math.sqrt(rho * math.log(1 / delta))  # the classic bound is an upper bound
+    return _bisect(lambda eps: cdp_delta(rho, eps) <= delta, 0.0, upper, 1e-12)[1]
 
 
 def cdp_rho(eps: float, delta: float) -> float:
     """Largest rho such that rho-zCDP implies (eps, delta)-DP."""
     if not eps > 0 or not 0 < delta < 1:
         raise ValueError("need epsilon > 0 and 0 < delta < 1")
-    lo, hi = 0.0, eps + 1
-    while hi - lo > 1e-13 * hi:
-        mid = (lo + hi) / 2
-        if cdp_delta(mid, eps) <= delta:
-            lo = mid
-        else:
-            hi = mid
-    return lo
+    return _bisect(lambda rho: cdp_delta(rho, eps) > delta, 0.0, eps + 1, 1e-13)[0]
 
 
 def gaussian_sigma(rho: float, n_queries: int | float, sensitivity: float = 1.0) -> float:
