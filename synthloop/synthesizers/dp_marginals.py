@@ -373,10 +373,7 @@ class DPMarginalSynthesizer(BaseSynthesizer):
             m = np.maximum(num / den, 0) + 1e-6
             margins.append(m / m.sum())
         # fine weights inside coarse cells (never exactly 0, so any condition stays possible)
-        weights = []
-        for v in range(d):
-            wv = np.maximum(noisy1[v], 0) + 1e-6 * max(sigma1, 1.0)
-            weights.append(wv)
+        weights = [np.maximum(y, 0) + 1e-6 * max(sigma1, 1.0) for y in noisy1]
         # orient the tree from the column of highest degree; a forest is impossible (spanning tree)
         adj: dict[int, list[tuple[int, int]]] = {v: [] for v in range(d)}
         for e, (i, j) in enumerate(edges):
