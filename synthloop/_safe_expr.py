@@ -267,6 +267,19 @@ def one_arg(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return call
 
 
+def pairwise(fn: Callable[[Any, Any], Any]) -> Callable[..., Any]:
+    """A binary NumPy ufunc (np.minimum, np.maximum) folded over its arguments row by row, never
+    given NumPy's `out`; check_arity makes sure there are two or more."""
+
+    def call(*args: Any) -> Any:
+        out = args[0]
+        for a in args[1:]:
+            out = fn(out, a)
+        return out
+
+    return call
+
+
 def check_arity(name: str, n_args: int, arity: dict[str, tuple[int, int | None]], fail: Fail) -> None:
     """Refuse a call with the wrong number of arguments when the expression is read."""
     lo, hi = arity.get(name, (0, None))
