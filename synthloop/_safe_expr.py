@@ -39,7 +39,7 @@ class ExpressionLimitError(SynthloopError):
     """An operation would exceed the limits above; evaluators re-raise it with their own prefix."""
 
 
-def shorten(text: str, width: int = 80) -> str:
+def shorten(text: object, width: int = 80) -> str:
     """`text` on one line, cut to `width` characters, so a 40 KB expression does not flood a message."""
     one = " ".join(str(text).split())
     return one if len(one) <= width else one[: width - 3] + "..."
