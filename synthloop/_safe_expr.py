@@ -39,7 +39,7 @@ class ExpressionLimitError(SynthloopError):
     """An operation would exceed the limits above; evaluators re-raise it with their own prefix."""
 
 
-def shorten(text: str, width: int = 80) -> str:
+def shorten(text: object, width: int = 80) -> str:
     """`text` on one line, cut to `width` characters, so a 40 KB expression does not flood a message."""
     one = " ".join(str(text).split())
     return one if len(one) <= width else one[: width - 3] + "..."
@@ -263,6 +263,19 @@ def one_arg(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
     def call(x: Any) -> Any:
         return fn(x)
+
+    return call
+
+
+def pairwise(fn: Callable[[Any, Any], Any]) -> Callable[..., Any]:
+    """A binary NumPy ufunc (np.minimum, np.maximum) folded over its arguments row by row, never
+    given NumPy's `out`; check_arity makes sure there are two or more."""
+
+    def call(*args: Any) -> Any:
+        out = args[0]
+        for a in args[1:]:
+            out = fn(out, a)
+        return out
 
     return call
 

@@ -1,6 +1,7 @@
 """Reading and writing tables (CSV, Parquet, JSONL) with clear errors and atomic writes."""
 from __future__ import annotations
 
+import bz2
 import contextlib
 import gzip
 import lzma
@@ -38,16 +39,12 @@ def _open_raw(path: Path):  # noqa: ANN202 - a binary file object
     """The file's bytes, decompressed by extension (as pandas does), as a binary stream."""
     kind = _COMPRESSED.get(path.suffix.lower())
     if kind == "gzip":
-        import gzip
         return gzip.open(path, "rb")
     if kind == "bz2":
-        import bz2
         return bz2.open(path, "rb")
     if kind == "xz":
-        import lzma
         return lzma.open(path, "rb")
     if kind == "zip":
-        import zipfile
         with zipfile.ZipFile(path) as zf:
             names = zf.namelist()
             return zf.open(names[0]) if names else open(os.devnull, "rb")
@@ -59,8 +56,6 @@ def _readable_chunks(path: Path) -> Iterator[bytes]:
 
     gzip, bz2 and xz go through their incremental decompressors, which return every byte they can
     decode, so a row count taken from them is exact even when the file stops mid-stream."""
-    import bz2
-
     kind = _COMPRESSED.get(path.suffix.lower())
     new = {"gzip": lambda: zlib.decompressobj(wbits=31), "bz2": bz2.BZ2Decompressor,
            "xz": lzma.LZMADecompressor}.get(kind or "")
@@ -82,6 +77,12 @@ def _readable_chunks(path: Path) -> Iterator[bytes]:
         return
 
 
+def _first_line(exc: BaseException) -> str:
+    """The first line of an error's message, or its type's name when the message is empty."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _compression_error(p: Path, fmt: str, exc: BaseException) -> DataError:
     """One line for a compressed file that ends early or is corrupt, with the rows read before that."""
     lines = sum(chunk.count(b"\n") for chunk in _readable_chunks(p))
@@ -91,7 +92,7 @@ def _compression_error(p: Path, fmt: str, exc: BaseException) -> DataError:
     if isinstance(exc, EOFError):
         what = "compressed data ends early"
     else:
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        detail = _first_line(exc)
         what = f"compressed data is corrupt ({detail})"
     return DataError(f"{p}: {what} after {rows:,} rows; the file was cut short or damaged: download or copy it again")
 
@@ -130,7 +131,7 @@ def read_table(path: str | Path, encoding: str = "utf-8") -> pd.DataFrame:
     except OSError as exc:  # bz2 reports corrupt data as a bare OSError; pyarrow's I/O errors too
         if fmt != "parquet" and p.suffix.lower() in _COMPRESSED:
             raise _compression_error(p, fmt, exc) from None
-        raise DataError(f"{p}: cannot read as {fmt}: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None
+        raise DataError(f"{p}: cannot read as {fmt}: {_first_line(exc)}") from None
     except UnicodeDecodeError as exc:
         line, byte = _first_bad_line(p, encoding) or ("?", exc.object[exc.start])
         raise DataError(
@@ -149,14 +150,14 @@ def read_table(path: str | Path, encoding: str = "utf-8") -> pd.DataFrame:
             ) from None
         raise DataError(f"{p}: cannot parse: {msg.strip().splitlines()[-1]}") from None
     except ValueError as exc:  # JSON and Parquet errors
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        msg = _first_line(exc)
         if fmt == "parquet" and "magic bytes" in msg:
             msg = "no Parquet footer: the file was cut short or is not Parquet; write or copy it again"
         raise DataError(f"{p}: cannot parse as {fmt}: {msg}") from None
     except Exception as exc:  # pyarrow's other errors on a damaged Parquet file
         if fmt != "parquet" or not type(exc).__module__.startswith("pyarrow"):
             raise
-        raise DataError(f"{p}: cannot read as parquet: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None
+        raise DataError(f"{p}: cannot read as parquet: {_first_line(exc)}") from None
     if df.shape[1] == 0:
         raise DataError(f"{p}: no columns found; expected a header line")
     if len(df) == 0:
@@ -238,10 +239,7 @@ def write_table_batches(batches: Iterable[pd.DataFrame], path: str | Path,
         else:
             opener: Callable[..., Any] = open
             if suffix in (".gz", ".bz2", ".xz"):
-                import bz2
-                import gzip
-                import lzma
-
+                        
                 opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}[suffix]
             with opener(tmp, "wt", encoding="utf-8", newline="") as fh:
                 first = True

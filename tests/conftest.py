@@ -1,6 +1,9 @@
 """Shared fixtures: the real datasets in ../shared/data and small made-up tables."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +12,22 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """The CLI in a subprocess, without any *_API_KEY from this environment (plus `env`)."""
+    base = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    return subprocess.run([sys.executable, "-m", "synthloop.cli", *args], capture_output=True, text=True,
+                          env={**base, **(env or {})}, timeout=120, cwd=cwd)
+
+
+def one_line_error(r: subprocess.CompletedProcess) -> str:
+    """The single stderr line of a run that failed as a user error (exit 2, no traceback)."""
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr and r.stdout == ""
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1, r.stderr
+    return lines[0]
 
 
 @pytest.fixture(scope="session")

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +12,7 @@ import pytest
 
 pytest.importorskip("openai")
 
+from conftest import one_line_error, run_cli
 from synthloop.generate.runner import PromptedGenerator, summary_path_for
 from synthloop.generate.store import Journal, RunLock, journal_path_for, lock_path_for
 from synthloop.llm.testing import FakeOpenAIServer
@@ -33,11 +32,6 @@ columns:
 """
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
-    return subprocess.run([sys.executable, "-m", "synthloop.cli", *args], capture_output=True, text=True, env=env, timeout=120)
-
-
 @pytest.fixture()
 def server():
     with FakeOpenAIServer() as srv:
@@ -55,14 +49,6 @@ def finished(tmp_path: Path, server: FakeOpenAIServer) -> tuple[Path, Path, list
     summary_path_for(out).unlink()
     server.requests.clear()
     return spec, out, journal_path_for(out).read_text().splitlines(keepends=True)
-
-
-def one_line_error(r: subprocess.CompletedProcess) -> str:
-    assert r.returncode == 2, r.stderr
-    assert "Traceback" not in r.stderr and r.stdout == ""
-    lines = [l for l in r.stderr.splitlines() if l.strip()]
-    assert len(lines) == 1, r.stderr
-    return lines[0]
 
 
 def test_a_corrupt_middle_line_stops_the_run_and_touches_nothing(finished, server: FakeOpenAIServer) -> None:

@@ -4,15 +4,13 @@ against a loopback server that records what arrives."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("openai")
 
+from conftest import one_line_error, run_cli
 from synthloop.llm.secrets import key_env_allowed, redact, redact_url
 from synthloop.llm.testing import FakeOpenAIServer
 from synthloop.spec import SpecError, loads_spec
@@ -34,20 +32,6 @@ columns:
     llm:
       prompt: "A {{{{ priority }}}} priority support message."
 {few_shot}"""
-
-
-def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    base = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
-    return subprocess.run([sys.executable, "-m", "synthloop.cli", *args], capture_output=True, text=True,
-                          env={**base, **(env or {})}, timeout=120, cwd=cwd)
-
-
-def one_line_error(r: subprocess.CompletedProcess) -> str:
-    assert r.returncode == 2, r.stderr
-    assert "Traceback" not in r.stderr and r.stdout == ""
-    lines = [l for l in r.stderr.splitlines() if l.strip()]
-    assert len(lines) == 1, r.stderr
-    return lines[0]
 
 
 def every_byte_written(folder: Path) -> bytes:

@@ -25,20 +25,10 @@ _CMPOPS: dict[type, Callable[[Any, Any], Any]] = {
 }
 
 
-def _reduce(fn: Callable[[Any, Any], Any]) -> Callable[..., Any]:
-    def call(*args: Any) -> Any:  # row-wise min/max of two or more values (never NumPy's `out`)
-        out = args[0]
-        for a in args[1:]:
-            out = fn(out, a)
-        return out
-
-    return call
-
-
 _FUNCS: dict[str, Callable[..., Any]] = {
     "abs": _safe.one_arg(np.abs), "round": lambda x, d=0: np.round(x, int(d)), "sqrt": _safe.one_arg(np.sqrt),
-    "log": _safe.one_arg(np.log), "exp": _safe.one_arg(np.exp), "min": _reduce(np.minimum),
-    "max": _reduce(np.maximum), "floor": _safe.one_arg(np.floor), "ceil": _safe.one_arg(np.ceil),
+    "log": _safe.one_arg(np.log), "exp": _safe.one_arg(np.exp), "min": _safe.pairwise(np.minimum),
+    "max": _safe.pairwise(np.maximum), "floor": _safe.one_arg(np.floor), "ceil": _safe.one_arg(np.ceil),
     "len": lambda s: pd.Series(s).astype("string").str.len(),
 }
 _ARITY: dict[str, tuple[int, int | None]] = {**{f: (1, 1) for f in _FUNCS}, "round": (1, 2), "min": (2, None),

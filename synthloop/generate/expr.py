@@ -58,18 +58,6 @@ def _coalesce(*parts: Any) -> Any:
     return out
 
 
-def _minmax(fn: Callable[..., Any]) -> Callable[..., Any]:
-    def wrapped(*args: Any) -> Any:
-        if len(args) < 2:
-            raise ExpressionError("min/max take two or more arguments (they work row by row)")
-        out = args[0]
-        for a in args[1:]:
-            out = fn(out, a)
-        return out
-
-    return wrapped
-
-
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "abs": _safe.one_arg(np.abs),
     "round": _round,
@@ -79,8 +67,8 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "log": _safe.one_arg(np.log),
     "log10": _safe.one_arg(np.log10),
     "exp": _safe.one_arg(np.exp),
-    "min": _minmax(np.minimum),
-    "max": _minmax(np.maximum),
+    "min": _safe.pairwise(np.minimum),
+    "max": _safe.pairwise(np.maximum),
     "clip": lambda x, lo, hi: np.clip(x, lo, hi),
     "where": _where,
     "int": lambda x: x.round().astype("Int64") if isinstance(x, pd.Series) else int(round(x)),

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, TypeAdapter, ValidationError
 
+from synthloop._safe_expr import shorten
 from synthloop.errors import ModelFileError
 
 # The most a model file may unpack to (all arrays together). Models of this project weigh kilobytes
@@ -49,12 +50,6 @@ PARAM_LIMITS: dict[str, tuple[float | None, float | None]] = {
 # npy header, unsupported compression or an "encrypted" flag set by a flipped bit).
 _READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError, ValueError,
                 NotImplementedError, RuntimeError, OverflowError, KeyError, IndexError, TypeError)
-
-
-def _short(text: object, limit: int = 160) -> str:
-    """One line of at most `limit` characters (messages must fit on one line)."""
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def read_model_file(path: Path) -> tuple[str, dict[str, np.ndarray]]:
@@ -87,7 +82,7 @@ def read_model_file(path: Path) -> tuple[str, dict[str, np.ndarray]]:
     except MemoryError:
         raise ModelFileError(f"{path}: not enough memory to read this model file") from None
     except _READ_ERRORS as exc:
-        reason = _short(exc) or type(exc).__name__
+        reason = shorten(exc, 160) or type(exc).__name__
         raise ModelFileError(f"{path}: not a synthloop model file, or a damaged one ({reason}); "
                              "refit the model or fetch the file again") from None
     return text, arrays
@@ -97,7 +92,7 @@ def _check_member(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> int
     """Declared size in bytes of one `.npy` member, read from its header without unpacking the data."""
     name = info.filename
     if not name.endswith(".npy") or name.startswith("/") or "\x00" in name:
-        raise ModelFileError(f"{path}: unexpected entry {_short(repr(name), 80)}; a synthloop model holds only .npy arrays")
+        raise ModelFileError(f"{path}: unexpected entry {shorten(repr(name), 80)}; a synthloop model holds only .npy arrays")
     with zf.open(info) as fh:
         version = np.lib.format.read_magic(fh)
         if version == (1, 0):
@@ -139,15 +134,15 @@ def parse_header(path: Path, text: str, fmt: str, newest: int) -> ModelHeader:
     try:
         data = json.loads(text)
     except (ValueError, RecursionError) as exc:
-        raise ModelFileError(f"{path}: model header is not valid JSON ({_short(exc, 80)}); the file is damaged") from None
+        raise ModelFileError(f"{path}: model header is not valid JSON ({shorten(exc, 80)}); the file is damaged") from None
     if not isinstance(data, dict):
         raise ModelFileError(f"{path}: model header is a JSON {type(data).__name__}, expected an object; "
                              "not a synthloop model file")
     if data.get("format") != fmt:
-        raise ModelFileError(f"{path}: not a synthloop model file (header format {_short(repr(data.get('format')), 60)})")
+        raise ModelFileError(f"{path}: not a synthloop model file (header format {shorten(repr(data.get('format')), 60)})")
     version = data.get("version")
     if type(version) is not int or version < 1:
-        raise ModelFileError(f"{path}: model header 'version' must be a positive integer, got {_short(repr(version), 40)}")
+        raise ModelFileError(f"{path}: model header 'version' must be a positive integer, got {shorten(repr(version), 40)}")
     if version > newest:
         raise ModelFileError(f"{path}: written by a newer synthloop (format {version}); upgrade synthloop")
     try:
@@ -155,7 +150,7 @@ def parse_header(path: Path, text: str, fmt: str, newest: int) -> ModelHeader:
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(x) for x in err["loc"]) or "(header)"
-        got = "" if err["type"] == "missing" else f" (got {_short(repr(err.get('input')), 60)})"
+        got = "" if err["type"] == "missing" else f" (got {shorten(repr(err.get('input')), 60)})"
         raise ModelFileError(f"{path}: model header field '{loc}': {err['msg']}{got}") from None
 
 
@@ -170,7 +165,7 @@ def check_params(path: Path, klass: type, params: dict[str, Any]) -> dict[str, A
     valid = klass._get_param_names()
     for name in params:
         if name not in valid:
-            raise ModelFileError(f"{path}: unknown parameter {_short(repr(name), 60)} for {klass.__name__}; "
+            raise ModelFileError(f"{path}: unknown parameter {shorten(repr(name), 60)} for {klass.__name__}; "
                                  f"valid: {', '.join(valid)}")
     try:
         hints = typing.get_type_hints(klass.__init__)
@@ -189,7 +184,7 @@ def check_params(path: Path, klass: type, params: dict[str, Any]) -> dict[str, A
                     value = _adapter(hint).validate_python(tuple(value), strict=True)
                 except ValidationError:
                     want = getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
-                    raise ModelFileError(f"{path}: parameter '{name}' = {_short(repr(value), 60)} is not "
+                    raise ModelFileError(f"{path}: parameter '{name}' = {shorten(repr(value), 60)} is not "
                                          f"of type {want}") from None
         if isinstance(value, float) and math.isnan(value):
             raise ModelFileError(f"{path}: parameter '{name}' is NaN")
@@ -197,7 +192,7 @@ def check_params(path: Path, klass: type, params: dict[str, Any]) -> dict[str, A
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if (lo is not None and value < lo) or (hi is not None and value > hi):
                 bounds = f"at least {lo}" if hi is None else f"between {lo} and {hi}"
-                raise ModelFileError(f"{path}: parameter '{name}' = {_short(repr(value), 40)} must be {bounds}")
+                raise ModelFileError(f"{path}: parameter '{name}' = {shorten(repr(value), 40)} must be {bounds}")
         out[name] = value
     return out
 
@@ -210,11 +205,11 @@ def check_schema(path: Path, schema: Any) -> None:
         raise ModelFileError(f"{path}: schema has no columns")
     if len(set(names)) != len(names):
         dup = next(x for x in names if names.count(x) > 1)
-        raise ModelFileError(f"{path}: schema names column {_short(repr(dup), 60)} twice")
+        raise ModelFileError(f"{path}: schema names column {shorten(repr(dup), 60)} twice")
     import pandas as pd
 
     for col in schema.columns:
-        where = f"{path}: schema column {_short(repr(col.name), 60)}"
+        where = f"{path}: schema column {shorten(repr(col.name), 60)}"
         cats = col.categories
         if cats is not None:
             if not all(c is None or isinstance(c, (str, int, float)) for c in cats):
@@ -237,7 +232,7 @@ class Entries(dict):
         self.where = where
 
     def __missing__(self, key: Any) -> Any:
-        raise ModelFileError(f"model file: {self.where} {_short(repr(key), 60)} is missing")
+        raise ModelFileError(f"model file: {self.where} {shorten(repr(key), 60)} is missing")
 
 
 def entries(value: Any, where: str) -> Any:
@@ -251,5 +246,5 @@ def entries(value: Any, where: str) -> Any:
 
 def describe_exception(exc: BaseException) -> str:
     """`Type: first line of the message`, short, for one-line errors."""
-    text = _short(str(exc).strip().splitlines()[0] if str(exc).strip() else "", 160)
+    text = shorten(str(exc).strip().splitlines()[0] if str(exc).strip() else "", 160)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -103,8 +103,6 @@ class BaseSynthesizer:
         if len(data) == 0 or data.shape[1] == 0:
             raise DataError("the table to learn is empty: it needs at least one row and one column")
         if len(data) == 1:
-            import warnings
-
             from synthloop.schema.inference import InferenceWarning
 
             warnings.warn(InferenceWarning(
