@@ -41,6 +41,7 @@ import pandas as pd
 from synthloop.errors import PrivacyError
 from synthloop.privacy import mechanisms
 from synthloop.privacy.accounting import THRESHOLD_DELTA_SHARE  # noqa: F401 - re-exported for the models
+from synthloop.schema.inference import _plain
 from synthloop.schema.model import ColumnKind, ColumnSchema, TableSchema
 
 GRID_PER_DECADE = 32
@@ -428,10 +429,6 @@ def _isnull(v: Any) -> bool:
         return bool(pd.isna(v))
     except (TypeError, ValueError):
         return False
-
-
-def _plain(v: Any) -> Any:
-    return v.item() if isinstance(v, np.generic) else v
 
 
 def _z(p: float) -> float:
