@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from synthloop.errors import PrivacyError
+from synthloop.privacy import mechanisms
 from synthloop.schema import infer_schema
 from synthloop.synthesizers import load_synthesizer
 from synthloop.synthesizers.dp_marginals import DPMarginalSynthesizer
@@ -121,7 +122,10 @@ def test_the_guarantee_names_the_noise_source_and_never_the_seed():
 
 # -- a domain that is public or paid for ------------------------------------------------------------
 def test_a_planted_row_never_appears_in_the_output_or_the_model_file(planted, tmp_path):
-    m = DPMarginalSynthesizer(epsilon=1.0, random_state=0).fit(planted)
+    # Replayed noise keeps the test deterministic: a fresh OS draw can, rarely, let a far bin of the public
+    # grid through the threshold (a wide bound, never the planted value itself).
+    with mechanisms._seeded_noise_for_tests(0):
+        m = DPMarginalSynthesizer(epsilon=1.0, random_state=0).fit(planted)
     assert "ZZ_SECRET" not in m.schema_["native_country"].categories
     assert m.schema_["age"].max < 150 and m.schema_["capital_gain"].max < 9_999_999
     for seed in range(3):
@@ -243,7 +247,8 @@ def test_two_dp_sgd_fits_with_the_same_seed_give_different_weights():
 def test_the_dp_sgd_vae_pays_for_its_domain_and_stores_no_planted_value(planted, tmp_path):
     pytest.importorskip("opacus")
     torch.set_num_threads(1)
-    m = _vae().fit(planted)
+    with mechanisms._seeded_noise_for_tests(0):  # deterministic domain draw, as in the MST test above
+        m = _vae().fit(planted)
     g = m.privacy_guarantee()
     assert g["epsilon"] <= 3.0 * 1.01 and set(g["parts"]) == {"domain", "training"}
     assert g["domain"]["public"] == [] and "no column declared public" in g["statement"]
