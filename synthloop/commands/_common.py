@@ -74,3 +74,16 @@ def print_figures(fig: dict[str, Any]) -> None:
         if fig.get(k) is not None:
             table.add_row(k, f"{fig[k]:.4f}", ideal)
     out.print(table)
+
+
+# --ray / --ray-address on sample, generate, fit and evaluate (synthloop.runners; Ray loads only with them)
+RAY_HELP = "Run the parallel parts on Ray: join the running local Ray instance or start one (needs the ray extra: pip install 'synthloop[ray]')."
+RAY_ADDRESS_HELP = "Run on an existing Ray cluster, e.g. auto, 10.0.0.5:6379 or ray://head:10001 (implies --ray)."
+WORKERS_HELP = "Ray workers (parallel tasks, actors or training processes); default: the cluster's CPUs."
+
+
+def make_runner(ray: bool, address: Optional[str], workers: Optional[int] = None) -> Any:
+    """The runner the flags ask for (synthloop.runners.get_runner); one error line when Ray is missing."""
+    from synthloop.runners import get_runner
+
+    return get_runner(ray, address, workers)

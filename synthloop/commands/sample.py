@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
-from synthloop.commands._common import out
+from synthloop.commands._common import RAY_ADDRESS_HELP, RAY_HELP, WORKERS_HELP, make_runner, out
 from synthloop.commands._common import progress as _progress
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -57,6 +57,15 @@ def register(app: typer.Typer) -> None:
         condition: Optional[list[str]] = typer.Option(None, "--condition", "-c",
                                                       help="COLUMN=VALUE or COLUMN=LOW..HIGH; repeat for several columns."),
         known: Optional[Path] = typer.Option(None, "--known", help="Table of known columns; one output row per row, the rest filled in."),
+        quota: Optional[list[str]] = typer.Option(None, "--quota", "-q",
+                                                  help="COLUMN=VALUE:SHARE,VALUE:SHARE,...: exact shares of a categorical column "
+                                                       "over the whole output (shares sum to 1); repeat for several columns."),
+        shard_rows: Optional[int] = typer.Option(None, "--shard-rows", help="Rows per shard (default 1,000,000): shard i is "
+                                                 "seeded from --seed and i, so any number of workers gives the same rows."),
+        fresh: bool = typer.Option(False, "--fresh", help="Dataset output: discard a partly written dataset instead of resuming it."),
+        ray: bool = typer.Option(False, "--ray", help=RAY_HELP),
+        ray_address: Optional[str] = typer.Option(None, "--ray-address", metavar="ADDRESS", help=RAY_ADDRESS_HELP),
+        workers: Optional[int] = typer.Option(None, "--workers", help=WORKERS_HELP),
     ) -> None:
         """Draw new rows from a saved model, optionally conditioned."""
         import time
@@ -82,6 +91,17 @@ def register(app: typer.Typer) -> None:
             conditions = dict(_parse_condition(c, synth.schema_) for c in condition)
         rows = n if n is not None or isinstance(conditions, pd.DataFrame) else synth.n_rows_
         total = rows if rows is not None else len(conditions)
+        from synthloop.io import FORMATS
+
+        sfx = [x.lower() for x in output.suffixes]
+        if sfx and sfx[-1] in (".gz", ".bz2", ".xz", ".zip"):
+            sfx = sfx[:-1]
+        dataset = not sfx or sfx[-1] not in FORMATS  # no table extension: a partitioned dataset folder
+        quotas = _parse_quotas(quota or [])
+        if ray or ray_address or dataset or quotas or shard_rows:
+            _sample_sharded(model, rows, output, seed, conditions, quotas, shard_rows, fresh, dataset,
+                            make_runner(ray, ray_address, workers), total)
+            return
         with _progress() as progress:
             task = progress.add_task(f"sampling {total:,} rows", total=total)
             t0 = time.perf_counter()
@@ -90,3 +110,52 @@ def register(app: typer.Typer) -> None:
             sample_s = time.perf_counter() - t0
         out.print(f"sampled {written:,} rows in {sample_s:.2f} s")
         out.print(f"wrote {output}")
+
+
+def _parse_quotas(items: list[str]) -> dict[str, dict[str, float]]:
+    """`--quota sex=Male:0.5,Female:0.5` -> {"sex": {"Male": 0.5, "Female": 0.5}}."""
+    from synthloop.errors import ConditionError
+
+    quotas: dict[str, dict[str, float]] = {}
+    for text in items:
+        name, sep, rest = text.partition("=")
+        if not sep or not name.strip() or not rest.strip():
+            raise ConditionError(f"--quota '{text}': expected COLUMN=VALUE:SHARE,VALUE:SHARE,...")
+        shares: dict[str, float] = {}
+        for part in rest.split(","):
+            value, colon, share = part.rpartition(":")
+            try:
+                if not colon:
+                    raise ValueError
+                shares[value.strip()] = float(share)
+            except ValueError:
+                raise ConditionError(f"--quota '{text}': '{part}' is not VALUE:SHARE (e.g. Male:0.5)") from None
+        quotas[name.strip()] = shares
+    return quotas
+
+
+def _sample_sharded(model: Path, rows: Any, output: Path, seed: Any, conditions: Any, quotas: Any,
+                    shard_rows: Any, fresh: bool, dataset: bool, runner: Any, total: int) -> None:
+    """Shards drawn by the runner (here or on Ray): a partitioned dataset folder, or one file."""
+    import time
+
+    from synthloop.runners.sampling import sample_to_dataset, sample_to_file
+
+    with runner, _progress() as progress:
+        task = progress.add_task(f"sampling {total:,} rows ({runner.name})", total=total)
+        t0 = time.perf_counter()
+        if dataset:
+            man = sample_to_dataset(model, rows, output, seed=seed, conditions=conditions, quotas=quotas,
+                                    shard_rows=shard_rows, runner=runner, fresh=fresh,
+                                    on_shard=lambda r: progress.update(task, advance=r["rows"]))
+            written = sum(s["rows"] for s in man["shards"].values())
+            resumed = man["run"]["shards_resumed"]
+        else:
+            _, written = sample_to_file(model, rows, output, seed=seed, conditions=conditions, quotas=quotas,
+                                        shard_rows=shard_rows, runner=runner,
+                                        on_batch=lambda k: progress.update(task, advance=k))
+            resumed = 0
+        sample_s = time.perf_counter() - t0
+        where = f" on {runner.name} ({runner.workers} workers)" if runner.distributed else ""
+    out.print(f"sampled {written:,} rows in {sample_s:.2f} s{where}" + (f"; {resumed} shards resumed" if resumed else ""))
+    out.print(f"wrote {output}" + (f" (dataset: {output / '_manifest.json'})" if dataset else ""))

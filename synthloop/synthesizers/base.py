@@ -190,19 +190,27 @@ class BaseSynthesizer:
             yield self.sample(n, seed=seed, conditions=conditions)
             return
         base = int(self._rng.integers(2**63)) if seed is None else _check_seed(seed)
-        fixed = set(table.columns) if table is not None else set(conditions or {})
-        from synthloop.transforms.generated import generate_ids
-
         for i, start in enumerate(range(0, n, batch_rows)):
             m = min(batch_rows, n - start)
-            batch_seed = int(np.random.SeedSequence([base, i]).generate_state(1, np.uint64)[0] >> 1)
             part = table.iloc[start:start + m].reset_index(drop=True) if table is not None else conditions
-            df = self.sample(None if table is not None else m, seed=batch_seed, conditions=part)
-            id_rng = np.random.default_rng([base, i, 1])
-            for col in self.schema_.of_kind(ColumnKind.ID):
-                if col.name not in fixed:
-                    df[col.name] = generate_ids(col, m, id_rng, start=start, key=base).to_numpy()
-            yield df
+            yield self.sample_shard(i, start, m, base, part)
+
+    def sample_shard(self, index: int, start: int, rows: int, base_seed: int,
+                     conditions: Conditions | None = None) -> pd.DataFrame:
+        """Batch `index` of a large draw (rows start..start+rows-1), seeded from (base_seed, index) only,
+        so any process can draw it alone: what `sample_batches` yields and what the runners in
+        synthloop.runners draw in parallel. A conditions table holds this shard's rows only."""
+        from synthloop.transforms.generated import generate_ids
+
+        table = conditions if isinstance(conditions, pd.DataFrame) else None
+        fixed = set(table.columns) if table is not None else set(conditions or {})
+        batch_seed = int(np.random.SeedSequence([base_seed, index]).generate_state(1, np.uint64)[0] >> 1)
+        df = self.sample(None if table is not None else rows, seed=batch_seed, conditions=conditions)
+        id_rng = np.random.default_rng([base_seed, index, 1])
+        for col in self.schema_.of_kind(ColumnKind.ID):
+            if col.name not in fixed:
+                df[col.name] = generate_ids(col, rows, id_rng, start=start, key=base_seed).to_numpy()
+        return df
 
     def _sample_rows(self, n: int, rng: np.random.Generator, known: dict[str, dict[str, Any]]) -> pd.DataFrame:
         """One draw of `n` decoded rows, conditioned values written back (constraints not applied)."""
