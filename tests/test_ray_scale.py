@@ -1,0 +1,136 @@
+"""Scale-out on Ray: a real two-node Ray cluster on loopback (ray.cluster_utils.Cluster, one CPU per
+node, small object stores), started once for this module. No part of Ray is mocked."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from synthloop.runners import LocalRunner
+from tests.conftest import one_line_error, run_cli
+
+ray = pytest.importorskip("ray")
+
+MB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": 150 * MB,
+                                                      "include_dashboard": False})
+    c.add_node(num_cpus=1, object_store_memory=150 * MB)
+    ray.init(address=c.address, log_to_driver=False)
+    c.wait_for_nodes()
+    yield c
+    ray.shutdown()
+    c.shutdown()
+
+
+@pytest.fixture(scope="module")
+def copula_model(tmp_path_factory, shared_data) -> Path:
+    from synthloop.synthesizers.copula import GaussianCopulaSynthesizer
+
+    df = pd.read_csv(shared_data / "adult" / "adult.csv.gz", nrows=1500)
+    path = tmp_path_factory.mktemp("model") / "adult.npz"
+    GaussianCopulaSynthesizer(random_state=0).fit(df).save(path)
+    return path
+
+
+def _ray_runner(workers: int):
+    from synthloop.runners import RayRunner
+
+    return RayRunner(workers=workers, cpus_per_task=2 / workers if workers > 2 else 1)
+
+
+def test_two_nodes_are_up(cluster):
+    assert len([n for n in ray.nodes() if n["Alive"]]) == 2
+    assert _ray_runner(2).describe()["nodes"] == 2
+
+
+def test_sampling_gives_the_same_rows_with_one_or_three_workers_as_locally(cluster, copula_model, tmp_path):
+    from synthloop.runners.sampling import sample_to_file
+    from synthloop.synthesizers import load_synthesizer
+
+    outs = {}
+    for name, runner in [("local", LocalRunner()), ("ray1", _ray_runner(1)), ("ray3", _ray_runner(3))]:
+        path, rows = sample_to_file(copula_model, 2_300, tmp_path / f"{name}.parquet", seed=11, shard_rows=500,
+                                    runner=runner)
+        assert rows == 2_300
+        outs[name] = pd.read_parquet(path)
+    pd.testing.assert_frame_equal(outs["local"], outs["ray1"])
+    pd.testing.assert_frame_equal(outs["local"], outs["ray3"])
+    # and the same rows as the single-machine streaming path (`synthloop sample` to one file)
+    synth = load_synthesizer(copula_model)
+    batches = pd.concat(synth.sample_batches(2_300, seed=11, batch_rows=500), ignore_index=True)
+    pd.testing.assert_frame_equal(outs["local"], batches, check_dtype=False)
+
+
+def test_quotas_and_conditions_hold_exactly_across_shards(cluster, copula_model, tmp_path):
+    from synthloop.runners.sampling import iter_dataset, sample_to_dataset
+
+    man = sample_to_dataset(copula_model, 2_501, tmp_path / "ds", seed=5, shard_rows=400, runner=_ray_runner(2),
+                            quotas={"sex": {"Male": 0.3, "Female": 0.7}}, conditions={"race": "White"})
+    assert man["complete"] and man["n_shards"] == 7
+    df = pd.concat(iter_dataset(tmp_path / "ds"), ignore_index=True)
+    assert len(df) == 2_501
+    assert df["sex"].value_counts().to_dict() == {"Female": 1751, "Male": 750}  # largest remainder of 0.7 x 2501
+    assert (df["race"] == "White").all()
+    local = sample_to_dataset(copula_model, 2_501, tmp_path / "local", seed=5, shard_rows=400,
+                              quotas={"sex": {"Male": 0.3, "Female": 0.7}}, conditions={"race": "White"})
+    pd.testing.assert_frame_equal(df, pd.concat(iter_dataset(tmp_path / "local"), ignore_index=True))
+    assert local["fingerprint"] == man["fingerprint"]
+
+
+def test_an_interrupted_dataset_resumes_by_drawing_only_the_missing_shards(cluster, copula_model, tmp_path):
+    from synthloop.runners.sampling import MANIFEST, iter_dataset, sample_to_dataset
+
+    out = tmp_path / "ds"
+    full = sample_to_dataset(copula_model, 2_000, out, seed=2, shard_rows=500, runner=_ray_runner(2))
+    before = pd.concat(iter_dataset(out), ignore_index=True)
+    # what a run killed after two shards leaves: two parts and a manifest listing them
+    man = json.loads((out / MANIFEST).read_text())
+    for i in ("2", "3"):
+        (out / man["shards"].pop(i)["file"]).unlink()
+    man["complete"] = False
+    (out / MANIFEST).write_text(json.dumps(man))
+    again = sample_to_dataset(copula_model, 2_000, out, seed=2, shard_rows=500, runner=_ray_runner(2))
+    assert again["run"]["shards_drawn"] == 2 and again["run"]["shards_resumed"] == 2
+    assert again["complete"] and again["fingerprint"] == full["fingerprint"]
+    pd.testing.assert_frame_equal(before, pd.concat(iter_dataset(out), ignore_index=True))
+
+
+def test_cli_sample_with_ray_address_writes_a_dataset_readable_as_one_table(cluster, copula_model, tmp_path):
+    r = run_cli("sample", str(copula_model), "-n", "1200", "-o", str(tmp_path / "ds"), "--seed", "4",
+                "--shard-rows", "500", "--ray-address", cluster.address, "-q", "sex=Male:0.5,Female:0.5")
+    assert r.returncode == 0, r.stderr
+    assert "on ray (2 workers)" in r.stdout
+    df = pd.read_parquet(tmp_path / "ds")  # the folder reads as one table (pyarrow dataset)
+    assert len(df) == 1200 and df["sex"].value_counts().to_dict() == {"Male": 600, "Female": 600}
+
+
+def test_without_ray_installed_the_flag_says_how_to_install_it(copula_model, tmp_path):
+    code = ("import sys; sys.modules['ray'] = None\n"  # as if Ray were not installed
+            "from synthloop.cli import main\nmain()")
+    import subprocess
+
+    r = subprocess.run([sys.executable, "-c", code, "sample", str(copula_model), "-o", str(tmp_path / "x.csv"), "--ray"],
+                       capture_output=True, text=True, timeout=120)
+    line = one_line_error(r)
+    assert "--ray needs Ray, which is not installed" in line and "pip install 'synthloop[ray]'" in line
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_importing_the_runners_does_not_import_ray():
+    import subprocess
+
+    code = ("import sys\nimport synthloop.runners, synthloop.runners.sampling\nfrom synthloop.runners import RayRunner\n"
+            "RayRunner(address='auto')\nprint('ray' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "False"
