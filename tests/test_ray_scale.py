@@ -134,3 +134,63 @@ def test_importing_the_runners_does_not_import_ray():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "False"
+
+
+GEN_SPEC = """\
+name: ray_rows
+rows: 24
+seed: 3
+llm: {backend: openai, base_url: BASE_URL, model: fake, concurrency: 2, max_retries: 0}
+columns:
+  - name: type
+    sampler: {categorical: {credit: 0.5, debit: 0.25, transfer: 0.25}}
+  - name: amount
+    sampler: {uniform: {min: 1, max: 100, decimals: 2}}
+  - name: desc
+    llm:
+      prompt: "Merchant for a {{ type }} payment of {{ amount }} USD."
+      max_retries: 1
+  - name: profile
+    llm:
+      prompt: "Customer who bought: {{ desc }}"
+      schema: {type: object, properties: {age: {type: integer, minimum: 18, maximum: 95}, segment: {enum: [retail, sme]}}}
+targets:
+  type: {credit: 0.5, debit: 0.25, transfer: 0.25}
+  segment: {retail: 0.75, sme: 0.25}
+diversity: {max_rounds: 0}
+"""
+
+
+def test_generation_on_actors_survives_a_killed_worker_with_no_row_lost_or_doubled(cluster, tmp_path):
+    import os
+    import signal
+
+    from synthloop.generate.runner import PromptedGenerator
+    from synthloop.generate.store import journal_path_for
+    from synthloop.llm.testing import FakeOpenAIServer
+    from synthloop.spec import loads_spec
+
+    # the server answers 6 requests and holds the rest: a row has finished, and both actors have rows
+    # in flight, when the test kills actor 0's process; then it lets the held requests through
+    with FakeOpenAIServer(hold_after=6) as srv:
+        spec = loads_spec(GEN_SPEC.replace("BASE_URL", srv.base_url))
+        gen = PromptedGenerator(spec, cache_dir=False, runner=_ray_runner(2))
+        killed: list[int] = []
+
+        def on_progress(p):
+            if p["done"] >= 1 and not killed and gen._actor_pool is not None:
+                killed.append(gen._actor_pool.pids[0])
+                os.kill(killed[0], signal.SIGKILL)
+                srv.release()
+
+        out = tmp_path / "rows.csv"
+        res = gen.generate(out=out, on_progress=on_progress, keep_journal=True)
+        local = PromptedGenerator(loads_spec(GEN_SPEC.replace("BASE_URL", srv.base_url)), cache_dir=False).generate()
+    assert killed and gen.actors_replaced_ == 1
+    assert res.summary["rows_written"] == 24 and not res.failed
+    lines = [json.loads(line) for line in journal_path_for(out).read_text().splitlines()[1:]]
+    assert sorted(r["row"] for r in lines) == list(range(24))  # every row journaled exactly once
+    assert res.data["type"].value_counts().to_dict() == {"credit": 12, "debit": 6, "transfer": 6}
+    assert res.data["segment"].value_counts().to_dict() == {"retail": 18, "sme": 6}
+    pd.testing.assert_frame_equal(res.data, local.data)  # the same rows as on one machine
+    assert res.summary["runner"]["runner"] == "ray"

@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 import typer
 
-from synthloop.commands._common import console, styled
+from synthloop.commands._common import RAY_ADDRESS_HELP, RAY_HELP, WORKERS_HELP, console, make_runner, styled
 from synthloop.generate.overrides import ALLOW_DIR_HELP, API_KEY_ENV_HELP
 
 
@@ -30,6 +30,12 @@ def register(app: typer.Typer) -> None:
         keep_journal: bool = typer.Option(False, "--keep-journal", help="Keep the journal after a finished run."),
         api_key_env: Optional[str] = typer.Option(None, "--api-key-env", metavar="NAME", help=API_KEY_ENV_HELP),
         allow_dir: Optional[list[Path]] = typer.Option(None, "--allow-dir", metavar="DIR", help=ALLOW_DIR_HELP),
+        ray: bool = typer.Option(False, "--ray", help=RAY_HELP + " Rows run on a pool of actors, one LLM backend each."),
+        ray_address: Optional[str] = typer.Option(None, "--ray-address", metavar="ADDRESS", help=RAY_ADDRESS_HELP),
+        workers: Optional[int] = typer.Option(None, "--workers", help=WORKERS_HELP),
+        endpoint: Optional[list[str]] = typer.Option(None, "--endpoint", metavar="URL=CONCURRENCY",
+                                                     help="With --ray: an OpenAI-compatible server and the requests it takes at "
+                                                          "once, e.g. http://gpu1:8000/v1=16; repeat for several servers."),
     ) -> None:
         """Generate a dataset from a YAML spec with samplers and an LLM; resumes an interrupted run."""
         import json
@@ -43,7 +49,9 @@ def register(app: typer.Typer) -> None:
         spec = apply_overrides(load_spec(spec_path, allow_dir or (), api_key_env), backend, base_url, model, concurrency,
                                seed, unconstrained)
         out = output or Path("outputs") / f"{spec.name}.csv"
-        gen = PromptedGenerator(spec, cache_dir=False if no_cache else cache_dir)
+        endpoints = [_parse_endpoint(e) for e in endpoint or []]
+        runner = make_runner(ray or bool(endpoints), ray_address, workers)
+        gen = PromptedGenerator(spec, cache_dir=False if no_cache else cache_dir, runner=runner, endpoints=endpoints or None)
         progress = Progress(
             TextColumn("{task.description}", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[rate]:.2f} rows/s"), TextColumn("valid {task.fields[valid]:.0%}"),
@@ -59,7 +67,7 @@ def register(app: typer.Typer) -> None:
                             retries=p["retries"], failed=p["failed"], description=desc)
 
         try:
-            with progress:
+            with runner, progress:
                 result = gen.generate(n, out, fresh=fresh, on_progress=on_progress, keep_journal=keep_journal,
                                       on_warning=lambda m: console.print(styled(("warning:", "yellow"), " ", m)))
         except GenerationInterrupted as exc:
@@ -82,3 +90,17 @@ def register(app: typer.Typer) -> None:
             console.print(styled(("warning:", "yellow"), f" target shares missed by {s['targets']['max_abs_error']:.2%} "
                                  f"(tolerance {s['targets']['tolerance']:.2%})"))
         typer.echo(json.dumps(s, default=str))
+
+
+def _parse_endpoint(text: str) -> tuple[str, int]:
+    """`http://gpu1:8000/v1=16` -> ("http://gpu1:8000/v1", 16); without `=N` the concurrency is 4."""
+    from synthloop.spec.errors import SpecError
+
+    url, sep, conc = text.rpartition("=") if "=" in text.rsplit("/", 1)[-1] else (text, "", "")
+    try:
+        n = int(conc) if sep else 4
+    except ValueError:
+        n = 0
+    if not url.startswith(("http://", "https://")) or n < 1:
+        raise SpecError(f"--endpoint '{text}': expected URL=CONCURRENCY, e.g. http://localhost:8000/v1=8")
+    return url, n

@@ -50,9 +50,16 @@ def summary_path_for(out: str | Path) -> Path:
 class PromptedGenerator:
     """Runs a spec. `backend` defaults to the spec's `llm` settings; `cache_dir=False` disables the cache."""
 
-    def __init__(self, spec: Spec, backend: LLMBackend | None = None, cache_dir: str | Path | None | bool = None) -> None:
+    def __init__(self, spec: Spec, backend: LLMBackend | None = None, cache_dir: str | Path | None | bool = None,
+                 runner: Any = None, endpoints: list[tuple[str, int]] | None = None) -> None:
         self.spec = spec
         self._backend = backend
+        self._given_backend = backend is not None
+        # synthloop.runners: a RayRunner computes rows on a pool of actors (one backend each, spread
+        # over `endpoints` [(base_url, concurrency)] when given); the journal stays here
+        self.runner = runner
+        self.endpoints = endpoints
+        self._actor_pool: Any = None
         self._cache_dir = cache_dir
         self.cache: ResponseCache | None = None
         self._pools: dict[str, FewShotPool] = {}
@@ -324,6 +331,8 @@ class PromptedGenerator:
             summary = self._summary(plan, df, failed, done, resumed, div_before, regenerated, wall, progress)
             if notes:
                 summary["journal_warnings"] = notes
+            if self.runner is not None:
+                summary["runner"] = self.runner.describe()
             if out is not None:
                 from synthloop.io import write_table, write_text
 
@@ -345,6 +354,10 @@ class PromptedGenerator:
         finally:
             if journal is not None:
                 journal.close()
+            if self._actor_pool is not None:
+                self.actors_replaced_ = self._actor_pool.replaced
+                self._actor_pool.close()
+                self._actor_pool = None
         return GenerationResult(df, summary, failed)
 
     def _check_resumed(self, plan: Plan, journal: Journal, done: dict[int, dict[str, Any]]) -> None:
@@ -365,6 +378,10 @@ class PromptedGenerator:
                   progress: "_Progress", round_: int = 0, avoid: dict[int, dict[str, list[str]]] | None = None,
                   keep: dict[int, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
         """Run rows with at most `concurrency` in flight; journal each one as it finishes."""
+        if getattr(self.runner, "distributed", False):
+            from synthloop.runners.generation import run_rows_on_actors
+
+            return run_rows_on_actors(self, plan, todo, journal, done, progress, round_, avoid, keep)
         width = max(1, int(getattr(self.backend, "concurrency", 1)))
         results: list[dict[str, Any]] = []
         pending: set[Future[dict[str, Any]]] = set()
