@@ -345,7 +345,8 @@ class AutoregressiveSynthesizer(ReleaseGuardMixin, BaseSynthesizer):
                              self.input_rank_).to(device)
             if tokens.shape[1] == 0:
                 return
-            self._train(tokens, gen, device, start, budget)
+            # synthloop.runners.training swaps in a data-parallel loop (Ray Train) for the same weights
+            (getattr(self, "_train_override", None) or self._train)(tokens, gen, device, start, budget)
         self.net_.cpu()
         self.fit_seconds_ = time.monotonic() - start
 

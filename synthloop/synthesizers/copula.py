@@ -130,7 +130,9 @@ class GaussianCopulaSynthesizer(ReleaseGuardMixin, BaseSynthesizer):
         self.latents_ = latents
         self.encoders_ = encoders
         if scores:
-            self.correlation_ = _nearest_correlation(_pairwise_correlation(np.column_stack(scores), valid))
+            # synthloop.runners.training sums the same products over partitions (map-reduce) instead
+            pairwise = getattr(self, "_correlation_override", None) or _pairwise_correlation
+            self.correlation_ = _nearest_correlation(pairwise(np.column_stack(scores), valid))
         else:
             self.correlation_ = np.zeros((0, 0))
 
