@@ -6,7 +6,8 @@ from typing import Optional
 
 import typer
 
-from synthloop.commands._common import load_schema_overrides, out, progress
+from synthloop.commands._common import (RAY_ADDRESS_HELP, RAY_HELP, WORKERS_HELP, load_schema_overrides, make_runner, out,
+                                       progress)
 
 
 def register(app: typer.Typer) -> None:
@@ -33,6 +34,10 @@ def register(app: typer.Typer) -> None:
                                              "public (every column must be declared public; refused otherwise)."),
         seed: int = typer.Option(0, "--seed", help="Random seed: same seed, same model, same rows."),
         encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of CSV/JSONL input."),
+        ray: bool = typer.Option(False, "--ray", help=RAY_HELP + " autoregressive: data-parallel training on Ray Train; "
+                                 "copula: correlation by map-reduce; the model file is the same."),
+        ray_address: Optional[str] = typer.Option(None, "--ray-address", metavar="ADDRESS", help=RAY_ADDRESS_HELP),
+        workers: Optional[int] = typer.Option(None, "--workers", help=WORKERS_HELP),
     ) -> None:
         """Learn a real table and save the model."""
         import time
@@ -52,7 +57,13 @@ def register(app: typer.Typer) -> None:
             budget = getattr(synth, "max_seconds", None)
             bar.update(task, advance=1, description=f"fitting {synth.name}" + (f" (budget {budget:g} s)" if budget else ""))
             t0 = time.perf_counter()
-            synth.fit(df, sch)
+            if ray or ray_address:
+                from synthloop.runners.training import fit_distributed
+
+                with make_runner(ray, ray_address, workers) as runner:
+                    fit_distributed(synth, df, runner, sch)
+            else:
+                synth.fit(df, sch)
             fit_s = time.perf_counter() - t0
             synth.save(output)
             bar.update(task, advance=1, description="saved")
