@@ -194,3 +194,54 @@ def test_generation_on_actors_survives_a_killed_worker_with_no_row_lost_or_doubl
     assert res.data["segment"].value_counts().to_dict() == {"retail": 18, "sme": 6}
     pd.testing.assert_frame_equal(res.data, local.data)  # the same rows as on one machine
     assert res.summary["runner"]["runner"] == "ray"
+
+
+def test_evaluating_a_dataset_on_ray_gives_exact_column_shapes_over_all_rows(cluster, copula_model, shared_data, tmp_path):
+    from synthloop.evaluate.headline import evaluate_tables
+    from synthloop.runners.evaluation import evaluate_dataset
+    from synthloop.runners.sampling import sample_to_dataset
+    from synthloop.schema import infer_schema
+
+    real = pd.read_csv(shared_data / "adult" / "adult.csv.gz", nrows=1500)
+    schema = infer_schema(real)
+    sample_to_dataset(copula_model, 3_000, tmp_path / "ds", seed=8, shard_rows=700, runner=_ray_runner(2))
+    whole = evaluate_tables(real, pd.read_parquet(tmp_path / "ds"), None, schema)
+    fig = evaluate_dataset(real, tmp_path / "ds", None, schema, runner=_ray_runner(2), sample_rows=800, seed=1)
+    assert fig["column_shapes"] == pytest.approx(whole["column_shapes"], abs=1e-12)  # all rows, not the sample
+    for a, b in zip(fig["details"]["shapes"], whole["details"]["shapes"]):
+        assert a["column"] == b["column"] and a["score"] == pytest.approx(b["score"], abs=1e-12)
+    assert fig["rows_synthetic"] == 3_000 and fig["scale"]["sample_rows"] == 800 and fig["scale"]["partitions"] == 5
+    assert "seeded sample of 800 rows" in fig["scale"]["note"]
+    again = evaluate_dataset(real, tmp_path / "ds", None, schema, sample_rows=800, seed=1)  # locally: same figures
+    assert again["quality_score"] == pytest.approx(fig["quality_score"], abs=1e-12)
+
+
+def test_copula_correlation_by_map_reduce_on_ray_equals_the_local_fit(cluster, shared_data):
+    from synthloop.runners import RayRunner
+    from synthloop.runners.training import fit_distributed
+    from synthloop.synthesizers.copula import GaussianCopulaSynthesizer
+
+    df = pd.read_csv(shared_data / "adult" / "adult.csv.gz", nrows=1200)
+    local = GaussianCopulaSynthesizer(random_state=3).fit(df)
+    spread = fit_distributed(GaussianCopulaSynthesizer(random_state=3), df, RayRunner(workers=2))
+    np.testing.assert_allclose(spread.correlation_, local.correlation_, rtol=0, atol=1e-12)
+    pd.testing.assert_frame_equal(spread.sample(200, seed=1), local.sample(200, seed=1))
+
+
+@pytest.mark.slow
+def test_ray_train_fit_scores_within_a_hundredth_of_a_local_fit(cluster, shared_data, tmp_path):
+    from synthloop.evaluate.headline import evaluate_tables
+    from synthloop.runners import RayRunner
+    from synthloop.runners.training import fit_distributed
+    from synthloop.synthesizers import load_synthesizer
+    from synthloop.synthesizers.autoregressive import AutoregressiveSynthesizer
+
+    df = pd.read_csv(shared_data / "adult" / "adult.csv.gz", nrows=3000)
+    local = AutoregressiveSynthesizer(epochs=6, random_state=0).fit(df)
+    spread = fit_distributed(AutoregressiveSynthesizer(epochs=6, random_state=0), df, RayRunner(workers=2))
+    assert spread.train_workers_ == 2 and len(spread.history_) >= 1
+    spread.save(tmp_path / "ray.npz")
+    again = load_synthesizer(tmp_path / "ray.npz")  # the same model file format as a local fit
+    assert type(again) is type(local)
+    q = [evaluate_tables(df, m.sample(3000, seed=1), None, local.schema_)["quality_score"] for m in (local, again)]
+    assert abs(q[0] - q[1]) <= 0.01, q
