@@ -2,7 +2,7 @@
 
 Importing this module does not import Ray; `start()` (or the first `map`) does, and says in one
 line how to install it when it is missing. Work is sent with bounded backpressure (at most
-`2 x workers` tasks in flight) so the object store holds a few shards, never the whole output."""
+`workers` tasks in flight) so the object store holds a few shards, never the whole output."""
 from __future__ import annotations
 
 import os
@@ -94,12 +94,12 @@ class RayRunner(Runner):
 
     def map(self, fn: Callable[[Any, Any], Any], items: Iterable[Any], shared: Any = None,
             ordered: bool = True) -> Iterator[Any]:
-        """Tasks `fn(shared, item)`, at most 2 x workers in flight; a task whose worker process dies is
+        """Tasks `fn(shared, item)`, at most `workers` in flight; a task whose worker process dies is
         retried (`max_retries`), which is safe because every piece of work here is deterministic."""
         ray = self.ray
         task = self._task(fn)
         shared_ref = ray.put(shared)
-        window = 2 * self.workers
+        window = self.workers  # one task per worker: `workers` is the parallelism, on any cluster size
         source = enumerate(items)
         inflight: dict[Any, int] = {}
         ready: dict[int, Any] = {}
