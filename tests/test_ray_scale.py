@@ -245,3 +245,30 @@ def test_ray_train_fit_scores_within_a_hundredth_of_a_local_fit(cluster, shared_
     assert type(again) is type(local)
     q = [evaluate_tables(df, m.sample(3000, seed=1), None, local.schema_)["quality_score"] for m in (local, again)]
     assert abs(q[0] - q[1]) <= 0.01, q
+
+
+def test_more_training_workers_than_cluster_cpus_is_one_error_not_a_hang(cluster, shared_data):
+    from synthloop.runners import RayRunner, RunnerError
+    from synthloop.runners.training import fit_distributed
+    from synthloop.synthesizers.autoregressive import AutoregressiveSynthesizer
+
+    df = pd.read_csv(shared_data / "adult" / "adult.csv.gz", nrows=300)
+    with pytest.raises(RunnerError, match="3 workers x 1 CPU need 3 CPUs but the Ray cluster has 2; pass --workers 2"):
+        fit_distributed(AutoregressiveSynthesizer(epochs=1), df, RayRunner(workers=3))
+
+
+@pytest.mark.slow
+def test_cli_fit_and_evaluate_with_ray_address(cluster, copula_model, shared_data, tmp_path):
+    real = tmp_path / "real.csv"
+    pd.read_csv(shared_data / "adult" / "adult.csv.gz", nrows=1000).to_csv(real, index=False)
+    r = run_cli("fit", str(real), "-o", str(tmp_path / "m.npz"), "--model", "copula", "--ray-address", cluster.address)
+    assert r.returncode == 0, r.stderr
+    r = run_cli("sample", str(tmp_path / "m.npz"), "-n", "1500", "-o", str(tmp_path / "ds"), "--shard-rows", "600",
+                "--seed", "1")
+    assert r.returncode == 0, r.stderr
+    r = run_cli("evaluate", str(real), str(tmp_path / "ds"), "--ray-address", cluster.address, "--sample-rows", "500",
+                "--json", str(tmp_path / "fig.json"))
+    assert r.returncode == 0, r.stderr
+    fig = json.loads((tmp_path / "fig.json").read_text())
+    assert fig["rows_synthetic"] == 1500 and fig["scale"]["sample_rows"] == 500 and fig["scale"]["runner"] == "ray"
+    assert "column shapes over all 1,500 synthetic rows" in r.stdout

@@ -74,6 +74,10 @@ class ActorPool:
         if getattr(gen, "_given_backend", False) and not endpoints:
             self.backend = gen._backend  # a backend object given in Python: each actor gets a copy
         self.cache_dir = gen._cache_dir
+        # a client of a server waits on the network: no CPU reserved; a model in the actor needs one
+        remote = endpoints or spec.llm.backend == "openai"
+        self.cpus = 0.0 if remote and self.backend is None else float(runner.cpus_per_task)
+        runner.check_fits(n, self.cpus, "generate")
         self.plan_ref = ray.put(plan)
         self.actors: list[Any] = [None] * n
         self.pids: list[int] = [0] * n
@@ -84,7 +88,7 @@ class ActorPool:
 
     def _start(self, k: int) -> None:
         spec, conc = self.slots[k]
-        cls = self.ray.remote(num_cpus=self.runner.cpus_per_task, max_restarts=0, max_concurrency=conc)(RowWorker)
+        cls = self.ray.remote(num_cpus=self.cpus, max_restarts=0, max_concurrency=conc)(RowWorker)
         try:
             actor = cls.remote(spec, self.cache_dir, self.backend)
         except TypeError as exc:  # e.g. a backend holding a lock or a socket

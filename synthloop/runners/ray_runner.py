@@ -47,7 +47,7 @@ class RayRunner(Runner):
         ray = import_ray()
         if ray.is_initialized():
             return self
-        kwargs: dict[str, Any] = {"log_to_driver": False, "ignore_reinit_error": True}
+        kwargs: dict[str, Any] = {"log_to_driver": False, "ignore_reinit_error": True, "logging_level": "ERROR"}
         if self.address is None and not os.environ.get("RAY_ADDRESS"):
             kwargs.update(include_dashboard=False)
             if self.workers_:
@@ -74,6 +74,13 @@ class RayRunner(Runner):
             return int(self.workers_)
         cpus = self.ray.cluster_resources().get("CPU", 1)
         return max(1, int(cpus // max(self.cpus_per_task, 1e-9)))
+
+    def check_fits(self, count: int, cpus: float, what: str) -> None:
+        """`count` processes of `cpus` CPUs each must fit the cluster, else Ray would wait forever."""
+        total = self.ray.cluster_resources().get("CPU", 0)
+        if count * cpus > total + 1e-9:
+            raise RunnerError(f"{what}: {count} workers x {cpus:g} CPU need {count * cpus:g} CPUs but the Ray cluster "
+                              f"has {total:g}; pass --workers {max(1, int(total // max(cpus, 1e-9)))} or add nodes")
 
     def describe(self) -> dict[str, Any]:
         ray = self.ray

@@ -61,6 +61,7 @@ def _train_on_ray(synth: Any, runner: Runner, n_workers: int, tokens: np.ndarray
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    runner.check_fits(n_workers, getattr(runner, "cpus_per_task", 1), "fit")  # type: ignore[attr-defined]
     n = tokens.shape[0]
     perm = torch.randperm(n, generator=gen).numpy()  # the same split as a local fit
     n_val = int(round(n * synth.validation_share)) if n >= 50 else 0
