@@ -15,7 +15,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def fit(
-        data: Path = typer.Argument(..., help="Real table to learn (.csv, .tsv, .parquet, .jsonl; .gz allowed)."),
+        data: Path = typer.Argument(..., help="Real table to learn (.csv, .tsv, .parquet, .jsonl; .gz allowed), or a folder of Parquet parts."),
         output: Path = typer.Option(..., "-o", "--output", help="Model file to write (.npz; NumPy arrays + JSON, no pickle)."),
         model: str = typer.Option("auto", "--model", "-m",
                                   help="copula (fast, seconds), gan, vae, autoregressive, dp, or auto: the model expected "
@@ -50,7 +50,7 @@ def register(app: typer.Typer) -> None:
 
         with progress() as bar:
             task = bar.add_task(f"reading {data.name}", total=3)
-            df = read_table(data, encoding=encoding)
+            df = pd.read_parquet(data) if data.is_dir() else read_table(data, encoding=encoding)  # a dataset folder too
             bar.update(task, advance=1, description=f"inferring schema ({len(df):,} rows x {df.shape[1]} columns)")
             sch = infer_schema(df, overrides=load_schema_overrides(schema), source=str(schema))
             synth = make_synthesizer(model, seed, epochs, max_seconds, epsilon, delta, domain, shape=df.shape)
