@@ -273,3 +273,15 @@ def test_cli_fit_and_evaluate_with_ray_address(cluster, copula_model, shared_dat
     fig = json.loads((tmp_path / "fig.json").read_text())
     assert fig["rows_synthetic"] == 1500 and fig["scale"]["sample_rows"] == 500 and fig["scale"]["runner"] == "ray"
     assert "column shapes over all 1,500 synthetic rows" in r.stdout
+
+
+def test_a_dataset_is_never_written_into_a_folder_of_other_files(copula_model, tmp_path):
+    from synthloop.errors import DataError
+    from synthloop.runners.sampling import sample_to_dataset
+
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "part-00000.parquet").write_text("not ours")
+    for fresh in (False, True):
+        with pytest.raises(DataError, match="holds files but no _manifest.json"):
+            sample_to_dataset(copula_model, 100, tmp_path / "mine", seed=1, fresh=fresh)
+    assert (tmp_path / "mine" / "part-00000.parquet").read_text() == "not ours"

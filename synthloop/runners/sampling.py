@@ -241,12 +241,16 @@ def sample_to_dataset(model: Any, n: int | None, out_dir: str | Path, seed: int 
     out.mkdir(parents=True, exist_ok=True)
     q = check_quotas(quotas, synth.schema_, conditions)
     fp = _fingerprint(shared, n, shard_rows, q, conditions)
-    manifest = None if fresh else read_manifest(out)
+    existing = read_manifest(out)
+    if existing is None and any(out.iterdir()):
+        raise DataError(f"{out}: the folder holds files but no {MANIFEST}; a dataset is written to a new or empty folder "
+                        f"(nothing was changed)")
+    manifest = None if fresh else existing
     if manifest is not None and manifest.get("fingerprint") != fp:
         raise DataError(f"{out}: holds a dataset of another draw (other model, rows, seed, shard size, conditions or "
                         f"quotas); write to a new folder, or pass --fresh to replace it")
     if manifest is None:
-        for old in out.glob("part-*.parquet"):
+        for old in out.glob("part-*.parquet"):  # only a synthloop dataset's parts (it had a manifest)
             old.unlink()
         manifest = {"format": DATASET_FORMAT, "version": DATASET_VERSION, "fingerprint": fp, "rows": n,
                     "shard_rows": shard_rows, "n_shards": len(shards), "seed": shared["seed"], "base_seed": base,
