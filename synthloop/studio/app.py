@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import hmac
 import json
+import os
 import re
+import secrets
 import threading
 from importlib import resources
 from pathlib import Path
@@ -240,8 +242,6 @@ def create_app(root: str | Path, token: str | None = None, host: str = "127.0.0.
     @app.post("/api/tables")
     async def upload(file: UploadFile = File(...)) -> dict[str, Any]:
         """Store an uploaded CSV/Parquet table under uploads/ and return its inferred schema."""
-        from synthloop.io import atomic_path
-
         name = file.filename or ""
         if not UPLOAD_NAME.match(name) or Path(name).name != name or ".." in name:
             raise StudioError(f"{name!r}: not an acceptable file name (letters, digits, '.', '_', '-' and spaces; "
@@ -250,8 +250,11 @@ def create_app(root: str | Path, token: str | None = None, host: str = "127.0.0.
             raise StudioError(f"{name}: not a table file; upload .csv, .tsv, .parquet or .jsonl", "file")
         dest = safe_path(f"uploads/{name}")
         dest.parent.mkdir(parents=True, exist_ok=True)
+        # written beside the destination under a hidden name that keeps the extension (the reader goes by
+        # it), read back, and only then renamed into place: a refused upload leaves nothing behind
+        tmp = dest.with_name(f".incoming-{secrets.token_hex(6)}-{name}")
         size = 0
-        with atomic_path(dest) as tmp:
+        try:
             with open(tmp, "wb") as fh:
                 while chunk := await file.read(1 << 20):
                     size += len(chunk)
@@ -262,6 +265,9 @@ def create_app(root: str | Path, token: str | None = None, host: str = "127.0.0.
                 view = _schema_view(tmp)
             except SynthloopError as exc:
                 raise StudioError(str(exc).replace(str(tmp), name), "file") from None
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
         view["path"] = rel(dest)
         return view
 
