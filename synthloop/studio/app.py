@@ -207,7 +207,7 @@ def create_app(root: str | Path, token: str | None = None, host: str = "127.0.0.
                     if key not in backends:
                         backends[key] = make_backend(spec.llm)
                     be = backends[key]
-                out.update(specio.preview(spec, rows, backend=be, with_llm=True))
+                out.update(specio.preview(spec, rows, backend=be, with_llm=True, cache_dir=root / ".studio" / "cache"))
         else:
             out.update(specio.preview(spec, rows))
         return out

@@ -205,12 +205,14 @@ def dag(spec: Spec) -> dict[str, Any]:
             "edges": [[src, dst] for dst, srcs in deps.items() for src in sorted(srcs)]}
 
 
-def preview(spec: Spec, rows: int = 10, backend: Any = None, with_llm: bool = False) -> dict[str, Any]:
-    """`rows` rows of the spec: sampler and expression columns always, LLM columns only on demand."""
+def preview(spec: Spec, rows: int = 10, backend: Any = None, with_llm: bool = False,
+            cache_dir: str | Path | bool = False) -> dict[str, Any]:
+    """`rows` rows of the spec: sampler and expression columns always, LLM columns only on demand
+    (their answers cached in `cache_dir`, so a preview after an edit the prompts do not see is instant)."""
     from synthloop.generate.runner import PromptedGenerator
 
     if with_llm:
-        gen = PromptedGenerator(spec, backend=backend, cache_dir=False)
+        gen = PromptedGenerator(spec, backend=backend, cache_dir=cache_dir)
         df = gen.sample(rows)
         left_out: list[str] = []
     else:

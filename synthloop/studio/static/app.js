@@ -138,6 +138,7 @@ function outputNames(col) {
 
 function changed() {  // a value changed: new preview (no re-render, so the focused input keeps focus)
   S.editAt = performance.now();
+  S.version = (S.version || 0) + 1;
   requestPreview(false);
 }
 function restructured() { renderColumns(); changed(); }
@@ -310,20 +311,39 @@ function llmEditor(col, base, i) {
   return wrap;
 }
 
-// preview: at most one request in flight; an edit during it asks for one more when it returns
+// preview: at most one request in flight; an edit during it asks for one more when it returns.
+// The LLM preview (seconds with the embedded model) runs beside it and is shown only if nothing changed meanwhile.
 async function requestPreview(withLlm) {
-  if (S.inflight && !withLlm) { S.dirty = true; return; }
+  if (withLlm) return requestLlmPreview();
+  if (S.inflight) { S.dirty = true; return; }
   S.inflight = true; S.dirty = false;
   const seq = ++S.seq;
   const editAt = S.editAt;
   try {
-    const res = await api("POST", "/api/spec/preview", { spec: S.spec, path: $("#spec-path").value, llm: !!withLlm });
-    applyPreview(res, seq, editAt, withLlm);
+    const res = await api("POST", "/api/spec/preview", { spec: S.spec, path: $("#spec-path").value });
+    applyPreview(res, seq, editAt, false);
   } catch (err) {
-    applyPreview({ ok: false, error: { path: err.field || "", message: err.error || String(err) } }, seq, editAt, withLlm);
+    applyPreview({ ok: false, error: { path: err.field || "", message: err.error || String(err) } }, seq, editAt, false);
   } finally {
     S.inflight = false;
     if (S.dirty) requestPreview(false);
+  }
+}
+
+async function requestLlmPreview() {
+  const btn = $("#preview-llm");
+  const version = S.version;
+  const editAt = S.editAt;
+  btn.disabled = true; btn.textContent = "LLM running…";
+  try {
+    const res = await api("POST", "/api/spec/preview", { spec: S.spec, path: $("#spec-path").value, llm: true });
+    if (S.version !== version) status("the spec changed while the LLM ran; run the LLM columns again");
+    else applyPreview(res, ++S.seq, editAt, true);
+  } catch (err) {
+    status("LLM preview failed: " + (err.error || err), true);
+  } finally {
+    btn.disabled = false; btn.textContent = "Run LLM columns";
+    document.body.dataset.llmDone = String(Number(document.body.dataset.llmDone || 0) + 1);
   }
 }
 
@@ -344,7 +364,7 @@ function applyPreview(res, seq, editAt, withLlm) {
   S.applied = seq;
   document.body.dataset.previewSeq = String(seq);
   document.body.dataset.previewOk = res.ok ? "1" : "0";
-  if (editAt) S.timings.push({ ms: performance.now() - editAt, llm: !!withLlm });
+  if (editAt) requestAnimationFrame(() => S.timings.push({ ms: performance.now() - editAt, llm: !!withLlm, seq }));
 }
 
 function renderPreview(res) {
