@@ -50,7 +50,7 @@ def edits(pg, selector: str, n: int) -> list[float]:
     out = []
     for i in range(n):
         before = pg.evaluate("window.studio.timings.length")
-        pg.locator(selector).fill(str(40 + i))  # one input event, as a paste or a typed value would send
+        pg.locator(selector).fill(f"{3 + (i % 10) / 10:.1f}")  # one input event, as a paste or a typed value would send
         pg.wait_for_function(f"window.studio.timings.length > {before} && !window.studio.inflight && !window.studio.dirty")
         out.append(pg.evaluate("window.studio.timings[window.studio.timings.length - 1].ms"))
     return out

@@ -209,6 +209,13 @@ def test_upload_fit_copula_sample_with_a_condition_and_download(studio):
     assert rid in [r["id"] for r in requests.get(url + "/api/runs").json()]
     assert requests.get(f"{url}/api/runs/{rid}").json()["conditions"] == {"segment": "c"}
 
+    job = requests.post(url + "/api/jobs", json={"kind": "sample", "params": {
+        "model": fit["result"]["model"], "table": "uploads/customers.csv", "rows": 300, "seed": 4, "detection": False}}).json()
+    plain = wait_job(url, job["id"])
+    assert plain["status"] == "done" and 0.5 < plain["result"]["figures"]["quality_score"] <= 1, plain
+    report = requests.get(f"{url}/runs/{plain['result']['id']}/report")
+    assert report.status_code == 200 and "quality" in report.text.lower()
+
     bad = requests.post(url + "/api/jobs", json={"kind": "sample", "params": {
         "model": fit["result"]["model"], "rows": 10, "conditions": [{"column": "age", "value": "old"}]}}).json()
     failed = wait_job(url, bad["id"])
@@ -295,7 +302,8 @@ def test_on_loopback_foreign_hosts_and_cross_site_writes_are_refused(studio):
 
 def test_the_studio_command_prints_its_url_and_serves(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "synthloop.cli", "studio", str(tmp_path), "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "SYNTHLOOP_STUDIO_WARM": "0"})  # no job runs: skip the warm-up
     try:
         line = ""
         for _ in range(5):

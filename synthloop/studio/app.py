@@ -66,6 +66,7 @@ def create_app(root: str | Path, token: str | None = None, host: str = "127.0.0.
 
     app = FastAPI(title="synthloop studio", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.root, app.state.token, app.state.jobs = root, token, JobQueue(root, workers)
+    threading.Thread(target=_warm_up, name="studio-warm-up", daemon=True).start()
     backends: dict[str, Any] = {}
     llm_lock = threading.Lock()
 
@@ -394,6 +395,17 @@ def create_app(root: str | Path, token: str | None = None, host: str = "127.0.0.
 
     app.state.close = close
     return app
+
+
+def _warm_up() -> None:
+    """Import what the first preview needs (Faker, the generator) before the first click asks for it."""
+    try:
+        spec = specio.validate({"name": "warm", "columns": [{"name": "a", "sampler": {"faker": {"provider": "name"}}},
+                                                             {"name": "b", "sampler": {"normal": {"mean": 0, "std": 1}}}]}, Path("."))
+        specio.preview(spec, rows=2)
+        specio.histograms(spec)
+    except Exception:  # noqa: BLE001 - a warm-up only; the real request reports its own errors
+        pass
 
 
 def _walk(root: Path, depth: int) -> list[Path]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing as mp
+import os
 import queue as _queue
 import threading
 import time
@@ -20,7 +21,9 @@ from typing import Any
 
 KINDS = ("fit", "sample", "generate", "refine")
 _ctx = mp.get_context("forkserver")
-_ctx.set_forkserver_preload(["synthloop.studio.tasks"])
+_ctx.set_forkserver_preload(["synthloop.studio._warm"])
+MAIN_ENV = "SYNTHLOOP_STUDIO_MAIN"
+WARM_ENV = "SYNTHLOOP_STUDIO_WARM"
 
 
 @dataclass
@@ -45,6 +48,28 @@ class Job:
                 "message": self.message, "events": self.events[since:], "n_events": len(self.events),
                 "result": self.result, "error": self.error, "created": self.created, "started": self.started,
                 "finished": self.finished, "params": self.params}
+
+
+def _tell_forkserver_the_main_module() -> None:
+    """Each child re-imports the parent's main module (the script or `-m` module that started the
+    server) unless the forkserver already did; its preload does it from this variable (Python 3.11's
+    own `"__main__"` preload never receives the path), so a job does not pay for those imports."""
+    from multiprocessing import spawn
+
+    data = spawn.get_preparation_data("studio")
+    for key in ("init_main_from_path", "init_main_from_name"):
+        if key in data:
+            os.environ[MAIN_ENV] = f"{key}={data[key]}"
+
+
+def _start_forkserver() -> None:
+    """Start the forkserver (and its imports) now, not when the first job waits for it."""
+    try:
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+    except Exception:  # noqa: BLE001 - the first job starts it, or reports why it cannot
+        pass
 
 
 def _child(kind: str, params: dict[str, Any], root: str, job_id: str, out: Any) -> None:
@@ -77,6 +102,9 @@ class JobQueue:
         self._closed = False
         self._dispatcher = threading.Thread(target=self._dispatch, name="studio-jobs", daemon=True)
         self._dispatcher.start()
+        _tell_forkserver_the_main_module()
+        if os.environ.get(WARM_ENV, "1") != "0":  # 0: no warm-up (short-lived servers in tests)
+            threading.Thread(target=_start_forkserver, name="studio-forkserver", daemon=True).start()
 
     def submit(self, kind: str, params: dict[str, Any]) -> Job:
         if kind not in KINDS:
@@ -136,7 +164,14 @@ class JobQueue:
                 out = _ctx.Queue()
                 proc = _ctx.Process(target=_child, args=(job.kind, job.params, str(self.root), job.id, out), daemon=True)
                 job._process = proc
-            proc.start()
+            try:
+                proc.start()
+            except Exception as exc:  # noqa: BLE001 - the job fails, the queue goes on
+                with self._wake:
+                    job.error = f"cannot start the worker process: {type(exc).__name__}: {str(exc).strip().splitlines()[0]}"
+                    job._process = None
+                    self._finish(job, "failed", job.error)
+                continue
             threading.Thread(target=self._watch, args=(job, proc, out), name=f"studio-job-{job.id}", daemon=True).start()
 
     def _watch(self, job: Job, proc: Any, out: Any) -> None:
@@ -164,6 +199,8 @@ class JobQueue:
             drain(True)
         drain(False)
         proc.join()
+        out.close()
+        out.join_thread()
         with self._wake:
             if job._cancel:
                 self._finish(job, "cancelled", "cancelled while running; its partial outputs are not listed")

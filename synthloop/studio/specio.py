@@ -172,18 +172,25 @@ def records(df: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def histograms(spec: Spec) -> dict[str, dict[str, Any]]:
-    """1,000 draws of every numeric or datetime sampler column, binned, for the live histograms."""
-    from synthloop.generate.samplers import column_rng, draw
+    """1,000 draws of every numeric or datetime sampler column, binned, for the live histograms.
+    A column switched `by` a sampler column is drawn with that column, so its histogram is the mixture."""
+    from synthloop.generate.samplers import column_rng, draw, sample_column
 
     out: dict[str, dict[str, Any]] = {}
     for c in spec.columns:
         s = c.sampler
         if s is None or s.kind not in ("uniform", "normal", "lognormal", "poisson", "datetime"):
             continue
-        values = draw(s, HIST_DRAWS, column_rng(spec.seed, c.name), spec.seed)
-        if s.kind == "datetime":
+        parent = next((p for p in spec.columns if s.by and p.name == s.by), None)
+        if parent is not None and parent.sampler is not None and not parent.sampler.by:
+            frame = pd.DataFrame({parent.name: draw(parent.sampler, HIST_DRAWS, column_rng(spec.seed, parent.name), spec.seed)})
+            values = sample_column(s, frame, HIST_DRAWS, column_rng(spec.seed, c.name), spec.seed)
+        else:
+            values = draw(s, HIST_DRAWS, column_rng(spec.seed, c.name), spec.seed)
+        if s.kind == "datetime" or pd.api.types.is_datetime64_any_dtype(values):
             ts = pd.to_datetime(values, errors="coerce")
             x = ts.astype("int64").to_numpy(dtype=float) / 1e9
+            x[ts.isna().to_numpy()] = np.nan
             fmt = "datetime"
         else:
             x = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)

@@ -15,6 +15,17 @@ from typing import Any, Callable
 import numpy as np  # noqa: F401 - imported here so the forkserver preloads it for every job
 import pandas as pd
 
+# What the jobs use, imported once in the forkserver (this module is its preload), so that each job
+# forks warm instead of spending seconds on imports; torch stays out (only the deep models need it).
+import synthloop.evaluate.detection  # noqa: E402,F401
+import synthloop.evaluate.report  # noqa: E402,F401
+import synthloop.evaluate.suite  # noqa: E402,F401
+import synthloop.generate.runner  # noqa: E402,F401
+import synthloop.refine.engines  # noqa: E402,F401
+import synthloop.refine.loop  # noqa: E402,F401
+import synthloop.schema  # noqa: E402,F401
+import synthloop.synthesizers.copula  # noqa: E402,F401
+
 Emit = Callable[[dict[str, Any]], None]
 
 
@@ -139,7 +150,8 @@ def sample(params: dict[str, Any], root: Path, job_id: str, emit: Emit) -> dict[
         from synthloop.evaluate.suite import evaluate
 
         real = read_table(root / table)
-        ev = evaluate(real, df, schema=synth.schema_, max_rows=int(params.get("eval_rows", 2000)))
+        ev = evaluate(real, df, schema=synth.schema_, max_rows=int(params.get("eval_rows", 2000)),
+                      detection=bool(params.get("detection", True)))
         ev.to_html(run / "report.html", title=f"synthloop studio: {params['model']}")
         files.append("report.html")
         figures = _figures(ev)
@@ -211,3 +223,26 @@ TASKS: dict[str, Callable[[dict[str, Any], Path, str, Emit], dict[str, Any]]] = 
 }
 
 _ = pd  # pandas is preloaded for the same reason as NumPy
+
+
+def warm() -> None:
+    """Run each task once on a tiny table in a scratch folder, so that everything they load lazily
+    (readers, PII detectors, the report's template and plot library) is loaded in the forkserver,
+    once, and every job forks from a warm process."""
+    import tempfile
+    import warnings
+
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory(prefix="synthloop-studio-warm-") as d, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        root = Path(d)
+        pd.DataFrame({"a": rng.integers(0, 9, 60), "b": rng.normal(size=60).round(2), "c": rng.choice(["x", "y"], 60)}
+                     ).to_csv(root / "t.csv", index=False)
+        (root / "s.yaml").write_text("name: w\nrows: 20\ncolumns:\n- name: k\n  sampler: {categorical: {x: 0.5, y: 0.5}}\n"
+                                     "- name: v\n  expression: \"k + '1'\"\n")
+        (root / "g.yaml").write_text("shares: {k: {x: 0.6, y: 0.4}}\nbudget: {iterations: 1}\n")
+        quiet: Emit = lambda msg: None  # noqa: E731
+        fit({"table": "t.csv", "out": "m.npz"}, root, "w1", quiet)
+        sample({"model": "m.npz", "table": "t.csv", "rows": 60}, root, "w2", quiet)
+        generate({"spec": "s.yaml"}, root, "w3", quiet)
+        refine({"source": "s.yaml", "targets": "g.yaml"}, root, "w4", quiet)
