@@ -260,3 +260,22 @@ def test_refine_shows_each_iteration_and_the_runs_page_opens_its_report(page, st
     assert "refine" in report.inner_text("body").lower()
     shot(pg, "runs", tmp_path)
     assert pg.console_errors == []
+
+
+def test_off_loopback_the_page_asks_for_the_token_and_then_works(browser, tmp_path):
+    with BackgroundServer(create_app(tmp_path, host="0.0.0.0", token="tok-123")) as url:
+        ctx = browser.new_context()
+        pg = ctx.new_page()
+        errors = []
+        pg.on("pageerror", lambda e: errors.append(str(e)))
+        pg.goto(url + "/")
+        pg.wait_for_selector("#token-dialog:not(.hidden)")
+        assert pg.evaluate("document.body.dataset.ready") is None
+        pg.fill("#token-input", "tok-123")
+        pg.keyboard.press("Enter")
+        pg.wait_for_selector("body[data-ready='1']")
+        assert pg.locator("#token-dialog.hidden").count() == 1
+        pg.goto(url + "/#token=tok-123")  # the URL printed at start-up carries it
+        pg.wait_for_selector("body[data-ready='1']")
+        assert errors == []
+        ctx.close()

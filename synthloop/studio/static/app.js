@@ -744,9 +744,6 @@ async function openRun(id) {
 async function start() {
   const m = location.hash.match(/token=([^&]+)/);
   if (m) { sessionStorage.setItem("studio-token", decodeURIComponent(m[1])); history.replaceState(null, "", location.pathname); }
-  $("#token-form").addEventListener("submit", (e) => {
-    e.preventDefault(); sessionStorage.setItem("studio-token", $("#token-input").value.trim());
-    $("#token-dialog").classList.add("hidden"); start(); });
   try { S.info = await api("GET", "/api/info"); } catch (err) { return; }
   $$("#tabs button").forEach((b) => { b.onclick = () => showTab(b.dataset.tab); });
   S.spec = S.spec || NEW_SPEC();
@@ -799,4 +796,9 @@ async function start() {
   if (S.spec.columns.length) changed();
 }
 
-document.addEventListener("DOMContentLoaded", start);
+document.addEventListener("DOMContentLoaded", () => {
+  $("#token-form").addEventListener("submit", (e) => {
+    e.preventDefault(); sessionStorage.setItem("studio-token", $("#token-input").value.trim());
+    $("#token-dialog").classList.add("hidden"); start(); });
+  start();
+});
