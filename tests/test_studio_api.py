@@ -246,6 +246,10 @@ def test_targets_save_and_refine_reports_each_iteration_live(studio):
     assert report.status_code == 200 and "<html" in report.text.lower()
     later = requests.get(f"{url}/api/jobs/{job['id']}", params={"since": len(events)}).json()
     assert later["events"] == [] and later["n_events"] == len(events)
+    listed = {j["id"]: j for j in requests.get(url + "/api/jobs").json()}
+    assert listed[job["id"]]["status"] == "done" and listed[job["id"]]["events"] == []  # the list leaves events out
+    log = requests.get(f"{url}/api/runs/{done['result']['id']}/events").text.splitlines()
+    assert len(log) == len(events)
 
 
 def test_generate_job_runs_a_saved_spec_into_a_run(studio):

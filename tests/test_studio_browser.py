@@ -211,6 +211,9 @@ def test_upload_fit_a_copula_sample_with_a_condition_and_download(page, studio, 
     pg.click("#upload")
     pg.wait_for_selector("#schema-table tr[data-column=segment]")
     assert pg.locator("#schema-table tbody tr").count() == 3
+    pg.fill("#schema-table input[aria-label='min of income']", "0")  # override the inferred range
+    pg.select_option("#schema-table select[aria-label='kind of age']", "categorical")
+    pg.select_option("#schema-table select[aria-label='kind of age']", "numerical")  # and back: no override left
     pg.select_option("#fit-model", "copula")
     pg.click("#fit")
     pg.wait_for_selector("#sample-form:not(.hidden)", timeout=120_000)
@@ -223,7 +226,7 @@ def test_upload_fit_a_copula_sample_with_a_condition_and_download(page, studio, 
     with pg.expect_download() as dl:
         link.click()
     got = pd.read_csv(dl.value.path())
-    assert len(got) == 120 and set(got["segment"]) == {"c"}
+    assert len(got) == 120 and set(got["segment"]) == {"c"} and got["income"].min() >= 0
     shot(pg, "learn", tmp_path)
     assert pg.console_errors == []
 

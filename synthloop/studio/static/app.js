@@ -540,13 +540,20 @@ const KINDS = ["numerical", "categorical", "boolean", "datetime", "id", "text", 
 
 function renderSchema(view) {
   L.table = view.path; L.overrides = {}; L.schema = view.columns;
+  const bound = (c, key) => h("input", { size: 8, value: c[key] ?? "", "aria-label": `${key} of ${c.name}`, "data-path": `${c.name}.${key}`,
+    oninput: (e) => { const v = typed(e.target.value, true); const o = (L.overrides[c.name] ||= {});
+      if (v === undefined || v === c[key]) delete o[key]; else o[key] = v;
+      if (!Object.keys(o).length) delete L.overrides[c.name]; } });
   const rows = view.columns.map((c) => {
-    const range = c.kind === "numerical" || c.kind === "datetime" ? `${c.min ?? ""} … ${c.max ?? ""}`
+    const range = c.kind === "numerical" ? h("span", {}, bound(c, "min"), " … ", bound(c, "max"))
+      : c.kind === "datetime" ? `${c.min ?? ""} … ${c.max ?? ""}`
       : c.categories ? `${c.categories.length} values: ${c.categories.slice(0, 4).join(", ")}${c.categories.length > 4 ? ", …" : ""}` : "";
     return h("tr", { "data-column": c.name },
       h("td", {}, c.name),
       h("td", {}, h("select", { "aria-label": `kind of ${c.name}`, onchange: (e) => {
-        if (e.target.value === c.kind) delete L.overrides[c.name]; else L.overrides[c.name] = { kind: e.target.value }; } },
+        const o = (L.overrides[c.name] ||= {});
+        if (e.target.value === c.kind) delete o.kind; else o.kind = e.target.value;
+        if (!Object.keys(o).length) delete L.overrides[c.name]; } },
         KINDS.map((k) => h("option", { value: k, selected: k === c.kind }, k)))),
       h("td", {}, c.dtype), h("td", {}, range), h("td", {}, `${(100 * c.missing_share).toFixed(1)} %`),
       h("td", {}, c.pii_type ? h("span", { class: "unmet" }, `PII: ${c.pii_type}`) : ""));
