@@ -23,6 +23,7 @@ import yaml
 from fastapi import Body, FastAPI, File, HTTPException, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 
 from synthloop.errors import SynthloopError
 from synthloop.studio import specio
@@ -139,10 +140,10 @@ def create_app(root: str | Path, token: str | None = None, host: str = "127.0.0.
     def info() -> dict[str, Any]:
         from synthloop.refine.targets import METRICS
         from synthloop.spec.models import DIST_KINDS, FAKER_PROVIDERS
-        from synthloop.synthesizers.factory import resolve_model  # noqa: F401 - the models the factory knows
+        from synthloop.synthesizers.base import MODEL_MODULES
 
         return {"root": str(root), "kinds": list(DIST_KINDS), "faker": sorted(FAKER_PROVIDERS),
-                "models": ["copula", "gan", "vae", "autoregressive", "dp", "auto"], "metrics": METRICS,
+                "models": [*MODEL_MODULES, "auto"], "metrics": METRICS,
                 "job_kinds": list(KINDS), "workers": app.state.jobs.workers}
 
     @app.get("/api/files")
@@ -262,8 +263,8 @@ def create_app(root: str | Path, token: str | None = None, host: str = "127.0.0.
                     if size > MAX_UPLOAD_BYTES:
                         raise StudioError(f"{name}: larger than {MAX_UPLOAD_BYTES >> 20} MiB", "file", 413)
                     fh.write(chunk)
-            try:
-                view = _schema_view(tmp)
+            try:  # reading and inferring is CPU work: off the event loop, so other requests go on
+                view = await run_in_threadpool(_schema_view, tmp)
             except SynthloopError as exc:
                 raise StudioError(str(exc).replace(str(tmp), name), "file") from None
             os.replace(tmp, dest)
