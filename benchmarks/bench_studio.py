@@ -64,13 +64,17 @@ def main() -> None:
     args = ap.parse_args()
     loads, n_edits = (3, 5) if args.quick else (args.loads, args.edits)
 
+    import os
+
     from playwright.sync_api import sync_playwright
+
+    os.environ["SYNTHLOOP_STUDIO_WARM"] = "0"  # no job runs here: no background warm-up competing for the CPU
 
     from synthloop.studio.app import create_app
     from synthloop.studio.server import BackgroundServer
 
     base = {"bench": "studio", "machine": f"{platform.machine()} {platform.system()}", "browser": "chromium (Debian) headless",
-            "peer": None}
+            "peer": None, "load_avg_1m": round(os.getloadavg()[0], 1), "cpus": os.cpu_count()}
     work = Path(tempfile.mkdtemp(prefix="bench_studio_"))
     shutil.copytree(ROOT / "examples" / "prompted", work / "examples")
     card = yaml.safe_load((work / "examples" / "card_transactions.yaml").read_text())
