@@ -3,8 +3,9 @@
 A child process (not a thread) is what makes a long fit cancellable at any moment: cancel terminates
 it, and nothing it had half-written counts (runs are listed only once their `run.json` exists, which
 is written last). `workers` jobs run at once (default 1: the CPU budget of a laptop-sized machine);
-the rest wait in order. Children come from a forkserver that has imported the task code once, so a
-job starts in milliseconds, and the server's own threads are never forked.
+the rest wait in order. Children come from a forkserver that, once, at start-up, imported the task
+code, ran each task on a tiny table and loaded the server's main module (synthloop/studio/_warm.py),
+so a job starts warm in milliseconds, and the server's own threads are never forked.
 """
 from __future__ import annotations
 
@@ -20,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 KINDS = ("fit", "sample", "generate", "refine")
-_ctx = mp.get_context("forkserver")
-_ctx.set_forkserver_preload(["synthloop.studio._warm"])
+# forkserver where the platform has it (Linux, macOS); spawn elsewhere (Windows): slower starts, same behaviour
+_ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
+if _ctx.get_start_method() == "forkserver":
+    _ctx.set_forkserver_preload(["synthloop.studio._warm"])
 MAIN_ENV = "SYNTHLOOP_STUDIO_MAIN"
 WARM_ENV = "SYNTHLOOP_STUDIO_WARM"
 
@@ -64,6 +67,8 @@ def _tell_forkserver_the_main_module() -> None:
 
 def _start_forkserver() -> None:
     """Start the forkserver (and its imports) now, not when the first job waits for it."""
+    if _ctx.get_start_method() != "forkserver":
+        return
     try:
         from multiprocessing import forkserver
 
