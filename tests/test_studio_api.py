@@ -140,7 +140,8 @@ def test_paths_that_leave_the_studio_folder_are_refused(studio, path, tmp_path):
         os.symlink(tmp_path, root / "link")
     spec = {"name": "x", "columns": [{"name": "a", "sampler": {"categorical": {"a": 1}}}]}
     r = requests.post(url + "/api/spec/save", json={"path": path, "spec": spec})
-    assert r.status_code == 400 and "folder" in r.json()["error"] or "file name" in r.json()["error"], r.text
+    assert r.status_code == 400 and r.json()["field"] == "path", r.text
+    assert "folder" in r.json()["error"] or "file name" in r.json()["error"], r.text
     assert requests.get(url + "/api/spec", params={"path": path}).status_code in (400, 404)
     assert not (root.parent / "outside.yaml").exists() and not (tmp_path / "escape.yaml").exists()
 

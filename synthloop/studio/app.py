@@ -26,6 +26,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from synthloop.errors import SynthloopError
+from synthloop.spec.errors import SpecError
 from synthloop.studio import specio
 from synthloop.studio.jobs import KINDS, JobQueue
 
@@ -91,7 +92,7 @@ def create_app(root: str | Path, token: str | None = None, host: str = "127.0.0.
     @app.exception_handler(SynthloopError)
     async def _user_error(request: Request, exc: SynthloopError) -> JSONResponse:
         field = getattr(exc, "field", "")
-        if not field and exc.__class__.__name__ == "SpecError":
+        if not field and isinstance(exc, SpecError):
             err = specio.error_of(exc)
             return JSONResponse({"error": err["message"], "field": err["path"]}, 400)
         return JSONResponse({"error": str(exc), "field": field}, getattr(exc, "status", 400))
@@ -168,9 +169,8 @@ def create_app(root: str | Path, token: str | None = None, host: str = "127.0.0.
     # -- prompted specs ------------------------------------------------------------------------------
     @app.get("/api/spec")
     def open_spec(path: str) -> dict[str, Any]:
-        """A YAML spec as the page edits it (tagged JSON, see specio), validated as the CLI would."""
+        """A YAML spec as the page edits it (tagged JSON, see specio); the first preview validates it."""
         from synthloop.io import read_yaml
-        from synthloop.spec.errors import SpecError
 
         p = safe_path(path, exts=(".yaml", ".yml"), must_exist=True)
         data, text = read_yaml(p, SpecError, "spec file")
@@ -186,8 +186,6 @@ def create_app(root: str | Path, token: str | None = None, host: str = "127.0.0.
     @app.post("/api/spec/preview")
     def preview(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
         """Validate, then 10 rows (LLM columns only with `llm: true`), histograms, the DAG and the YAML."""
-        from synthloop.spec.errors import SpecError
-
         data, base = _spec_of(body)
         rows = max(1, min(int(body.get("rows") or 10), 100))
         try:

@@ -323,7 +323,8 @@ async function requestPreview(withLlm) {
     const res = await api("POST", "/api/spec/preview", { spec: S.spec, path: $("#spec-path").value });
     applyPreview(res, seq, editAt, false);
   } catch (err) {
-    applyPreview({ ok: false, error: { path: err.field || "", message: err.error || String(err) } }, seq, editAt, false);
+    const field = err.field === "path" ? "file" : (err.field || "");  // the spec file name is the page's "file" field
+    applyPreview({ ok: false, error: { path: field, message: err.error || String(err) } }, seq, editAt, false);
   } finally {
     S.inflight = false;
     if (S.dirty) requestPreview(false);
