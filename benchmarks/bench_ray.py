@@ -11,7 +11,8 @@ million, fewer LLM rows and epochs, for a check in a few minutes). Prints one JS
 2. `generate`: the card_transactions example (examples/prompted) with the embedded SmolLM2-135M model
    (one llama.cpp thread per actor, no cache): locally, then on 1 and 2 Ray actors; rows/s each,
    valid rows, the same two ratios.
-3. `fit`: the autoregressive model on Adult (30,000 training rows, E epochs, seed 0): locally, then
+3. `fit`: the autoregressive model on Adult (30,000 training rows, 3 epochs, seed 0, one torch
+   thread per process): locally, then
    with Ray Train (DDP) on 1 and 2 workers; seconds, and the quality score of 10,000 sampled rows
    against the held-out real rows (SDMetrics' definitions), beside the local fit's.
 4. `capacity`: per-worker throughput measured above and what 10 and 100 workers would give at the
@@ -127,7 +128,8 @@ def bench_fit(train_rows: int, epochs: int) -> dict:
     train, hold = real.iloc[:train_rows], real.iloc[train_rows:train_rows + 10_000]
     times, quality = {}, {}
     for name, runner in [("local", None), ("ray_1", RayRunner(workers=1)), ("ray_2", RayRunner(workers=2))]:
-        synth = AutoregressiveSynthesizer(epochs=epochs, random_state=0, patience=epochs)
+        # one torch thread everywhere: a Ray Train worker runs one, so local vs 1 worker compares like with like
+        synth = AutoregressiveSynthesizer(epochs=epochs, random_state=0, patience=epochs, n_threads=1)
         t0 = time.perf_counter()
         if runner is None:
             synth.fit(train)
