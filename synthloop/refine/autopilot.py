@@ -85,6 +85,7 @@ class TrialPlan:
     gap: int
     gap_share: float
     parity: bool
+    relabel: bool = False
 
 
 @dataclass
@@ -188,7 +189,11 @@ class Autopilot:
             if gap >= 0:
                 gap_share = trial.suggest_float("gap_share", 0.02, s.max_gap_share)
         parity = bool(self.protected) and s.fairness and trial.suggest_categorical("parity", [False, True])
-        return TrialPlan(model, fit_params, temperature, rare, share, gap, gap_share, bool(parity))
+        relabel = s.relabel and self._can_relabel() and trial.suggest_categorical("relabel", [False, True])
+        return TrialPlan(model, fit_params, temperature, rare, share, gap, gap_share, bool(parity), bool(relabel))
+
+    def _can_relabel(self) -> bool:
+        return self.objective.task == "regression" or self.split.train[self.objective.target].nunique() == 2
 
     def _fit(self, plan: TrialPlan) -> Any:
         from synthloop.synthesizers.base import synthesizer_class
@@ -238,7 +243,26 @@ class Autopilot:
             else:
                 parts.append(synth.sample(rest, seed=seed + 3))
         out = pd.concat(parts, ignore_index=True)
+        if plan.relabel:
+            out = self._relabel(out, seed)
         return out.iloc[np.random.default_rng(seed).permutation(len(out))].reset_index(drop=True), synth
+
+    def _relabel(self, rows: pd.DataFrame, seed: int) -> pd.DataFrame:
+        """The target of synthetic rows drawn from a teacher (the judge fitted on the real training rows):
+        classification labels are drawn with the teacher's probabilities (seeded), regression targets are
+        its predictions; the features stay the model's."""
+        obj = self.objective
+        scores = self.judge.teacher_scores(self.split.train, rows)
+        rows = rows.copy()
+        if obj.task == "regression":
+            rows[obj.target] = scores
+            return rows
+        col = self.split.train[obj.target]
+        negative = next(v for v in col.dropna().unique() if str(v) != str(self.judge.positive))
+        pos = np.random.default_rng(seed + 4).random(len(rows)) < scores
+        rows[obj.target] = np.where(pos, self.positive_raw, negative)
+        rows[obj.target] = rows[obj.target].astype(self.split.train[obj.target].dtype)
+        return rows
 
     def measure(self, synthetic: pd.DataFrame, synth: Any, share: float | None) -> dict[str, Any]:
         """Objective score plus the floor figures (privacy on the synthetic rows, fidelity)."""
@@ -373,6 +397,8 @@ class Autopilot:
             p["gap_slice"] = -1
         if self.protected and s.fairness:
             p["parity"] = False
+        if s.relabel and self._can_relabel():
+            p["relabel"] = False
         return p
 
     # -- the search ------------------------------------------------------------------------------

@@ -168,19 +168,28 @@ class Judge:
 
     def predict(self, train: pd.DataFrame, rows: pd.DataFrame | None = None) -> np.ndarray:
         """The judge's scores on `rows` (default: the validation rows) after fitting on `train`."""
+        rows = self.validation if rows is None else rows
+        return self._fit_predict(train, [rows])[0]
+
+    def _fit_predict(self, train: pd.DataFrame, row_sets: list[pd.DataFrame]) -> list[np.ndarray]:
         from synthloop.evaluate._frames import limited_threads, model_matrices
 
         obj = self.objective
-        rows = self.validation if rows is None else rows
         train = train[train[obj.target].notna()]
-        (Xtr, Xte), mask, _ = model_matrices(self.schema, [train, rows], exclude=(obj.target,))
+        (Xtr, *Xtes), mask, _ = model_matrices(self.schema, [train, *row_sets], exclude=(obj.target,))
+        return [self._fit_predict_matrices(train, Xtr, Xte, mask, len(r)) for Xte, r in zip(Xtes, row_sets)]
+
+    def _fit_predict_matrices(self, train: pd.DataFrame, Xtr: np.ndarray, Xte: np.ndarray, mask: np.ndarray, n_rows: int) -> np.ndarray:
+        from synthloop.evaluate._frames import limited_threads
+
+        obj = self.objective
         if obj.task == "classification":
             ytr = (train[obj.target].astype("string") == self.positive).to_numpy(dtype=int)
         else:
             ytr = pd.to_numeric(train[obj.target], errors="coerce").to_numpy(dtype=float)
         with limited_threads(self.threads):
             if obj.task == "classification" and len(np.unique(ytr)) < 2:
-                return np.full(len(rows), float(ytr[0]) if len(ytr) else 0.0)
+                return np.full(n_rows, float(ytr[0]) if len(ytr) else 0.0)
             model = self._model(mask)
             if obj.model != "hist_gradient_boosting":
                 Xtr, Xte = np.nan_to_num(Xtr), np.nan_to_num(Xte)
@@ -191,6 +200,12 @@ class Judge:
                     return proba[:, list(model.classes_).index(1)]
                 return model.predict(Xte).astype(float)
             return model.predict(Xte).astype(float)
+
+    def teacher_scores(self, real_train: pd.DataFrame, rows: pd.DataFrame) -> np.ndarray:
+        """Scores of `rows` by the judge fitted on the real training rows (for relabelling synthetic rows).
+        The features are encoded over the real rows, the rows to label and the validation rows
+        together, as `predict` does, so that category codes agree."""
+        return self._fit_predict(real_train, [rows])[0]
 
     def _model(self, mask: np.ndarray) -> Any:
         obj = self.objective

@@ -128,6 +128,7 @@ class AutopilotSettings(_Strict):
     gaps: bool = Field(True, description="search conditional generation for the weakest slices the gap finder finds")
     max_gap_share: float = Field(0.3, ge=0, lt=1)
     fairness: bool = Field(True, description="search parity rebalancing of the `protected` columns")
+    relabel: bool = Field(True, description="search relabelling the target of synthetic rows by a teacher fitted on real rows")
     epsilons: list[float] = Field(default_factory=lambda: [1.0, 3.0, 10.0], description="dp model: the epsilons tried")
     seconds: tuple[float, float] | None = Field(None, description="trained models: the range of fit budgets (default: scaled to the table)")
     eval_rows: int = Field(5000, ge=100, description="rows the privacy and fidelity floors are measured on")
