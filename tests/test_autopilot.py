@@ -1,6 +1,8 @@
 """Issue 17: downstream objectives, the autopilot search (floors, resume) and the data gap finder."""
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -124,3 +126,22 @@ def test_autopilot_report_has_the_pareto_plot_and_why_each_trial_ended(tmp_path)
     _command(tmp_path)
     html = (tmp_path / "best.report.html").read_text()
     assert 'id="fig-autopilot-pareto"' in html and "why it ended" in html
+
+
+def test_the_judge_can_be_any_estimator_by_import_path_or_a_user_command(tmp_path):
+    df = rare_table(800)
+    schema = infer_schema(df)
+    hgb = parse_targets({"objective": {"target": "y", "metric": "roc_auc"}}, "t").objective
+    lr = parse_targets({"objective": {"target": "y", "metric": "roc_auc", "model": "sklearn.linear_model.LogisticRegression",
+                                      "model_params": {"max_iter": 200}}}, "t").objective
+    for obj in (hgb, lr):
+        s = Judge(obj, schema, df.iloc[600:]).score(df.iloc[:600])
+        assert 0.7 < s["score"] <= 1.0 and len(s["folds"]) == 3
+    script = tmp_path / "judge.py"
+    script.write_text("import sys, pandas as pd\ntr = pd.read_csv(sys.argv[1]); te = pd.read_csv(sys.argv[2])\n"
+                      "print('rows', len(tr))\nprint(round(len(tr) / 1000 + len(te) / 1e6, 6))\n")
+    cmd = parse_targets({"objective": {"target": "y", "command": f"{sys.executable} {script} {{train}} {{test}}"}}, "t").objective
+    assert Judge(cmd, schema, df.iloc[600:]).score(df.iloc[:600])["score"] == pytest.approx(0.6 + 200 / 1e6)
+    bad = parse_targets({"objective": {"target": "y", "command": f"{sys.executable} -c pass {{train}}"}}, "t").objective
+    with pytest.raises(SynthloopError, match="without a score"):
+        Judge(bad, schema, df.iloc[600:]).score(df.iloc[:600])
