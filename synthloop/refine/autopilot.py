@@ -361,9 +361,12 @@ class Autopilot:
         self._best_kept = (number, score)
 
     def _study(self) -> Any:
-        import optuna
-        from optuna.storages import JournalStorage
-        from optuna.storages.journal import JournalFileBackend
+        try:
+            import optuna
+            from optuna.storages import JournalStorage
+            from optuna.storages.journal import JournalFileBackend
+        except ImportError:
+            raise SynthloopError("autopilot needs Optuna: pip install 'synthloop[autopilot]'") from None
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.journal.parent.mkdir(parents=True, exist_ok=True)
@@ -404,8 +407,6 @@ class Autopilot:
     # -- the search ------------------------------------------------------------------------------
     def run(self, df: pd.DataFrame, validation: pd.DataFrame | None = None) -> AutopilotResult:
         """Search within the budget (resuming the journal), then rebuild the best trial's rows."""
-        import optuna
-
         t_start = time.perf_counter()
         self._prepare(df, validation)
         study = self._study()

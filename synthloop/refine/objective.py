@@ -172,7 +172,7 @@ class Judge:
         return self._fit_predict(train, [rows])[0]
 
     def _fit_predict(self, train: pd.DataFrame, row_sets: list[pd.DataFrame]) -> list[np.ndarray]:
-        from synthloop.evaluate._frames import limited_threads, model_matrices
+        from synthloop.evaluate._frames import model_matrices
 
         obj = self.objective
         train = train[train[obj.target].notna()]
