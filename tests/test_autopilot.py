@@ -145,3 +145,14 @@ def test_the_judge_can_be_any_estimator_by_import_path_or_a_user_command(tmp_pat
     bad = parse_targets({"objective": {"target": "y", "command": f"{sys.executable} -c pass {{train}}"}}, "t").objective
     with pytest.raises(SynthloopError, match="without a score"):
         Judge(bad, schema, df.iloc[600:]).score(df.iloc[:600])
+
+
+def test_the_example_targets_and_policy_load():
+    from pathlib import Path
+
+    from synthloop.certify import load_policy
+    from synthloop.refine.targets import load_targets
+
+    ex = Path(__file__).resolve().parents[1] / "examples" / "autopilot"
+    assert load_targets(ex / "fraud.yaml").objective.metric == "recall_at_precision"
+    assert "dp_epsilon" not in load_policy(ex / "policy.yaml").criteria
