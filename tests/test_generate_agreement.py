@@ -169,3 +169,51 @@ def test_hidden_helper_columns_are_read_but_not_written(tmp_path: Path) -> None:
                             cache_dir=False).generate(out=tmp_path / "o.csv")
     assert "severity" not in res.data.columns and list(res.data.columns) == ["department", "note"]
     assert res.data["note"].str.contains("low|medium|high").all()
+
+
+def test_run_figures_add_up_under_concurrency_and_model_defaults_to_the_served_one(tmp_path: Path) -> None:
+    pytest.importorskip("openai")
+    from synthloop.llm.testing import FakeOpenAIServer
+
+    text = SPEC.replace("      checks:\n", "      checks_off:\n").split("      checks_off:\n")[0]
+    text = text.replace("seed: 5\n", "seed: 5\nllm: {backend: openai, concurrency: 4}\n")
+    with FakeOpenAIServer(delay=0.02) as srv:
+        spec = loads_spec(text.replace("backend: openai,", f"backend: openai, base_url: '{srv.base_url}',"))
+        gen = PromptedGenerator(spec, cache_dir=False)  # no model named: the server lists exactly one
+        res = gen.generate(12)
+        assert gen.backend.model == "fake"
+        t = res.summary["timing"]
+        assert res.summary["requests"]["count"] == len(srv.requests) >= 12
+        assert res.summary["requests"]["tokens_in"] == 10 * len(srv.requests)
+        assert 0 < t["backend_seconds"] <= t["wall_seconds"] and t["overhead_seconds"] >= 0
+        assert t["backend_request_seconds"] >= t["backend_seconds"] - 1e-3  # concurrent requests count once
+        assert t["rows_per_second"] == pytest.approx(res.summary["rows_written"] / t["wall_seconds"], rel=0.01)
+
+
+def test_busy_seconds_is_the_union_of_intervals() -> None:
+    from synthloop.generate.runner import busy_seconds
+
+    assert busy_seconds([(0, 2), (1, 3), (5, 6), (5.5, 5.7)]) == pytest.approx(4.0)
+    assert busy_seconds([]) == 0
+
+
+def test_interrupted_run_keeps_answered_cells_in_the_cache(tmp_path: Path) -> None:
+    answered: list[str] = []
+
+    class Dies(Scripted):
+        def complete_one(self, r: LLMRequest) -> LLMResult:
+            if len(self.calls) >= 5:
+                raise KeyboardInterrupt
+            res = super().complete_one(r)
+            answered.append(r.cache_key(self.model_id))
+            return res
+
+    from synthloop.generate.runner import GenerationInterrupted
+
+    text = lambda r: json.dumps({"note": "Seen in {}, {} severity.".format(*dept_sev(r))})  # noqa: E731
+    with pytest.raises(GenerationInterrupted):
+        PromptedGenerator(loads_spec(SPEC), backend=Dies(text), cache_dir=tmp_path / "c").generate(out=tmp_path / "o.csv")
+    be = Scripted(text)
+    res = PromptedGenerator(loads_spec(SPEC), backend=be, cache_dir=tmp_path / "c").generate(out=tmp_path / "o.csv")
+    assert len(answered) == 5 and res.summary["cache"]["hits"] >= len(answered) - res.summary["resumed_rows"]
+    assert not {c.cache_key("scripted") for c in be.calls} & set(answered)  # nothing answered was asked again

@@ -221,6 +221,9 @@ class LLMColumn(_Strict):
     flatten: bool = Field(True, description="structured: each schema property becomes its own column")
     dedup: bool | None = Field(None, description="near-duplicate check (default: on for text columns)")
     checks: Checks | None = Field(None, description="row-text agreement checks on every generated cell")
+    start: str | None = Field(None, description="text columns: the text begins with this (a template, e.g. "
+                              "'{{ department | title }} visit:'); the embedded backend writes it into the answer, "
+                              "so only the rest is generated")
 
     @field_validator("json_schema")
     @classmethod
@@ -244,6 +247,8 @@ class LLMColumn(_Strict):
     def _chars(self) -> "LLMColumn":
         if self.min_chars > self.max_chars:
             raise ValueError(f"min_chars ({self.min_chars}) is greater than max_chars ({self.max_chars})")
+        if self.start is not None and self.json_schema is not None:
+            raise ValueError("'start' is for text columns (a structured column's answer starts with its fixed fields)")
         return self
 
     @property
