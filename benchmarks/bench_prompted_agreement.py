@@ -7,7 +7,7 @@ another on the same machine:
 
 - `before`: the code of revision --before-rev (default 072f377, main before issue 14: row-specific
   sentence first, one shared llama.cpp context, no agreement checks), unpacked with `git archive`,
-  on the same spec without the keys that revision does not know (`checks`, `hidden`);
+  on the same spec without the keys that revision does not know (`checks`, `start`, `hidden`);
 - `after`: this checkout (fixed part of every prompt first, one llama.cpp context per LLM column,
   agreement checks with regeneration) with the embedded default model, SmolLM2-135M;
 - `after_gemma3_270m`: this checkout with `--llm-model gemma3-270m` (when its package is installed).
@@ -45,7 +45,8 @@ from synthloop.generate.agreement import TEXT_NAME, checker_for, sanity_failures
 from synthloop.spec import load_spec  # noqa: E402
 
 SPECS = [ROOT / "examples" / "prompted" / "patient_visits.yaml", ROOT / "examples" / "prompted" / "card_transactions.yaml"]
-NEW_KEYS = ("checks", "hidden")
+NEW_KEYS = ("hidden",)
+NEW_LLM_KEYS = ("checks", "start")
 
 
 def unpack(rev: str, dest: Path) -> Path:
@@ -63,7 +64,8 @@ def strip_new_keys(spec_path: Path, dest: Path) -> Path:
         for k in NEW_KEYS:
             col.pop(k, None)
         if isinstance(col.get("llm"), dict):
-            col["llm"].pop("checks", None)
+            for k in NEW_LLM_KEYS:
+                col["llm"].pop(k, None)
     out = dest / spec_path.name
     out.write_text(yaml.safe_dump(data, sort_keys=False))
     seeds = spec_path.parent / "seeds"

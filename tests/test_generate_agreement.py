@@ -217,3 +217,47 @@ def test_interrupted_run_keeps_answered_cells_in_the_cache(tmp_path: Path) -> No
     res = PromptedGenerator(loads_spec(SPEC), backend=be, cache_dir=tmp_path / "c").generate(out=tmp_path / "o.csv")
     assert len(answered) == 5 and res.summary["cache"]["hits"] >= len(answered) - res.summary["resumed_rows"]
     assert not {c.cache_key("scripted") for c in be.calls} & set(answered)  # nothing answered was asked again
+
+
+def test_fixed_answer_start_is_prefilled_and_the_rest_has_a_grammar() -> None:
+    from synthloop.llm.grammar import prefill_plan
+
+    pinned = {"type": "object", "properties": {"severity": {"enum": ["medium"]}, "reason": {"type": "string", "minLength": 8, "maxLength": 60}},
+              "required": ["severity", "reason"], "additionalProperties": False}
+    prefix, grammar = prefill_plan(pinned)  # type: ignore[misc]
+    assert prefix == '{"severity": "medium", "reason": "' and "char{8,60}" in grammar and r"\x00-\x1F" in grammar
+    text = {"type": "object", "properties": {"note": {"type": "string", "minLength": 40, "maxLength": 100}}, "required": ["note"]}
+    prefix, grammar = prefill_plan(text, 'Cardiology "A" visit:')  # type: ignore[misc]
+    assert prefix == '{"note": "Cardiology \\"A\\" visit:' and "char{19,79}" in grammar
+    assert prefill_plan({"type": "object", "properties": {"a": {"type": "array"}}, "required": ["a"]}) is None
+    assert prefill_plan({"type": "object", "properties": {"a": {"type": "string"}}}) is None  # not required
+
+
+def test_text_start_is_written_when_the_backend_cannot_prefill(tmp_path: Path) -> None:
+    spec = loads_spec(SPEC.replace("      dedup: false\n", "      dedup: false\n      start: \"{{ department | capitalize }} visit:\"\n"))
+    be = Scripted(lambda r: json.dumps({"note": "seen in {}, {} severity.".format(*dept_sev(r))}))
+    res = PromptedGenerator(spec, backend=be, cache_dir=False).generate()
+    assert all(n.startswith(d.capitalize() + " visit: seen in") for n, d in zip(res.data["note"], res.data["department"]))
+    assert {c.start for c in be.calls} == {d.capitalize() + " visit:" for d in res.data["department"]}
+
+
+def test_cli_overrides_threads_and_embedded_model() -> None:
+    from synthloop.generate.overrides import apply_overrides
+
+    spec = apply_overrides(loads_spec(SPEC), None, None, None, None, None, False, threads=1, llm_model="gemma3-270m")
+    assert spec.llm.threads == 1 and spec.llm.model == "gemma3-270m"
+    with pytest.raises(SpecError, match="--threads must be at least 1"):
+        apply_overrides(loads_spec(SPEC), None, None, None, None, None, False, threads=0)
+    with pytest.raises(SpecError, match="--llm-model picks the embedded model"):
+        apply_overrides(loads_spec(SPEC), "openai", None, None, None, None, False, llm_model="gemma3-270m")
+
+
+def test_error_lines_keep_square_brackets() -> None:
+    """`pip install 'synthloop[llm]'` must reach the terminal whole (rich markup would eat [llm])."""
+    from rich.console import Console
+
+    from synthloop.commands._common import styled
+
+    con = Console(record=True, width=200)
+    con.print(styled(("error:", "red"), " ", "install it with pip install 'synthloop[llm]'"), soft_wrap=True)
+    assert "'synthloop[llm]'" in con.export_text()
