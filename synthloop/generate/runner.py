@@ -34,14 +34,26 @@ from synthloop.spec.errors import GenerationError
 from synthloop.spec.models import Column, Spec
 
 # the judge model used when the embedded backend runs and its package is installed ("" = the
-# generating model); see the README's comparison of embedded models
-DEFAULT_JUDGE_MODEL = "gemma3-270m"
+# generating model). Empty: the Gemma package ships the base gemma-3-270m, which lost to SmolLM2 in
+# bench_prompted_agreement (see the README), so it is not the default judge.
+DEFAULT_JUDGE_MODEL = ""
 STAT_KEYS = ("cells", "valid_first", "repairs", "transport_retries", "cache_hits", "backend_seconds", "requests",
              "tokens_in", "tokens_out", "schema_invalid")
 
 
 def _new_stats() -> dict[str, Any]:
     return {k: 0.0 if k == "backend_seconds" else 0 for k in STAT_KEYS}
+
+
+def _room_for_start(schema: dict[str, Any], field: str, used: int) -> dict[str, Any]:
+    """`schema` with the text field's length bounds lowered by the `used` characters of its start."""
+    out = json.loads(json.dumps(schema))
+    prop = out["properties"][field]
+    if "maxLength" in prop:
+        prop["maxLength"] = max(prop["maxLength"] - used, 1)
+    if "minLength" in prop:
+        prop["minLength"] = max(min(prop["minLength"] - used, prop.get("maxLength", 10**9)), 0)
+    return out
 
 
 def _plain_error(err: str) -> str:
@@ -112,9 +124,11 @@ class PromptedGenerator:
     def prompt(self, plan: Plan, col: Column, i: int, row: dict[str, Any], round_: int = 0,
                extra_avoid: list[str] | None = None) -> Prompt:
         pool = self.pool(col)
-        examples = pool.pick(row, np.random.default_rng(cell_seed(self.spec.seed, i, col.name + "#shots", 0, round_))) if pool else []
+        fixed = bool(pool is not None and col.llm is not None and col.llm.few_shot is not None and not col.llm.few_shot.per_row)
+        pick_row, pick_round = (0, 0) if fixed else (i, round_)  # one pick for the whole column
+        examples = pool.pick(row, np.random.default_rng(cell_seed(self.spec.seed, pick_row, col.name + "#shots", 0, pick_round))) if pool else []
         return build_prompt(self.spec, self.spec.llm, col, self._index(col.name), row, i, plan.n, examples,
-                            plan.assigned_for(col.name, i), extra_avoid)
+                            plan.assigned_for(col.name, i), extra_avoid, fixed_examples=fixed)
 
     def _complete(self, req: LLMRequest, stats: dict[str, Any], backend: LLMBackend | None = None) -> LLMResult:
         """One request through the cache; counts requests, tokens and the backend's busy intervals."""
@@ -178,10 +192,13 @@ class PromptedGenerator:
         if checker is not None:
             stats[f"checked:{col.name}"] = stats.get(f"checked:{col.name}", 0) + 1
         budget = self._max_tokens(col)
+        # a backend that cannot prefill `start` writes only the rest: its schema leaves room for it
+        request_schema = prompt.schema if not prompt.start or getattr(self.backend, "supports_prefill", False) \
+            else _room_for_start(prompt.schema, col.name, len(prompt.start) + 1)
         attempts = max(llm.max_retries + 1, checker.checks.max_attempts if checker is not None else 0)
         for attempt in range(attempts):
             req = LLMRequest(
-                messages=messages, schema=prompt.schema, seed=cell_seed(self.spec.seed, i, col.name, attempt, round_),
+                messages=messages, schema=request_schema, seed=cell_seed(self.spec.seed, i, col.name, attempt, round_),
                 temperature=llm.temperature if llm.temperature is not None else settings.temperature,
                 top_p=settings.top_p, max_tokens=budget, constrained=settings.constrained, context=f"column:{col.name}",
                 start=prompt.start,

@@ -174,6 +174,14 @@ class FewShot(_Strict):
     column: str | None = Field(None, description="seed column with the examples (default: the column name)")
     match: list[str] = Field(default_factory=list, description="columns whose value an example must share")
     diverse: bool = Field(True, description="pick examples far apart (n-gram distance), not at random")
+    per_row: bool = Field(True, description="pick new examples for every row; false: one pick for the whole "
+                          "column, placed in the prompt's shared part (cheaper with the embedded model)")
+
+    @model_validator(mode="after")
+    def _fixed(self) -> "FewShot":
+        if not self.per_row and self.match:
+            raise ValueError("'match' picks examples per row; it cannot be combined with per_row: false")
+        return self
 
 
 class Checks(_Strict):
