@@ -49,9 +49,9 @@ NEW_KEYS = ("hidden",)
 NEW_LLM_KEYS = ("checks", "start")
 
 
-def unpack(rev: str, dest: Path) -> Path:
-    """The `synthloop` package of revision `rev`, unpacked under dest."""
-    data = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "synthloop"], check=True, capture_output=True).stdout
+def unpack(rev: str, dest: Path, repo: Path = ROOT) -> Path:
+    """The `synthloop` package of revision `rev` of the git checkout `repo`, unpacked under dest."""
+    data = subprocess.run(["git", "-C", str(repo), "archive", rev, "synthloop"], check=True, capture_output=True).stdout
     with tarfile.open(fileobj=BytesIO(data)) as tar:
         tar.extractall(dest, filter="data")
     return dest
@@ -134,6 +134,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=100)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--before-rev", default="072f377")
+    ap.add_argument("--repo", type=Path, default=ROOT, help="git checkout holding --before-rev (default: this one)")
     ap.add_argument("--cases", default="before,after,after_gemma3_270m")
     ap.add_argument("--gemma-rows", type=int, default=None, help="rows of the gemma case (default --rows)")
     ap.add_argument("--specs", default=",".join(p.stem for p in SPECS))
@@ -143,7 +144,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-prompted-") as tmp_:
         tmp = Path(tmp_)
-        old = unpack(args.before_rev, tmp / "before") if "before" in cases else None
+        old = unpack(args.before_rev, tmp / "before", args.repo) if "before" in cases else None
         for spec_path in [p for p in SPECS if p.stem in args.specs.split(",")]:
             base_rate = None
             for case in cases:

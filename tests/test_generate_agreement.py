@@ -284,3 +284,14 @@ def test_llm_judge_saying_no_regenerates_the_cell(tmp_path: Path) -> None:
     assert len(judge.calls) == 20 and judge.calls[0].schema["properties"]["answer"]["enum"] == ["yes", "no"]
     assert "Question: Does it fit a" in judge.calls[0].messages[-1][1]
     assert res.summary["agreement"]["note"]["agreed_first_try"] == 0
+
+
+def test_round_and_int_give_whole_numbers() -> None:
+    import pandas as pd
+
+    from synthloop.generate.expr import parse_expression
+
+    df = pd.DataFrame({"x": [137.6, 2.4]})
+    assert parse_expression("concat(round(x), ' mmHg')").evaluate(df).tolist() == ["138 mmHg", "2 mmHg"]
+    assert parse_expression("int(x)").evaluate(df).tolist() == [138, 2]
+    assert parse_expression("round(x, 1)").evaluate(df).tolist() == [137.6, 2.4]
