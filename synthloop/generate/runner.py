@@ -247,19 +247,34 @@ class PromptedGenerator:
         return None, errs
 
     def _max_tokens(self, col: Column) -> int:
-        """Configured max_tokens, raised to what the longest valid answer needs (a cut-off answer
-        is invalid JSON however good the grammar): ~1 token per 2 characters of strings plus JSON."""
+        """The answer's token budget, derived from the schema: ~1 token per 2 characters of its
+        strings' maxLength plus the JSON around them (a cut-off answer is invalid JSON however good
+        the grammar). A max_tokens the column or the spec sets is kept as a floor; without one the
+        derived budget is used as it is when every string is bounded, so a model that rambles stops
+        early instead of running on to a generic 200 tokens."""
         llm = col.llm
         assert llm is not None
-        configured = llm.max_tokens or self.spec.llm.max_tokens
+        bounded = True
         if llm.structured:
             props = llm.json_schema["properties"]  # type: ignore[index]
-            need = 12 + sum(8 + int(p.get("maxLength", 0) / 2) if isinstance(p, dict) else 8 for p in props.values())
+            need = 12
+            for p in props.values():
+                p = p if isinstance(p, dict) else {}
+                if p.get("type") in ("string", None) and "enum" not in p and "const" not in p and "maxLength" not in p:
+                    bounded = False
+                if p.get("type") in ("array", "object"):
+                    bounded = False
+                need += 8 + int(p.get("maxLength", 0) / 2)
         else:
             need = int(llm.max_chars / 2) + 24
         if llm.reasoning:
             need += 200
-        return max(configured, min(need, self.spec.llm.n_ctx // 2))
+        need = min(need, self.spec.llm.n_ctx // 2)
+        if llm.max_tokens is not None:
+            return max(llm.max_tokens, need)
+        if "max_tokens" in self.spec.llm.model_fields_set or not bounded:
+            return max(self.spec.llm.max_tokens, need)
+        return need
 
     def _context(self, plan: Plan, i: int, values: dict[str, Any]) -> dict[str, Any]:
         """Everything a template or expression of row i can read (structured columns as dicts too)."""

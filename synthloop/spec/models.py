@@ -314,7 +314,8 @@ class LLMSettings(_Strict):
     top_p: float = Field(0.95, gt=0, le=1)
     max_tokens: int = Field(200, ge=1)
     n_ctx: int = Field(2048, ge=256)
-    threads: int | None = Field(None, ge=1)
+    threads: int | None = Field(None, ge=1, description="embedded: llama.cpp CPU threads (default half the cores, "
+                                "at most 4); --threads on the command line")
     constrained: bool = Field(True, description="JSON-schema constrained decoding where the backend allows it")
     response_format: Literal["json_schema", "json_object"] = "json_schema"
     system: str = DEFAULT_SYSTEM
