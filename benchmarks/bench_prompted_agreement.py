@@ -7,7 +7,8 @@ another on the same machine:
 
 - `before`: the code of revision --before-rev (default 072f377, main before issue 14: row-specific
   sentence first, one shared llama.cpp context, no agreement checks), unpacked with `git archive`,
-  on the same spec without the keys that revision does not know (`checks`, `start`, `hidden`);
+  on the same spec without the keys that revision does not know (`checks`, `start`, `hidden`,
+  `few_shot.per_row`);
 - `after`: this checkout (fixed part of every prompt first, one llama.cpp context per LLM column,
   agreement checks with regeneration) with the embedded default model, SmolLM2-135M;
 - `after_gemma3_270m`: this checkout with `--llm-model gemma3-270m` (when its package is installed).
@@ -66,6 +67,8 @@ def strip_new_keys(spec_path: Path, dest: Path) -> Path:
         if isinstance(col.get("llm"), dict):
             for k in NEW_LLM_KEYS:
                 col["llm"].pop(k, None)
+            if isinstance(col["llm"].get("few_shot"), dict):
+                col["llm"]["few_shot"].pop("per_row", None)  # that revision picks examples per row
     out = dest / spec_path.name
     out.write_text(yaml.safe_dump(data, sort_keys=False))
     seeds = spec_path.parent / "seeds"
