@@ -16,7 +16,7 @@ from synthloop.synthesizers import GaussianCopulaSynthesizer, load_synthesizer
 from synthloop.privacy import mechanisms
 from synthloop.privacy.accounting import Budget
 from synthloop.synthesizers.dp_marginals import (DPMarginalSynthesizer, cdp_delta, cdp_eps, cdp_rho,
-                                                 exponential_epsilon, gaussian_sigma)
+                                                 SPLIT, exponential_epsilon, gaussian_sigma)
 
 
 def _table(n: int = 3000, seed: int = 0) -> pd.DataFrame:
@@ -63,9 +63,10 @@ def test_noise_scales_spend_exactly_the_accountants_rho(model, table):
     assert len(ones) == d and len(twos) == d - 1  # all 1-way marginals, a spanning tree of 2-way ones
     s1, s2 = ones[0]["sigma"], twos[0]["sigma"]
     assert all(m["sigma"] == s1 for m in ones) and all(m["sigma"] == s2 for m in twos)
-    assert s1 == pytest.approx(gaussian_sigma(rho / 3, d))
+    assert s1 == pytest.approx(gaussian_sigma(rho * SPLIT[0], d))
+    assert s2 == pytest.approx(gaussian_sigma(rho * SPLIT[2], d - 1))
     # zCDP of each part: Gaussian 1/(2 sigma^2) per unit-sensitivity query, exponential mechanism eps^2/8 per round
-    spent = d / (2 * s1**2) + (d - 1) / (2 * s2**2) + (d - 1) * exponential_epsilon(rho / 3, d - 1) ** 2 / 8
+    spent = d / (2 * s1**2) + (d - 1) / (2 * s2**2) + (d - 1) * exponential_epsilon(rho * SPLIT[1], d - 1) ** 2 / 8
     assert spent == pytest.approx(rho, rel=1e-9)
     assert cdp_eps(spent, 1e-6) <= 1.0 + 1e-9
 
