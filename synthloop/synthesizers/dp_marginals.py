@@ -55,7 +55,8 @@ from synthloop.schema import ColumnKind, TableSchema
 from synthloop.synthesizers.base import BaseSynthesizer
 
 _CATEGORICAL = (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN)
-SPLIT = (1 / 3, 1 / 6, 1 / 2)  # what the domain leaves: 1-way marginals, tree selection, 2-way marginals
+SPLIT = (1 / 3, 1 / 6, 1 / 2)
+Z_CELL = 2.0  # 2-way cells whose projected noisy count is under this many sigma are set to 0 before IPF  # what the domain leaves: 1-way marginals, tree selection, 2-way marginals
 
 
 # accounting lives in synthloop.privacy.accounting; these names stay importable from here
@@ -552,7 +553,11 @@ class DPMarginalSynthesizer(BaseSynthesizer):
                 queue.append(c)
                 i, j = edges[e]
                 table = noisy2[e] if i == p else noisy2[e].T
-                t = _project(table, n_hat) + 1e-6 * n_hat / table.size
+                # a cell under Z_CELL sigma is noise more often than not: in the sparse rows of a heavy tail
+                # a few such cells (400,000 this month, 1,500 the next) would take most of the row's
+                # conditional mass after IPF and break the correlation the dense cells show
+                t = _project(table, n_hat)
+                t = np.where(t >= Z_CELL * sigma2, t, 0.0) + 1e-6 * n_hat / table.size
                 t = _ipf(t, n_hat * margins[p], n_hat * margins[c])
                 cond = t / t.sum(axis=1, keepdims=True)
                 order.append({"node": c, "parent": p, "cond": cond})
