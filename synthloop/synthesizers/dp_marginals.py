@@ -19,7 +19,8 @@ differentially private synthetic data", JPC 2021, "MST"; AIM is its adaptive suc
 5. Measure the selected coarse 2-way marginals with Gaussian noise (rho / 2).
 6. Inference (post-processing): a tree-structured model is exact and cheap. Coarse 1-way marginals
    are the inverse-variance average of all measurements that cover them; each noisy table is projected
-   onto non-negative tables of its total (least squares) and each edge's 2-way table fitted to those
+   onto non-negative tables of its total (least squares), 2-way cells under 2 sigma are dropped as
+   noise, and each edge's 2-way table is fitted to those
    marginals by iterative proportional fitting. Sampling is ancestral (root, then children given
    parents), with exact conditioning by one upward message pass; then the position inside the coarse
    cell (a Gaussian copula along numerical edges, its correlation fitted to the edge's table), which
@@ -188,32 +189,22 @@ def _fine_at(g: np.ndarray, w: np.ndarray, codes: np.ndarray, frac: np.ndarray) 
     return order[pos], u
 
 
-def _latent(g: np.ndarray, w: np.ndarray, codes: np.ndarray, f: np.ndarray, u: np.ndarray,
-            bounds: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """The latent normal position of rows whose fine cell and position inside it are known."""
+def _cell_share(g: np.ndarray, w: np.ndarray, codes: np.ndarray, f: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Where rows whose fine cell `f` and position `u` inside it are known sit inside their coarse cell, as a
+    share of its weight (the inverse of `_fine_at`)."""
     k = int(g.max()) + 1
     tot = np.bincount(g, weights=w, minlength=k)
     order = np.argsort(g, kind="stable")
     cum = np.zeros(g.size)
     cum[order] = np.cumsum(w[order])
     start = np.concatenate([[0.0], np.cumsum(tot)[:-1]])
-    frac = np.clip((cum[f] - w[f] + u * w[f] - start[codes]) / np.maximum(tot[codes], 1e-300), 0.0, 1.0)
+    return np.clip((cum[f] - w[f] + u * w[f] - start[codes]) / np.maximum(tot[codes], 1e-300), 0.0, 1.0)
+
+
+def _to_latent(frac: np.ndarray, bounds: tuple[np.ndarray, np.ndarray], codes: np.ndarray) -> np.ndarray:
+    """The latent normal value at share `frac` of each row's coarse cell [a, b] (equal shares of normal mass)."""
     ca, cb = _ndtr(bounds[0][codes]), _ndtr(bounds[1][codes])
     return _ndtri(np.clip(ca + frac * (cb - ca), 1e-12, 1 - 1e-12))
-
-
-def _project(y: np.ndarray, total: float) -> np.ndarray:
-    """Euclidean projection of noisy counts onto {x >= 0, sum x = total}: max(y - tau, 0) with the tau
-    that gives the total (Duchi et al. 2008; sort-based, O(k log k)). Post-processing only."""
-    flat = y.ravel().astype(float)
-    if total <= 0 or flat.size == 0:
-        return np.zeros_like(y, dtype=float)
-    srt = np.sort(flat)[::-1]
-    css = np.cumsum(srt) - total
-    idx = np.arange(1, flat.size + 1)
-    rho = int(np.flatnonzero(srt - css / idx > 0)[-1])
-    tau = css[rho] / (rho + 1)
-    return np.maximum(flat - tau, 0.0).reshape(y.shape)
 
 
 class _Find:
@@ -669,9 +660,9 @@ class DPMarginalSynthesizer(BaseSynthesizer):
                 frac = _truncated_position(mu, sd, a, b, rng)
                 f, u = _fine_at(g, w, codes, frac)
             if v in couple["ordered"]:
-                latent[v] = _latent(g, w, codes, f, u, couple["bounds"][v]) if frac is None else \
-                    _ndtri(np.clip(_ndtr(couple["bounds"][v][0][codes]) + frac * (_ndtr(couple["bounds"][v][1][codes])
-                                                                                 - _ndtr(couple["bounds"][v][0][codes])), 1e-12, 1 - 1e-12))
+                if frac is None:
+                    frac = _cell_share(g, w, codes, f, u)
+                latent[v] = _to_latent(frac, couple["bounds"][v], codes)
             out[cell["column"]] = self._values(cell, f, u, known.get(cell["column"]))
         return out
 
@@ -697,9 +688,8 @@ class DPMarginalSynthesizer(BaseSynthesizer):
             cell = self.cells_[v]
             k = m.size
             numeric = cell["kind"] == "num" and cell["k"] > 1
-            has_null = bool(cell["null"]) and int(self.coarse_[v][-1]) == k - 1 and \
-                int(np.sum(self.coarse_[v] == k - 1)) == 1 and cell["k"] > 0
-            valued = k - int(has_null)
+            valued = self._valued(v, k)
+            has_null = valued < k
             if numeric and valued > 1:
                 mv = m[:valued] / m[:valued].sum()
                 edges = np.concatenate([[0.0], np.cumsum(mv)])
