@@ -56,8 +56,8 @@ from synthloop.schema import ColumnKind, TableSchema
 from synthloop.synthesizers.base import BaseSynthesizer
 
 _CATEGORICAL = (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN)
-SPLIT = (1 / 3, 1 / 6, 1 / 2)
-Z_CELL = 2.0  # 2-way cells whose projected noisy count is under this many sigma are set to 0 before IPF  # what the domain leaves: 1-way marginals, tree selection, 2-way marginals
+SPLIT = (1 / 3, 1 / 6, 1 / 2)  # what the domain leaves: 1-way marginals, tree selection, 2-way marginals
+Z_CELL = 2.0  # 2-way cells whose projected noisy count is under this many sigma are set to 0 before IPF
 
 
 # accounting lives in synthloop.privacy.accounting; these names stay importable from here
@@ -205,6 +205,20 @@ def _to_latent(frac: np.ndarray, bounds: tuple[np.ndarray, np.ndarray], codes: n
     """The latent normal value at share `frac` of each row's coarse cell [a, b] (equal shares of normal mass)."""
     ca, cb = _ndtr(bounds[0][codes]), _ndtr(bounds[1][codes])
     return _ndtri(np.clip(ca + frac * (cb - ca), 1e-12, 1 - 1e-12))
+
+
+def _project(y: np.ndarray, total: float) -> np.ndarray:
+    """Euclidean projection of noisy counts onto {x >= 0, sum x = total}: max(y - tau, 0) with the tau
+    that gives the total (Duchi et al. 2008; sort-based, O(k log k)). Post-processing only."""
+    flat = y.ravel().astype(float)
+    if total <= 0 or flat.size == 0:
+        return np.zeros_like(y, dtype=float)
+    srt = np.sort(flat)[::-1]
+    css = np.cumsum(srt) - total
+    idx = np.arange(1, flat.size + 1)
+    rho = int(np.flatnonzero(srt - css / idx > 0)[-1])
+    tau = css[rho] / (rho + 1)
+    return np.maximum(flat - tau, 0.0).reshape(y.shape)
 
 
 class _Find:
