@@ -754,6 +754,8 @@ class _ParamsOf:
 
 def _check_plan(p: Path, t: str, data: Any, obj: RelationalSynthesizer) -> _Plan:
     """A plan from the header, checked: its names refer to columns of its flat schema and real tables."""
+    from synthloop.synthesizers._modelfile import check_schema
+
     if not isinstance(data, dict):
         raise ModelFileError(f"{p}: tables.{t}.plan must be an object")
     need = {"table": str, "ctx": list, "ctx_src": list, "own": list, "lags": list, "sequence": bool, "running": dict,
@@ -845,3 +847,20 @@ def _main_direction(x: np.ndarray) -> np.ndarray:
         return vt[0]
     except np.linalg.LinAlgError:
         return np.ones(x.shape[1]) / math.sqrt(x.shape[1])
+
+
+def is_database_model(path: str | Path) -> bool:
+    """Whether a model file holds a database model (reads only its header entry)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            info = zf.getinfo("__header__.npy")
+            if info.file_size > 256 * 1024**2:
+                return False
+            with zf.open(info) as fh:
+                arr = np.lib.format.read_array(fh, allow_pickle=False)
+        head = str(arr[()])[:200]
+    except Exception:  # noqa: BLE001 - anything unreadable is left to the loader's checks
+        return False
+    return f'"format": "{FORMAT}"' in head
