@@ -58,6 +58,8 @@ def multi_table_quality(real: dict[str, pd.DataFrame], synthetic: dict[str, pd.D
         pairs.append(p)
         per_table[t] = {"quality_score": q.score, "column_shapes": q.column_shapes, "column_pair_trends": q.column_pair_trends,
                         "rows_real": len(real[t]), "rows_synthetic": len(synthetic[t])}
+    shapes = [s for s in shapes if len(s)]
+    pairs = [p for p in pairs if len(p)]
     shapes_df = pd.concat(shapes, ignore_index=True) if shapes else pd.DataFrame(columns=["score"])
     pairs_df = pd.concat(pairs, ignore_index=True) if pairs else pd.DataFrame(columns=["score", "counted"])
     col_shapes = float(shapes_df["score"].mean()) if len(shapes_df) else float("nan")
@@ -82,7 +84,8 @@ def multi_table_quality(real: dict[str, pd.DataFrame], synthetic: dict[str, pd.D
                           TableSchema(columns=[merged[c] for c in pcols + ccols]))
         p = q.pairs
         cross = p[(p["column_1"].isin(pcols) & p["column_2"].isin(ccols)) | (p["column_1"].isin(ccols) & p["column_2"].isin(pcols))]
-        inter.append(cross.assign(relationship=rel.label))
+        if len(cross):
+            inter.append(cross.assign(relationship=rel.label))
     card_df = pd.DataFrame(card_rows, columns=["relationship", "parent", "child", "foreign_key", "score",
                                                "mean_children_real", "mean_children_synthetic"])
     card = float(card_df["score"].mean()) if len(card_df) else float("nan")
