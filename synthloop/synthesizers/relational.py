@@ -42,6 +42,9 @@ FORMAT_VERSION = 1
 MAX_CONTEXT = 24  # parent columns given to a child as context (the first ones)
 MAX_MATCH_CONTEXT = 6  # columns of a secondary parent used to choose which parent row a child points at
 MIN_PRIMARY_PARENTS = 30  # a primary parent table needs this many referenced rows for counts to be learned
+SMALL_ROOT = 1000  # a root table under this many rows is learned by the Gaussian copula (steadier on few rows)
+MIN_STEPS = 1500  # small tables train for at least this many optimizer steps (at most MAX_EPOCHS epochs)
+MAX_EPOCHS = 400
 _LEARNED = (ColumnKind.NUMERICAL, ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN, ColumnKind.DATETIME)
 
 
@@ -142,10 +145,16 @@ class RelationalSynthesizer:
 
         return {p: getattr(self, p) for p in inspect.signature(type(self).__init__).parameters if p != "self"}
 
-    def _model(self, seed: int, max_seconds: float | None):
+    def _model(self, seed: int, max_seconds: float | None, n_rows: int = 0, root: bool = False):
         from synthloop.synthesizers.autoregressive import AutoregressiveSynthesizer
 
-        return AutoregressiveSynthesizer(epochs=self.epochs, max_seconds=max_seconds, hidden=self.hidden,
+        if root and n_rows < SMALL_ROOT:
+            from synthloop.synthesizers.copula import GaussianCopulaSynthesizer
+
+            return GaussianCopulaSynthesizer(random_state=seed)
+        batches = max(1, math.ceil(n_rows * 0.9 / self.batch_size))
+        epochs = min(max(self.epochs, math.ceil(MIN_STEPS / batches)), max(self.epochs, MAX_EPOCHS))
+        return AutoregressiveSynthesizer(epochs=epochs, max_seconds=max_seconds, hidden=self.hidden,
                                          n_bins=self.n_bins, privacy_k=self.privacy_k, batch_size=self.batch_size,
                                          fixed_order_share=self.fixed_order_share, random_state=seed,
                                          n_threads=self.n_threads)
@@ -191,13 +200,13 @@ class RelationalSynthesizer:
             budget = None
             if self.max_seconds:
                 left = self.max_seconds - (time.monotonic() - start)
-                budget = max(2.0, left * cells[t] / max(sum(cells[u] for u in self.order_[i:]), 1))
+                budget = max(10.0, left * cells[t] / max(sum(cells[u] for u in self.order_[i:]), 1))
             t0 = time.monotonic()
             flat = flats[t]
             if flat.shape[1] == 0:
                 self.models_[t] = None
                 continue
-            model = self._model(seed + 7919 * i, budget)
+            model = self._model(seed + 7919 * i, budget, len(flat), self.plans_[t].primary is None)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 model.fit(flat, self.plans_[t].schema)
@@ -518,7 +527,13 @@ class RelationalSynthesizer:
         if n == 0:
             return pd.DataFrame({c: pd.Series(dtype=object) for c in model.schema_.names})
         from synthloop.synthesizers import _ctxsample
+        from synthloop.synthesizers.autoregressive import AutoregressiveSynthesizer
 
+        if not isinstance(model, AutoregressiveSynthesizer):  # a small root table's copula: its own conditioning
+            seed = int(rng.integers(2**31))
+            if known.shape[1] == 0:
+                return model.sample(n, seed=seed)
+            return model.sample(seed=seed, conditions=known.reset_index(drop=True))
         return _ctxsample.sample_given(model, known, n, rng)
 
     def _sample_sequence(self, t: str, model: Any, plan: _Plan, ctx: pd.DataFrame, parent: pd.DataFrame,
@@ -593,30 +608,41 @@ class RelationalSynthesizer:
         if rows.size == 0 or len(parent) == 0:
             return _key_array(out, keys)
         cc = _count_col(t, fk)
+        counts = None
         if cc in parent.columns:
             counts = np.maximum(np.round(np.nan_to_num(pd.to_numeric(parent[cc], errors="coerce").to_numpy(float))), 0)
-        else:
-            counts = np.ones(len(parent))
+            if not 0.5 * rows.size <= counts.sum() <= 2.0 * rows.size:
+                counts = None  # the parent's counts were not learned (too few parents with children): match by context
+        names = plan.sec_ctx.get(fk, [])
+        src = [c.split(".", 2)[2] for c in names]
+        feats = _features(df.iloc[rows], names, parent, src, self.plans_[rel["parent"]].schema) if names else None
+        if counts is None:
+            if feats is None:
+                out[rows] = keys[rng.integers(len(parent), size=rows.size)]
+                return _key_array(out, keys)
+            from sklearn.neighbors import NearestNeighbors
+
+            xa, xb = feats
+            xb = xb + rng.normal(0, 1e-6, xb.shape)  # ties (identical parents) are broken at random
+            nn = NearestNeighbors(n_neighbors=1).fit(xb)
+            out[rows] = keys[nn.kneighbors(xa, return_distance=False)[:, 0]]
+            return _key_array(out, keys)
         slots = np.repeat(np.arange(len(parent)), counts.astype(np.int64))
         if slots.size > rows.size:
             slots = rng.choice(slots, size=rows.size, replace=False)
         elif slots.size < rows.size:
-            p = counts / counts.sum() if counts.sum() > 0 else None
-            extra = rng.choice(len(parent), size=rows.size - slots.size, p=p)
+            extra = rng.choice(len(parent), size=rows.size - slots.size, p=counts / counts.sum())
             slots = np.r_[slots, extra]
-        names = plan.sec_ctx.get(fk, [])
-        src = [c.split(".", 2)[2] for c in names]
-        if names:
-            a = _features(df.iloc[rows], names, parent.iloc[slots], src, self.plans_[rel["parent"]].schema)
-            if a is not None:
-                xa, xb = a
-                u = _main_direction(np.vstack([xa, xb]))
-                ra = np.argsort(xa @ u + 1e-9 * rng.random(rows.size), kind="stable")
-                rb = np.argsort(xb @ u + 1e-9 * rng.random(slots.size), kind="stable")
-                assigned = np.empty(rows.size, np.int64)
-                assigned[ra] = slots[rb]
-                out[rows] = keys[assigned]
-                return _key_array(out, keys)
+        if feats is not None:
+            xa, xb = feats
+            xb = xb[slots]
+            u = _main_direction(np.vstack([xa, xb]))
+            ra = np.argsort(xa @ u + 1e-9 * rng.random(rows.size), kind="stable")
+            rb = np.argsort(xb @ u + 1e-9 * rng.random(slots.size), kind="stable")
+            assigned = np.empty(rows.size, np.int64)
+            assigned[ra] = slots[rb]
+            out[rows] = keys[assigned]
+            return _key_array(out, keys)
         out[rows] = keys[rng.permutation(slots)]
         return _key_array(out, keys)
 
@@ -642,7 +668,7 @@ class RelationalSynthesizer:
             entry = {"plan": plan, "schema": self.schemas_[t].to_dict(), "n_rows": self.n_rows_[t], "model": None}
             if m is not None:
                 meta, arr = m._state()
-                entry["model"] = {"params": {k: v for k, v in m.get_params().items() if k != "schema"},
+                entry["model"] = {"class": m.name, "schema": m.schema_.to_dict(), "params": {k: v for k, v in m.get_params().items() if k != "schema"},
                                   "n_rows": m.n_rows_, "meta": meta}
                 arrays.update({f"t{i}.{k}": v for k, v in arr.items()})
             parts[t] = entry
@@ -676,6 +702,7 @@ class RelationalSynthesizer:
     def _load(cls, p: Path) -> "RelationalSynthesizer":
         from synthloop.synthesizers._modelfile import (Entries, check_params, check_schema, entries, read_model_file)
         from synthloop.synthesizers.autoregressive import AutoregressiveSynthesizer
+        from synthloop.synthesizers.copula import GaussianCopulaSynthesizer
         from synthloop.transforms import TableCodec
 
         text, arrays = read_model_file(p)
@@ -712,9 +739,15 @@ class RelationalSynthesizer:
             if e["model"] is None:
                 obj.models_[t] = None
                 continue
-            mp = check_params(p, AutoregressiveSynthesizer, dict(e["model"]["params"]))
-            m = AutoregressiveSynthesizer(**mp)
-            m.schema_ = plan.schema
+            klass = {"autoregressive": AutoregressiveSynthesizer, "copula": GaussianCopulaSynthesizer}.get(e["model"]["class"])
+            if klass is None:
+                raise ModelFileError(f"{p}: tables.{t}.model.class must be autoregressive or copula")
+            mp = check_params(p, klass, dict(e["model"]["params"]))
+            m = klass(**mp)
+            m.schema_ = TableSchema.from_dict(dict(header["tables"][t]["model"]["schema"]), f"{p}: tables.{t}.model.schema")
+            check_schema(p, m.schema_)
+            if m.schema_.names != plan.schema.names:
+                raise ModelFileError(f"{p}: tables.{t}.model.schema does not have the plan's columns")
             m.codec_ = TableCodec(m.schema_)
             m.n_rows_ = int(e["model"]["n_rows"]) if type(e["model"]["n_rows"]) is int else 1
             m.constraints_ = []

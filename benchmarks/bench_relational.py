@@ -1,0 +1,316 @@
+"""Databases: synthloop's RelationalSynthesizer vs SDV 2.x HMASynthesizer (whole database) and
+PARSynthesizer (berka's per-account transaction sequences), same machine, same run.
+
+    python benchmarks/bench_relational.py                 # berka + nycflights13
+    python benchmarks/bench_relational.py --quick         # a small check that everything runs
+
+Every model runs in its own process (peak memory = that process's max RSS) under a time limit; an SDV
+model that does not finish within it is retried on random subsets (sdv.utils.get_random_subset) of
+decreasing size, and the row says which subset it finished on. Every synthetic database is scored
+against the real rows it was trained on with SDMetrics' MultiTableQualityReport (score and its four
+properties), referential integrity and the per-entity sequence statistics of synthloop.evaluate.multitable.
+One JSON line per model and dataset, then one comparison line per dataset.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import pickle
+import resource
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+DATA = REPO.parent / "shared" / "data"
+if not DATA.is_dir():
+    DATA = Path("/work/shared/data")
+
+
+def load(name: str):
+    from synthloop.schema.metadata import detect_metadata, read_tables, table_files
+
+    folder = DATA / name
+    tables = read_tables(folder)
+    meta = detect_metadata(tables, table_files(folder))
+    if name == "berka_financial":  # all eight tables; trans is the history of each account
+        meta.tables["trans"].sequence_key = "account_id"
+        meta.tables["trans"].order_by = "date"
+    meta.check()
+    tables = meta.orphans_to_null(tables)
+    for r in meta.relationships:
+        r.on_orphans = "error" if not tables[r.child][r.child_key].isna().any() else "null"
+    return tables, meta
+
+
+def _child(kind: str, tables, meta_dict, params, out_path, q) -> None:
+    warnings.simplefilter("ignore")
+    try:
+        t0 = time.perf_counter()
+        if kind == "synthloop":
+            from synthloop.schema.metadata import Metadata
+            from synthloop.synthesizers.relational import RelationalSynthesizer
+
+            meta = Metadata.from_dict(meta_dict)
+            model = RelationalSynthesizer(max_seconds=params["seconds"], epochs=params.get("epochs", 24), random_state=0)
+            model.fit(tables, meta)
+            fit_s = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            synth = model.sample(scale=1.0, seed=1)
+        elif kind == "sdv_hma":
+            from sdv.metadata import Metadata as SdvMeta
+            from sdv.multi_table import HMASynthesizer
+
+            sm = SdvMeta.load_from_dict(meta_dict)
+            model = HMASynthesizer(sm, verbose=False)
+            model.fit(tables)
+            fit_s = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            synth = model.sample_scale(scale=1.0)
+        else:  # sdv_par: one sequence table
+            from sdv.metadata import Metadata as SdvMeta
+            from sdv.sequential import PARSynthesizer
+
+            sm = SdvMeta.load_from_dict(meta_dict)
+            model = PARSynthesizer(sm, epochs=params.get("epochs", 128), verbose=False)
+            (name, df), = tables.items()
+            model.fit(df)
+            fit_s = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            synth = {name: model.sample_sequences(num_sequences=params["sequences"])}
+        sample_s = time.perf_counter() - t1
+        with open(out_path, "wb") as fh:  # this run's own temp file, read back by the parent
+            pickle.dump(synth, fh)
+        q.put({"ok": True, "fit_s": fit_s, "sample_s": sample_s,
+               "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+    except Exception as exc:  # noqa: BLE001 - reported in the row
+        q.put({"ok": False, "error": f"{type(exc).__name__}: {str(exc)[:300]}"})
+
+
+def run_model(kind, tables, meta_dict, params, timeout):
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "synth.pkl"
+        p = ctx.Process(target=_child, args=(kind, tables, meta_dict, params, out, q))
+        t0 = time.perf_counter()
+        p.start()
+        p.join(timeout)
+        if p.is_alive():
+            p.kill()
+            p.join()
+            return {"ok": False, "error": f"did not finish within {timeout:.0f} s", "timed_out": True,
+                    "wall_s": time.perf_counter() - t0}
+        res = q.get() if not q.empty() else {"ok": False, "error": f"process died (exit {p.exitcode})"}
+        if res.get("ok"):
+            with open(out, "rb") as fh:
+                res["synth"] = pickle.load(fh)
+        return res
+
+
+def sdv_dict(meta, tables, sequences: bool):
+    schemas = {t: meta.table_schema(t, tables[t]) for t in meta.tables}
+    d = meta.to_sdv_dict(schemas)
+    if not sequences:
+        for t in d["tables"].values():
+            t.pop("sequence_key", None)
+            t.pop("sequence_index", None)
+    return d
+
+
+def score(real, synth, meta, tables_meta_dict):
+    from sdmetrics.reports.multi_table import QualityReport
+
+    from synthloop.evaluate.multitable import multi_table_quality, referential_integrity, sequence_statistics
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rep = QualityReport()
+        rep.generate(real, synth, tables_meta_dict, verbose=False)
+    props = dict(zip(rep.get_properties()["Property"], rep.get_properties()["Score"]))
+    ours = multi_table_quality(real, synth, meta)
+    integ = referential_integrity(synth, meta)
+    seq = sequence_statistics(real, synth, meta)
+    return {"sdmetrics_quality": float(rep.get_score()), "column_shapes": float(props["Column Shapes"]),
+            "column_pair_trends": float(props["Column Pair Trends"]), "cardinality": float(props["Cardinality"]),
+            "intertable_trends": float(props["Intertable Trends"]),
+            "synthloop_quality": ours["quality_score"], "synthloop_vs_sdmetrics_diff": abs(ours["quality_score"] - float(rep.get_score())),
+            "referential_integrity": min(integ.values()) if integ else 1.0,
+            "sequences": {t: {k: round(v, 4) for k, v in s.items()} for t, s in seq.items()}}
+
+
+def subset(tables, meta, main: str, rows: int, seed: int = 0):
+    """Random subset with integrity (SDV's own helper), keeping `rows` rows of `main`."""
+    from sdv.metadata import Metadata as SdvMeta
+    from sdv.utils import get_random_subset
+
+    sm = SdvMeta.load_from_dict(sdv_dict(meta, tables, sequences=False))
+    np.random.seed(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sub = get_random_subset(tables, sm, main_table_name=main, num_rows=rows, verbose=False)
+    return {t: sub[t].reset_index(drop=True) for t in meta.tables}
+
+
+def emit(row):
+    print(json.dumps(row, default=lambda o: float(o) if isinstance(o, (np.floating, np.integer)) else str(o)), flush=True)
+    return row
+
+
+def bench_dataset(name, args, rows_out):
+    from synthloop.schema.metadata import Metadata
+
+    tables, meta = load(name)
+    main = {"berka_financial": "account", "nycflights13": "flights"}[name]
+    if args.quick:
+        tables = subset(tables, meta, main, 300 if name == "berka_financial" else 2000)
+    n_rows = {t: len(v) for t, v in tables.items()}
+    base = {"bench": "relational", "dataset": name, "tables": len(tables), "rows": sum(n_rows.values()), "seed": 0}
+    results = {}
+    # ours, on the whole database
+    res = run_model("synthloop", tables, meta.to_dict(), {"seconds": args.our_seconds, "epochs": args.epochs}, args.our_timeout)
+    row = {**base, "model": "synthloop", "subset": "whole", "finished": res["ok"]}
+    if res["ok"]:
+        row.update(fit_s=round(res["fit_s"], 1), sample_s=round(res["sample_s"], 1), peak_mb=round(res["peak_mb"]))
+        row.update(score(tables, res["synth"], meta, sdv_dict(meta, tables, False)))
+    else:
+        row["error"] = res["error"]
+    results["synthloop"] = emit(row)
+    rows_out.append(row)
+    # SDV HMA: whole database, then smaller random subsets until one finishes
+    fractions = [1.0] + [float(f) for f in args.hma_subsets.split(",") if f]
+    hma_whole_timeout = args.hma_whole_timeout
+    for frac in fractions:
+        data = tables if frac >= 1.0 else subset(tables, meta, main, max(10, int(len(tables[main]) * frac)))
+        limit = hma_whole_timeout if frac >= 1.0 else args.sdv_timeout
+        res = run_model("sdv_hma", data, sdv_dict(meta, data, False), {}, limit)
+        row = {**base, "model": "sdv_hma", "subset": "whole" if frac >= 1.0 else f"{frac:g} of {main} ({len(data[main])} rows) with related rows",
+               "rows": sum(len(v) for v in data.values()), "finished": res["ok"], "time_limit_s": limit}
+        if res["ok"]:
+            row.update(fit_s=round(res["fit_s"], 1), sample_s=round(res["sample_s"], 1), peak_mb=round(res["peak_mb"]))
+            row.update(score(data, res["synth"], meta, sdv_dict(meta, data, False)))
+        else:
+            row["error"] = res["error"]
+        emit(row)
+        rows_out.append(row)
+        if res["ok"]:
+            results["sdv_hma"] = row
+            if frac < 1.0 and args.ours_on_subset:
+                res2 = run_model("synthloop", data, meta.to_dict(), {"seconds": args.our_seconds, "epochs": args.epochs}, args.our_timeout)
+                if res2["ok"]:
+                    r2 = {**base, "model": "synthloop", "subset": row["subset"], "rows": row["rows"], "finished": True,
+                          "fit_s": round(res2["fit_s"], 1), "sample_s": round(res2["sample_s"], 1), "peak_mb": round(res2["peak_mb"])}
+                    r2.update(score(data, res2["synth"], meta, sdv_dict(meta, data, False)))
+                    results["synthloop_same_subset"] = emit(r2)
+                    rows_out.append(r2)
+            break
+    # SDV PAR on the sequence table alone (berka: trans per account)
+    seq_tables = [t for t, m in meta.tables.items() if m.sequence_key]
+    for t in seq_tables:
+        tm = meta.tables[t]
+        df = tables[t]
+        ents = df[tm.sequence_key].dropna().unique()
+        rng = np.random.default_rng(0)
+        for n_seq in [int(x) for x in args.par_sequences.split(",")]:
+            keep = ents if n_seq >= len(ents) else rng.choice(ents, n_seq, replace=False)
+            part = df[df[tm.sequence_key].isin(keep)].reset_index(drop=True)
+            one = Metadata(tables={t: tm.model_copy(update={"file": None})}, relationships=[])
+            md = sdv_dict(one.model_copy(update={"tables": {t: tm.model_copy(update={"sequence_key": None, "order_by": None})}}),
+                          {t: part}, False)
+            md["tables"][t]["columns"][tm.sequence_key] = {"sdtype": "id"}
+            md["tables"][t]["sequence_key"] = tm.sequence_key
+            md["tables"][t]["sequence_index"] = tm.order_by
+            md["tables"][t].pop("primary_key", None)
+            md["tables"][t]["columns"].pop(tm.primary_key, None)
+            part_in = part.drop(columns=[tm.primary_key]) if tm.primary_key else part
+            res = run_model("sdv_par", {t: part_in}, md, {"sequences": len(keep), "epochs": args.par_epochs}, args.sdv_timeout)
+            row = {**base, "model": "sdv_par", "table": t, "subset": "whole" if len(keep) == len(ents) else f"{len(keep)} of {len(ents)} sequences",
+                   "rows": len(part), "finished": res["ok"], "time_limit_s": args.sdv_timeout, "par_epochs": args.par_epochs}
+            if res["ok"]:
+                from synthloop.evaluate.multitable import sequence_statistics
+
+                synth = res["synth"][t]
+                if tm.primary_key:
+                    synth.insert(0, tm.primary_key, np.arange(len(synth)))
+                seqmeta = Metadata(tables={t: tm}, relationships=[])
+                st = sequence_statistics({t: part}, {t: synth}, seqmeta)[t]
+                row.update(fit_s=round(res["fit_s"], 1), sample_s=round(res["sample_s"], 1), peak_mb=round(res["peak_mb"]),
+                           sequences={t: {k: round(v, 4) for k, v in st.items()}})
+                results["sdv_par"] = emit(row)
+                rows_out.append(row)
+                break
+            emit(row)
+            rows_out.append(row)
+    # comparison
+    ours = results.get("synthloop", {})
+    hma = results.get("sdv_hma")
+    ours_same = results.get("synthloop_same_subset", ours)
+    cmp = {**base, "model": "comparison"}
+    if ours.get("finished"):
+        cmp["integrity_100"] = ours["referential_integrity"] == 1.0
+        cmp["cardinality_ge_0.95"] = ours["cardinality"] >= 0.95
+        cmp["fit_le_600s"] = ours["fit_s"] <= 600
+        cmp["peak_le_6GB"] = ours["peak_mb"] <= 6144
+    if hma and ours_same.get("finished"):
+        cmp["hma_subset"] = hma["subset"]
+        cmp["quality_ours"] = ours_same["sdmetrics_quality"]
+        cmp["quality_hma"] = hma["sdmetrics_quality"]
+        cmp["quality_minus_hma"] = ours_same["sdmetrics_quality"] - hma["sdmetrics_quality"]
+        cmp["quality_ge_hma_plus_0.10"] = cmp["quality_minus_hma"] >= 0.10
+        cmp["fit_ratio_hma_over_ours_same_data"] = hma["fit_s"] / max(ours_same["fit_s"], 1e-9)
+    whole_hma = next((r for r in rows_out if r["dataset"] == name and r["model"] == "sdv_hma" and r["subset"] == "whole"), None)
+    if whole_hma is not None and ours.get("finished"):
+        cmp["fit_le_hma_whole"] = (ours["fit_s"] <= whole_hma["fit_s"]) if whole_hma["finished"] else \
+            f"HMA did not finish whole {name} within {whole_hma['time_limit_s']} s; ours took {ours['fit_s']} s"
+    par = results.get("sdv_par")
+    for t in seq_tables:
+        if ours.get("finished") and t in ours.get("sequences", {}):
+            s = ours["sequences"][t]
+            cmp[f"{t}_length_ks_ours"] = s["length_ks"]
+            cmp[f"{t}_gap_ks_ours"] = s["gap_ks"]
+            cmp[f"{t}_ks_ge_0.9"] = s["length_ks"] >= 0.9 and s["gap_ks"] >= 0.9
+            if par:
+                ps = par["sequences"][t]
+                cmp[f"{t}_length_ks_par"] = ps["length_ks"]
+                cmp[f"{t}_gap_ks_par"] = ps["gap_ks"]
+                cmp[f"{t}_ks_ge_par_plus_0.1"] = s["length_ks"] >= ps["length_ks"] + 0.1 and s["gap_ks"] >= ps["gap_ks"] + 0.1
+    emit(cmp)
+    rows_out.append(cmp)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small subsets and short limits: checks the bench runs")
+    ap.add_argument("--datasets", default="berka_financial,nycflights13")
+    ap.add_argument("--our-seconds", type=float, default=300.0, help="time budget of our fit (all tables)")
+    ap.add_argument("--epochs", type=int, default=24)
+    ap.add_argument("--our-timeout", type=float, default=1200.0)
+    ap.add_argument("--hma-whole-timeout", type=float, default=600.0, help="limit for HMA on the whole database")
+    ap.add_argument("--sdv-timeout", type=float, default=420.0, help="limit for each SDV subset run")
+    ap.add_argument("--hma-subsets", default="0.25,0.1,0.03", help="fractions of the main table tried after the whole")
+    ap.add_argument("--par-sequences", default="1197,300,100", help="sequence counts tried for PAR (largest first)")
+    ap.add_argument("--par-epochs", type=int, default=128)
+    ap.add_argument("--ours-on-subset", action="store_true", help="also fit ours on HMA's subset (same-data quality)")
+    ap.add_argument("--out", default=None, help="also append the JSON lines to this file")
+    args = ap.parse_args()
+    if args.quick:
+        args.our_seconds, args.epochs, args.hma_whole_timeout, args.sdv_timeout = 30.0, 4, 120.0, 120.0
+        args.hma_subsets, args.par_sequences, args.par_epochs = "", "30", 2
+    rows: list[dict] = []
+    for name in args.datasets.split(","):
+        bench_dataset(name, args, rows)
+    if args.out:
+        with open(args.out, "a") as fh:
+            for r in rows:
+                fh.write(json.dumps(r, default=str) + "\n")
+
+
+if __name__ == "__main__":
+    main()
