@@ -243,6 +243,10 @@ def test_cli_fits_samples_and_evaluates_a_folder(db, tmp_path):
     r = run_cli("evaluate", str(real), str(tmp_path / "out"), "--metadata", str(meta), "--json", str(tmp_path / "f.json"))
     assert r.returncode == 0, r.stderr
     assert "cardinality" in r.stdout and "referential_integrity" in r.stdout
+    r = run_cli("report", str(real), str(tmp_path / "out"), "--metadata", str(meta), "-o", str(tmp_path / "r.html"))
+    assert r.returncode == 0, r.stderr
+    page = (tmp_path / "r.html").read_text()
+    assert "orders.user_id -&gt; users.user_id" in page and "fig-card-0" in page and "Sequences" in page
 
 
 @pytest.mark.parametrize("case,message", [

@@ -85,6 +85,39 @@ def sample_db(model: Path, scale: float, output: Path, seed: Optional[int], fmt:
     out.print(f"wrote {output}/ ({', '.join(f'{k}.{fmt}' for k in db)})")
 
 
+def _both_dirs(real: Path, synthetic: Path, metadata: Optional[Path]) -> tuple:
+    from synthloop.errors import DataError
+    from synthloop.schema.metadata import read_tables
+
+    if not (real.is_dir() and synthetic.is_dir()):
+        raise DataError(f"{real if not real.is_dir() else synthetic}: both REAL and SYNTHETIC must be folders of tables "
+                        "to evaluate a database")
+    meta, real_db = load_metadata(real, metadata)
+    meta.validate(real_db, str(metadata) if metadata else "detected metadata")
+    plain = meta.model_copy(update={"tables": {k: v.model_copy(update={"file": None}) for k, v in meta.tables.items()}})
+    return meta, real_db, read_tables(synthetic, plain)
+
+
+def report_dirs(real: Path, synthetic: Path, metadata: Optional[Path], output: Path, title: Optional[str]) -> None:
+    import json
+
+    from synthloop.errors import SynthloopError
+    from synthloop.evaluate.multitable_report import database_report_html
+    from synthloop.io import write_text
+
+    if output.suffix.lower() not in (".html", ".htm"):
+        raise SynthloopError(f"{output}: the report is HTML; give a file name ending in .html")
+    meta, real_db, synth_db = _both_dirs(real, synthetic, metadata)
+    html, data = database_report_html(real_db, synth_db, meta, title)
+    json_path = output.with_suffix(".json")
+    write_text(json.dumps(data, indent=2, default=json_default), json_path)
+    write_text(html, output)
+    out.print(f"quality {data['quality_score']:.4f} (cardinality {data['cardinality']:.4f}, intertable trends "
+              f"{data['intertable_trends']:.4f}); referential integrity {min(data['integrity'].values(), default=1.0):.4f}")
+    out.print(f"wrote {output}")
+    out.print(f"wrote {json_path}")
+
+
 def evaluate_dirs(real: Path, synthetic: Path, metadata: Optional[Path], json_out: Optional[Path]) -> dict:
     import json
 
@@ -92,12 +125,8 @@ def evaluate_dirs(real: Path, synthetic: Path, metadata: Optional[Path], json_ou
 
     from synthloop.evaluate.multitable import evaluate_database
     from synthloop.io import write_text
-    from synthloop.schema.metadata import read_tables
 
-    meta, real_db = load_metadata(real, metadata)
-    meta.validate(real_db, str(metadata) if metadata else "detected metadata")
-    synth_db = read_tables(synthetic, meta.model_copy(update={"tables": {k: v.model_copy(update={"file": None})
-                                                                         for k, v in meta.tables.items()}}))
+    meta, real_db, synth_db = _both_dirs(real, synthetic, metadata)
     fig = evaluate_database(real_db, synth_db, meta)
     table = Table(title="synthetic vs real database")
     table.add_column("figure")

@@ -28,11 +28,7 @@ def register(app: typer.Typer) -> None:
 
         if real.is_dir() or synthetic.is_dir():
             from synthloop.commands._database import evaluate_dirs
-            from synthloop.errors import DataError
 
-            if not (real.is_dir() and synthetic.is_dir()):
-                raise DataError(f"{real if not real.is_dir() else synthetic}: both REAL and SYNTHETIC must be folders "
-                                "of tables to evaluate a database")
             evaluate_dirs(real, synthetic, metadata, json_out)
             return
 

@@ -276,7 +276,8 @@ class RelationalSynthesizer:
             cols["__pos"] = posn.astype(float)
             specs.append(_num_schema("__pos", posn, 0))
             secs = df["__secs"].to_numpy(float)
-            gap = np.r_[np.nan, np.diff(secs)]
+            gap_unit = _time_unit(secs)
+            gap = np.r_[np.nan, np.diff(secs)] / gap_unit  # in the order column's own unit (days for dates)
             gap[new] = np.nan
             running = _running_totals(df, tm.sequence_key, own)
             prev_src = [c for c in own if c.kind in _LEARNED]
@@ -348,6 +349,7 @@ class RelationalSynthesizer:
                     s.categories = cats + [v.item() if isinstance(v, np.generic) else v for v in extra]
                 s.missing_share = float(pd.Series(flat[s.name]).isna().mean())
         plan = _Plan(table=t, primary=primary.model_dump() if primary is not None else None, ctx=ctx_names,
+                     gap_unit=float(gap_unit) if seq else 1.0,
                      ctx_src=ctx_src, own=own_names, lags=lag_names, sequence=seq, running={k: list(v) for k, v in running.items()},
                      secondary={r.child_key: r.model_dump() for r in secondary}, sec_ctx=sec_names,
                      derived=derived_names, order_by=tm.order_by if seq else None,
@@ -585,8 +587,11 @@ class RelationalSynthesizer:
         # order column: start + running sum of gaps; running totals from first value and signed steps
         start = pd.to_numeric(parent[_start_col(t)], errors="coerce").to_numpy(float)[rep] if n else np.zeros(0)
         gap = np.nan_to_num(df["__gap"].to_numpy(float), nan=0.0) if n else np.zeros(0)
-        gap = np.maximum(gap, 0.0)
+        unit = float(getattr(plan, "gap_unit", 1.0))
+        gap = np.round(np.maximum(gap, 0.0)) * unit if unit > 1 else np.maximum(gap, 0.0)
         gap[pos == 0] = 0.0
+        if unit > 1:
+            start = np.round(start / unit) * unit
         ent = np.repeat(np.arange(len(counts)), counts)
         secs = np.nan_to_num(start, nan=float(np.nanmedian(start)) if np.isfinite(start).any() else 0.0) + \
             pd.Series(gap).groupby(ent).cumsum().to_numpy() if n else np.zeros(0)
@@ -823,10 +828,22 @@ def _check_plan(p: Path, t: str, data: Any, obj: RelationalSynthesizer) -> _Plan
         raise ModelFileError(f"{p}: tables.{t}.plan: a sequence model needs __pos and __gap")
     if len(data["ctx_src"]) != len(data["ctx"]) or not all(isinstance(c, str) for c in data["ctx_src"]):
         raise ModelFileError(f"{p}: tables.{t}.plan.ctx_src does not match ctx")
+    unit = data.get("gap_unit", 1.0)
+    if isinstance(unit, bool) or not isinstance(unit, (int, float)) or not 0 < unit <= 86400:
+        raise ModelFileError(f"{p}: tables.{t}.plan.gap_unit must be a number of seconds from 0 to 86400")
     out = dict(data)
     out["schema"] = schema
     out["running"] = {k: list(v) for k, v in data["running"].items()}
     return _Plan(**out)
+
+
+def _time_unit(secs: np.ndarray) -> float:
+    """The coarsest of day, hour, minute, second that every order value is a whole multiple of."""
+    v = secs[np.isfinite(secs)]
+    for unit in (86400.0, 3600.0, 60.0, 1.0):
+        if v.size and np.all(np.abs(v / unit - np.round(v / unit)) < 1e-9):
+            return unit
+    return 1.0
 
 
 def _seconds_to(col: ColumnSchema, secs: np.ndarray) -> pd.Series:
