@@ -57,7 +57,7 @@ def db() -> dict[str, pd.DataFrame]:
 def fitted(db):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return RelationalSynthesizer(epochs=40, random_state=0).fit(db, shop_metadata(db))
+        return RelationalSynthesizer(epochs=40, min_steps=0, random_state=0).fit(db, shop_metadata(db))
 
 
 @pytest.fixture(scope="module")

@@ -53,7 +53,8 @@ def fit_dir(folder: Path, metadata: Optional[Path], output: Path, epochs: Option
 
     meta, tables = load_metadata(folder, metadata)
     meta.validate(tables, str(metadata) if metadata else "detected metadata")
-    synth = RelationalSynthesizer(epochs=epochs or 24, max_seconds=max_seconds, random_state=seed)
+    synth = RelationalSynthesizer(epochs=epochs or 24, max_seconds=max_seconds, random_state=seed,
+                                  **({"min_steps": 0} if epochs else {}))
     t0 = time.perf_counter()
     synth.fit(tables, meta)
     fit_s = time.perf_counter() - t0

@@ -17,7 +17,7 @@ Sampling walks the tables parents first: roots draw `scale x rows` rows; a child
 synthetic parent row, as many rows as the parent's count column says, conditioned on that row (so
 cardinality, including zero children, and parent-child correlations are kept and every foreign key
 points at a generated parent). The primary parent is the sequence owner, else the foreign key with
-no nulls that references the most parent rows; other foreign keys are filled by matching the
+no nulls whose child counts vary most across parent rows; other foreign keys are filled by matching the
 generated parent context against the synthetic parent rows, within the parents' generated counts.
 """
 from __future__ import annotations
@@ -124,11 +124,13 @@ class _Plan:
 class RelationalSynthesizer:
     """A database synthesizer: `fit(tables, metadata)`, `sample(scale, seed)`, `sample_for(...)`, `save`,
     `load`. Each table's model is an `AutoregressiveSynthesizer` (its parameters: `epochs`, `hidden`,
-    `privacy_k`, ...); `max_seconds` bounds the whole fit and is shared among tables by size."""
+    `privacy_k`, ...; small tables train for at least `min_steps` optimizer steps), or for a root table
+    under `SMALL_ROOT` rows a Gaussian copula; `max_seconds` bounds the whole fit, shared by size."""
 
     def __init__(self, epochs: int = 24, max_seconds: float | None = None, hidden: int = 128, n_bins: int = 64,
                  privacy_k: int = 5, batch_size: int = 512, fixed_order_share: float = 0.8,
-                 random_state: int | None = 0, verbose: bool = False, n_threads: int | None = None):
+                 random_state: int | None = 0, verbose: bool = False, n_threads: int | None = None,
+                 min_steps: int = MIN_STEPS):
         self.epochs = epochs
         self.max_seconds = max_seconds
         self.hidden = hidden
@@ -139,6 +141,7 @@ class RelationalSynthesizer:
         self.random_state = random_state
         self.verbose = verbose
         self.n_threads = n_threads
+        self.min_steps = min_steps
 
     def get_params(self) -> dict[str, Any]:
         import inspect
@@ -153,7 +156,7 @@ class RelationalSynthesizer:
 
             return GaussianCopulaSynthesizer(random_state=seed)
         batches = max(1, math.ceil(n_rows * 0.9 / self.batch_size))
-        epochs = min(max(self.epochs, math.ceil(MIN_STEPS / batches)), max(self.epochs, MAX_EPOCHS))
+        epochs = min(max(self.epochs, math.ceil(self.min_steps / batches)), max(self.epochs, MAX_EPOCHS))
         return AutoregressiveSynthesizer(epochs=epochs, max_seconds=max_seconds, hidden=self.hidden,
                                          n_bins=self.n_bins, privacy_k=self.privacy_k, batch_size=self.batch_size,
                                          fixed_order_share=self.fixed_order_share, random_state=seed,
@@ -224,14 +227,15 @@ class RelationalSynthesizer:
         seq = meta.tables[t].sequence_key
         if seq is not None:
             return next(r for r in parents if r.child_key == seq)
-        best, best_n = None, 0
-        for r in parents:
+        best, best_key = None, None
+        for r in parents:  # the complete foreign key whose child counts vary most (most to learn), then most parents
             fk = tables[t][r.child_key]
-            if fk.isna().any():
+            if fk.isna().any() or fk.nunique() < MIN_PRIMARY_PARENTS:
                 continue
-            n = fk.nunique()
-            if n >= MIN_PRIMARY_PARENTS and n > best_n:
-                best, best_n = r, n
+            counts = tables[r.parent][r.parent_key].map(fk.value_counts()).fillna(0).to_numpy(float)
+            key = (round(float(counts.std()), 6), fk.nunique())
+            if best_key is None or key > best_key:
+                best, best_key = r, key
         return best
 
     def _flatten(self, t: str, tables: Mapping[str, pd.DataFrame], derived: dict[str, dict[str, np.ndarray]]) -> tuple[_Plan, pd.DataFrame]:
