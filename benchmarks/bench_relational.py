@@ -81,10 +81,11 @@ def _child(kind: str, tables, meta_dict, params, out_path, q) -> None:
             sm = SdvMeta.load_from_dict(meta_dict)
             model = PARSynthesizer(sm, epochs=params.get("epochs", 128), verbose=False)
             (name, df), = tables.items()
-            model.fit(df)
+            model.fit({name: df})  # SDV 2: a dict of one table
             fit_s = time.perf_counter() - t0
             t1 = time.perf_counter()
-            synth = {name: model.sample_sequences(num_sequences=params["sequences"])}
+            got = model.sample_sequences(num_sequences=params["sequences"])
+            synth = got if isinstance(got, dict) else {name: got}
         sample_s = time.perf_counter() - t1
         with open(out_path, "wb") as fh:  # this run's own temp file, read back by the parent
             pickle.dump(synth, fh)
@@ -159,6 +160,57 @@ def subset(tables, meta, main: str, rows: int, seed: int = 0):
     return {t: sub[t].reset_index(drop=True) for t in meta.tables}
 
 
+def hma_refuses(meta_dict) -> str | None:
+    """HMA's own schema check (SDV 2 community edition), without fitting."""
+    from sdv.metadata import Metadata as SdvMeta
+    from sdv.multi_table import HMASynthesizer
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            HMASynthesizer(SdvMeta.load_from_dict(meta_dict))
+    except Exception as exc:  # noqa: BLE001 - the refusal is the finding
+        return f"HMA refuses the schema: {str(exc).splitlines()[0][:200]}"
+    return None
+
+
+def simplified(tables, meta_dict):
+    from sdv.metadata import Metadata as SdvMeta
+    from sdv.utils import simplify_schema
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        d2, m2 = simplify_schema(tables, SdvMeta.load_from_dict(meta_dict), verbose=False)
+    md = m2.to_dict()
+    return {t: d2[t].reset_index(drop=True) for t in md["tables"]}, md
+
+
+def subset_sdv(data, meta_dict, main, rows, seed=0):
+    from sdv.metadata import Metadata as SdvMeta
+    from sdv.utils import get_random_subset
+
+    np.random.seed(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sub = get_random_subset(data, SdvMeta.load_from_dict(meta_dict), main_table_name=main, num_rows=rows, verbose=False)
+    return {t: sub[t].reset_index(drop=True) for t in data}
+
+
+def restrict(meta, data):
+    """Our metadata for a smaller database: its tables and the relationships among them; a sequence
+    whose order column was dropped becomes a plain child table."""
+    from synthloop.schema.metadata import Metadata
+
+    tables = {}
+    for t in data:
+        tm = meta.tables[t].model_copy(update={"file": None})
+        if tm.order_by and tm.order_by not in data[t].columns:
+            tm = tm.model_copy(update={"sequence_key": None, "order_by": None})
+        tables[t] = tm
+    rels = [r for r in meta.relationships if r.parent in data and r.child in data and r.child_key in data[r.child].columns]
+    return Metadata(tables=tables, relationships=rels).check()
+
+
 def emit(row):
     print(json.dumps(row, default=lambda o: float(o) if isinstance(o, (np.floating, np.integer)) else str(o)), flush=True)
     return row
@@ -184,32 +236,54 @@ def bench_dataset(name, args, rows_out):
         row["error"] = res["error"]
     results["synthloop"] = emit(row)
     rows_out.append(row)
-    # SDV HMA: whole database, then smaller random subsets until one finishes
+    # SDV HMA: whole database; if HMA refuses the schema (SDV 2 community HMA takes at most 5 tables and
+    # depth 2), SDV's own simplify_schema; then smaller random subsets until one finishes
+    data, hma_meta, label = tables, sdv_dict(meta, tables, False), "whole"
+    hma_dict = hma_meta
+    complexity = hma_refuses(hma_meta)
+    if complexity:
+        row = {**base, "model": "sdv_hma", "subset": "whole", "finished": False, "error": complexity}
+        emit(row)
+        rows_out.append(row)
+        keep = [t for t in args.hma_tables.split(",") if t in tables] if name == "berka_financial" else []
+        if keep:  # the largest part of the schema HMA takes: 5 tables, depth 2, every column
+            data = {t: tables[t] for t in keep}
+            hma_dict = sdv_dict(restrict(meta, data), data, False)
+            label = f"{len(keep)} of {len(tables)} tables ({', '.join(keep)}), all columns"
+        else:
+            data, hma_dict = simplified(tables, hma_meta)
+            label = f"sdv simplify_schema: {len(data)} tables ({', '.join(f'{t} {v.shape[1]} cols' for t, v in data.items())})"
     fractions = [1.0] + [float(f) for f in args.hma_subsets.split(",") if f]
-    hma_whole_timeout = args.hma_whole_timeout
     for frac in fractions:
-        data = tables if frac >= 1.0 else subset(tables, meta, main, max(10, int(len(tables[main]) * frac)))
-        limit = hma_whole_timeout if frac >= 1.0 else args.sdv_timeout
-        res = run_model("sdv_hma", data, sdv_dict(meta, data, False), {}, limit)
-        row = {**base, "model": "sdv_hma", "subset": "whole" if frac >= 1.0 else f"{frac:g} of {main} ({len(data[main])} rows) with related rows",
-               "rows": sum(len(v) for v in data.values()), "finished": res["ok"], "time_limit_s": limit}
+        part = data if frac >= 1.0 else subset_sdv(data, hma_dict, main, max(10, int(len(data[main]) * frac)))
+        limit = args.hma_whole_timeout if frac >= 1.0 else args.sdv_timeout
+        res = run_model("sdv_hma", part, hma_dict, {}, limit)
+        sub_label = label if frac >= 1.0 else f"{label}; {frac:g} of {main} ({len(part[main])} rows) with related rows"
+        row = {**base, "model": "sdv_hma", "subset": sub_label, "tables": len(part),
+               "rows": sum(len(v) for v in part.values()), "finished": res["ok"], "time_limit_s": limit}
+        sub_meta = restrict(meta, part)
         if res["ok"]:
             row.update(fit_s=round(res["fit_s"], 1), sample_s=round(res["sample_s"], 1), peak_mb=round(res["peak_mb"]))
-            row.update(score(data, res["synth"], meta, sdv_dict(meta, data, False)))
+            row.update(score(part, res["synth"], sub_meta, hma_dict))
         else:
             row["error"] = res["error"]
         emit(row)
         rows_out.append(row)
         if res["ok"]:
             results["sdv_hma"] = row
-            if frac < 1.0 and args.ours_on_subset:
-                res2 = run_model("synthloop", data, meta.to_dict(), {"seconds": args.our_seconds, "epochs": args.epochs}, args.our_timeout)
+            if part is not tables:  # ours on exactly the data HMA learned, for a same-data comparison
+                res2 = run_model("synthloop", part, sub_meta.to_dict(), {"seconds": args.our_seconds, "epochs": args.epochs},
+                                 args.our_timeout)
+                r2 = {**base, "model": "synthloop", "subset": sub_label, "tables": len(part), "rows": row["rows"],
+                      "finished": res2["ok"]}
                 if res2["ok"]:
-                    r2 = {**base, "model": "synthloop", "subset": row["subset"], "rows": row["rows"], "finished": True,
-                          "fit_s": round(res2["fit_s"], 1), "sample_s": round(res2["sample_s"], 1), "peak_mb": round(res2["peak_mb"])}
-                    r2.update(score(data, res2["synth"], meta, sdv_dict(meta, data, False)))
-                    results["synthloop_same_subset"] = emit(r2)
-                    rows_out.append(r2)
+                    r2.update(fit_s=round(res2["fit_s"], 1), sample_s=round(res2["sample_s"], 1), peak_mb=round(res2["peak_mb"]))
+                    r2.update(score(part, res2["synth"], sub_meta, hma_dict))
+                    results["synthloop_same_subset"] = r2
+                else:
+                    r2["error"] = res2["error"]
+                emit(r2)
+                rows_out.append(r2)
             break
     # SDV PAR on the sequence table alone (berka: trans per account)
     seq_tables = [t for t, m in meta.tables.items() if m.sequence_key]
@@ -230,9 +304,9 @@ def bench_dataset(name, args, rows_out):
             md["tables"][t].pop("primary_key", None)
             md["tables"][t]["columns"].pop(tm.primary_key, None)
             part_in = part.drop(columns=[tm.primary_key]) if tm.primary_key else part
-            res = run_model("sdv_par", {t: part_in}, md, {"sequences": len(keep), "epochs": args.par_epochs}, args.sdv_timeout)
+            res = run_model("sdv_par", {t: part_in}, md, {"sequences": len(keep), "epochs": args.par_epochs}, args.par_timeout)
             row = {**base, "model": "sdv_par", "table": t, "subset": "whole" if len(keep) == len(ents) else f"{len(keep)} of {len(ents)} sequences",
-                   "rows": len(part), "finished": res["ok"], "time_limit_s": args.sdv_timeout, "par_epochs": args.par_epochs}
+                   "rows": len(part), "finished": res["ok"], "time_limit_s": args.par_timeout, "par_epochs": args.par_epochs}
             if res["ok"]:
                 from synthloop.evaluate.multitable import sequence_statistics
 
@@ -246,6 +320,7 @@ def bench_dataset(name, args, rows_out):
                 results["sdv_par"] = emit(row)
                 rows_out.append(row)
                 break
+            row["error"] = res["error"]
             emit(row)
             rows_out.append(row)
     # comparison
@@ -265,10 +340,11 @@ def bench_dataset(name, args, rows_out):
         cmp["quality_minus_hma"] = ours_same["sdmetrics_quality"] - hma["sdmetrics_quality"]
         cmp["quality_ge_hma_plus_0.10"] = cmp["quality_minus_hma"] >= 0.10
         cmp["fit_ratio_hma_over_ours_same_data"] = hma["fit_s"] / max(ours_same["fit_s"], 1e-9)
+        cmp["peak_ratio_hma_over_ours_same_data"] = hma["peak_mb"] / max(ours_same["peak_mb"], 1e-9)
     whole_hma = next((r for r in rows_out if r["dataset"] == name and r["model"] == "sdv_hma" and r["subset"] == "whole"), None)
     if whole_hma is not None and ours.get("finished"):
         cmp["fit_le_hma_whole"] = (ours["fit_s"] <= whole_hma["fit_s"]) if whole_hma["finished"] else \
-            f"HMA did not finish whole {name} within {whole_hma['time_limit_s']} s; ours took {ours['fit_s']} s"
+            f"HMA did not fit whole {name} ({whole_hma.get('error', '')[:80]}); ours took {ours['fit_s']} s"
     par = results.get("sdv_par")
     for t in seq_tables:
         if ours.get("finished") and t in ours.get("sequences", {}):
@@ -289,19 +365,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small subsets and short limits: checks the bench runs")
     ap.add_argument("--datasets", default="berka_financial,nycflights13")
-    ap.add_argument("--our-seconds", type=float, default=300.0, help="time budget of our fit (all tables)")
+    ap.add_argument("--our-seconds", type=float, default=180.0, help="time budget of our fit (all tables)")
     ap.add_argument("--epochs", type=int, default=24)
     ap.add_argument("--our-timeout", type=float, default=1200.0)
-    ap.add_argument("--hma-whole-timeout", type=float, default=600.0, help="limit for HMA on the whole database")
-    ap.add_argument("--sdv-timeout", type=float, default=420.0, help="limit for each SDV subset run")
-    ap.add_argument("--hma-subsets", default="0.25,0.1,0.03", help="fractions of the main table tried after the whole")
-    ap.add_argument("--par-sequences", default="1197,300,100", help="sequence counts tried for PAR (largest first)")
-    ap.add_argument("--par-epochs", type=int, default=128)
-    ap.add_argument("--ours-on-subset", action="store_true", help="also fit ours on HMA's subset (same-data quality)")
+    ap.add_argument("--hma-whole-timeout", type=float, default=300.0, help="limit for HMA on the whole database")
+    ap.add_argument("--sdv-timeout", type=float, default=240.0, help="limit for each SDV subset run")
+    ap.add_argument("--par-timeout", type=float, default=240.0, help="limit for each PAR run")
+    ap.add_argument("--hma-subsets", default="0.2,0.05", help="fractions of the main table tried after the whole")
+    ap.add_argument("--par-sequences", default="100,30", help="sequence counts tried for PAR (largest first)")
+    ap.add_argument("--par-epochs", type=int, default=8, help="PAR epochs (SDV default 128: far beyond any time limit here)")
+    ap.add_argument("--hma-tables", default="district,account,loan,order,trans",
+                    help="berka tables given to HMA when it refuses the whole schema (it takes 5 tables, depth 2)")
     ap.add_argument("--out", default=None, help="also append the JSON lines to this file")
     args = ap.parse_args()
     if args.quick:
-        args.our_seconds, args.epochs, args.hma_whole_timeout, args.sdv_timeout = 30.0, 4, 120.0, 120.0
+        args.our_seconds, args.epochs, args.hma_whole_timeout, args.sdv_timeout, args.par_timeout = 30.0, 4, 120.0, 120.0, 120.0
         args.hma_subsets, args.par_sequences, args.par_epochs = "", "30", 2
     rows: list[dict] = []
     for name in args.datasets.split(","):
