@@ -227,7 +227,7 @@ def bench_dataset(name, args, rows_out):
     base = {"bench": "relational", "dataset": name, "tables": len(tables), "rows": sum(n_rows.values()), "seed": 0}
     results = {}
     # ours, on the whole database
-    res = run_model("synthloop", tables, meta.to_dict(), {"seconds": args.our_seconds, "epochs": args.epochs}, args.our_timeout)
+    res = {"ok": False, "error": "not run (--models)"} if "synthloop" not in args.models else run_model("synthloop", tables, meta.to_dict(), {"seconds": args.our_seconds, "epochs": args.epochs}, args.our_timeout)
     row = {**base, "model": "synthloop", "subset": "whole", "finished": res["ok"]}
     if res["ok"]:
         row.update(fit_s=round(res["fit_s"], 1), sample_s=round(res["sample_s"], 1), peak_mb=round(res["peak_mb"]))
@@ -239,8 +239,12 @@ def bench_dataset(name, args, rows_out):
     # SDV HMA: whole database; if HMA refuses the schema (SDV 2 community HMA takes at most 5 tables and
     # depth 2), SDV's own simplify_schema; then smaller random subsets until one finishes
     data, hma_meta, label = tables, sdv_dict(meta, tables, False), "whole"
+    if "sdv_hma" not in args.models:
+        fractions_hma = []
+    else:
+        fractions_hma = [1.0] + [float(f) for f in args.hma_subsets.split(",") if f]
     hma_dict = hma_meta
-    complexity = hma_refuses(hma_meta)
+    complexity = hma_refuses(hma_meta) if fractions_hma else None
     if complexity:
         row = {**base, "model": "sdv_hma", "subset": "whole", "finished": False, "error": complexity}
         emit(row)
@@ -253,8 +257,7 @@ def bench_dataset(name, args, rows_out):
         else:
             data, hma_dict = simplified(tables, hma_meta)
             label = f"sdv simplify_schema: {len(data)} tables ({', '.join(f'{t} {v.shape[1]} cols' for t, v in data.items())})"
-    fractions = [1.0] + [float(f) for f in args.hma_subsets.split(",") if f]
-    for frac in fractions:
+    for frac in fractions_hma:
         part = data if frac >= 1.0 else subset_sdv(data, hma_dict, main, max(10, int(len(data[main]) * frac)))
         limit = args.hma_whole_timeout if frac >= 1.0 else args.sdv_timeout
         res = run_model("sdv_hma", part, hma_dict, {}, limit)
@@ -271,7 +274,7 @@ def bench_dataset(name, args, rows_out):
         rows_out.append(row)
         if res["ok"]:
             results["sdv_hma"] = row
-            if part is not tables:  # ours on exactly the data HMA learned, for a same-data comparison
+            if part is not tables and "synthloop" in args.models:  # ours on exactly the data HMA learned
                 res2 = run_model("synthloop", part, sub_meta.to_dict(), {"seconds": args.our_seconds, "epochs": args.epochs},
                                  args.our_timeout)
                 r2 = {**base, "model": "synthloop", "subset": sub_label, "tables": len(part), "rows": row["rows"],
@@ -287,7 +290,7 @@ def bench_dataset(name, args, rows_out):
             break
     # SDV PAR on the sequence table alone (berka: trans per account)
     seq_tables = [t for t, m in meta.tables.items() if m.sequence_key]
-    for t in seq_tables:
+    for t in (seq_tables if "sdv_par" in args.models else []):
         tm = meta.tables[t]
         df = tables[t]
         ents = df[tm.sequence_key].dropna().unique()
@@ -370,12 +373,13 @@ def main() -> None:
     ap.add_argument("--our-timeout", type=float, default=1200.0)
     ap.add_argument("--hma-whole-timeout", type=float, default=300.0, help="limit for HMA on the whole database")
     ap.add_argument("--sdv-timeout", type=float, default=240.0, help="limit for each SDV subset run")
-    ap.add_argument("--par-timeout", type=float, default=240.0, help="limit for each PAR run")
+    ap.add_argument("--par-timeout", type=float, default=300.0, help="limit for each PAR run")
     ap.add_argument("--hma-subsets", default="0.2,0.05", help="fractions of the main table tried after the whole")
-    ap.add_argument("--par-sequences", default="100,30", help="sequence counts tried for PAR (largest first)")
+    ap.add_argument("--par-sequences", default="40,15", help="sequence counts tried for PAR (largest first)")
     ap.add_argument("--par-epochs", type=int, default=8, help="PAR epochs (SDV default 128: far beyond any time limit here)")
-    ap.add_argument("--hma-tables", default="district,account,loan,order,trans",
-                    help="berka tables given to HMA when it refuses the whole schema (it takes 5 tables, depth 2)")
+    ap.add_argument("--hma-tables", default="account,disp,loan,order,trans",
+                    help="berka tables given to HMA when it refuses the whole schema (it takes at most 5 tables on 2 levels)")
+    ap.add_argument("--models", default="synthloop,sdv_hma,sdv_par", help="which models to run")
     ap.add_argument("--out", default=None, help="also append the JSON lines to this file")
     args = ap.parse_args()
     if args.quick:

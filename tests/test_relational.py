@@ -175,6 +175,16 @@ def test_scale_and_conditions_across_tables(fitted):
         fitted.sample(conditions={"orders": {"user_id": 1}})
 
 
+def test_sample_rows_draws_new_entities_with_conditioned_children(fitted):
+    out = fitted.sample_rows("users", 40, {"orders": {"amount": (900.0, 1100.0)}}, seed=4)
+    users, orders = out["users"], out["orders"]
+    assert len(users) == 40 and orders["user_id"].isin(users["user_id"]).all()
+    assert set(users["user_id"]) <= set(orders["user_id"])  # every new user has at least one such order
+    assert orders["amount"].between(900, 1100).all()
+    with pytest.raises(ConditionError, match="not below"):
+        fitted.sample_rows("orders", 5, {"users": {"wealth": "rich"}})
+
+
 def test_sample_for_writes_the_history_of_given_entities(fitted):
     people = pd.DataFrame({"wealth": ["rich", "poor"] * 10, "age": [30] * 20})
     out = fitted.sample_for("users", people, seed=5)

@@ -194,7 +194,9 @@ class RelationalSynthesizer:
                 derived[r.parent][_start_col(r.child)] = pk.map(first).to_numpy(float)
         for t in self.order_:
             self.plans_[t], flats[t] = self._flatten(t, tables, derived)
-        cells = {t: max(flats[t].shape[0] * max(flats[t].shape[1], 1), 1) for t in self.order_}
+        # time shares grow with the square root of a table's cells: small tables (whose child counts set
+        # every child table's size) are not starved by a large sequence table
+        cells = {t: math.sqrt(max(flats[t].shape[0] * max(flats[t].shape[1], 1), 1)) for t in self.order_}
         total = sum(cells.values())
         self.models_: dict[str, Any] = {}
         self.fit_seconds_: dict[str, float] = {}
@@ -421,6 +423,82 @@ class RelationalSynthesizer:
                 out[t] = self._sample_table(t, out, rng, 1.0, None, only_primary=True)
         return self._finish(out)
 
+    def sample_rows(self, table: str, n: int, conditions: Mapping[str, Mapping[str, Any]] | None = None,
+                    seed: int | None = None) -> dict[str, pd.DataFrame]:
+        """`n` new rows of `table` with everything that belongs to them: a fresh draw of their ancestors
+        (each new row's parent is drawn by the parents' learned child counts), all their descendants,
+        and new rows of the other tables their descendants point at (e.g. a disposition's client).
+
+        `conditions` as in `sample`, on `table` or on its descendants; a condition on a descendant
+        table also makes every new row have at least one child there. E.g. 500 extra accounts with a
+        bad loan: `sample_rows("account", 500, {"loan": {"status": ["B", "D"]}})`."""
+        self._check_fitted()
+        if table not in self.plans_:
+            raise ConditionError(f"no table '{table}'; tables: {', '.join(self.order_)}")
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 < n <= 10_000_000:
+            raise ConditionError(f"n={n!r}: a number of rows from 1 to 10,000,000")
+        rng = np.random.default_rng(seed) if seed is not None else self._rng
+        conditions = self._check_conditions(conditions)
+        below = self._descendants(table)
+        bad = [t for t in conditions if t != table and t not in below]
+        if bad:
+            raise ConditionError(f"sample_rows('{table}'): table '{bad[0]}' is not below '{table}'; condition it "
+                                 f"directly or start from one of its ancestors")
+        plan = self.plans_[table]
+        cond = dict(conditions.get(table, {}))
+        at_least_one = []
+        for r in self.metadata_.children_of(table):
+            if r.child in conditions and r.child in below:
+                at_least_one.append(_count_col(r.child, r.child_key))
+        out: dict[str, pd.DataFrame] = {}
+        chain, t = [], table
+        while self.plans_[t].primary is not None:
+            t = self.plans_[t].primary["parent"]
+            chain.append(t)
+        for a in reversed(chain):
+            out[a] = self._sample_table(a, out, rng, 1.0, None, only_primary=True)
+        if plan.primary is not None:
+            parent = out[plan.primary["parent"]]
+            cc = _count_col(table, plan.primary["child_key"])
+            w = np.maximum(np.nan_to_num(pd.to_numeric(parent[cc], errors="coerce").to_numpy(float)), 0)
+            idx = rng.choice(len(parent), size=n, p=w / w.sum() if w.sum() > 0 else None)
+            chosen = parent.iloc[idx].reset_index(drop=True).copy()
+            chosen[cc] = 1
+            df = self._sample_table(table, {**out, plan.primary["parent"]: chosen}, rng, 1.0, cond or None,
+                                    only_primary=True)
+        else:
+            df = self._sample_table(table, out, rng, n / max(self.n_rows_[table], 1), cond or None, only_primary=True)
+        for c in at_least_one:
+            df[c] = np.maximum(np.nan_to_num(pd.to_numeric(df[c], errors="coerce").to_numpy(float)), 1)
+        out[table] = df
+        for t in self.order_:
+            if t in below:
+                out[t] = self._sample_table(t, out, rng, 1.0, conditions.get(t), new_parents=True)
+        return self._finish(out)
+
+    def _new_parent_rows(self, rel: dict[str, Any], k: int, out: dict[str, pd.DataFrame],
+                         rng: np.random.Generator) -> np.ndarray:
+        """Keys of `k` new rows of `rel`'s parent table (one per child row), appended to `out`; their own
+        parent is drawn by learned counts when that table is in `out`, else they are drawn as a root."""
+        t = rel["parent"]
+        plan = self.plans_[t]
+        if plan.primary is not None and plan.primary["parent"] in out and len(out[plan.primary["parent"]]):
+            gp = out[plan.primary["parent"]]
+            cc = _count_col(t, plan.primary["child_key"])
+            w = np.maximum(np.nan_to_num(pd.to_numeric(gp[cc], errors="coerce").to_numpy(float)), 0)
+            idx = rng.choice(len(gp), size=k, p=w / w.sum() if w.sum() > 0 else None)
+            chosen = gp.iloc[idx].reset_index(drop=True).copy()
+            chosen[cc] = 1
+            new = self._sample_table(t, {**out, plan.primary["parent"]: chosen}, rng, 1.0, None, only_primary=True)
+        else:
+            new = self._sample_table(t, {}, rng, k / max(self.n_rows_[t], 1), None, only_primary=True).head(k)
+        pk = self.metadata_.tables[t].primary_key
+        if t in out and len(out[t]) and pk:  # fresh ids after the ones already drawn
+            new[pk] = self._new_ids(t, len(new), rng, start=len(out[t]))
+        out[t] = pd.concat([out[t], new], ignore_index=True) if t in out else new
+        keys = new[rel["parent_key"]].to_numpy()
+        return np.resize(keys, k) if len(keys) else np.full(k, None, dtype=object)
+
     def _descendants(self, table: str) -> set[str]:
         out: set[str] = set()
         frontier = [table]
@@ -459,7 +537,7 @@ class RelationalSynthesizer:
         return generate_ids(col, n, rng, start=start).to_numpy()
 
     def _sample_table(self, t: str, out: dict[str, pd.DataFrame], rng: np.random.Generator, scale: float,
-                      cond: dict[str, Any] | None, only_primary: bool = False) -> pd.DataFrame:
+                      cond: dict[str, Any] | None, only_primary: bool = False, new_parents: bool = False) -> pd.DataFrame:
         plan = self.plans_[t]
         model = self.models_[t]
         meta = self.metadata_
@@ -494,6 +572,12 @@ class RelationalSynthesizer:
         if primary is not None:
             df[primary["child_key"]] = parent_ids
         for fk, rel in plan.secondary.items():
+            if new_parents and rel["parent"] not in out and len(df):
+                has = df[f"__has.{fk}"].astype(bool).to_numpy() if f"__has.{fk}" in df.columns else np.ones(len(df), bool)
+                keys = np.full(len(df), None, dtype=object)
+                keys[has] = self._new_parent_rows(rel, int(has.sum()), out, rng) if has.any() else keys[has]
+                df[fk] = keys
+                continue
             if only_primary or rel["parent"] not in out:
                 df[fk] = None
                 continue
