@@ -282,3 +282,15 @@ def test_cli_refuses_bad_metadata_in_one_line_and_writes_nothing(db, tmp_path, c
     r = run_cli("fit", str(real), "--metadata", str(tmp_path / "meta.yaml"), "-o", str(tmp_path / "m.npz"))
     assert message in one_line_error(r)
     assert not (tmp_path / "m.npz").exists()
+
+
+def test_per_table_privacy_against_held_out_entities(db):
+    from synthloop.evaluate.multitable import split_entities, table_privacy
+
+    meta = shop_metadata(db)
+    train, hold = split_entities(db, meta, "users", share=0.3, seed=0)
+    assert not set(train["users"]["user_id"]) & set(hold["users"]["user_id"])
+    assert set(hold["orders"]["user_id"]) <= set(hold["users"]["user_id"])
+    fresh = shop(seed=9)
+    dcr = table_privacy(train, fresh, hold, meta)
+    assert set(dcr) == {"users", "orders", "events"} and all(0.2 < v < 0.8 for v in dcr.values())
