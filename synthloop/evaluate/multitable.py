@@ -18,9 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from synthloop.evaluate.quality import (ASSOCIATION_THRESHOLD, CORRELATION_THRESHOLD, ks_complement,
-                                         quality_score)
-from synthloop.schema import ColumnKind, TableSchema
+from synthloop.evaluate.quality import ks_complement, quality_score
+from synthloop.schema import TableSchema
 from synthloop.schema.metadata import Metadata
 
 
@@ -211,5 +210,3 @@ def evaluate_database(real: dict[str, pd.DataFrame], synthetic: dict[str, pd.Dat
         out["dcr_share"] = table_privacy(real, synthetic, holdout, metadata, schemas)
     return out
 
-
-_ = (ColumnKind, CORRELATION_THRESHOLD, ASSOCIATION_THRESHOLD)

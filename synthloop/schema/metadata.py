@@ -20,7 +20,7 @@ from pandas.api import types as pdt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from synthloop.errors import SchemaError
-from synthloop.schema.model import ColumnKind, TableSchema, _yaml_path
+from synthloop.schema.model import TableSchema, _yaml_path
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".jsonl", ".csv.gz", ".tsv.gz", ".jsonl.gz")
 MIN_CONTAINMENT = 0.8  # a foreign key is proposed when at least this share of its values are parent keys
@@ -474,5 +474,4 @@ def _cycle(meta: Metadata) -> str:
     return "relationships"
 
 
-__all__ = ["Metadata", "MetadataError", "Relationship", "TableMeta", "detect_metadata", "read_tables", "table_files",
-           "ColumnKind"]
+__all__ = ["Metadata", "MetadataError", "Relationship", "TableMeta", "detect_metadata", "read_tables", "table_files"]

@@ -8,8 +8,6 @@ learned range. Used by the multi-table synthesizer (synthloop.synthesizers.relat
 """
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pandas as pd
 import torch
@@ -116,4 +114,3 @@ def _batch(model: AutoregressiveSynthesizer, rows: np.ndarray, fixed_tokens: dic
 
 
 __all__ = ["sample_given"]
-_ = Any
