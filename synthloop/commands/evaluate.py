@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
         import json
 
         if real.is_dir() or synthetic.is_dir():
-            from synthloop.commands._database import evaluate_dirs
+            from synthloop.database import evaluate_dirs
 
             evaluate_dirs(real, synthetic, metadata, json_out)
             return

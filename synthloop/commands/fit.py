@@ -41,7 +41,7 @@ def register(app: typer.Typer) -> None:
         import time
 
         if data.is_dir():
-            from synthloop.commands._database import fit_dir
+            from synthloop.database import fit_dir
 
             fit_dir(data, metadata, output, epochs, max_seconds, seed)
             return

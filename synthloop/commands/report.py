@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
         """Fidelity, detection, utility, privacy, fairness, coverage and constraints in one HTML report (+ JSON);
         for two folders of tables, a database report with a section per table and per relationship."""
         if real.is_dir() or synthetic.is_dir():
-            from synthloop.commands._database import report_dirs
+            from synthloop.database import report_dirs
 
             report_dirs(real, synthetic, metadata, output, title)
             return

@@ -66,7 +66,7 @@ def register(app: typer.Typer) -> None:
         from synthloop.synthesizers.relational import is_database_model
 
         if is_database_model(model):
-            from synthloop.commands._database import sample_db
+            from synthloop.database import sample_db
 
             sample_db(model, scale, output, seed, fmt)
             return

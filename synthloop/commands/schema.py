@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
         For a folder of tables: propose the database metadata (keys, relationships, sequences) to edit and pass
         back with --metadata."""
         if data.is_dir():
-            from synthloop.commands._database import schema_dir
+            from synthloop.database import schema_dir
 
             schema_dir(data, output)
             return

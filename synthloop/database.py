@@ -1,4 +1,4 @@
-"""The database (multi-table) side of `fit`, `sample`, `evaluate`, `schema` and `report`: a folder of
+"""The database (multi-table) side of the `fit`, `sample`, `evaluate`, `schema` and `report` verbs: a folder of
 tables in, a folder of tables out. The verbs call these when given a folder or a database model."""
 from __future__ import annotations
 
