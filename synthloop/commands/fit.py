@@ -14,7 +14,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def fit(
-        data: Path = typer.Argument(..., help="Real table to learn (.csv, .tsv, .parquet, .jsonl; .gz allowed)."),
+        data: Path = typer.Argument(..., help="Real table to learn (.csv, .tsv, .parquet, .jsonl; .gz allowed), or a "
+                                              "folder of tables (a database: one file per table)."),
         output: Path = typer.Option(..., "-o", "--output", help="Model file to write (.npz; NumPy arrays + JSON, no pickle)."),
         model: str = typer.Option("auto", "--model", "-m",
                                   help="copula (fast, seconds), gan, vae, autoregressive, dp, or auto: fits the copula and "
@@ -33,9 +34,17 @@ def register(app: typer.Typer) -> None:
                                              "public (every column must be declared public; refused otherwise)."),
         seed: int = typer.Option(0, "--seed", help="Random seed: same seed, same model, same rows."),
         encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of CSV/JSONL input."),
+        metadata: Optional[Path] = typer.Option(None, "--metadata", help="Database metadata YAML (keys, relationships, "
+                                                "sequences) for a folder of tables; default: detected."),
     ) -> None:
-        """Learn a real table and save the model."""
+        """Learn a real table (or a folder of related tables) and save the model."""
         import time
+
+        if data.is_dir():
+            from synthloop.database import fit_dir
+
+            fit_dir(data, metadata, output, epochs, max_seconds, seed)
+            return
 
         import pandas as pd
 
