@@ -21,6 +21,8 @@ def register(app: typer.Typer) -> None:
         holdout: Optional[Path] = typer.Option(None, "--holdout", help="Real rows the synthesizer never saw (for DCR share)."),
         schema: Optional[Path] = typer.Option(None, "--schema", help="YAML overrides of column kinds."),
         json_out: Optional[Path] = typer.Option(None, "--json", help="Write every figure to this JSON file."),
+        metadata: Optional[Path] = typer.Option(None, "--metadata", help="Database metadata YAML when REAL and SYNTHETIC "
+                                                "are folders of tables (default: detected from REAL)."),
         sample_rows: int = typer.Option(50_000, "--sample-rows", help="Dataset folder: synthetic rows sampled (seeded) for "
                                         "pair trends, exact copies and DCR share."),
         seed: int = typer.Option(0, "--seed", help="Dataset folder: seed of that sample."),
@@ -28,8 +30,15 @@ def register(app: typer.Typer) -> None:
         ray_address: Optional[str] = typer.Option(None, "--ray-address", metavar="ADDRESS", help=RAY_ADDRESS_HELP),
         workers: Optional[int] = typer.Option(None, "--workers", help=WORKERS_HELP),
     ) -> None:
-        """Quality score (SDMetrics' definitions), exact-copy rate and DCR share."""
+        """Quality score (SDMetrics' definitions), exact-copy rate and DCR share; for two folders of tables,
+        SDMetrics' multi-table quality, referential integrity and sequence statistics."""
         import json
+
+        if real.is_dir():  # a database (folders of tables); a real table with a folder is a partitioned dataset
+            from synthloop.database import evaluate_dirs
+
+            evaluate_dirs(real, synthetic, metadata, json_out)
+            return
 
         from synthloop.evaluate.headline import evaluate_tables
         from synthloop.io import read_table, write_text

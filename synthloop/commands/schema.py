@@ -17,7 +17,14 @@ def register(app: typer.Typer) -> None:
         data: Path = typer.Argument(..., help="Table to inspect."),
         output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the schema (.yaml or .json) for editing."),
     ) -> None:
-        """Infer column kinds, bounds, formats and null shares; write them as YAML/JSON to edit and pass back with --schema."""
+        """Infer column kinds, bounds, formats and null shares; write them as YAML/JSON to edit and pass back with --schema.
+        For a folder of tables: propose the database metadata (keys, relationships, sequences) to edit and pass
+        back with --metadata."""
+        if data.is_dir():
+            from synthloop.database import schema_dir
+
+            schema_dir(data, output)
+            return
         from rich.table import Table
 
         from synthloop.io import read_table, write_text

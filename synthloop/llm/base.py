@@ -19,6 +19,13 @@ class LLMRequest:
     top_p: float = 0.95
     max_tokens: int = 200
     constrained: bool = True
+    # which prompt family this request belongs to (e.g. one LLM column); backends that keep model
+    # state (llama.cpp) give each its own context so the shared prefix is evaluated once. Not part
+    # of the cache key: it changes speed, never the answer.
+    context: str = ""
+    # the answer's first string value begins with this text (a column's `start`); backends that can
+    # prefill write it into the answer themselves, the runner adds it for those that cannot
+    start: str = ""
 
     def chat(self) -> list[dict[str, str]]:
         return [{"role": r, "content": c} for r, c in self.messages]
@@ -33,6 +40,8 @@ class LLMRequest:
             },
             sort_keys=True, ensure_ascii=False, default=str,
         )
+        if self.start:  # (keys of requests without a start stay what earlier versions wrote)
+            payload += json.dumps({"start": self.start}, ensure_ascii=False)
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 

@@ -174,6 +174,43 @@ class FewShot(_Strict):
     column: str | None = Field(None, description="seed column with the examples (default: the column name)")
     match: list[str] = Field(default_factory=list, description="columns whose value an example must share")
     diverse: bool = Field(True, description="pick examples far apart (n-gram distance), not at random")
+    per_row: bool = Field(True, description="pick new examples for every row; false: one pick for the whole "
+                          "column, placed in the prompt's shared part (cheaper with the embedded model)")
+
+    @model_validator(mode="after")
+    def _fixed(self) -> "FewShot":
+        if not self.per_row and self.match:
+            raise ValueError("'match' picks examples per row; it cannot be combined with per_row: false")
+        return self
+
+
+class Checks(_Strict):
+    """What a generated text must agree with in its own row (see synthloop/generate/agreement.py).
+    Every generated cell is checked; a failing one is regenerated with the failure stated."""
+
+    must_mention: list[str] = Field(default_factory=list, description="columns whose row value the text must name")
+    agrees_with: dict[str, str] = Field(default_factory=dict, description="label -> categorical column (or schema "
+                                        "field, e.g. triage.severity): the text must name no other value of it")
+    regex: list[str] = Field(default_factory=list, description="patterns the text must match (re.search)")
+    forbid_regex: list[str] = Field(default_factory=list, description="patterns the text must not match")
+    expressions: list[str] = Field(default_factory=list, description="safe expressions over the row and `text`; must be true")
+    judge: str | None = Field(None, description="yes/no question (a template) put to an LLM judge; 'no' fails the cell")
+    min_words: int | None = Field(None, ge=1, description="at least this many words of letters")
+    sanity: bool = Field(True, description="reject placeholders (<text>, N/A), echoed error text and texts without words")
+    field: str | None = Field(None, description="structured column: the string field to check (default: all string fields)")
+    max_attempts: int = Field(4, ge=1, le=20, description="answers tried per cell before the row is reported as failed")
+
+    @field_validator("regex", "forbid_regex")
+    @classmethod
+    def _patterns(cls, v: list[str]) -> list[str]:
+        for pat in v:
+            if len(pat) > 500:
+                raise ValueError("a pattern may be at most 500 characters long")
+            try:
+                re.compile(pat)
+            except re.error as exc:
+                raise ValueError(f"pattern {pat!r} is not a valid regular expression: {exc}") from None
+        return v
 
 
 class LLMColumn(_Strict):
@@ -191,6 +228,10 @@ class LLMColumn(_Strict):
     max_retries: int = Field(2, ge=0, le=10, description="repair attempts after an invalid answer")
     flatten: bool = Field(True, description="structured: each schema property becomes its own column")
     dedup: bool | None = Field(None, description="near-duplicate check (default: on for text columns)")
+    checks: Checks | None = Field(None, description="row-text agreement checks on every generated cell")
+    start: str | None = Field(None, description="text columns: the text begins with this (a template, e.g. "
+                              "'{{ department | title }} visit:'); the embedded backend writes it into the answer, "
+                              "so only the rest is generated")
 
     @field_validator("json_schema")
     @classmethod
@@ -214,6 +255,8 @@ class LLMColumn(_Strict):
     def _chars(self) -> "LLMColumn":
         if self.min_chars > self.max_chars:
             raise ValueError(f"min_chars ({self.min_chars}) is greater than max_chars ({self.max_chars})")
+        if self.start is not None and self.json_schema is not None:
+            raise ValueError("'start' is for text columns (a structured column's answer starts with its fixed fields)")
         return self
 
     @property
@@ -228,6 +271,7 @@ class Column(_Strict):
     expression: str | None = None
     llm: LLMColumn | None = None
     null_rate: float = Field(0.0, ge=0.0, lt=1.0)
+    hidden: bool = Field(False, description="a helper column: other columns may read it, the output leaves it out")
 
     @field_validator("name")
     @classmethod
@@ -270,7 +314,8 @@ class LLMSettings(_Strict):
     top_p: float = Field(0.95, gt=0, le=1)
     max_tokens: int = Field(200, ge=1)
     n_ctx: int = Field(2048, ge=256)
-    threads: int | None = Field(None, ge=1)
+    threads: int | None = Field(None, ge=1, description="embedded: llama.cpp CPU threads (default half the cores, "
+                                "at most 4); --threads on the command line")
     constrained: bool = Field(True, description="JSON-schema constrained decoding where the backend allows it")
     response_format: Literal["json_schema", "json_object"] = "json_schema"
     system: str = DEFAULT_SYSTEM
@@ -351,5 +396,6 @@ class Spec(_Strict):
                 out[f] = c
         return out
 
-    def output_columns(self) -> list[str]:
-        return [n for c in self.columns for n in c.output_names()]
+    def output_columns(self, include_hidden: bool = False) -> list[str]:
+        """Columns written to the output (`hidden: true` helpers left out unless asked for)."""
+        return [n for c in self.columns if include_hidden or not c.hidden for n in c.output_names()]
