@@ -152,8 +152,10 @@ def render(template: str, context: dict[str, Any], where: str) -> str:
 
 def build_prompt(spec: Spec, settings: LLMSettings, col: Column, index: int, row: dict[str, Any],
                  row_index: int, n_rows: int, examples: list[dict[str, Any]],
-                 assigned: dict[str, Any] | None = None, extra_avoid: list[str] | None = None) -> Prompt:
-    """The exact messages sent for one cell (what `synthloop prompt SPEC --row N` prints)."""
+                 assigned: dict[str, Any] | None = None, extra_avoid: list[str] | None = None,
+                 extra_rules: list[str] | None = None) -> Prompt:
+    """The exact messages sent for one cell (what `synthloop prompt SPEC --row N` prints);
+    `extra_rules`: lines added to the rules (the real texts' style in mixed specs)."""
     llm = col.llm
     assert llm is not None
     ctx = {k: _plain(v) for k, v in row.items()}
@@ -163,7 +165,7 @@ def build_prompt(spec: Spec, settings: LLMSettings, col: Column, index: int, row
     if llm.system:
         system = system + "\n" + render(llm.system, ctx, where + ".system")
     parts = [render(llm.prompt, ctx, where + ".prompt")]
-    rules = list(llm.constraints)
+    rules = list(llm.constraints) + list(extra_rules or [])
     if assigned:
         rules += [f'"{k}" must be {json.dumps(v)}.' for k, v in assigned.items()]
     if not llm.structured:
