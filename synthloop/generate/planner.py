@@ -45,7 +45,7 @@ def _check_conditions(spec: Spec, conditions: dict[str, Any]) -> None:
     producer = spec.producer()
     for name, value in conditions.items():
         if name not in producer:
-            raise ConditionError(f"condition on unknown column '{name}'; columns: {', '.join(spec.output_columns())}")
+            raise ConditionError(f"condition on unknown column '{name}'; columns: {', '.join(spec.output_columns(include_hidden=True))}")
         col = producer[name]
         if col.sampler is None and not (col.llm is not None and name != col.name):
             raise ConditionError(f"condition on '{name}': only sampler columns and LLM schema fields can be fixed")

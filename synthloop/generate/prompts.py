@@ -150,12 +150,36 @@ def render(template: str, context: dict[str, Any], where: str) -> str:
         raise GenerationError(f"{where}: the template failed: {type(exc).__name__}: {str(exc)[:200]}") from None
 
 
+def _has_placeholder(text: str) -> bool:
+    return "{{" in text or "{%" in text
+
+
+def answer_format(col: Column, schema: dict[str, Any]) -> str:
+    """The answer-format line. It shows no placeholder (`<text>`) a small model could copy."""
+    llm = col.llm
+    assert llm is not None
+    if llm.structured:
+        fmt = "Reply with one JSON object that follows this JSON schema:\n" + json.dumps(schema, ensure_ascii=False)
+        if llm.reasoning:
+            fmt += f'\nFirst think briefly in "{REASONING_FIELD}", then give the fields.'
+        return fmt
+    if llm.reasoning:
+        return (f'Reply with one JSON object with two keys: "{REASONING_FIELD}" (a short reasoning) and '
+                f'"{col.name}" (the text itself).')
+    return f'Reply with one JSON object with one key, "{col.name}", whose value is the text itself.'
+
+
 def build_prompt(spec: Spec, settings: LLMSettings, col: Column, index: int, row: dict[str, Any],
                  row_index: int, n_rows: int, examples: list[dict[str, Any]],
                  assigned: dict[str, Any] | None = None, extra_avoid: list[str] | None = None,
                  extra_rules: list[str] | None = None) -> Prompt:
     """The exact messages sent for one cell (what `synthloop prompt SPEC --row N` prints);
-    `extra_rules`: lines added to the rules (the real texts' style in mixed specs)."""
+    `extra_rules`: fixed lines added to the rules (the real texts' style in mixed specs).
+
+    Laid out for prefix caching: everything that is the same for every row of the column (system,
+    fixed rules, avoid list, answer format) comes first and the row's own part (examples, templated
+    rules, planned values, the task) last, so a backend that keeps its evaluated prefix (llama.cpp)
+    only evaluates the row-specific tail of each request."""
     llm = col.llm
     assert llm is not None
     ctx = {k: _plain(v) for k, v in row.items()}
@@ -164,33 +188,42 @@ def build_prompt(spec: Spec, settings: LLMSettings, col: Column, index: int, row
     system = settings.system
     if llm.system:
         system = system + "\n" + render(llm.system, ctx, where + ".system")
-    parts = [render(llm.prompt, ctx, where + ".prompt")]
-    rules = list(llm.constraints) + list(extra_rules or [])
-    if assigned:
-        rules += [f'"{k}" must be {json.dumps(v)}.' for k, v in assigned.items()]
-    if not llm.structured:
-        rules.append(f"At most {llm.max_chars} characters.")
-    if rules:
-        parts.append("Rules:\n" + "\n".join(f"- {r}" for r in rules))
-    avoid = list(llm.avoid) + list(extra_avoid or [])
-    if avoid:
-        parts.append("Avoid:\n" + "\n".join(f"- {a}" for a in avoid))
-    if examples:
-        parts.append("Examples:\n" + "\n".join(json.dumps(e, ensure_ascii=False) for e in examples))
     schema = answer_schema(col, assigned)
-    if llm.structured:
-        fmt = "Reply with one JSON object that follows this JSON schema:\n" + json.dumps(schema, ensure_ascii=False)
-    else:
-        fmt = f'Reply with JSON: {{"{col.name}": "<text>"}}'
-        if llm.reasoning:
-            fmt = f'Reply with JSON: {{"{REASONING_FIELD}": "<short reasoning>", "{col.name}": "<text>"}}'
-    if llm.reasoning and llm.structured:
-        fmt += f'\nFirst think briefly in "{REASONING_FIELD}", then give the fields.'
-    parts.append(fmt)
-    return Prompt(messages=(("system", system), ("user", "\n\n".join(parts))), schema=schema)
+    head: list[str] = []
+    fixed_rules = [r for r in llm.constraints if not _has_placeholder(r)] + list(extra_rules or [])
+    if not llm.structured:
+        fixed_rules.append(f"At most {llm.max_chars} characters.")
+    if fixed_rules:
+        head.append("Rules:\n" + "\n".join(f"- {r}" for r in fixed_rules))
+    fixed_avoid = [a for a in llm.avoid if not _has_placeholder(a)]
+    if fixed_avoid:
+        head.append("Avoid:\n" + "\n".join(f"- {a}" for a in fixed_avoid))
+    # a pinned enum makes the schema row-specific: the format line then goes to the tail
+    fmt = answer_format(col, schema)
+    if not assigned:
+        head.append(fmt)
+    tail: list[str] = []
+    if examples:
+        tail.append("Examples:\n" + "\n".join(json.dumps(e, ensure_ascii=False) for e in examples))
+    if assigned:
+        tail.append(fmt)
+    row_rules = [render(r, ctx, f"{where}.constraints[{j}]") for j, r in enumerate(llm.constraints) if _has_placeholder(r)]
+    row_rules += [f'"{k}" must be {json.dumps(v)}.' for k, v in (assigned or {}).items()]
+    if row_rules:
+        tail.append("Rules for this record:\n" + "\n".join(f"- {r}" for r in row_rules))
+    row_avoid = [render(a, ctx, f"{where}.avoid[{j}]") for j, a in enumerate(llm.avoid) if _has_placeholder(a)]
+    row_avoid += list(extra_avoid or [])
+    if row_avoid:
+        tail.append("Also avoid:\n" + "\n".join(f"- {a}" for a in row_avoid))
+    tail.append("Task: " + render(llm.prompt, ctx, where + ".prompt"))
+    return Prompt(messages=(("system", system), ("user", "\n\n".join(head + tail))), schema=schema)
 
 
-def repair_messages(prompt: Prompt, answer: str, errors: list[str]) -> tuple[tuple[str, str], ...]:
-    """The same conversation plus the invalid answer and what was wrong with it."""
-    fix = "That answer is invalid: " + "; ".join(errors) + ". Reply again with only a JSON object that follows the schema."
-    return prompt.messages + (("assistant", answer[:2000]), ("user", fix))
+def repair_messages(prompt: Prompt, failures: list[str]) -> tuple[tuple[str, str], ...]:
+    """The same prompt with one sentence at its end saying, in plain words, why the last answer
+    was not kept. The rejected answer and parser messages are not shown (a small model copies
+    what it sees into its next answer), and the shared prefix stays cacheable."""
+    from synthloop.generate.agreement import repair_note
+
+    *rest, (role, user) = prompt.messages
+    return (*rest, (role, user + "\n\n" + repair_note(failures)))

@@ -6,8 +6,10 @@ is appended to the journal before it counts, which is what makes resume exact.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import threading
 import time
 import warnings
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -19,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from synthloop.errors import SynthloopError
+from synthloop.generate.agreement import AgreementChecker, checker_for
 from synthloop.generate.diversity import diversity_report, near_duplicates
 from synthloop.generate.expr import parse_expression
 from synthloop.generate.learned import LearnedPart
@@ -32,6 +35,27 @@ from synthloop.llm.validate import parse_and_validate
 from synthloop.spec.dag import downstream
 from synthloop.spec.errors import GenerationError
 from synthloop.spec.models import Column, Spec
+
+# the judge model used when the embedded backend runs and its package is installed ("" = the
+# generating model); see the README's comparison of embedded models
+DEFAULT_JUDGE_MODEL = "gemma3-270m"
+STAT_KEYS = ("cells", "valid_first", "repairs", "transport_retries", "cache_hits", "backend_seconds", "requests",
+             "tokens_in", "tokens_out", "schema_invalid")
+
+
+def _new_stats() -> dict[str, Any]:
+    return {k: 0.0 if k == "backend_seconds" else 0 for k in STAT_KEYS}
+
+
+def _plain_error(err: str) -> str:
+    """A validation error as a repair note states it: what was wrong, without parser internals."""
+    if err.startswith("the answer contains no JSON object"):
+        return "it was not a JSON object"
+    if err.startswith("the answer is not valid JSON"):
+        return "it was not valid JSON"
+    if err.startswith("the answer was cut off"):
+        return "it was too long and got cut off; keep it shorter"
+    return err
 
 
 class GenerationInterrupted(GenerationError):
@@ -60,7 +84,7 @@ class PromptedGenerator:
     """Runs a spec. `backend` defaults to the spec's `llm` settings; `cache_dir=False` disables the cache."""
 
     def __init__(self, spec: Spec, backend: LLMBackend | None = None, cache_dir: str | Path | None | bool = None,
-                 learned_model: Any = None) -> None:
+                 judge_backend: LLMBackend | None = None, learned_model: Any = None) -> None:
         """`learned_model`: a fitted synthesizer for the spec's `learn:` columns (else fitted on first use)."""
         self.spec = spec
         self._learned_model = learned_model
@@ -73,6 +97,11 @@ class PromptedGenerator:
         self._pools: dict[str, FewShotPool] = {}
         self._exprs = {c.name: parse_expression(c.expression) for c in spec.columns if c.expression is not None}
         self._conditions: dict[str, Any] = {}
+        self._judge: LLMBackend | None = judge_backend
+        self._checkers: dict[str, AgreementChecker | None] = {}
+        self._busy: list[tuple[float, float]] = []  # (start, end) of every backend request of this run
+        self._busy_lock = threading.Lock()
+        self._resumed_ok = 0
 
     # -- pieces -------------------------------------------------------------------------------
     @property
@@ -138,20 +167,54 @@ class PromptedGenerator:
         return build_prompt(self.spec, self.spec.llm, col, self._index(col.name), row, i, plan.n, examples,
                             plan.assigned_for(col.name, i), extra_avoid, rules)
 
-    def _complete(self, req: LLMRequest) -> LLMResult:
+    def _complete(self, req: LLMRequest, stats: dict[str, Any], backend: LLMBackend | None = None) -> LLMResult:
+        """One request through the cache; counts requests, tokens and the backend's busy intervals."""
+        backend = backend or self.backend
+        key = None
         if self.cache is not None:
-            key = req.cache_key(self.backend.model_id)
+            key = req.cache_key(backend.model_id)
             hit = self.cache.get(key)
             if hit is not None:
                 try:
                     entry = json.loads(hit)
+                    stats["cache_hits"] += 1
                     return LLMResult(text=entry["text"], cached=True, meta={"finish_reason": entry.get("finish_reason")})
                 except (ValueError, KeyError, TypeError):
                     pass  # an entry this version did not write: ask again
-            res = self.backend.complete([req])[0]
+        t0 = time.perf_counter()
+        res = backend.complete([req])[0]
+        t1 = time.perf_counter()
+        with self._busy_lock:
+            self._busy.append((t0, t1))
+        stats["requests"] += 1
+        stats["tokens_in"] += res.prompt_tokens
+        stats["tokens_out"] += res.completion_tokens
+        stats["backend_seconds"] += res.elapsed
+        stats["transport_retries"] += res.retries
+        if key is not None and self.cache is not None:  # stored at once: a killed run keeps it
             self.cache.put(key, json.dumps({"text": res.text, "finish_reason": res.meta.get("finish_reason")}))
-            return res
-        return self.backend.complete([req])[0]
+        return res
+
+    @property
+    def judge_backend(self) -> LLMBackend:
+        """The backend that answers `checks.judge` questions: the one given, else Gemma 3 270M when
+        the embedded backend runs and its package is installed, else the generating backend."""
+        if self._judge is None:
+            self._judge = self.backend
+            settings = self.spec.llm
+            if settings.backend == "embedded" and DEFAULT_JUDGE_MODEL and settings.model != DEFAULT_JUDGE_MODEL:
+                from synthloop.llm.embedded import EmbeddedBackend, gemma_available
+
+                if gemma_available():
+                    self._judge = EmbeddedBackend(DEFAULT_JUDGE_MODEL, n_ctx=settings.n_ctx, threads=settings.threads)
+        return self._judge
+
+    def checker(self, col: Column) -> AgreementChecker | None:
+        if col.llm is None or col.llm.checks is None:
+            return None
+        if col.name not in self._checkers:
+            self._checkers[col.name] = checker_for(self.spec, col)
+        return self._checkers[col.name]
 
     def _llm_cell(self, plan: Plan, col: Column, i: int, row: dict[str, Any], round_: int,
                   extra_avoid: list[str] | None, stats: dict[str, Any]) -> tuple[dict[str, Any] | None, list[str]]:
@@ -161,33 +224,55 @@ class PromptedGenerator:
         messages = prompt.messages
         errs: list[str] = []
         settings = self.spec.llm
+        checker = self.checker(col)
         stats["cells"] += 1
+        if checker is not None:
+            stats[f"checked:{col.name}"] = stats.get(f"checked:{col.name}", 0) + 1
         budget = self._max_tokens(col)
-        for attempt in range(llm.max_retries + 1):
+        attempts = max(llm.max_retries + 1, checker.checks.max_attempts if checker is not None else 0)
+        for attempt in range(attempts):
             req = LLMRequest(
                 messages=messages, schema=prompt.schema, seed=cell_seed(self.spec.seed, i, col.name, attempt, round_),
                 temperature=llm.temperature if llm.temperature is not None else settings.temperature,
-                top_p=settings.top_p, max_tokens=budget, constrained=settings.constrained,
+                top_p=settings.top_p, max_tokens=budget, constrained=settings.constrained, context=f"column:{col.name}",
             )
-            res = self._complete(req)
-            stats["backend_seconds"] += res.elapsed
-            stats["transport_retries"] += res.retries
-            stats["cache_hits"] += int(res.cached)
+            res = self._complete(req, stats)
             obj, errs = parse_and_validate(res.text, prompt.schema)
-            if errs and res.meta.get("finish_reason") == "length":
-                errs = [f"the answer was cut off at max_tokens={req.max_tokens}; keep it shorter"] + errs
-                budget = min(2 * req.max_tokens, settings.n_ctx // 2)  # the repair may run longer
-            if not errs:
-                stats["valid_first"] += int(attempt == 0)
+            if errs:
+                stats["schema_invalid"] += 1
+                if res.meta.get("finish_reason") == "length":
+                    errs = [f"the answer was cut off at max_tokens={req.max_tokens}"] + errs
+                    budget = min(2 * req.max_tokens, settings.n_ctx // 2)  # the repair may run longer
+            else:
                 assert obj is not None
                 obj.pop(REASONING_FIELD, None)
                 if not llm.structured:
-                    return {col.name: " ".join(str(obj[col.name]).split())}, []
-                if llm.flatten:
-                    return {k: obj.get(k) for k in col.output_names()}, []
-                return {col.name: json.dumps(obj, ensure_ascii=False, sort_keys=False)}, []
-            stats["repairs"] += int(attempt < llm.max_retries)
-            messages = repair_messages(prompt, res.text, errs)
+                    out = {col.name: " ".join(str(obj[col.name]).split())}
+                elif llm.flatten:
+                    out = {k: obj.get(k) for k in col.output_names()}
+                else:
+                    out = {col.name: json.dumps(obj, ensure_ascii=False, sort_keys=False)}
+                if checker is not None:
+                    ctx = {**row, **obj, **out}
+                    if llm.structured:
+                        ctx[col.name] = obj
+                    text = checker.text_of(obj, col.name)
+                    errs = checker.check(text, ctx)
+                    if not errs and checker.has_judge:
+                        jreq = checker.judge_request(text, ctx, seed=cell_seed(self.spec.seed, i, col.name + "#judge", attempt, round_))
+                        assert jreq is not None
+                        jreq = dataclasses.replace(jreq, context=f"judge:{col.name}")
+                        errs = checker.judge_failures(self._complete(jreq, stats, self.judge_backend).text)
+                    if errs:
+                        stats[f"disagreed:{col.name}"] = stats.get(f"disagreed:{col.name}", 0) + 1
+                if not errs:
+                    stats["valid_first"] += int(attempt == 0)
+                    if checker is not None:
+                        stats[f"agreed:{col.name}"] = stats.get(f"agreed:{col.name}", 0) + 1
+                        stats[f"agreed_first:{col.name}"] = stats.get(f"agreed_first:{col.name}", 0) + int(attempt == 0)
+                    return out, []
+            stats["repairs"] += int(attempt < attempts - 1)
+            messages = repair_messages(prompt, [_plain_error(e) for e in errs])
         return None, errs
 
     def _max_tokens(self, col: Column) -> int:
@@ -218,7 +303,7 @@ class PromptedGenerator:
     def _run_row(self, plan: Plan, i: int, round_: int = 0, extra_avoid: dict[str, list[str]] | None = None,
                  keep: dict[str, Any] | None = None) -> dict[str, Any]:
         """Compute the per-row columns of row i; `keep` holds values not to recompute (dedup rounds)."""
-        stats = {"cells": 0, "valid_first": 0, "repairs": 0, "transport_retries": 0, "cache_hits": 0, "backend_seconds": 0.0}
+        stats = _new_stats()
         values: dict[str, Any] = dict(keep or {})
         for name in plan.per_row:
             col = self.spec.column(name)
@@ -250,7 +335,7 @@ class PromptedGenerator:
         self._records = plan.frame.to_dict("records")
         if run_upstream and self._cache_dir is not False and self.cache is None:
             self.cache = ResponseCache(None if self._cache_dir in (None, True) else self._cache_dir)  # type: ignore[arg-type]
-        stats = {"cells": 0, "valid_first": 0, "repairs": 0, "transport_retries": 0, "cache_hits": 0, "backend_seconds": 0.0}
+        stats = _new_stats()
         values: dict[str, Any] = {}
         out: list[tuple[str, Prompt, int]] = []
         wanted = set(columns) if columns else {c for c in plan.per_row if self.spec.column(c).llm is not None}
@@ -364,6 +449,8 @@ class PromptedGenerator:
         if journal is not None:
             journal.open()
         resumed = len(done)
+        self._resumed_ok = sum(1 for r in done.values() if r["status"] == "ok")
+        self._busy = []
         progress = _Progress(plan.n, on_progress, self.backend)
         progress.add_existing(done.values())
         try:
@@ -596,7 +683,7 @@ class PromptedGenerator:
                  resumed: int, div_before: dict[str, Any], regenerated: dict[str, int], wall: float,
                  progress: "_Progress") -> dict[str, Any]:
         spec = self.spec
-        tot = {"cells": 0, "valid_first": 0, "repairs": 0, "transport_retries": 0, "cache_hits": 0, "backend_seconds": 0.0}
+        tot = _new_stats()
         for r in done.values():
             for k in tot:
                 tot[k] += r.get("stats", {}).get(k, 0)
@@ -625,6 +712,8 @@ class PromptedGenerator:
                 after["seed_copy_rate"] = float(((tw >= 0) & (tw < len(seeds))).mean())
             diversity[name] = {"before": before, "after": after, "regenerated": regenerated.get(name, 0)}
         sess = progress.session
+        busy = busy_seconds(self._busy)
+        fresh_ok = max(len(df) - self._resumed_ok, 0)
         return {
             "spec": spec.name, "seed": spec.seed, "backend": self.backend.model_id if plan.per_row else None,
             "rows_requested": plan.n, "rows_written": int(len(df)), "rows_failed": len(failed), "failed": failed[:50],
@@ -635,16 +724,73 @@ class PromptedGenerator:
                 "valid_rows": round(len(df) / plan.n, 6) if plan.n else None,
                 "repairs": tot["repairs"], "transport_retries": tot["transport_retries"],
             },
+            "agreement": self._agreement(plan, done, sess),
             "targets": {"columns": targets, "max_abs_error": round(worst, 6), "tolerance": spec.target_tolerance,
                         "met": worst <= spec.target_tolerance},
             "diversity": diversity,
-            "cache": {"hits": sess["cache_hits"], "misses": self.cache.misses if self.cache else None},
+            # this session's requests (repairs, judge questions and dedup rounds included; cache hits not)
+            "requests": {"count": int(sess.get("requests", 0)), "tokens_in": int(sess.get("tokens_in", 0)),
+                         "tokens_out": int(sess.get("tokens_out", 0)),
+                         "per_written_row": round(sess.get("requests", 0) / fresh_ok, 4) if fresh_ok > 0 else None},
+            "cache": {"hits": int(sess.get("cache_hits", 0)), "misses": self.cache.misses if self.cache else None},
             "timing": {
-                "wall_seconds": round(wall, 4), "backend_seconds": round(sess["backend_seconds"], 4),
-                "overhead_seconds": round(wall - sess["backend_seconds"], 4),
-                "rows_per_second": round((plan.n - resumed) / wall, 4) if wall > 0 else None,
+                # backend_seconds: wall time during which at least one request was in the backend
+                # (concurrent requests count once), so overhead = wall - backend is never negative
+                "wall_seconds": round(wall, 4), "backend_seconds": round(busy, 4),
+                "backend_request_seconds": round(sess.get("backend_seconds", 0.0), 4),
+                "overhead_seconds": round(max(wall - busy, 0.0), 4),
+                "rows_per_second": round(fresh_ok / wall, 4) if wall > 0 else None,
             },
         }
+
+    def _agreement(self, plan: Plan, done: dict[int, dict[str, Any]], sess: dict[str, Any]) -> dict[str, Any]:
+        """Per checked column: this session's cells checked, agreeing at the first answer and in
+        the end, and the agreement rate of every written row (resumed ones included) re-checked
+        now without the judge."""
+        out: dict[str, Any] = {}
+        for col in self.spec.columns:
+            checker = self.checker(col)
+            if checker is None:
+                continue
+            checked = int(sess.get(f"checked:{col.name}", 0))
+            agreed = int(sess.get(f"agreed:{col.name}", 0))
+            first = int(sess.get(f"agreed_first:{col.name}", 0))
+            rows = [i for i, r in sorted(done.items()) if r["status"] == "ok"]
+            passed = 0
+            for i in rows:
+                vals = done[i]["values"]
+                ctx = self._context(plan, i, vals)
+                cell = ({f: vals.get(f) for f in col.output_names()} if col.llm.structured and col.llm.flatten  # type: ignore[union-attr]
+                        else _loads_obj(vals.get(col.name)) if col.llm.structured else {col.name: vals.get(col.name)})  # type: ignore[union-attr]
+                ctx.update(cell)
+                passed += not checker.check(checker.text_of(cell, col.name), ctx)
+            out[col.name] = {
+                "cells_checked": checked, "agreed_first_try": round(first / checked, 6) if checked else None,
+                "agreed_after_repairs": round(agreed / checked, 6) if checked else None,
+                "cells_failed": checked - agreed, "written_rows_agreement": round(passed / len(rows), 6) if rows else None,
+            }
+        return out
+
+
+def _loads_obj(v: Any) -> dict[str, Any]:
+    try:
+        obj = json.loads(v) if isinstance(v, str) else v
+    except ValueError:
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
+def busy_seconds(intervals: list[tuple[float, float]]) -> float:
+    """Length of the union of (start, end) intervals: time during which any request was running."""
+    total, end = 0.0, float("-inf")
+    for a, b in sorted(intervals):
+        if a > end:
+            total += b - a
+            end = b
+        elif b > end:
+            total += b - end
+            end = b
+    return total
 
 
 class _Progress:
@@ -654,7 +800,7 @@ class _Progress:
         self.total = total
         self.callback = callback
         self.done = self.ok = self.failed = self.cells = self.valid_first = self.retries = 0
-        self.session = {"cache_hits": 0, "backend_seconds": 0.0}
+        self.session: dict[str, Any] = {"cache_hits": 0, "backend_seconds": 0.0}
         self.t0 = time.perf_counter()
         self.fresh = 0
         self.label = "rows"
@@ -675,8 +821,8 @@ class _Progress:
 
     def row(self, r: dict[str, Any], fresh_row: bool = True) -> None:
         st = r.get("stats", {})
-        self.session["cache_hits"] += st.get("cache_hits", 0)
-        self.session["backend_seconds"] += st.get("backend_seconds", 0.0)
+        for k, v in st.items():  # every figure of this session's rows, per-column agreement included
+            self.session[k] = self.session.get(k, 0) + v
         if fresh_row:
             self._count(r)
             self.fresh += 1

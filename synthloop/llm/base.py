@@ -19,6 +19,10 @@ class LLMRequest:
     top_p: float = 0.95
     max_tokens: int = 200
     constrained: bool = True
+    # which prompt family this request belongs to (e.g. one LLM column); backends that keep model
+    # state (llama.cpp) give each its own context so the shared prefix is evaluated once. Not part
+    # of the cache key: it changes speed, never the answer.
+    context: str = ""
 
     def chat(self) -> list[dict[str, str]]:
         return [{"role": r, "content": c} for r, c in self.messages]

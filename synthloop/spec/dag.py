@@ -42,6 +42,25 @@ def column_reads(col: Column) -> dict[str, set[str]]:
             reads["llm.system"] = template_names(col.llm.system)
         if col.llm.few_shot and col.llm.few_shot.match:
             reads["llm.few_shot.match"] = set(col.llm.few_shot.match)
+        for key in ("constraints", "avoid"):
+            for j, text in enumerate(getattr(col.llm, key)):
+                names = template_names(text)
+                if names:
+                    reads[f"llm.{key}.{j}"] = names
+        ch = col.llm.checks
+        if ch is not None:
+            own = set(col.output_names())
+            for key, refs in (("must_mention", ch.must_mention), ("agrees_with", list(ch.agrees_with.values()))):
+                names = {r.split(".", 1)[0] if "." in r else r for r in refs} - own
+                if names:
+                    reads[f"llm.checks.{key}"] = names
+            expr_names = set().union(*(parse_expression(e).names for e in ch.expressions)) if ch.expressions else set()
+            if expr_names - own - {"text"}:
+                reads["llm.checks.expressions"] = expr_names - own - {"text"}
+            if ch.judge:
+                judge_names = template_names(ch.judge) - own
+                if judge_names:
+                    reads["llm.checks.judge"] = judge_names
     return reads
 
 

@@ -148,17 +148,22 @@ def _cross_check(spec: Spec, where: _Where) -> None:
         try:
             reads = column_reads(col)
         except ExpressionError as exc:
-            raise where.error(("columns", i, "expression"), str(exc)) from None
+            part = ("expression",) if col.expression is not None else ("llm", "checks", "expressions")
+            raise where.error(("columns", i, *part), str(exc)) from None
         except TemplateSyntaxError as exc:
-            part = "system" if col.llm and col.llm.system and exc.source == col.llm.system else "prompt"
-            raise where.error(("columns", i, "llm", part), f"template syntax error (line {exc.lineno} of the template): {exc.message}") from None
+            raise where.error(("columns", i, "llm", *_template_part(col, exc.source)),
+                              f"template syntax error (line {exc.lineno} of the template): {exc.message}") from None
         for sub, names in reads.items():
             unknown = sorted(names - known)
             if unknown:
+                hint = (" (a {{ placeholder }} must name a column of the spec)"
+                        if sub.startswith(("llm.constraints", "llm.avoid", "llm.checks.judge")) else "")
                 raise where.error(
-                    ("columns", i, *sub.split(".")),
-                    f"unknown column '{unknown[0]}'; known columns: {', '.join(sorted(known))}",
+                    ("columns", i, *(int(p) if p.isdigit() else p for p in sub.split("."))),
+                    f"unknown column '{unknown[0]}'{hint}; known columns: {', '.join(sorted(known))}",
                 )
+        if col.llm is not None and col.llm.checks is not None:
+            _check_checks(spec, col, i, where)
         if col.llm is not None and col.llm.few_shot is not None:
             try:
                 path = spec.resolve_file(col.llm.few_shot.file)
@@ -188,7 +193,57 @@ def _cross_check(spec: Spec, where: _Where) -> None:
             raise where.error(("diversity", "columns", j), f"unknown column '{name}'")
 
 
+def _template_part(col: Any, source: str | None) -> tuple[Any, ...]:
+    """The YAML path (below `llm`) of the template whose text is `source`."""
+    llm = col.llm
+    if llm is None:
+        return ("prompt",)
+    if llm.system and source == llm.system:
+        return ("system",)
+    for key in ("constraints", "avoid"):
+        for j, text in enumerate(getattr(llm, key)):
+            if source == text:
+                return (key, j)
+    if llm.checks is not None and source == llm.checks.judge:
+        return ("checks", "judge")
+    return ("prompt",)
+
+
+def _check_checks(spec: Spec, col: Any, i: int, where: _Where) -> None:
+    """`checks:` of an LLM column: fields exist, agrees_with names a column with known values."""
+    ch = col.llm.checks
+    at = ("columns", i, "llm", "checks")
+    fields = list(col.llm.json_schema["properties"]) if col.llm.structured else []
+    if ch.field is not None and ch.field not in fields:
+        raise where.error((*at, "field"), f"'{ch.field}' is not a field of this column's schema"
+                          + (f" ({', '.join(fields)})" if fields else " (text columns check their own text)"))
+    producer = spec.producer()
+    for label, ref in ch.agrees_with.items():
+        name = ref.split(".", 1)[1] if "." in ref and ref.split(".", 1)[0] in producer else ref
+        if name not in producer and name not in spec.learned_columns:
+            raise where.error((*at, "agrees_with", label), f"unknown column '{ref}'; known columns: {', '.join(sorted(producer))}")
+        if _categories_of(spec, name) is None:
+            raise where.error((*at, "agrees_with", label), f"'{ref}' has no known set of values; name a categorical "
+                              "sampler column or a schema field with an enum")
+    for j, ref in enumerate(ch.must_mention):
+        name = ref.split(".", 1)[1] if "." in ref and ref.split(".", 1)[0] in producer else ref
+        if name not in producer and name not in spec.learned_columns:
+            raise where.error((*at, "must_mention", j), f"unknown column '{ref}'; known columns: {', '.join(sorted(producer))}")
+
+
+MAX_LEARNED_CATEGORIES = 100
+
+
 def _categories_of(spec: Spec, name: str) -> list[Any] | None:
+    if name in spec.learned_columns and name not in spec.producer():  # a learned column: the table's values
+        import pandas as pd
+
+        from synthloop.generate.learned import read_learn_table
+
+        values = read_learn_table(spec)[name].dropna()
+        if pd.api.types.is_float_dtype(values) or values.nunique() > MAX_LEARNED_CATEGORIES:
+            return None
+        return sorted(pd.unique(values).tolist(), key=str)
     col = spec.producer()[name]
     if col.sampler is not None and col.name == name and col.sampler.categorical is not None and not col.sampler.by:
         return list(col.sampler.categorical)

@@ -176,6 +176,35 @@ class FewShot(_Strict):
     diverse: bool = Field(True, description="pick examples far apart (n-gram distance), not at random")
 
 
+class Checks(_Strict):
+    """What a generated text must agree with in its own row (see synthloop/generate/agreement.py).
+    Every generated cell is checked; a failing one is regenerated with the failure stated."""
+
+    must_mention: list[str] = Field(default_factory=list, description="columns whose row value the text must name")
+    agrees_with: dict[str, str] = Field(default_factory=dict, description="label -> categorical column (or schema "
+                                        "field, e.g. triage.severity): the text must name no other value of it")
+    regex: list[str] = Field(default_factory=list, description="patterns the text must match (re.search)")
+    forbid_regex: list[str] = Field(default_factory=list, description="patterns the text must not match")
+    expressions: list[str] = Field(default_factory=list, description="safe expressions over the row and `text`; must be true")
+    judge: str | None = Field(None, description="yes/no question (a template) put to an LLM judge; 'no' fails the cell")
+    min_words: int | None = Field(None, ge=1, description="at least this many words of letters")
+    sanity: bool = Field(True, description="reject placeholders (<text>, N/A), echoed error text and texts without words")
+    field: str | None = Field(None, description="structured column: the string field to check (default: all string fields)")
+    max_attempts: int = Field(4, ge=1, le=20, description="answers tried per cell before the row is reported as failed")
+
+    @field_validator("regex", "forbid_regex")
+    @classmethod
+    def _patterns(cls, v: list[str]) -> list[str]:
+        for pat in v:
+            if len(pat) > 500:
+                raise ValueError("a pattern may be at most 500 characters long")
+            try:
+                re.compile(pat)
+            except re.error as exc:
+                raise ValueError(f"pattern {pat!r} is not a valid regular expression: {exc}") from None
+        return v
+
+
 class LLMColumn(_Strict):
     prompt: str = Field(min_length=1, description="Jinja2 template; may reference other columns")
     system: str | None = None
@@ -196,6 +225,7 @@ class LLMColumn(_Strict):
     neighbours: int = Field(3, ge=0, le=10, description="few-shot examples from the real rows nearest to each "
                             "synthetic row (on the structured columns), PII replaced; 0: none")
     style: bool = Field(True, description="state the real texts' length and typical openings in the prompt")
+    checks: Checks | None = Field(None, description="row-text agreement checks on every generated cell")
 
     @field_validator("json_schema")
     @classmethod
@@ -233,6 +263,7 @@ class Column(_Strict):
     expression: str | None = None
     llm: LLMColumn | None = None
     null_rate: float = Field(0.0, ge=0.0, lt=1.0)
+    hidden: bool = Field(False, description="a helper column: other columns may read it, the output leaves it out")
 
     @field_validator("name")
     @classmethod
@@ -400,9 +431,10 @@ class Spec(_Strict):
                 out[f] = c
         return out
 
-    def output_columns(self) -> list[str]:
-        """Output order: the learn table's order for its columns, then the spec's other columns."""
-        own = [n for c in self.columns for n in c.output_names()]
+    def output_columns(self, include_hidden: bool = False) -> list[str]:
+        """Columns written to the output (`hidden: true` helpers left out unless asked for); with a
+        `learn:` block the learn table's order comes first, then the spec's other columns."""
+        own = [n for c in self.columns if include_hidden or not c.hidden for n in c.output_names()]
         if not self._learned:
             return own
         first = [c for c in self._table_columns if c in self._learned or c in own]

@@ -1,0 +1,171 @@
+"""Row-text agreement: checks on every generated cell, regeneration with the failure stated,
+failing cells reported (never written), agreement rates in the summary; no placeholder or control
+character reaches the output; templated rules and avoid lists; hidden helper columns."""
+from __future__ import annotations
+
+import json
+import random
+import threading
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from synthloop.generate.agreement import AgreementChecker, mentions, sanity_failures
+from synthloop.generate.runner import PromptedGenerator
+from synthloop.llm.base import BackendBase, LLMRequest, LLMResult
+from synthloop.llm.testing import sample_from_schema
+from synthloop.spec import SpecError, loads_spec
+from synthloop.spec.models import Checks
+
+SPEC = """\
+name: visits
+rows: 10
+seed: 5
+columns:
+  - name: department
+    sampler: {categorical: {cardiology: 0.6, pediatrics: 0.3, emergency: 0.1}}
+  - name: severity
+    sampler: {categorical: {low: 0.5, medium: 0.3, high: 0.2}}
+  - name: note
+    llm:
+      prompt: "Note of a {{ department }} visit of {{ severity }} severity."
+      dedup: false
+      avoid: ["naming the {{ department }} head nurse"]
+      checks:
+        must_mention: [department]
+        agrees_with: {severity: severity}
+        forbid_regex: ['\\bDr\\.? [A-Z]']
+        max_attempts: 3
+"""
+
+
+class Scripted(BackendBase):
+    """Answers `text(request, attempt_index)` for text columns, schema samples otherwise."""
+
+    name = model_id = "scripted"
+    supports_constraints = True
+
+    def __init__(self, text: Callable[[LLMRequest], str] | None = None, concurrency: int = 1) -> None:
+        self.text, self.concurrency = text, concurrency
+        self.calls: list[LLMRequest] = []
+        self._lock = threading.Lock()
+
+    def complete_one(self, r: LLMRequest) -> LLMResult:
+        with self._lock:
+            self.calls.append(r)
+        obj = sample_from_schema(r.schema, random.Random(r.seed))
+        if self.text is not None and "note" in obj:
+            return LLMResult(self.text(r), elapsed=0.001, prompt_tokens=50, completion_tokens=10)
+        return LLMResult(json.dumps(obj), elapsed=0.001, prompt_tokens=50, completion_tokens=10)
+
+
+def task(r: LLMRequest) -> str:
+    return r.messages[-1][1].split("Task: ", 1)[1].split("\n", 1)[0]
+
+
+def dept_sev(r: LLMRequest) -> tuple[str, str]:
+    words = task(r).split()
+    return words[3], words[6]
+
+
+def is_repair(r: LLMRequest) -> bool:
+    return "The last one was not usable because" in r.messages[-1][1]
+
+
+def test_checker_finds_missing_mentions_contradictions_patterns_and_placeholders() -> None:
+    c = AgreementChecker(Checks(must_mention=["department"], agrees_with={"severity": "triage.severity"},
+                                regex=["^[A-Z]"], forbid_regex=[r"\d{4}-\d{2}-\d{2}"], expressions=["len(text) < 80"],
+                                min_words=3),
+                         {"triage.severity": ["low", "medium", "high"]})
+    row = {"department": "in_store", "triage": {"severity": "high"}}
+    assert c.check("Seen in store, triaged as high priority.", row) == []
+    fails = c.check("triaged as low on 2024-01-02", row)
+    assert any('department "in_store"' in f for f in fails) and any('severity "low"' in f for f in fails)
+    assert any("required pattern" in f for f in fails) and any("forbid" in f for f in fails)
+    assert "2024-01-02" not in " ".join(fails)  # a forbidden match is never quoted back to the model
+    assert c.check("In store " + "word " * 30, row) and any("len(text) < 80" in f for f in c.check("In store " + "word " * 30, row))
+    for bad in ("<text>", "N/A", "20240101 1530", "Invalid JSON (Invalid control character at 178)"):
+        assert sanity_failures(bad), bad
+    assert mentions("Blood pressure 138 mmHg", 138.0) and not mentions("highly", "high")
+
+
+def test_failing_cell_is_regenerated_with_the_failure_stated(tmp_path: Path) -> None:
+    def text(r: LLMRequest) -> str:
+        dept, sev = dept_sev(r)
+        if not is_repair(r):  # first answers name neither the department nor the right severity
+            return json.dumps({"note": f"Patient seen, triaged as {'low' if sev != 'low' else 'high'}."})
+        return json.dumps({"note": f"Seen in {dept}, {sev} severity."})
+
+    be = Scripted(text)
+    res = PromptedGenerator(loads_spec(SPEC), backend=be, cache_dir=tmp_path / "c").generate()
+    assert len(res.data) == 10 and not res.failed
+    for _, row in res.data.iterrows():
+        assert row["department"] in row["note"] and row["severity"] in row["note"]
+    repairs = [c for c in be.calls if is_repair(c)]
+    assert len(repairs) == 10
+    note = repairs[0].messages[-1][1].rsplit("\n\n", 1)[1]
+    assert "does not mention the department" in note and "triaged as" not in note  # reason, not the answer
+    ag = res.summary["agreement"]["note"]
+    assert ag["cells_checked"] == 10 and ag["agreed_first_try"] == 0 and ag["agreed_after_repairs"] == 1
+    assert ag["written_rows_agreement"] == 1.0
+    assert res.summary["requests"]["count"] == 20 and res.summary["requests"]["tokens_in"] == 20 * 50
+
+
+def test_cell_that_keeps_failing_is_reported_never_written(tmp_path: Path) -> None:
+    def text(r: LLMRequest) -> str:
+        dept, sev = dept_sev(r)
+        return json.dumps({"note": f"Seen in {dept} by Dr. Smith." if dept == "pediatrics" else f"Seen in {dept}."})
+
+    res = PromptedGenerator(loads_spec(SPEC), backend=Scripted(text), cache_dir=False).generate()
+    assert len(res.failed) == 3 and not res.data["department"].eq("pediatrics").any()
+    assert all(f["column"] == "note" and "forbid" in f["error"] for f in res.failed)
+    ag = res.summary["agreement"]["note"]
+    assert ag["cells_failed"] == 3 and ag["written_rows_agreement"] == 1.0
+    assert res.summary["timing"]["rows_per_second"] > 0 and res.summary["rows_written"] == 7
+
+
+def test_placeholder_copies_and_control_characters_never_reach_the_output(tmp_path: Path) -> None:
+    spec = SPEC.replace("        max_attempts: 3\n", "        max_attempts: 3\n  - name: triage\n    llm:\n"
+                        "      prompt: \"Triage of {{ note }}\"\n      schema: {type: object, properties: {reason: {type: string}}}\n")
+
+    def text(r: LLMRequest) -> str:
+        dept, sev = dept_sev(r)
+        return '{"note": "<text>"}' if not is_repair(r) else '{"note": "Seen in ' + dept + ',\n' + sev + '\tcase.\x01"}'
+
+    class Raw(Scripted):
+        def complete_one(self, r: LLMRequest) -> LLMResult:
+            if "reason" in json.dumps(r.schema):
+                return LLMResult('{"reason": "line one\nline two\u0007"}')
+            return super().complete_one(r)
+
+    res = PromptedGenerator(loads_spec(spec), backend=Raw(text), cache_dir=False).generate()
+    assert len(res.data) == 10
+    for col in ("note", "reason"):
+        assert not res.data[col].str.contains(r"[\x00-\x1f\x7f<>]", regex=True).any(), res.data[col].tolist()
+    assert res.data["reason"].iloc[0].startswith("line one line two")
+
+
+def test_avoid_list_and_rules_are_templated_and_unknown_placeholders_refused(tmp_path: Path) -> None:
+    spec = loads_spec(SPEC.replace('avoid: ["naming', 'constraints: ["Say it is {{ severity }}."]\n      avoid: ["naming'))
+    be = Scripted()
+    g = PromptedGenerator(spec, backend=be, cache_dir=False)
+    (_, p, _), = g.prompts_for_row(0, run_upstream=False)
+    user = p.messages[1][1]
+    row = g.plan().frame.iloc[0]
+    assert f"- naming the {row['department']} head nurse" in user and f"- Say it is {row['severity']}." in user
+    assert "{{" not in user
+    # the fixed part comes first, the row's own part last (prefix caching)
+    assert user.index("Reply with one JSON object") < user.index("Rules for this record") < user.index("Task: ")
+    with pytest.raises(SpecError, match=r"columns\[2\]\.llm\.avoid\[0\]: unknown column 'ward'.*placeholder"):
+        loads_spec(SPEC.replace("{{ department }} head", "{{ ward }} head"))
+    with pytest.raises(SpecError, match=r"agrees_with.*no known set of values"):
+        loads_spec(SPEC.replace("agrees_with: {severity: severity}", "agrees_with: {severity: note}"))
+
+
+def test_hidden_helper_columns_are_read_but_not_written(tmp_path: Path) -> None:
+    spec = loads_spec(SPEC.replace("  - name: severity\n", "  - name: severity\n    hidden: true\n"))
+    res = PromptedGenerator(spec, backend=Scripted(lambda r: json.dumps({"note": "Seen in {} with {} severity.".format(*dept_sev(r))})),
+                            cache_dir=False).generate(out=tmp_path / "o.csv")
+    assert "severity" not in res.data.columns and list(res.data.columns) == ["department", "note"]
+    assert res.data["note"].str.contains("low|medium|high").all()
