@@ -53,6 +53,9 @@ columns:
     llm:
       prompt: "Clinical note for a {{{{ severity }}}} severity visit to {{{{ department }}}}, patient aged {{{{ age }}}}."
       max_chars: 200
+      checks:
+        must_mention: [department]
+        expressions: ["contains(text, 'urgent') == (severity == 'high')"]
 """
 
 
@@ -117,6 +120,7 @@ def test_learned_columns_and_llm_text_that_agrees_with_its_row(folder: Path) -> 
     assert len(df) == 30 and set(df["severity"]) <= {"high", "low"} and df["age"].between(18, 89).all()
     assert (df["age_band"] == df["age"] // 10 * 10).all()
     assert agrees(df).mean() >= 0.95
+    assert res.summary["agreement"]["note"]["written_rows_agreement"] == 1.0  # type: ignore[attr-defined]
     assert gen.learned_part().model().schema_["patient"].kind.value == "pii"  # faked, never learned
     prompt = gen.backend.calls[0].messages[1][1]  # type: ignore[attr-defined]
     assert "Examples:" in prompt and "Write like the real texts" in prompt

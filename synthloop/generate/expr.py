@@ -51,6 +51,17 @@ def _concat(*parts: Any) -> Any:
     return out
 
 
+def _contains(text: Any, part: Any) -> Any:
+    """Case-insensitive substring test (checks such as `not contains(text, 'routine')`)."""
+    if isinstance(text, pd.Series) or isinstance(part, pd.Series):
+        n = len(text) if isinstance(text, pd.Series) else len(part)
+        t = (text if isinstance(text, pd.Series) else pd.Series([text] * n)).astype(str).str.lower().to_numpy()
+        p = (part if isinstance(part, pd.Series) else pd.Series([part] * n)).astype(str).str.lower().to_numpy()
+        idx = text.index if isinstance(text, pd.Series) else part.index
+        return pd.Series([b in a for a, b in zip(t, p)], index=idx)
+    return str(part).lower() in str(text).lower()
+
+
 def _coalesce(*parts: Any) -> Any:
     out = parts[0]
     for p in parts[1:]:
@@ -81,6 +92,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "len": _series_fn(lambda s: s.astype(str).str.len()),
     "concat": _concat,
     "coalesce": _coalesce,
+    "contains": _contains,
     "isnull": _series_fn(lambda s: s.isna()),
     "year": _series_fn(lambda s: _dt(s).dt.year),
     "month": _series_fn(lambda s: _dt(s).dt.month),
@@ -94,6 +106,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
 ARITY: dict[str, tuple[int, int | None]] = {
     **{name: (1, 1) for name in FUNCTIONS}, "round": (1, 2), "min": (2, None), "max": (2, None), "clip": (3, 3),
     "where": (3, 3), "concat": (1, None), "coalesce": (1, None), "days_between": (2, 2),
+    "contains": (2, 2),
 }
 _CMPOPS: dict[type, Callable[[Any, Any], Any]] = {
     ast.Eq: lambda a, b: a == b,
