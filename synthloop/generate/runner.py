@@ -460,6 +460,7 @@ class PromptedGenerator:
             else:
                 for i in todo:
                     done[i] = {"row": i, "status": "ok", "values": {}, "round": 0, "stats": {}}
+            retried = self._retry_failed(plan, journal, done, progress)
             div_before, regenerated = self._dedup(plan, journal, done, progress)
             text_report = self._text_checks(plan, journal, done, progress)
             if journal is not None:
@@ -469,6 +470,8 @@ class PromptedGenerator:
             summary = self._summary(plan, df, failed, done, resumed, div_before, regenerated, wall, progress)
             if text_report:
                 summary["text"] = self._text_summary(df, text_report)
+            if retried:
+                summary["failed_rows_retried"] = retried
             if notes:
                 summary["journal_warnings"] = notes
             if out is not None:
@@ -595,6 +598,22 @@ class PromptedGenerator:
                     if o in done[i]["values"]} for i in redo}
         avoid = {i: {col.name: why} for i, why in redo.items()}
         return len(self._run_rows(plan, sorted(redo), journal, done, progress, round_, avoid, keep))
+
+    def _retry_failed(self, plan: Plan, journal: Journal | None, done: dict[int, dict[str, Any]],
+                      progress: "_Progress") -> int:
+        """Mixed specs: a row whose text failed is tried again with fresh seeds (bounded), since leaving
+        it out would change the learned columns' distribution (rare values fail more often)."""
+        if not self.spec.learned_columns:
+            return 0
+        tried = 0
+        for r in range(self.spec.text_privacy.max_rounds):
+            failed = sorted(i for i, rec in done.items() if rec["status"] != "ok")
+            if not failed:
+                break
+            progress.phase(f"retry failed r{r + 1}")
+            self._run_rows(plan, failed, journal, done, progress, 200 + r)
+            tried += len(failed)
+        return tried
 
     def _text_checks(self, plan: Plan, journal: Journal | None, done: dict[int, dict[str, Any]],
                      progress: "_Progress") -> dict[str, Any]:

@@ -388,10 +388,12 @@ class Spec(_Strict):
         return list(self._learned)
 
     def conditioning_columns(self) -> list[str]:
-        """Sampler columns that are also learn-table columns: drawn first, the learned ones follow them."""
+        """Sampler columns that are also learn-table columns: drawn first, the learned ones follow them
+        (Faker and sequence samplers excepted: they replace a personal or id column)."""
         if self.learn is None:
             return []
-        return [c.name for c in self.columns if c.sampler is not None and c.name in self._table_columns]
+        return [c.name for c in self.columns if c.sampler is not None and c.name in self._table_columns
+                and c.sampler.kind not in ("faker", "sequence")]  # fakes replace a personal column instead
 
     def text_source(self, col: Column) -> str | None:
         """The learn-table column whose real texts steer LLM text column `col` (None: no steering)."""
