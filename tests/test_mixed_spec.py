@@ -88,7 +88,8 @@ class Notes(BackendBase):
             text = re.findall(r'"note": "([^"]+)"', user)[0]
         else:
             lead = "Urgent" if sev == "high" else "Routine check"
-            text = f"{lead}: seen in {dept}, {random.Random(r.seed).choice(['stable', 'improving', 'pain noted'])}."
+            state = random.Random(r.seed).choice(["stable", "improving", "pain noted"])
+            text = f"{lead}: patient seen today in {dept}, {state}, follow up planned for next week."
             if self.leak:
                 text += f" Called {self.leak}."
         return LLMResult(json.dumps({"note": text}), elapsed=0.001)

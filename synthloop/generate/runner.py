@@ -230,6 +230,7 @@ class PromptedGenerator:
             stats[f"checked:{col.name}"] = stats.get(f"checked:{col.name}", 0) + 1
         budget = self._max_tokens(col)
         attempts = max(llm.max_retries + 1, checker.checks.max_attempts if checker is not None else 0)
+        styled_fallback: dict[str, Any] | None = None
         for attempt in range(attempts):
             req = LLMRequest(
                 messages=messages, schema=prompt.schema, seed=cell_seed(self.spec.seed, i, col.name, attempt, round_),
@@ -265,6 +266,12 @@ class PromptedGenerator:
                         errs = checker.judge_failures(self._complete(jreq, stats, self.judge_backend).text)
                     if errs:
                         stats[f"disagreed:{col.name}"] = stats.get(f"disagreed:{col.name}", 0) + 1
+                guide = self.guides().get(col.name) if not llm.structured and llm.style else None
+                if not errs and guide is not None:  # mixed specs: the real texts' length range holds
+                    errs = guide.style_failures(out[col.name])
+                    stats["style_failed"] = stats.get("style_failed", 0) + int(bool(errs))
+                    if errs and styled_fallback is None:
+                        styled_fallback = out  # valid and agreeing: kept if no answer fits the style
                 if not errs:
                     stats["valid_first"] += int(attempt == 0)
                     if checker is not None:
@@ -273,6 +280,10 @@ class PromptedGenerator:
                     return out, []
             stats["repairs"] += int(attempt < attempts - 1)
             messages = repair_messages(prompt, [_plain_error(e) for e in errs])
+        if styled_fallback is not None:  # style is a preference; validity and agreement were met
+            if checker is not None:
+                stats[f"agreed:{col.name}"] = stats.get(f"agreed:{col.name}", 0) + 1
+            return styled_fallback, []
         return None, errs
 
     def _max_tokens(self, col: Column) -> int:

@@ -117,6 +117,8 @@ class TextGuide:
         self.texts = self.pii.scrub(raw, seed)  # what may reach a prompt
         self.copy = CopyIndex(all_texts)  # copying is judged against every real text
         self.style = style_stats(raw)
+        lengths = np.array([len(t) for t in raw]) if raw else np.array([0])
+        self.length_range = (int(np.floor(np.percentile(lengths, 1))), int(np.ceil(np.percentile(lengths, 99))))
         self.output_name = output_name
         self.context = [c for c in context if c in sub.columns]
         self.shown = [c for c in shown if c in self.context]
@@ -166,3 +168,18 @@ class TextGuide:
 
     def rules(self) -> list[str]:
         return style_rules(self.style)
+
+    def style_failures(self, text: str) -> list[str]:
+        """Why `text` falls outside the real texts' style: length beyond the real 1st-99th
+        percentile, or a phrase repeated (a small model's way of filling space)."""
+        lo, hi = self.length_range
+        out = []
+        if len(text) > hi:
+            out.append(f"it is longer than the real texts (at most about {hi} characters)")
+        elif len(text) < lo:
+            out.append(f"it is shorter than the real texts (at least about {lo} characters)")
+        toks = tokens(text)
+        grams = [" ".join(toks[i:i + 2]) for i in range(len(toks) - 1)]
+        if len(grams) >= 3 and len(set(grams)) < len(grams) * 0.75:
+            out.append("it repeats itself")
+        return out
