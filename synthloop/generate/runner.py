@@ -161,11 +161,13 @@ class PromptedGenerator:
         examples = pool.pick(row, np.random.default_rng(cell_seed(self.spec.seed, i, col.name + "#shots", 0, round_))) if pool else []
         guide = self.guides().get(col.name)
         rules: list[str] = []
+        row_rules: list[str] = []
         if guide is not None:
             examples = examples + guide.examples(i)
-            rules = guide.rules() if col.llm is not None and col.llm.style else []
+            if col.llm is not None and col.llm.style:
+                rules, row_rules = guide.rules(), guide.row_rules(i)
         return build_prompt(self.spec, self.spec.llm, col, self._index(col.name), row, i, plan.n, examples,
-                            plan.assigned_for(col.name, i), extra_avoid, rules)
+                            plan.assigned_for(col.name, i), extra_avoid, rules, row_rules)
 
     def _complete(self, req: LLMRequest, stats: dict[str, Any], backend: LLMBackend | None = None) -> LLMResult:
         """One request through the cache; counts requests, tokens and the backend's busy intervals."""
@@ -230,7 +232,8 @@ class PromptedGenerator:
             stats[f"checked:{col.name}"] = stats.get(f"checked:{col.name}", 0) + 1
         budget = self._max_tokens(col)
         attempts = max(llm.max_retries + 1, checker.checks.max_attempts if checker is not None else 0)
-        styled_fallback: dict[str, Any] | None = None
+        styled_fallback: tuple[dict[str, Any], float] | None = None
+        agreed_counted = False
         for attempt in range(attempts):
             req = LLMRequest(
                 messages=messages, schema=prompt.schema, seed=cell_seed(self.spec.seed, i, col.name, attempt, round_),
@@ -267,23 +270,23 @@ class PromptedGenerator:
                     if errs:
                         stats[f"disagreed:{col.name}"] = stats.get(f"disagreed:{col.name}", 0) + 1
                 guide = self.guides().get(col.name) if not llm.structured and llm.style else None
+                if not errs and checker is not None and not agreed_counted:  # agreement, apart from style
+                    agreed_counted = True
+                    stats[f"agreed:{col.name}"] = stats.get(f"agreed:{col.name}", 0) + 1
+                    stats[f"agreed_first:{col.name}"] = stats.get(f"agreed_first:{col.name}", 0) + int(attempt == 0)
                 if not errs and guide is not None:  # mixed specs: the real texts' length range holds
-                    errs = guide.style_failures(out[col.name])
+                    errs = guide.style_failures(out[col.name], i)
                     stats["style_failed"] = stats.get("style_failed", 0) + int(bool(errs))
-                    if errs and styled_fallback is None:
-                        styled_fallback = out  # valid and agreeing: kept if no answer fits the style
+                    gap = guide.length_gap(out[col.name], i) + 10.0 * any("repeats" in e or "than the real" in e for e in errs)
+                    if errs and (styled_fallback is None or gap < styled_fallback[1]):
+                        styled_fallback = (out, gap)  # valid and agreeing: the closest is kept if none fits
                 if not errs:
                     stats["valid_first"] += int(attempt == 0)
-                    if checker is not None:
-                        stats[f"agreed:{col.name}"] = stats.get(f"agreed:{col.name}", 0) + 1
-                        stats[f"agreed_first:{col.name}"] = stats.get(f"agreed_first:{col.name}", 0) + int(attempt == 0)
                     return out, []
             stats["repairs"] += int(attempt < attempts - 1)
             messages = repair_messages(prompt, [_plain_error(e) for e in errs])
         if styled_fallback is not None:  # style is a preference; validity and agreement were met
-            if checker is not None:
-                stats[f"agreed:{col.name}"] = stats.get(f"agreed:{col.name}", 0) + 1
-            return styled_fallback, []
+            return styled_fallback[0], []
         return None, errs
 
     def _max_tokens(self, col: Column) -> int:

@@ -129,12 +129,13 @@ class TextGuide:
         self._X = self._enc.transform(sub) if self._enc else None
         self._nn: Any = None
         self._picked: dict[int, np.ndarray] = {}
+        self._target: dict[int, int] = {}
 
     def plan(self, frame: pd.DataFrame) -> None:
         """Pick every synthetic row's examples at once: the 4k nearest real rows, k of them by a
         seeded draw (ties of identical structured values would otherwise always give the same k)."""
-        self._picked = {}
-        if self.k == 0 or not self.texts:
+        self._picked, self._target = {}, {}
+        if not self.texts:
             return
         n = len(frame)
         want = min(4 * self.k, len(self.texts))
@@ -148,8 +149,12 @@ class TextGuide:
             cand = self._nn.kneighbors(self._enc.transform(frame), n_neighbors=want, return_distance=False)
         rng = np.random.default_rng([self.seed & 0xFFFFFFFF, 16])
         keys = rng.random(cand.shape)
-        order = np.argsort(keys, axis=1)[:, : self.k]
-        self._picked = dict(enumerate(np.take_along_axis(cand, order, axis=1)))
+        order = np.argsort(keys, axis=1)
+        self._picked = dict(enumerate(np.take_along_axis(cand, order[:, : self.k], axis=1))) if self.k else {}
+        # a planned length per row: that of one more near real text, so lengths follow the real
+        # distribution given the structured values (the answer closest to it is kept)
+        lengths = np.array([len(t) for t in self.texts])
+        self._target = dict(enumerate(lengths[np.take_along_axis(cand, order[:, -1:], axis=1)[:, 0]]))
 
     def examples(self, i: int) -> list[dict[str, Any]]:
         """Few-shot examples of synthetic row i (PII already replaced), distinct texts only."""
@@ -169,15 +174,32 @@ class TextGuide:
     def rules(self) -> list[str]:
         return style_rules(self.style)
 
-    def style_failures(self, text: str) -> list[str]:
+    def target_length(self, i: int) -> int | None:
+        t = self._target.get(i)
+        return int(t) if t is not None else None
+
+    def row_rules(self, i: int) -> list[str]:
+        t = self.target_length(i)
+        return [f"About {t} characters long."] if t is not None else []
+
+    def length_gap(self, text: str, i: int) -> float:
+        """How far `text` is from row i's planned length (0 when there is none)."""
+        t = self.target_length(i)
+        return abs(len(text) - t) / max(t, 1) if t is not None else 0.0
+
+    def style_failures(self, text: str, i: int | None = None) -> list[str]:
         """Why `text` falls outside the real texts' style: length beyond the real 1st-99th
-        percentile, or a phrase repeated (a small model's way of filling space)."""
+        percentile or far from row i's planned length, or a phrase repeated (a small model's way
+        of filling space)."""
         lo, hi = self.length_range
         out = []
+        t = self.target_length(i) if i is not None else None
         if len(text) > hi:
             out.append(f"it is longer than the real texts (at most about {hi} characters)")
         elif len(text) < lo:
             out.append(f"it is shorter than the real texts (at least about {lo} characters)")
+        elif t is not None and abs(len(text) - t) > max(3, 0.25 * t):
+            out.append(f"it should be about {t} characters long, not {len(text)}")
         toks = tokens(text)
         grams = [" ".join(toks[i:i + 2]) for i in range(len(toks) - 1)]
         if len(grams) >= 3 and len(set(grams)) < len(grams) * 0.75:
