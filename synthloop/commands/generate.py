@@ -7,7 +7,7 @@ from typing import Any, Optional
 import typer
 
 from synthloop.commands._common import console, styled
-from synthloop.generate.overrides import ALLOW_DIR_HELP, API_KEY_ENV_HELP
+from synthloop.generate.overrides import ALLOW_DIR_HELP, API_KEY_ENV_HELP, LLM_MODEL_HELP, THREADS_HELP
 
 
 def register(app: typer.Typer) -> None:
@@ -21,7 +21,9 @@ def register(app: typer.Typer) -> None:
         backend: Optional[str] = typer.Option(None, "--backend", help="embedded | openai | hf (overrides the spec)."),
         base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible server, e.g. http://localhost:8000/v1."),
         model: Optional[str] = typer.Option(None, "--model", help="Model name (openai), .gguf path (embedded) or folder (hf)."),
+        llm_model: Optional[str] = typer.Option(None, "--llm-model", help=LLM_MODEL_HELP),
         concurrency: Optional[int] = typer.Option(None, "--concurrency", help="Requests in flight at once (openai)."),
+        threads: Optional[int] = typer.Option(None, "--threads", help=THREADS_HELP),
         seed: Optional[int] = typer.Option(None, "--seed", help="Overrides the spec's seed."),
         fresh: bool = typer.Option(False, "--fresh", help="Discard the journal of an interrupted run instead of resuming it."),
         no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the response cache."),
@@ -41,7 +43,7 @@ def register(app: typer.Typer) -> None:
         from synthloop.spec import load_spec
 
         spec = apply_overrides(load_spec(spec_path, allow_dir or (), api_key_env), backend, base_url, model, concurrency,
-                               seed, unconstrained)
+                               seed, unconstrained, threads, llm_model)
         out = output or Path("outputs") / f"{spec.name}.csv"
         gen = PromptedGenerator(spec, cache_dir=False if no_cache else cache_dir)
         progress = Progress(
@@ -71,13 +73,18 @@ def register(app: typer.Typer) -> None:
             f"wrote {s['rows_written']} of {s['rows_requested']} rows to {out} "
             f"({s['timing']['rows_per_second'] or 0:.2f} rows/s, first-try valid "
             f"{(v['valid_first_try'] if v['valid_first_try'] is not None else 1):.1%}, repairs {v['repairs']}, "
-            f"resumed {s['resumed_rows']}, cache hits {s['cache']['hits']}); summary: {summary_path_for(out)}",
-            soft_wrap=True,
+            f"resumed {s['resumed_rows']}, cache hits {s['cache']['hits']}, requests {s['requests']['count']}, "
+            f"tokens {s['requests']['tokens_in']} in / {s['requests']['tokens_out']} out); summary: {summary_path_for(out)}",
+            soft_wrap=True, markup=False,
         )
+        for col, a in s.get("agreement", {}).items():
+            console.print(f"agreement of {col}: {a['written_rows_agreement'] if a['written_rows_agreement'] is not None else 1:.1%} "
+                          f"of written rows (first try {a['agreed_first_try'] or 0:.1%}, {a['cells_failed']} cells failed every try)",
+                          soft_wrap=True, markup=False)
         if result.failed:
             console.print(styled(("warning:", "yellow"), f" {len(result.failed)} rows failed validation after repairs and were left out "
                                  f"(first: row {result.failed[0]['row']}, {result.failed[0]['column']}: {result.failed[0]['error']})"),
-                          soft_wrap=True)
+                          soft_wrap=True, markup=False)
         if s["targets"]["columns"] and not s["targets"]["met"]:
             console.print(styled(("warning:", "yellow"), f" target shares missed by {s['targets']['max_abs_error']:.2%} "
                                  f"(tolerance {s['targets']['tolerance']:.2%})"))

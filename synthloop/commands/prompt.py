@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from synthloop.generate.overrides import ALLOW_DIR_HELP, API_KEY_ENV_HELP
+from synthloop.generate.overrides import ALLOW_DIR_HELP, API_KEY_ENV_HELP, LLM_MODEL_HELP
 
 
 def register(app: typer.Typer) -> None:
@@ -23,6 +23,7 @@ def register(app: typer.Typer) -> None:
         backend: Optional[str] = typer.Option(None, "--backend"),
         base_url: Optional[str] = typer.Option(None, "--base-url"),
         model: Optional[str] = typer.Option(None, "--model"),
+        llm_model: Optional[str] = typer.Option(None, "--llm-model", help=LLM_MODEL_HELP),
         cache_dir: Optional[Path] = typer.Option(None, "--cache-dir"),
         api_key_env: Optional[str] = typer.Option(None, "--api-key-env", metavar="NAME", help=API_KEY_ENV_HELP),
         allow_dir: Optional[list[Path]] = typer.Option(None, "--allow-dir", metavar="DIR", help=ALLOW_DIR_HELP),
@@ -34,7 +35,8 @@ def register(app: typer.Typer) -> None:
         from synthloop.generate.runner import PromptedGenerator
         from synthloop.spec import load_spec
 
-        spec = apply_overrides(load_spec(spec_path, allow_dir or (), api_key_env), backend, base_url, model, None, None, False)
+        spec = apply_overrides(load_spec(spec_path, allow_dir or (), api_key_env), backend, base_url, model, None, None, False,
+                               llm_model=llm_model)
         gen = PromptedGenerator(spec, cache_dir=cache_dir)
         items = gen.prompts_for_row(row, n, column, run_upstream=not no_run)
         if as_json:

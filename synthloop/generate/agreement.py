@@ -48,7 +48,8 @@ TEXT_NAME = "text"  # the name a check expression reads the checked text under
 
 # what a model copies from a prompt instead of writing: answer-format placeholders, empty stand-ins,
 # and the wording of error or repair messages
-_PLACEHOLDER = re.compile(r"<\s*[A-Za-z_][A-Za-z _-]{0,30}\s*>")
+_PLACEHOLDER = re.compile(r"<\s*/?\s*[A-Za-z_][\w -]{0,30}\s*>")
+_BRACES = re.compile(r"[{}]")
 _EMPTY = {"", "n/a", "na", "none", "null", "text", "...", "-", "unknown", "tbd", "todo", "string"}
 _ECHO = re.compile(r"invalid json|control character|json schema|earlier answer|was rejected|reply with|"
                    r"answer (?:is|was) invalid|not usable|at character \d+", re.I)
@@ -103,6 +104,8 @@ def sanity_failures(text: str) -> list[str]:
         out.append(f"it contains the placeholder {_PLACEHOLDER.search(t).group(0)!r} instead of real text")  # type: ignore[union-attr]
     elif t.lower().strip(" .") in _EMPTY:
         out.append("it is empty or a stand-in like N/A instead of real text")
+    if _BRACES.search(t):
+        out.append("it contains JSON or template braces instead of plain text")
     if _ECHO.search(t):
         out.append("it talks about the answer format instead of being the text itself")
     if not _WORD.search(t):

@@ -36,8 +36,30 @@ def _series_fn(fn: Callable[[pd.Series], Any]) -> Callable[[Any], Any]:
     return wrapped
 
 
-def _round(x: Any, digits: Any = 0) -> Any:
-    return np.round(x, int(digits))
+def _round(x: Any, digits: Any = None) -> Any:
+    """round(x) is a whole number (an integer column, so "138 mmHg", not "138.0 mmHg");
+    round(x, d) keeps d decimals."""
+    if digits is not None:
+        return np.round(x, int(digits))
+    return _to_int(x)
+
+
+def _to_int(x: Any) -> Any:
+    if isinstance(x, pd.Series):
+        return pd.Series(np.round(pd.to_numeric(x, errors="coerce")), index=x.index).astype("Int64")
+    if x is None or (isinstance(x, float) and x != x):
+        return None
+    return int(np.round(x))
+
+
+def _contains(s: Any, sub: Any) -> Any:
+    """Whether text `s` contains `sub`, ignoring case."""
+    if isinstance(sub, pd.Series):
+        a = s if isinstance(s, pd.Series) else pd.Series([s] * len(sub), index=sub.index)
+        return pd.Series([str(y).lower() in str(x).lower() for x, y in zip(a, sub)], index=a.index)
+    if isinstance(s, pd.Series):
+        return s.astype(str).str.lower().str.contains(str(sub).lower(), regex=False)
+    return str(sub).lower() in str(s).lower()
 
 
 def _where(cond: Any, a: Any, b: Any) -> Any:
@@ -49,17 +71,6 @@ def _concat(*parts: Any) -> Any:
     for p in parts:
         out = out + (p.astype(str) if isinstance(p, pd.Series) else str(p))
     return out
-
-
-def _contains(text: Any, part: Any) -> Any:
-    """Case-insensitive substring test (checks such as `not contains(text, 'routine')`)."""
-    if isinstance(text, pd.Series) or isinstance(part, pd.Series):
-        n = len(text) if isinstance(text, pd.Series) else len(part)
-        t = (text if isinstance(text, pd.Series) else pd.Series([text] * n)).astype(str).str.lower().to_numpy()
-        p = (part if isinstance(part, pd.Series) else pd.Series([part] * n)).astype(str).str.lower().to_numpy()
-        idx = text.index if isinstance(text, pd.Series) else part.index
-        return pd.Series([b in a for a, b in zip(t, p)], index=idx)
-    return str(part).lower() in str(text).lower()
 
 
 def _coalesce(*parts: Any) -> Any:
@@ -82,7 +93,8 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "max": _safe.pairwise(np.maximum),
     "clip": lambda x, lo, hi: np.clip(x, lo, hi),
     "where": _where,
-    "int": lambda x: x.round().astype("Int64") if isinstance(x, pd.Series) else int(round(x)),
+    "int": _to_int,
+    "contains": _contains,
     "float": lambda x: x.astype(float) if isinstance(x, pd.Series) else float(x),
     "str": lambda x: x.astype(str) if isinstance(x, pd.Series) else str(x),
     "lower": _series_fn(lambda s: s.astype(str).str.lower()),
@@ -92,7 +104,6 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "len": _series_fn(lambda s: s.astype(str).str.len()),
     "concat": _concat,
     "coalesce": _coalesce,
-    "contains": _contains,
     "isnull": _series_fn(lambda s: s.isna()),
     "year": _series_fn(lambda s: _dt(s).dt.year),
     "month": _series_fn(lambda s: _dt(s).dt.month),
@@ -105,8 +116,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
 # Arguments each function takes (min, max; None: any number), checked when the expression is read.
 ARITY: dict[str, tuple[int, int | None]] = {
     **{name: (1, 1) for name in FUNCTIONS}, "round": (1, 2), "min": (2, None), "max": (2, None), "clip": (3, 3),
-    "where": (3, 3), "concat": (1, None), "coalesce": (1, None), "days_between": (2, 2),
-    "contains": (2, 2),
+    "where": (3, 3), "contains": (2, 2), "concat": (1, None), "coalesce": (1, None), "days_between": (2, 2),
 }
 _CMPOPS: dict[type, Callable[[Any, Any], Any]] = {
     ast.Eq: lambda a, b: a == b,

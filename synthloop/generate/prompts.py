@@ -133,6 +133,7 @@ class FewShotPool:
 class Prompt:
     messages: tuple[tuple[str, str], ...]
     schema: dict[str, Any]
+    start: str = ""  # the text's rendered `start` (text columns)
 
 
 def render(template: str, context: dict[str, Any], where: str) -> str:
@@ -199,15 +200,12 @@ def build_prompt(spec: Spec, settings: LLMSettings, col: Column, index: int, row
     fixed_avoid = [a for a in llm.avoid if not _has_placeholder(a)]
     if fixed_avoid:
         head.append("Avoid:\n" + "\n".join(f"- {a}" for a in fixed_avoid))
-    # a pinned enum makes the schema row-specific: the format line then goes to the tail
-    fmt = answer_format(col, schema)
-    if not assigned:
-        head.append(fmt)
+    # the format line shows the column's schema as written; a value planned for this row is a rule
+    # of the tail (and pinned in the decoding schema), so the head stays the same for every row
+    head.append(answer_format(col, answer_schema(col)))
     tail: list[str] = []
     if examples:
         tail.append("Examples:\n" + "\n".join(json.dumps(e, ensure_ascii=False) for e in examples))
-    if assigned:
-        tail.append(fmt)
     record_rules = [render(r, ctx, f"{where}.constraints[{j}]") for j, r in enumerate(llm.constraints) if _has_placeholder(r)]
     record_rules += [f'"{k}" must be {json.dumps(v)}.' for k, v in (assigned or {}).items()]
     record_rules += list(row_rules or [])
@@ -218,7 +216,8 @@ def build_prompt(spec: Spec, settings: LLMSettings, col: Column, index: int, row
     if row_avoid:
         tail.append("Also avoid:\n" + "\n".join(f"- {a}" for a in row_avoid))
     tail.append("Task: " + render(llm.prompt, ctx, where + ".prompt"))
-    return Prompt(messages=(("system", system), ("user", "\n\n".join(head + tail))), schema=schema)
+    start = " ".join(render(llm.start, ctx, where + ".start").split()) if llm.start else ""
+    return Prompt(messages=(("system", system), ("user", "\n\n".join(head + tail))), schema=schema, start=start)
 
 
 def repair_messages(prompt: Prompt, failures: list[str]) -> tuple[tuple[str, str], ...]:
@@ -228,4 +227,4 @@ def repair_messages(prompt: Prompt, failures: list[str]) -> tuple[tuple[str, str
     from synthloop.generate.agreement import repair_note
 
     *rest, (role, user) = prompt.messages
-    return (*rest, (role, user + "\n\n" + repair_note(failures)))
+    return (*rest, (role, user + "\n\n" + repair_note(failures)))  # type: ignore[return-value]

@@ -31,7 +31,7 @@ from synthloop.generate.planner import Plan, cell_seed, make_plan
 from synthloop.generate.prompts import REASONING_FIELD, FewShotPool, Prompt, _plain, build_prompt, repair_messages
 from synthloop.generate.store import Journal, JournalWarning, ResponseCache, RunLock, journal_path_for, lock_path_for
 from synthloop.llm import LLMBackend, LLMRequest, LLMResult, make_backend
-from synthloop.llm.validate import parse_and_validate
+from synthloop.llm.validate import parse_and_validate, schema_errors
 from synthloop.spec.dag import downstream
 from synthloop.spec.errors import GenerationError
 from synthloop.spec.models import Column, Spec
@@ -239,9 +239,14 @@ class PromptedGenerator:
                 messages=messages, schema=prompt.schema, seed=cell_seed(self.spec.seed, i, col.name, attempt, round_),
                 temperature=llm.temperature if llm.temperature is not None else settings.temperature,
                 top_p=settings.top_p, max_tokens=budget, constrained=settings.constrained, context=f"column:{col.name}",
+                start=prompt.start,
             )
             res = self._complete(req, stats)
             obj, errs = parse_and_validate(res.text, prompt.schema)
+            if prompt.start and obj is not None and isinstance(obj.get(col.name), str) \
+                    and not obj[col.name].startswith(prompt.start):  # a backend that cannot prefill
+                obj[col.name] = f"{prompt.start} {obj[col.name]}"
+                errs = schema_errors(obj, prompt.schema)
             if errs:
                 stats["schema_invalid"] += 1
                 if res.meta.get("finish_reason") == "length":

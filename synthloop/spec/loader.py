@@ -157,7 +157,7 @@ def _cross_check(spec: Spec, where: _Where) -> None:
             unknown = sorted(names - known)
             if unknown:
                 hint = (" (a {{ placeholder }} must name a column of the spec)"
-                        if sub.startswith(("llm.constraints", "llm.avoid", "llm.checks.judge")) else "")
+                        if sub.startswith(("llm.constraints", "llm.avoid", "llm.checks.judge", "llm.start")) else "")
                 raise where.error(
                     ("columns", i, *(int(p) if p.isdigit() else p for p in sub.split("."))),
                     f"unknown column '{unknown[0]}'{hint}; known columns: {', '.join(sorted(known))}",
@@ -200,6 +200,8 @@ def _template_part(col: Any, source: str | None) -> tuple[Any, ...]:
         return ("prompt",)
     if llm.system and source == llm.system:
         return ("system",)
+    if llm.start and source == llm.start:
+        return ("start",)
     for key in ("constraints", "avoid"):
         for j, text in enumerate(getattr(llm, key)):
             if source == text:

@@ -226,6 +226,9 @@ class LLMColumn(_Strict):
                             "synthetic row (on the structured columns), PII replaced; 0: none")
     style: bool = Field(True, description="state the real texts' length and typical openings in the prompt")
     checks: Checks | None = Field(None, description="row-text agreement checks on every generated cell")
+    start: str | None = Field(None, description="text columns: the text begins with this (a template, e.g. "
+                              "'{{ department | title }} visit:'); the embedded backend writes it into the answer, "
+                              "so only the rest is generated")
 
     @field_validator("json_schema")
     @classmethod
@@ -249,6 +252,8 @@ class LLMColumn(_Strict):
     def _chars(self) -> "LLMColumn":
         if self.min_chars > self.max_chars:
             raise ValueError(f"min_chars ({self.min_chars}) is greater than max_chars ({self.max_chars})")
+        if self.start is not None and self.json_schema is not None:
+            raise ValueError("'start' is for text columns (a structured column's answer starts with its fixed fields)")
         return self
 
     @property

@@ -1,0 +1,53 @@
+"""Child process of bench_prompted_agreement.py: one prompted run, timed, with its requests counted.
+
+Runs with whichever `synthloop` is first on PYTHONPATH (this checkout, or an older revision unpacked
+by the benchmark), so it uses only APIs both have. Prints one JSON line of figures; writes the table.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+
+from synthloop.generate.runner import PromptedGenerator
+from synthloop.llm.base import BackendBase, LLMResult
+from synthloop.llm.embedded import EmbeddedBackend
+from synthloop.spec import load_spec
+
+
+class Counting(BackendBase):
+    def __init__(self, inner: EmbeddedBackend) -> None:
+        self.inner = inner
+        self.name, self.model_id, self.concurrency, self.supports_constraints = inner.name, inner.model_id, 1, True
+        self.requests = self.tokens_in = self.tokens_out = 0
+        self.seconds = 0.0
+        self._lock = threading.Lock()
+
+    def complete_one(self, request) -> LLMResult:  # type: ignore[no-untyped-def]
+        res = self.inner.complete_one(request)
+        with self._lock:
+            self.requests += 1
+            self.tokens_in += res.prompt_tokens
+            self.tokens_out += res.completion_tokens
+            self.seconds += res.elapsed
+        return res
+
+
+def main() -> None:
+    spec_path, rows, out, model, threads = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
+    spec = load_spec(spec_path)
+    inner = EmbeddedBackend(None if model == "default" else model, threads=threads)
+    inner.llm  # loaded before the clock starts, as in a long-lived process
+    be = Counting(inner)
+    gen = PromptedGenerator(spec, backend=be, cache_dir=False)
+    t0 = time.perf_counter()
+    res = gen.generate(rows, out)
+    wall = time.perf_counter() - t0
+    print(json.dumps({"wall_s": wall, "requests": be.requests, "tokens_in": be.tokens_in, "tokens_out": be.tokens_out,
+                      "backend_s": be.seconds, "rows_written": int(res.summary["rows_written"]),
+                      "failed": res.summary["failed"][:5], "model_id": be.model_id}))
+
+
+if __name__ == "__main__":
+    main()
