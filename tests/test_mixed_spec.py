@@ -247,3 +247,24 @@ def test_refine_meets_a_missed_text_length_target_by_stating_the_range(folder: P
     first, last = d["history"][0], d["history"][-1]
     assert not first["met"] and last["met"] and res.met
     assert any("SetTextLength(note: 40-200" in a["summary"] for a in first["actions"])
+
+
+def test_cli_drafts_a_spec_from_a_table_and_generates_it(folder: Path) -> None:
+    pytest.importorskip("openai")
+    from conftest import run_cli
+
+    from synthloop.llm.testing import FakeOpenAIServer
+
+    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}  # this checkout, from another folder
+    r = run_cli("schema", "visits.csv", "--spec", "drafted.yaml", "--rows", "6", cwd=folder, env=env)
+    assert r.returncode == 0, r.stderr
+    text = (folder / "drafted.yaml").read_text().replace("model: auto", "model: copula")
+    (folder / "drafted.yaml").write_text(text)
+    with FakeOpenAIServer() as srv:
+        r = run_cli("generate", "drafted.yaml", "-n", "6", "-o", "out.csv", "--backend", "openai", "--base-url", srv.base_url,
+                    "--model", "fake", "--no-cache", cwd=folder, env=env)
+    assert r.returncode == 0, r.stderr
+    df = pd.read_csv(folder / "out.csv")
+    assert list(df.columns) == ["visit_id", "patient", "age", "severity", "department", "note"] and len(df) == 6
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["text"]["note"]["pii"]["texts_after"] == 0
