@@ -268,3 +268,17 @@ def test_cli_drafts_a_spec_from_a_table_and_generates_it(folder: Path) -> None:
     assert list(df.columns) == ["visit_id", "patient", "age", "severity", "department", "note"] and len(df) == 6
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert summary["text"]["note"]["pii"]["texts_after"] == 0
+
+
+def test_longest_copied_run_and_personal_values_in_text() -> None:
+    from synthloop.generate.textprivacy import CopyIndex, PiiIndex
+
+    idx = CopyIndex(["the quick brown fox jumps over the lazy dog today", "a b c"])
+    runs = idx.longest_runs(["The quick brown fox jumps over the lazy dog!", "fox over lazy", "", "nothing alike here"])
+    assert runs.tolist() == [9, 1, 0, 0]
+    pii = PiiIndex({"Maria Lopez": "name", "Tiger": "name", "V100042": "id"}, common=["tiger"])
+    text = "Seen by maria lopez (V100042), call +1 206 555 0199 or maria@example.org; Tiger stripes."
+    assert pii.hits([text])[0] == ["maria lopez", "V100042"]  # the table's own values
+    assert [text[s:e] for s, e, _ in pii.spans(text)][2:] == ["+1 206 555 0199", "maria@example.org"]  # any, when scrubbing
+    clean = pii.scrub([text], seed=1)[0]
+    assert not pii.hits([clean])[0] and "Tiger stripes" in clean  # a common word of the texts is no identifier

@@ -669,7 +669,7 @@ class PromptedGenerator:
             for i, rec in done.items():  # the last word on PII: nothing real leaves the run
                 if rec["status"] == "ok" and name in rec["values"]:
                     t = str(rec["values"][name])
-                    if guide.pii.spans(t):
+                    if guide.pii.spans(t, generic=False):
                         rec["values"][name] = guide.pii.scrub([t], self.spec.seed)[0]
                         scrubbed += 1
             report[name] = {"before": before, "regenerated": regenerated, "pii_scrubbed": scrubbed}

@@ -81,11 +81,14 @@ class PiiIndex:
     def __len__(self) -> int:
         return len(self.kind)
 
-    def spans(self, text: str) -> list[tuple[int, int, str]]:
-        """(start, end, kind) of each personal value in `text`, longest match first, plus emails/phones."""
-        found: list[tuple[int, int, str]] = [(m.start(), m.end(), "email") for m in EMAIL_RE.finditer(text)]
-        found += [(m.start(), m.end(), "phone") for m in PHONE_RE.finditer(text)
-                  if sum(ch.isdigit() for ch in m.group()) >= 9]
+    def spans(self, text: str, generic: bool = True) -> list[tuple[int, int, str]]:
+        """(start, end, kind) of each real personal value in `text`, longest match first; with
+        `generic`, every email address and phone number too (what scrubbing real texts removes)."""
+        found: list[tuple[int, int, str]] = []
+        if generic:
+            found += [(m.start(), m.end(), "email") for m in EMAIL_RE.finditer(text)]
+            found += [(m.start(), m.end(), "phone") for m in PHONE_RE.finditer(text)
+                      if sum(ch.isdigit() for ch in m.group()) >= 9]
         if self.kind:
             toks = [(m.start(), m.end(), m.group().lower()) for m in _PII_TOKEN.finditer(text)]
             j = 0
@@ -106,7 +109,8 @@ class PiiIndex:
         return merged
 
     def hits(self, texts: Sequence[str]) -> list[list[str]]:
-        return [[str(t)[s:e] for s, e, _ in self.spans(str(t))] for t in texts]
+        """The real table's personal values found in each text (fake stand-ins do not count)."""
+        return [[str(t)[s:e] for s, e, _ in self.spans(str(t), generic=False)] for t in texts]
 
     def scrub(self, texts: Sequence[str], seed: int = 0) -> list[str]:
         """Texts with each personal value replaced by a fake one of its kind (seeded, so stable)."""
