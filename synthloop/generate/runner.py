@@ -37,14 +37,26 @@ from synthloop.spec.errors import GenerationError
 from synthloop.spec.models import Column, Spec
 
 # the judge model used when the embedded backend runs and its package is installed ("" = the
-# generating model); see the README's comparison of embedded models
-DEFAULT_JUDGE_MODEL = "gemma3-270m"
+# generating model). Empty: the Gemma package ships the base gemma-3-270m, which lost to SmolLM2 in
+# bench_prompted_agreement (see the README), so it is not the default judge.
+DEFAULT_JUDGE_MODEL = ""
 STAT_KEYS = ("cells", "valid_first", "repairs", "transport_retries", "cache_hits", "backend_seconds", "requests",
              "tokens_in", "tokens_out", "schema_invalid")
 
 
 def _new_stats() -> dict[str, Any]:
     return {k: 0.0 if k == "backend_seconds" else 0 for k in STAT_KEYS}
+
+
+def _room_for_start(schema: dict[str, Any], field: str, used: int) -> dict[str, Any]:
+    """`schema` with the text field's length bounds lowered by the `used` characters of its start."""
+    out = json.loads(json.dumps(schema))
+    prop = out["properties"][field]
+    if "maxLength" in prop:
+        prop["maxLength"] = max(prop["maxLength"] - used, 1)
+    if "minLength" in prop:
+        prop["minLength"] = max(min(prop["minLength"] - used, prop.get("maxLength", 10**9)), 0)
+    return out
 
 
 def _plain_error(err: str) -> str:
@@ -158,16 +170,20 @@ class PromptedGenerator:
     def prompt(self, plan: Plan, col: Column, i: int, row: dict[str, Any], round_: int = 0,
                extra_avoid: list[str] | None = None) -> Prompt:
         pool = self.pool(col)
-        examples = pool.pick(row, np.random.default_rng(cell_seed(self.spec.seed, i, col.name + "#shots", 0, round_))) if pool else []
+        fixed = bool(pool is not None and col.llm is not None and col.llm.few_shot is not None and not col.llm.few_shot.per_row)
+        pick_row, pick_round = (0, 0) if fixed else (i, round_)  # one pick for the whole column
+        examples = pool.pick(row, np.random.default_rng(cell_seed(self.spec.seed, pick_row, col.name + "#shots", 0, pick_round))) if pool else []
         guide = self.guides().get(col.name)
         rules: list[str] = []
         row_rules: list[str] = []
+        extra: list[dict[str, Any]] = []
         if guide is not None:
-            examples = examples + guide.examples(i)
+            extra = guide.examples(i)  # the nearest real rows: always this row's own
             if col.llm is not None and col.llm.style:
                 rules, row_rules = guide.rules(), guide.row_rules(i)
-        return build_prompt(self.spec, self.spec.llm, col, self._index(col.name), row, i, plan.n, examples,
-                            plan.assigned_for(col.name, i), extra_avoid, rules, row_rules)
+        return build_prompt(self.spec, self.spec.llm, col, self._index(col.name), row, i, plan.n, examples + extra,
+                            plan.assigned_for(col.name, i), extra_avoid, rules, row_rules,
+                            fixed_examples=fixed and not extra)  # row-specific neighbours keep examples per row
 
     def _complete(self, req: LLMRequest, stats: dict[str, Any], backend: LLMBackend | None = None) -> LLMResult:
         """One request through the cache; counts requests, tokens and the backend's busy intervals."""
@@ -231,12 +247,15 @@ class PromptedGenerator:
         if checker is not None:
             stats[f"checked:{col.name}"] = stats.get(f"checked:{col.name}", 0) + 1
         budget = self._max_tokens(col)
+        # a backend that cannot prefill `start` writes only the rest: its schema leaves room for it
+        request_schema = prompt.schema if not prompt.start or getattr(self.backend, "supports_prefill", False) \
+            else _room_for_start(prompt.schema, col.name, len(prompt.start) + 1)
         attempts = max(llm.max_retries + 1, checker.checks.max_attempts if checker is not None else 0)
         styled_fallback: tuple[dict[str, Any], float] | None = None
         agreed_counted = False
         for attempt in range(attempts):
             req = LLMRequest(
-                messages=messages, schema=prompt.schema, seed=cell_seed(self.spec.seed, i, col.name, attempt, round_),
+                messages=messages, schema=request_schema, seed=cell_seed(self.spec.seed, i, col.name, attempt, round_),
                 temperature=llm.temperature if llm.temperature is not None else settings.temperature,
                 top_p=settings.top_p, max_tokens=budget, constrained=settings.constrained, context=f"column:{col.name}",
                 start=prompt.start,
@@ -295,19 +314,34 @@ class PromptedGenerator:
         return None, errs
 
     def _max_tokens(self, col: Column) -> int:
-        """Configured max_tokens, raised to what the longest valid answer needs (a cut-off answer
-        is invalid JSON however good the grammar): ~1 token per 2 characters of strings plus JSON."""
+        """The answer's token budget, derived from the schema: ~1 token per 2 characters of its
+        strings' maxLength plus the JSON around them (a cut-off answer is invalid JSON however good
+        the grammar). A max_tokens the column or the spec sets is kept as a floor; without one the
+        derived budget is used as it is when every string is bounded, so a model that rambles stops
+        early instead of running on to a generic 200 tokens."""
         llm = col.llm
         assert llm is not None
-        configured = llm.max_tokens or self.spec.llm.max_tokens
+        bounded = True
         if llm.structured:
             props = llm.json_schema["properties"]  # type: ignore[index]
-            need = 12 + sum(8 + int(p.get("maxLength", 0) / 2) if isinstance(p, dict) else 8 for p in props.values())
+            need = 12
+            for p in props.values():
+                p = p if isinstance(p, dict) else {}
+                if p.get("type") in ("string", None) and "enum" not in p and "const" not in p and "maxLength" not in p:
+                    bounded = False
+                if p.get("type") in ("array", "object"):
+                    bounded = False
+                need += 8 + int(p.get("maxLength", 0) / 2)
         else:
             need = int(llm.max_chars / 2) + 24
         if llm.reasoning:
             need += 200
-        return max(configured, min(need, self.spec.llm.n_ctx // 2))
+        need = min(need, self.spec.llm.n_ctx // 2)
+        if llm.max_tokens is not None:
+            return max(llm.max_tokens, need)
+        if "max_tokens" in self.spec.llm.model_fields_set or not bounded:
+            return max(self.spec.llm.max_tokens, need)
+        return need
 
     def _context(self, plan: Plan, i: int, values: dict[str, Any]) -> dict[str, Any]:
         """Everything a template or expression of row i can read (structured columns as dicts too)."""

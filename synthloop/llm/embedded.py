@@ -228,8 +228,20 @@ class EmbeddedBackend(BackendBase):
             self._plans[key] = plan
         return self._plans[key]
 
-    def _complete_prefilled(self, llm: Any, request: LLMRequest, prefix: str, grammar: Any) -> dict[str, Any]:
-        """The chat template's prompt + `prefix` as prompt tokens; only the rest is decoded."""
+    def _format(self, llm: Any, request: LLMRequest) -> tuple[str, list[str], bool]:
+        """(prompt text, stop strings, whether the text holds its own BOS) of the model's chat
+        template; Gemma files without one (the base gemma-3-270m) get Gemma's turn format, which
+        llama-cpp-python would otherwise replace by Llama 2's."""
+        if "tokenizer.chat_template" not in llm.metadata:
+            system = "\n\n".join(c for r, c in request.messages if r == "system")
+            text, first = "<bos>", True
+            for role, content in request.messages:
+                if role == "system":
+                    continue
+                if role == "user" and first and system:
+                    content, first = system + "\n\n" + content, False
+                text += f"<start_of_turn>{'model' if role == 'assistant' else 'user'}\n{content}<end_of_turn>\n"
+            return text + "<start_of_turn>model\n", ["<end_of_turn>"], True
         from llama_cpp import llama_chat_format
 
         if id(llm) not in self._formatters:
@@ -240,15 +252,29 @@ class EmbeddedBackend(BackendBase):
                 eos_token=llm._model.token_get_text(eos) if eos != -1 else "",
                 bos_token=llm._model.token_get_text(bos) if bos != -1 else "", stop_token_ids=[eos])
         res = self._formatters[id(llm)](messages=request.chat())
-        tokens = llm.tokenize((res.prompt + prefix).encode("utf-8"), add_bos=not res.added_special, special=True)
         stop = res.stop if isinstance(res.stop, list) else [res.stop] if res.stop else []
+        return res.prompt, stop, bool(res.added_special)
+
+    def _own_template(self, llm: Any) -> bool:
+        """Whether this model's chats are formatted here (Gemma files without a chat template)."""
+        md = llm.metadata
+        return "tokenizer.chat_template" not in md and str(md.get("general.architecture", "")).startswith("gemma")
+
+    def _complete_prefilled(self, llm: Any, request: LLMRequest, prefix: str, grammar: Any) -> dict[str, Any]:
+        """The chat template's prompt + `prefix` as prompt tokens; only the rest is decoded."""
+        prompt, stop, has_bos = self._format(llm, request)
+        tokens = llm.tokenize((prompt + prefix).encode("utf-8"), add_bos=not has_bos, special=True)
         out = llm.create_completion(prompt=tokens, temperature=request.temperature, top_p=request.top_p,
                                     max_tokens=request.max_tokens, seed=request.seed, grammar=grammar, stop=stop)
         choice = out["choices"][0]
         return {"text": prefix + (choice["text"] or ""), "finish_reason": choice.get("finish_reason"), "usage": out.get("usage") or {}}
 
     def complete_one(self, request: LLMRequest) -> LLMResult:
-        plan = self._prefill(request) if "tokenizer.chat_template" in getattr(self.context_for(request), "metadata", {}) else None
+        llm = self.context_for(request)
+        md = getattr(llm, "metadata", {})
+        plan = self._prefill(request) if ("tokenizer.chat_template" in md or self._own_template(llm)) else None
+        if plan is None and self._own_template(llm):  # no prefix, but the chat format is ours
+            plan = ("", self.grammar(request.schema) if (request.constrained and request.schema) else None)
         if plan is not None:
             with self._lock:
                 t0 = time.perf_counter()

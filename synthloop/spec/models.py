@@ -174,6 +174,14 @@ class FewShot(_Strict):
     column: str | None = Field(None, description="seed column with the examples (default: the column name)")
     match: list[str] = Field(default_factory=list, description="columns whose value an example must share")
     diverse: bool = Field(True, description="pick examples far apart (n-gram distance), not at random")
+    per_row: bool = Field(True, description="pick new examples for every row; false: one pick for the whole "
+                          "column, placed in the prompt's shared part (cheaper with the embedded model)")
+
+    @model_validator(mode="after")
+    def _fixed(self) -> "FewShot":
+        if not self.per_row and self.match:
+            raise ValueError("'match' picks examples per row; it cannot be combined with per_row: false")
+        return self
 
 
 class Checks(_Strict):
@@ -311,7 +319,8 @@ class LLMSettings(_Strict):
     top_p: float = Field(0.95, gt=0, le=1)
     max_tokens: int = Field(200, ge=1)
     n_ctx: int = Field(2048, ge=256)
-    threads: int | None = Field(None, ge=1)
+    threads: int | None = Field(None, ge=1, description="embedded: llama.cpp CPU threads (default half the cores, "
+                                "at most 4); --threads on the command line")
     constrained: bool = Field(True, description="JSON-schema constrained decoding where the backend allows it")
     response_format: Literal["json_schema", "json_object"] = "json_schema"
     system: str = DEFAULT_SYSTEM
