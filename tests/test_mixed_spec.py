@@ -271,11 +271,13 @@ def test_cli_drafts_a_spec_from_a_table_and_generates_it(folder: Path) -> None:
 
 
 def test_longest_copied_run_and_personal_values_in_text() -> None:
-    from synthloop.generate.textprivacy import CopyIndex, PiiIndex
+    from synthloop.generate.textprivacy import CopyIndex, PiiIndex, trim_copy
 
     idx = CopyIndex(["the quick brown fox jumps over the lazy dog today", "a b c"])
     runs = idx.longest_runs(["The quick brown fox jumps over the lazy dog!", "fox over lazy", "", "nothing alike here"])
     assert runs.tolist() == [9, 1, 0, 0]
+    cut = trim_copy(idx, "My note: the quick brown fox jumps over the lazy dog today!", 8)
+    assert cut == "My note: the quick brown fox jumps over the" and idx.longest_runs([cut])[0] < 8
     pii = PiiIndex({"Maria Lopez": "name", "Tiger": "name", "V100042": "id"}, common=["tiger"])
     text = "Seen by maria lopez (V100042), call +1 206 555 0199 or maria@example.org; Tiger stripes."
     assert pii.hits([text])[0] == ["maria lopez", "V100042"]  # the table's own values

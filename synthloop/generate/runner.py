@@ -26,7 +26,7 @@ from synthloop.generate.diversity import diversity_report, near_duplicates
 from synthloop.generate.expr import parse_expression
 from synthloop.generate.learned import LearnedPart
 from synthloop.generate.textguide import TextGuide
-from synthloop.generate.textprivacy import copy_figures
+from synthloop.generate.textprivacy import copy_figures, trim_copy
 from synthloop.generate.planner import Plan, cell_seed, make_plan
 from synthloop.generate.prompts import REASONING_FIELD, FewShotPool, Prompt, _plain, build_prompt, repair_messages
 from synthloop.generate.store import Journal, JournalWarning, ResponseCache, RunLock, journal_path_for, lock_path_for
@@ -699,6 +699,13 @@ class PromptedGenerator:
                     break
                 progress.phase(f"text checks {name} r{r + 1}")
                 regenerated += self._regenerate(plan, col, redo, journal, done, progress, 100 + r)
+            trimmed = 0
+            for i, rec in done.items():  # the last word on copying: no run of max_copied_run tokens leaves the run
+                if rec["status"] == "ok" and name in rec["values"]:
+                    t = str(rec["values"][name])
+                    if guide.copy.longest_runs([t])[0] >= tp.max_copied_run:
+                        rec["values"][name] = trim_copy(guide.copy, t, tp.max_copied_run)
+                        trimmed += 1
             scrubbed = 0
             for i, rec in done.items():  # the last word on PII: nothing real leaves the run
                 if rec["status"] == "ok" and name in rec["values"]:
@@ -706,7 +713,7 @@ class PromptedGenerator:
                     if guide.pii.spans(t, generic=False):
                         rec["values"][name] = guide.pii.scrub([t], self.spec.seed)[0]
                         scrubbed += 1
-            report[name] = {"before": before, "regenerated": regenerated, "pii_scrubbed": scrubbed}
+            report[name] = {"before": before, "regenerated": regenerated, "pii_scrubbed": scrubbed, "copies_trimmed": trimmed}
         if report:
             progress.phase("done")
         return report
@@ -727,7 +734,7 @@ class PromptedGenerator:
                 "pii": {"texts_before": rep["before"]["pii_texts"] if rep["before"] else 0,
                         "texts_after": sum(bool(h) for h in guide.pii.hits(texts)), "scrubbed": rep["pii_scrubbed"],
                         "values_checked": len(guide.pii)},
-                "regenerated": rep["regenerated"],
+                "regenerated": rep["regenerated"], "copies_trimmed": rep.get("copies_trimmed", 0),
                 "style": {"real": guide.style, "generated": style_stats(texts),
                           "length_ks_similarity": length_ks_similarity(guide.texts, texts)},
             }

@@ -56,6 +56,19 @@ class CopyIndex:
         return out
 
 
+def trim_copy(index: "CopyIndex", text: str, limit: int) -> str:
+    """`text` cut before the token at which it would share `limit` tokens in a row with a real text
+    (the last resort when regeneration keeps copying)."""
+    spans = [m.start() for m in _TOKEN.finditer(str(text))]
+    def first(k: int) -> str:  # the text up to (not including) token k
+        return text[:spans[k]] if k < len(spans) else text
+
+    keep = len(spans)
+    while keep > 0 and index.longest_runs([first(keep)])[0] >= limit:
+        keep -= 1
+    return first(keep).rstrip(" ,;:-(")
+
+
 def _norm(v: str) -> tuple[str, ...]:
     return tuple(x.lower() for x in _PII_TOKEN.findall(v))
 
