@@ -36,7 +36,7 @@ def backend() -> EmbeddedBackend:
 def ask(be: EmbeddedBackend, seed: int, constrained: bool = True) -> str:
     r = LLMRequest(messages=(("system", "Reply with one JSON object only."),
                              ("user", "A card payment as JSON with category, amount, rate and a short note.")),
-                   schema=SCHEMA, seed=seed, constrained=constrained, max_tokens=48)
+                   schema=SCHEMA, seed=seed, constrained=constrained, max_tokens=80)  # room for 40 digit-heavy characters
     return be.complete_one(r).text
 
 
