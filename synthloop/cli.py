@@ -74,7 +74,8 @@ def _flush_warnings(caught: list) -> None:
 # The verbs, in the order `--help` lists them: one module each in synthloop/commands/, which adds its
 # commands with register(app). A new verb is one module and one name here (not below the guard:
 # `python -m synthloop.cli` runs main() there, and main() exits).
-VERBS = ("fit", "sample", "evaluate", "schema", "demo", "generate", "prompt", "report", "refine", "audit", "studio")
+VERBS = ("fit", "sample", "evaluate", "schema", "demo", "generate", "prompt", "report", "refine", "audit", "studio", "autopilot",
+         "certify")
 for _verb in VERBS:
     importlib.import_module(f"synthloop.commands.{_verb}").register(app)
 

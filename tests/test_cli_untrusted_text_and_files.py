@@ -191,7 +191,9 @@ def test_fit_with_the_default_model_says_what_it_chose_and_the_budget_it_used(tm
     assert "--model auto chose copula: fewer than 500 rows" in proc.stdout
     proc = run("fit", str(enough), "-o", str(tmp_path / "e.npz"), "--max-seconds", "5")
     assert proc.returncode == 0, proc.stderr
-    assert "--model auto chose autoregressive" in proc.stdout and "(time budget 5 s)" in proc.stdout
+    # issue 17: auto measures the copula and the autoregressive model (its budget 5 s) and says which won by how much
+    assert "--model auto chose" in proc.stdout and "autoregressive" in proc.stdout and "(budget 5 s)" in proc.stdout
+    assert "quality on 120 validation rows" in proc.stdout
     proc = run("fit", str(small), "-o", str(tmp_path / "a.npz"), "--epochs", "2")
     assert proc.returncode == 0, proc.stderr
     assert "model autoregressive fitted on 40 rows" in proc.stdout

@@ -82,10 +82,10 @@ def test_preview_gives_rows_histograms_dag_and_yaml_without_calling_the_llm(stud
     opened = requests.get(url + "/api/spec", params={"path": "examples/patient_visits.yaml"}).json()
     res = requests.post(url + "/api/spec/preview", json={"spec": opened["spec"], "path": "examples/patient_visits.yaml"}).json()
     assert res["ok"] and len(res["rows"]) == 10
-    assert {"note", "heart_rate", "fever"} <= set(res["pending"])  # LLM columns and what reads them: on demand
+    assert {"note", "reason", "urgent"} <= set(res["pending"])  # LLM columns and what reads them: on demand
     assert all(r["visit_id"].startswith("V") for r in res["rows"])
     assert sum(res["hist"]["age"]["counts"]) == 1000 and len(res["hist"]["age"]["edges"]) == 21
-    assert ["age", "vitals"] in res["dag"]["edges"] and ["vitals", "fever"] in res["dag"]["edges"]
+    assert ["age", "triage"] in res["dag"]["edges"] and ["triage", "urgent"] in res["dag"]["edges"]
     assert yaml.safe_load(res["yaml"])["name"] == "patient_visits"
 
 

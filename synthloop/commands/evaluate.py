@@ -19,9 +19,18 @@ def register(app: typer.Typer) -> None:
         holdout: Optional[Path] = typer.Option(None, "--holdout", help="Real rows the synthesizer never saw (for DCR share)."),
         schema: Optional[Path] = typer.Option(None, "--schema", help="YAML overrides of column kinds."),
         json_out: Optional[Path] = typer.Option(None, "--json", help="Write every figure to this JSON file."),
+        metadata: Optional[Path] = typer.Option(None, "--metadata", help="Database metadata YAML when REAL and SYNTHETIC "
+                                                "are folders of tables (default: detected from REAL)."),
     ) -> None:
-        """Quality score (SDMetrics' definitions), exact-copy rate and DCR share."""
+        """Quality score (SDMetrics' definitions), exact-copy rate and DCR share; for two folders of tables,
+        SDMetrics' multi-table quality, referential integrity and sequence statistics."""
         import json
+
+        if real.is_dir() or synthetic.is_dir():
+            from synthloop.database import evaluate_dirs
+
+            evaluate_dirs(real, synthetic, metadata, json_out)
+            return
 
         from synthloop.evaluate.headline import evaluate_tables
         from synthloop.io import read_table, write_text

@@ -23,8 +23,16 @@ def register(app: typer.Typer) -> None:
         schema: Optional[Path] = typer.Option(None, "--schema", help="YAML overrides of column kinds."),
         seed: int = typer.Option(0, "--seed", help="Seed of every sample and model in the evaluation."),
         title: Optional[str] = typer.Option(None, "--title", help="Title of the report page."),
+        metadata: Optional[Path] = typer.Option(None, "--metadata", help="Database metadata YAML when REAL and SYNTHETIC "
+                                                "are folders of tables (default: detected from REAL)."),
     ) -> None:
-        """Fidelity, detection, utility, privacy, fairness, coverage and constraints in one HTML report (+ JSON)."""
+        """Fidelity, detection, utility, privacy, fairness, coverage and constraints in one HTML report (+ JSON);
+        for two folders of tables, a database report with a section per table and per relationship."""
+        if real.is_dir() or synthetic.is_dir():
+            from synthloop.database import report_dirs
+
+            report_dirs(real, synthetic, metadata, output, title)
+            return
         from synthloop.errors import SynthloopError
         from synthloop.evaluate.suite import evaluate
         from synthloop.io import read_table

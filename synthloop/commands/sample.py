@@ -52,14 +52,24 @@ def register(app: typer.Typer) -> None:
                                         help="Rows to draw (default: as many as the training table), at most 1,000,000,000. "
                                              "More than 1,000,000 rows are drawn in batches of 1,000,000 (batch i seeded "
                                              "from --seed and i, so the output is deterministic) streamed to the file."),
-        output: Path = typer.Option(..., "-o", "--output", help="Output table; format from the extension: .csv, .parquet, .jsonl."),
+        output: Path = typer.Option(..., "-o", "--output", help="Output table; format from the extension: .csv, .parquet, .jsonl (a folder for a database model)."),
         seed: Optional[int] = typer.Option(None, "--seed", help="Seed for this draw (default: the model's seed)."),
         condition: Optional[list[str]] = typer.Option(None, "--condition", "-c",
                                                       help="COLUMN=VALUE or COLUMN=LOW..HIGH; repeat for several columns."),
         known: Optional[Path] = typer.Option(None, "--known", help="Table of known columns; one output row per row, the rest filled in."),
+        scale: float = typer.Option(1.0, "--scale", help="Database models: root tables get scale x their training rows."),
+        fmt: str = typer.Option("csv", "--format", help="Database models: file format of each table (csv, parquet, jsonl)."),
     ) -> None:
-        """Draw new rows from a saved model, optionally conditioned."""
+        """Draw new rows from a saved model, optionally conditioned (a database model writes a folder)."""
         import time
+
+        from synthloop.synthesizers.relational import is_database_model
+
+        if is_database_model(model):
+            from synthloop.database import sample_db
+
+            sample_db(model, scale, output, seed, fmt)
+            return
 
         import pandas as pd
 

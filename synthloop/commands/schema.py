@@ -22,7 +22,14 @@ def register(app: typer.Typer) -> None:
                                                  "with the LLM (default: the columns inferred as free text)."),
         rows: int = typer.Option(100, "--rows", help="With --spec: rows the drafted spec generates."),
     ) -> None:
-        """Infer column kinds, bounds, formats and null shares; write them as YAML/JSON to edit and pass back with --schema."""
+        """Infer column kinds, bounds, formats and null shares; write them as YAML/JSON to edit and pass back with --schema.
+        For a folder of tables: propose the database metadata (keys, relationships, sequences) to edit and pass
+        back with --metadata."""
+        if data.is_dir():
+            from synthloop.database import schema_dir
+
+            schema_dir(data, output)
+            return
         from rich.table import Table
 
         from synthloop.io import read_table, write_text

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from synthloop.schema import ColumnKind, TableSchema
+from synthloop.schema.inference import naive_utc
 
 CONTINUOUS = (ColumnKind.NUMERICAL, ColumnKind.DATETIME)
 _OTHER = "(other)"
@@ -27,7 +28,7 @@ def learned_columns(schema: TableSchema, *frames: pd.DataFrame, exclude: tuple[s
 def to_numeric(series: pd.Series, kind: ColumnKind, fmt: str | None = None) -> np.ndarray:
     if kind == ColumnKind.DATETIME:
         dt = series if pd.api.types.is_datetime64_any_dtype(series) else pd.to_datetime(series.astype("string"), format=fmt, errors="coerce")
-        out = dt.astype("datetime64[ns]").astype("int64").to_numpy().astype(float) / 1e9
+        out = naive_utc(dt).astype("datetime64[ns]").astype("int64").to_numpy().astype(float) / 1e9
         out[dt.isna().to_numpy()] = np.nan
         return out
     return pd.to_numeric(series, errors="coerce").to_numpy(dtype=float)

@@ -22,6 +22,7 @@ import pandas as pd
 from scipy.stats.contingency import association
 
 from synthloop.schema import ColumnKind, TableSchema, infer_schema
+from synthloop.schema.inference import naive_utc
 
 _CONTINUOUS = {ColumnKind.NUMERICAL, ColumnKind.DATETIME}
 _DISCRETE = {ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN}
@@ -50,7 +51,7 @@ class QualityResult:
 def _numeric(series: pd.Series, col_kind: ColumnKind, fmt: str | None) -> np.ndarray:
     if col_kind == ColumnKind.DATETIME:
         dt = series if pd.api.types.is_datetime64_any_dtype(series) else pd.to_datetime(series, format=fmt, errors="coerce")
-        out = dt.astype("datetime64[ns]").astype("int64").to_numpy().astype(float)
+        out = naive_utc(dt).astype("datetime64[ns]").astype("int64").to_numpy().astype(float)
         out[dt.isna().to_numpy()] = np.nan
         return out
     return pd.to_numeric(series, errors="coerce").to_numpy(dtype=float)

@@ -15,6 +15,10 @@ constraints: ["fee <= amount"]               # rules that must hold on 100% of r
 # per LLM column against their instruction; a column below it gets its prompt rewritten (RewritePrompt)
 match_real: true                             # default when no distribution target is given
 budget: {iterations: 5, seconds: 600}
+objective: {target: is_fraud, metric: recall_at_precision, precision: 0.5}   # see refine/objective.py
+autopilot:                                   # `synthloop autopilot`: what it searches and the floors it keeps
+  models: [copula, autoregressive]
+  floors: {dcr_share: {min: 0.47, max: 0.53}, mia_auc: {max: 0.6}, quality_score: {min: 0.7}}
 ```
 Learned runs also read `model`, `model_params`, `models` (the ladder SwitchModel climbs), `rows`,
 `seed`, `target` (column for utility) and `holdout_share`.
@@ -28,6 +32,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from synthloop.errors import SynthloopError
+from synthloop.refine.objective import Objective
 from synthloop.spec.models import LLMSettings
 
 # metric name -> (what it is, the bound a user usually gives)
@@ -111,6 +116,55 @@ def _shares(v: dict[Any, float], where: str) -> dict[Any, float]:
     return v
 
 
+# What `synthloop autopilot` keeps as floors (constraints no reported trial may break).
+FLOORS: dict[str, str] = {
+    "dcr_share": METRICS["dcr_share"],
+    "exact_copy_rate": METRICS["exact_copy_rate"],
+    "mia_auc": "ROC AUC of a distance-based membership-inference attack (0.5 ideal)",
+    "epsilon": "differential-privacy epsilon spent (DP models only; a non-DP model has none and breaks an epsilon floor)",
+    "quality_score": METRICS["quality_score"],
+    "column_shapes": METRICS["column_shapes"],
+    "column_pair_trends": METRICS["column_pair_trends"],
+}
+
+
+class AutopilotSettings(_Strict):
+    """The `autopilot:` section: the search space and the floors (see synthloop/refine/autopilot.py)."""
+    models: list[str] = Field(default_factory=lambda: ["copula", "autoregressive"])
+    floors: dict[str, Bound] = Field(default_factory=lambda: {"dcr_share": Bound(min=0.47, max=0.53)})
+    temperature: tuple[float, float] = (0.7, 1.2)
+    oversample: bool = Field(True, description="search the share of the rare class among synthetic rows")
+    max_rare_share: float = Field(0.5, gt=0, lt=1)
+    search_share: bool = Field(True, description="augment mode: search the synthetic share of the training set")
+    share_range: tuple[float, float] = (0.05, 0.6)
+    gaps: bool = Field(True, description="search conditional generation for the weakest slices the gap finder finds")
+    max_gap_share: float = Field(0.3, ge=0, lt=1)
+    fairness: bool = Field(True, description="search parity rebalancing of the `protected` columns")
+    relabel: bool = Field(True, description="search relabelling the target of synthetic rows by a teacher fitted on real rows")
+    epsilons: list[float] = Field(default_factory=lambda: [1.0, 3.0, 10.0], description="dp model: the epsilons tried")
+    seconds: tuple[float, float] | None = Field(None, description="trained models: the range of fit budgets (default: scaled to the table)")
+    eval_rows: int = Field(5000, ge=100, description="rows the privacy and fidelity floors are measured on")
+
+    @model_validator(mode="after")
+    def _check(self) -> "AutopilotSettings":
+        from synthloop.synthesizers.base import MODEL_MODULES
+
+        if not self.models:
+            raise ValueError("models: give at least one model")
+        for m in self.models:
+            if m not in MODEL_MODULES:
+                raise ValueError(f"unknown model '{m}'; choose from {', '.join(MODEL_MODULES)}")
+        for name in self.floors:
+            if name not in FLOORS:
+                raise ValueError(f"unknown floor '{name}'; use one of {', '.join(FLOORS)}")
+        for name, (lo, hi) in (("temperature", self.temperature), ("share_range", self.share_range)):
+            if not 0 < lo <= hi:
+                raise ValueError(f"{name}: give [low, high] with 0 < low <= high")
+        if self.share_range[1] >= 1:
+            raise ValueError("share_range: the synthetic share must stay below 1")
+        return self
+
+
 class Targets(_Strict):
     metrics: dict[str, Bound] = Field(default_factory=dict)
     shares: dict[str, dict[Any, float]] = Field(default_factory=dict)
@@ -132,6 +186,9 @@ class Targets(_Strict):
     protected: list[str] = Field(default_factory=list)
     holdout_share: float = Field(0.2, gt=0, lt=0.9)
     max_epochs: int = Field(2000, ge=1)
+    # autopilot: the user's downstream model and what the search may change
+    objective: Objective | None = None
+    autopilot: AutopilotSettings = Field(default_factory=AutopilotSettings)
     # prompted runs
     judge_sample: int = Field(8, ge=1, le=200, description="outputs per LLM column the judge reads (judge_pass_rate)")
     judge_llm: LLMSettings | None = Field(None, description="LLM settings for the judge and the prompt rewriter "

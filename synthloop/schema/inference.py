@@ -160,7 +160,7 @@ def infer_column(series: pd.Series, kind: ColumnKind | str | None = None) -> Col
             dt = pd.to_datetime(nonnull)
         else:
             fmt = _looks_like_datetime(nonnull)
-            dt = pd.to_datetime(nonnull.astype(str), format=fmt, errors="coerce")
+            dt = _parse_dates(nonnull.astype(str), fmt)
             if dt.isna().any():
                 from synthloop.errors import SchemaError
 
@@ -192,13 +192,27 @@ def infer_column(series: pd.Series, kind: ColumnKind | str | None = None) -> Col
     return ColumnSchema(**base, kind=ColumnKind.TEXT, text_length=(float(lengths.mean()), float(lengths.std(ddof=0))))
 
 
+def _parse_dates(strs: pd.Series, fmt: str | None) -> pd.Series:
+    """Parsed dates; values with offsets (e.g. '...Z', '+02:00') parse in UTC, returned naive."""
+    try:
+        return naive_utc(pd.to_datetime(strs, format=fmt, errors="coerce"))
+    except (ValueError, TypeError):  # mixed offsets: pandas needs utc=True
+        return naive_utc(pd.to_datetime(strs, format=fmt, errors="coerce", utc=True))
+
+
 def _plain(v: Any) -> Any:
     """JSON-friendly scalar (numpy types become Python ones)."""
     return v.item() if isinstance(v, np.generic) else v
 
 
+def naive_utc(dt: pd.Series) -> pd.Series:
+    """Timezone-aware datetimes as naive UTC ones (a tz-aware series cannot be cast to datetime64[ns])."""
+    tz = getattr(getattr(dt, "dt", None), "tz", None) if pdt.is_datetime64_any_dtype(dt) else None
+    return dt.dt.tz_convert("UTC").dt.tz_localize(None) if tz is not None else dt
+
+
 def _to_seconds(dt: pd.Series) -> np.ndarray:
-    return dt.astype("datetime64[ns]").astype("int64").to_numpy() / 1e9
+    return naive_utc(dt).astype("datetime64[ns]").astype("int64").to_numpy() / 1e9
 
 
 def _guess_kind(name: str, series: pd.Series, nonnull: pd.Series) -> _Guess:

@@ -16,6 +16,7 @@ _CLASSES = {
     "GANSynthesizer": "synthloop.synthesizers.gan",
     "VAESynthesizer": "synthloop.synthesizers.vae",
     "DPMarginalSynthesizer": "synthloop.synthesizers.dp_marginals",
+    "RelationalSynthesizer": "synthloop.synthesizers.relational",  # a database: dict of tables + Metadata
 }
 
 __all__ = ["BaseSynthesizer", "MODEL_MODULES", "available_models", "load_synthesizer", "synthesizer_class", *_CLASSES]

@@ -6,23 +6,25 @@ differentially private synthetic data", JPC 2021, "MST"; AIM is its adaptive suc
 
 1. Discretize each learned column into *fine cells* from public information only: the schema's
    categories, its numerical bounds (or `bounds=`), whether nulls occur. Integer columns with a small
-   range get one cell per value; other numerical columns get `n_bins` equal-width bins plus point
-   cells at the lower bound and at 0 (spikes such as capital_gain == 0 are common). No bin edge
-   depends on the data.
+   range get one cell per value; other numerical columns get the union of `n_bins` equal-width bins
+   and `n_bins` bins equal on an asinh scale (heavy tails: amounts, incomes) plus point cells at the
+   lower bound and at 0 (spikes such as capital_gain == 0 are common). No bin edge depends on the data.
 2. Measure every column's fine 1-way histogram with Gaussian noise (rho / 3).
 3. Compress (post-processing of step 2): group fine cells into *coarse cells*; categories whose noisy
    count is under 3 sigma share one cell (as MST does), numerical cells are merged into contiguous
    groups of about equal noisy mass (at most `max_coarse`).
-4. Select a spanning tree of column pairs with the exponential mechanism (rho / 3): each round picks
+4. Select a spanning tree of column pairs with the exponential mechanism (rho / 6): each round picks
    a pair joining two components, scored by the L1 distance between its true coarse 2-way marginal
    and the independent estimate from step 2 (sensitivity 1).
-5. Measure the selected coarse 2-way marginals with Gaussian noise (rho / 3).
+5. Measure the selected coarse 2-way marginals with Gaussian noise (rho / 2).
 6. Inference (post-processing): a tree-structured model is exact and cheap. Coarse 1-way marginals
-   are the inverse-variance average of all measurements that cover them; each edge's 2-way table is
-   clipped at 0 and fitted to those marginals by iterative proportional fitting. Sampling is
-   ancestral (root, then children given parents), with exact conditioning by one upward message
-   pass; then a fine cell inside the coarse cell, then a value inside the fine cell. Vectorized over
-   rows.
+   are the inverse-variance average of all measurements that cover them; each noisy table is projected
+   onto non-negative tables of its total (least squares), 2-way cells under 2 sigma are dropped as
+   noise, and each edge's 2-way table is fitted to those
+   marginals by iterative proportional fitting. Sampling is ancestral (root, then children given
+   parents), with exact conditioning by one upward message pass; then the position inside the coarse
+   cell (a Gaussian copula along numerical edges, its correlation fitted to the edge's table), which
+   picks the fine cell and the value inside it. Vectorized over rows.
 
 Privacy: neighbouring tables differ by adding or removing one row, so every marginal has L2
 sensitivity 1; the Gaussian mechanism with scale sigma is 1 / (2 sigma^2)-zCDP, the exponential
@@ -54,6 +56,8 @@ from synthloop.schema import ColumnKind, TableSchema
 from synthloop.synthesizers.base import BaseSynthesizer
 
 _CATEGORICAL = (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN)
+SPLIT = (1 / 3, 1 / 6, 1 / 2)  # what the domain leaves: 1-way marginals, tree selection, 2-way marginals
+Z_CELL = 2.0  # 2-way cells whose projected noisy count is under this many sigma are set to 0 before IPF
 
 
 # accounting lives in synthloop.privacy.accounting; these names stay importable from here
@@ -81,6 +85,140 @@ def _ipf(table: np.ndarray, rows: np.ndarray, cols: np.ndarray, iters: int = 50)
         t *= (rows / np.maximum(t.sum(axis=1), 1e-300))[:, None]
         t *= (cols / np.maximum(t.sum(axis=0), 1e-300))[None, :]
     return t
+
+
+def _asinh_scale(lo: float, hi: float, decimals: int | None) -> float:
+    """Where the asinh grid turns from linear to logarithmic: the column's resolution (its decimals), but
+    at least 1e-5 of its largest magnitude so a float column's cells are not spent on digits it barely uses.
+    From the public bounds and decimals only."""
+    span = max(abs(lo), abs(hi), 1e-12)
+    step = 10.0 ** -(decimals if decimals is not None else 6)
+    return float(max(step, span * 1e-5))
+
+
+def _edges(lo: float, hi: float, n_bins: int, scale: float) -> np.ndarray:
+    """Bin edges of a numerical column: the union of `n_bins` equal-width bins and `n_bins` bins equal on the
+    asinh(x / scale) scale. Equal width alone puts nearly all of a heavy-tailed column (amounts, incomes) in
+    its first bin; the asinh bins follow its decades, the equal-width ones keep a flat column resolved."""
+    lin = np.linspace(lo, hi, n_bins + 1)
+    t = np.linspace(np.arcsinh(lo / scale), np.arcsinh(hi / scale), n_bins + 1)
+    edges = np.unique(np.concatenate([lin, scale * np.sinh(t)]))
+    edges = np.clip(edges, lo, hi)
+    keep = np.concatenate([[True], np.diff(edges) > (hi - lo) * 1e-9])
+    edges = edges[keep]
+    edges[0], edges[-1] = lo, hi
+    return edges
+
+
+def _ndtr(x: np.ndarray) -> np.ndarray:
+    from scipy.special import ndtr
+    return ndtr(x)
+
+
+def _ndtri(p: np.ndarray) -> np.ndarray:
+    from scipy.special import ndtri
+    return ndtri(p)
+
+
+def _scores(bounds: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """E[Z | a < Z < b] of a standard normal per cell (the cell's normal score)."""
+    a, b = bounds
+    mass = np.maximum(_ndtr(b) - _ndtr(a), 1e-300)
+    pdf = lambda z: np.where(np.isfinite(z), np.exp(-0.5 * np.where(np.isfinite(z), z, 0.0) ** 2), 0.0) / math.sqrt(2 * math.pi)  # noqa: E731
+    return (pdf(a) - pdf(b)) / mass
+
+
+def _latent_rho(cov: float, bp: tuple[np.ndarray, np.ndarray], bc: tuple[np.ndarray, np.ndarray],
+                sp: np.ndarray, sc: np.ndarray) -> float:
+    """The correlation of a standard bivariate normal that, cut into these cells, gives the observed covariance
+    of the cells' (centred) normal scores: a one-dimensional polychoric fit, by bisection (the covariance grows
+    with the correlation). E[s_c | Z_p = z] is exact; the outer expectation is a quadrature over z."""
+    z = np.linspace(-8, 8, 801)
+    wz = np.exp(-0.5 * z * z)
+    wz /= wz.sum()
+    cell_p = np.clip(np.searchsorted(bp[1], z, side="left"), 0, sp.size - 1)
+    outer = sp[cell_p] * wz
+
+    def model(r: float) -> float:
+        sd = math.sqrt(max(1.0 - r * r, 1e-12))
+        probs = _ndtr((bc[1][None, :] - r * z[:, None]) / sd) - _ndtr((bc[0][None, :] - r * z[:, None]) / sd)
+        return float(outer @ (probs @ sc))
+
+    lo, hi = -0.995, 0.995
+    if cov <= model(lo):
+        return lo
+    if cov >= model(hi):
+        return hi
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        if model(mid) < cov:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def _truncated_position(mu: np.ndarray, sd: float, a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Where a draw of N(mu, sd^2) truncated to the cell [a, b] of the latent normal falls inside the
+    cell, as a share in [0, 1) of the cell's standard normal mass (inverse-CDF sampling, vectorized)."""
+    pa, pb = _ndtr((a - mu) / sd), _ndtr((b - mu) / sd)
+    q = pa + rng.random(mu.size) * (pb - pa)
+    z = mu + sd * _ndtri(np.clip(q, 1e-15, 1 - 1e-15))
+    z = np.where(pb - pa > 1e-12, z, np.where(mu < a, a, b))  # the cell is far in the tail: its near edge
+    ca, cb = _ndtr(a), _ndtr(b)
+    frac = (_ndtr(np.clip(z, a, b)) - ca) / np.maximum(cb - ca, 1e-300)
+    return np.clip(frac, 0.0, 1.0 - 1e-12)
+
+
+def _fine_at(g: np.ndarray, w: np.ndarray, codes: np.ndarray, frac: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The fine cell at share `frac` of each row's coarse cell's weight (fine cells in value order), and the
+    position inside that fine cell."""
+    order = np.argsort(g, kind="stable")  # fine cells grouped by coarse cell, value order kept
+    gs, ws = g[order], w[order]
+    cum = np.cumsum(ws)
+    k = int(g.max()) + 1
+    tot = np.bincount(g, weights=w, minlength=k)
+    start = np.concatenate([[0.0], np.cumsum(tot)[:-1]])
+    first = np.searchsorted(gs, np.arange(k), side="left")
+    last = np.searchsorted(gs, np.arange(k), side="right") - 1
+    target = start[codes] + frac * tot[codes]
+    pos = np.searchsorted(cum, target, side="right")
+    pos = np.clip(pos, first[codes], last[codes])
+    before = cum[pos] - ws[pos]
+    u = np.clip((target - before) / np.maximum(ws[pos], 1e-300), 0.0, 1.0 - 1e-12)
+    return order[pos], u
+
+
+def _cell_share(g: np.ndarray, w: np.ndarray, codes: np.ndarray, f: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Where rows whose fine cell `f` and position `u` inside it are known sit inside their coarse cell, as a
+    share of its weight (the inverse of `_fine_at`)."""
+    k = int(g.max()) + 1
+    tot = np.bincount(g, weights=w, minlength=k)
+    order = np.argsort(g, kind="stable")
+    cum = np.zeros(g.size)
+    cum[order] = np.cumsum(w[order])
+    start = np.concatenate([[0.0], np.cumsum(tot)[:-1]])
+    return np.clip((cum[f] - w[f] + u * w[f] - start[codes]) / np.maximum(tot[codes], 1e-300), 0.0, 1.0)
+
+
+def _to_latent(frac: np.ndarray, bounds: tuple[np.ndarray, np.ndarray], codes: np.ndarray) -> np.ndarray:
+    """The latent normal value at share `frac` of each row's coarse cell [a, b] (equal shares of normal mass)."""
+    ca, cb = _ndtr(bounds[0][codes]), _ndtr(bounds[1][codes])
+    return _ndtri(np.clip(ca + frac * (cb - ca), 1e-12, 1 - 1e-12))
+
+
+def _project(y: np.ndarray, total: float) -> np.ndarray:
+    """Euclidean projection of noisy counts onto {x >= 0, sum x = total}: max(y - tau, 0) with the tau
+    that gives the total (Duchi et al. 2008; sort-based, O(k log k)). Post-processing only."""
+    flat = y.ravel().astype(float)
+    if total <= 0 or flat.size == 0:
+        return np.zeros_like(y, dtype=float)
+    srt = np.sort(flat)[::-1]
+    css = np.cumsum(srt) - total
+    idx = np.arange(1, flat.size + 1)
+    rho = int(np.flatnonzero(srt - css / idx > 0)[-1])
+    tau = css[rho] / (rho + 1)
+    return np.maximum(flat - tau, 0.0).reshape(y.shape)
 
 
 class _Find:
@@ -196,12 +334,15 @@ class DPMarginalSynthesizer(BaseSynthesizer):
             left, right, point = vals, vals.copy(), np.ones(vals.size, bool)
         else:
             points = [lo] + ([0.0] if lo < 0 < hi else [])
-            edges = np.linspace(lo, hi, self.n_bins + 1) if hi > lo else np.array([lo, hi])
+            scale = _asinh_scale(lo, hi, col.decimals)
+            edges = _edges(lo, hi, self.n_bins, scale) if hi > lo else np.array([lo, hi])
             left = np.concatenate([points, edges[:-1]])
             right = np.concatenate([points, edges[1:]])
             point = np.concatenate([np.ones(len(points), bool), np.zeros(edges.size - 1, bool)])
             order = np.lexsort((~point, left))  # by value, a point before the bin that starts there
             left, right, point = left[order], right[order], point[order]
+            return {"column": col.name, "kind": "num", "k": int(left.size), "null": null, "lo": lo, "hi": hi,
+                    "left": left, "right": right, "point": point, "scale": scale}
         return {"column": col.name, "kind": "num", "k": int(left.size), "null": null, "lo": lo, "hi": hi,
                 "left": left, "right": right, "point": point}
 
@@ -254,7 +395,9 @@ class DPMarginalSynthesizer(BaseSynthesizer):
             self.sigmas_ = {"one_way": 0.0, "two_way": 0.0}
             self.privacy_ = self._statement()
             return
-        rho1, rho_sel, rho2 = (rest / 3,) * 3 if d > 1 else (rest, 0.0, 0.0)
+        # selection needs only to rank pairs; the 2-way tables carry the dependence the samples show (on
+        # credit at eps=1 moving a sixth of the budget from selection to them raised quality ~0.005)
+        rho1, rho_sel, rho2 = (rest * SPLIT[0], rest * SPLIT[1], rest * SPLIT[2]) if d > 1 else (rest, 0.0, 0.0)
         budget.spend("one_way_marginals", rho1, note="noisy 1-way counts of every column")
         if d > 1:
             budget.spend("tree_selection", rho_sel, note="exponential-mechanism choice of the column pairs")
@@ -335,14 +478,34 @@ class DPMarginalSynthesizer(BaseSynthesizer):
         else:
             target = max(thresh, n_hat / max(self.max_coarse, 1))
             mass = np.maximum(y[:k], 0)
-            before = np.cumsum(mass) - mass
-            raw = np.floor(before / target).astype(np.int64) if k else np.zeros(0, np.int64)
-            _, dense = np.unique(raw, return_inverse=True)
-            g[:k] = dense
-            nxt = int(dense.max()) + 1 if k else 0
+            g[:k] = self._mass_groups(cell, mass, target, thresh, n_hat)
+            nxt = int(g[:k].max()) + 1 if k else 0
         if cell["null"]:
             g[k] = nxt
         return g
+
+    def _mass_groups(self, cell: dict[str, Any], mass: np.ndarray, target: float, thresh: float, n_hat: float) -> np.ndarray:
+        """Contiguous groups of fine cells of about `target` noisy mass each; a group that would also span more
+        than 1 / max_coarse of the column's (asinh) scale is cut earlier while both sides keep enough mass to be
+        measured (a quarter of the target, at least 2 x 3 sigma). Equal-mass cells alone put a heavy tail (the
+        top 6% of an amount, 150,000 to 1,000,000) in one cell, so the tables cannot say that large amounts
+        go with large amounts, which is most of such a column's correlations."""
+        k = mass.size
+        if k == 0:
+            return np.zeros(0, np.int64)
+        scale = cell.get("scale")
+        pos = np.arcsinh(cell["left"] / scale) if scale else cell["left"].astype(float)
+        span = (pos[-1] - pos[0]) / max(self.max_coarse, 1)
+        small = max(2.0 * thresh, target / 4)
+        rest = mass[::-1].cumsum()[::-1]  # mass from each cell to the end
+        out = np.zeros(k, np.int64)
+        group, m, start = 0, 0.0, pos[0]
+        for i in range(k):  # fine cells, not rows: at most a few hundred
+            if i > 0 and (m >= target or (pos[i] - start > span and m >= small and rest[i] >= small)):
+                group, m, start = group + 1, 0.0, pos[i]
+            out[i] = group
+            m += mass[i]
+        return out
 
     def _estimate(self, cells, coarse, kc, noisy1, sigma1, edges, noisy2, sigma2) -> None:
         d = len(cells)
@@ -373,7 +536,10 @@ class DPMarginalSynthesizer(BaseSynthesizer):
             m = np.maximum(num / den, 0) + 1e-6
             margins.append(m / m.sum())
         # fine weights inside coarse cells (never exactly 0, so any condition stays possible)
-        weights = [np.maximum(y, 0) + 1e-6 * max(sigma1, 1.0) for y in noisy1]
+        # noisy counts are projected onto non-negative tables of the estimated total (the least-squares
+        # estimate): clipping at 0 instead would add about 0.4 sigma to every empty cell, spreading a sixth
+        # of the rows of a 16 x 16 table uniformly over it and washing out strong correlations
+        weights = [_project(y, max(y.sum(), 1.0)) + 1e-6 * max(sigma1, 1.0) for y in noisy1]
         # orient the tree from the column of highest degree; a forest is impossible (spanning tree)
         adj: dict[int, list[tuple[int, int]]] = {v: [] for v in range(d)}
         for e, (i, j) in enumerate(edges):
@@ -392,7 +558,11 @@ class DPMarginalSynthesizer(BaseSynthesizer):
                 queue.append(c)
                 i, j = edges[e]
                 table = noisy2[e] if i == p else noisy2[e].T
-                t = np.maximum(table, 0) + 1e-6 * n_hat / table.size
+                # a cell under Z_CELL sigma is noise more often than not: in the sparse rows of a heavy tail
+                # a few such cells (400,000 this month, 1,500 the next) would take most of the row's
+                # conditional mass after IPF and break the correlation the dense cells show
+                t = _project(table, n_hat)
+                t = np.where(t >= Z_CELL * sigma2, t, 0.0) + 1e-6 * n_hat / table.size
                 t = _ipf(t, n_hat * margins[p], n_hat * margins[c])
                 cond = t / t.sum(axis=1, keepdims=True)
                 order.append({"node": c, "parent": p, "cond": cond})
@@ -476,22 +646,107 @@ class DPMarginalSynthesizer(BaseSynthesizer):
             if v in belief:
                 probs = probs * belief[v]
             coarse_codes[v] = _draw(np.ascontiguousarray(probs), rng)
-        # fine cell inside the coarse cell, then a value inside the fine cell
+        # the position inside each coarse cell: a Gaussian copula along the tree's edges (see _couplings),
+        # then the fine cell and the value inside it at that position
         out: dict[str, np.ndarray] = {}
-        for v, cell in enumerate(self.cells_):
+        couple = self._couplings()
+        latent: dict[int, np.ndarray] = {}
+        for step in self.tree_:
+            v, p = step["node"], step["parent"]
+            cell = self.cells_[v]
             g, w = self.coarse_[v], self.weights_[v]
             k = int(g.max()) + 1
-            table = np.zeros((k, g.size))
-            table[g, np.arange(g.size)] = w
-            probs = table[coarse_codes[v]]
-            if v in evidence:
-                probs = probs * evidence[v]
-            f = _draw(probs, rng)
-            out[cell["column"]] = self._values(cell, f, rng, known.get(cell["column"]))
+            codes = coarse_codes[v]
+            if v in evidence:  # a condition on this column: draw the fine cell under it, as before
+                table = np.zeros((k, g.size))
+                table[g, np.arange(g.size)] = w
+                f = _draw(table[codes] * evidence[v], rng)
+                u = rng.random(n)
+                frac = None
+            else:
+                r = couple["rho"].get(v, 0.0)
+                lo_z, hi_z = couple["bounds"][v]
+                a, b = lo_z[codes], hi_z[codes]
+                if r != 0.0 and p in latent:
+                    mu, sd = r * latent[p], math.sqrt(1.0 - r * r)
+                else:
+                    mu, sd = np.zeros(n), 1.0
+                frac = _truncated_position(mu, sd, a, b, rng)
+                f, u = _fine_at(g, w, codes, frac)
+            if v in couple["ordered"]:
+                if frac is None:
+                    frac = _cell_share(g, w, codes, f, u)
+                latent[v] = _to_latent(frac, couple["bounds"][v], codes)
+            out[cell["column"]] = self._values(cell, f, u, known.get(cell["column"]))
         return out
 
+    def _couplings(self) -> dict[str, Any]:
+        """Post-processing of the noisy tables: per numerical column the coarse cells as intervals of a latent
+        standard normal (from the model's coarse marginal), and per tree edge between two numerical columns the
+        latent correlation the edge's table implies. Sampling places a child inside its (already drawn) coarse
+        cell from the conditional normal given its parent's latent position, so the dependence the tables hold
+        between cells also holds inside them (independent positions inside wide cells of a heavy tail lose most
+        of a correlation such as BILL_AMT1 ~ BILL_AMT2, r = 0.95)."""
+        cached = getattr(self, "_couple_cache", None)
+        if cached is not None:
+            return cached
+        d = len(self.cells_)
+        margins: dict[int, np.ndarray] = {}
+        for step in self.tree_:
+            v, p, cond = step["node"], step["parent"], step["cond"]
+            margins[v] = cond / cond.sum() if p < 0 else margins[p] @ cond
+        bounds: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        ordered: set[int] = set()
+        for v in range(d):
+            m = margins[v] / margins[v].sum()
+            cell = self.cells_[v]
+            k = m.size
+            numeric = cell["kind"] == "num" and cell["k"] > 1
+            valued = self._valued(v, k)
+            has_null = valued < k
+            if numeric and valued > 1:
+                mv = m[:valued] / m[:valued].sum()
+                edges = np.concatenate([[0.0], np.cumsum(mv)])
+                lo, hi = edges[:-1], np.minimum(edges[1:], 1.0)
+                if has_null:  # the null cell: its own independent draw
+                    lo, hi = np.append(lo, 0.0), np.append(hi, 1.0)
+                ordered.add(v)
+            else:
+                lo, hi = np.zeros(k), np.ones(k)
+            bounds[v] = (_ndtri(np.clip(lo, 0, 1)), _ndtri(np.clip(hi, 0, 1)))
+        rho: dict[int, float] = {}
+        for step in self.tree_:
+            v, p = step["node"], step["parent"]
+            if p < 0 or v not in ordered or p not in ordered:
+                continue
+            joint = margins[p][:, None] * step["cond"]
+            sp, sc = _scores(bounds[p]), _scores(bounds[v])
+            np_, nc = self._valued(p, joint.shape[0]), self._valued(v, joint.shape[1])
+            jt = joint[:np_, :nc]
+            jt = jt / jt.sum()
+            sp, sc = sp[:np_], sc[:nc]
+            mp, mc = jt.sum(axis=1), jt.sum(axis=0)
+            ep, ec = mp @ sp, mc @ sc
+            vp, vc = mp @ (sp - ep) ** 2, mc @ (sc - ec) ** 2
+            if vp <= 1e-9 or vc <= 1e-9:
+                continue
+            cov = (sp - ep) @ jt @ (sc - ec)
+            rho[v] = _latent_rho(cov, (bounds[p][0][:np_], bounds[p][1][:np_]), (bounds[v][0][:nc], bounds[v][1][:nc]),
+                                 sp - ep, sc - ec)
+        out = {"bounds": bounds, "rho": rho, "ordered": ordered}
+        self._couple_cache = out
+        return out
+
+    def _valued(self, v: int, k: int) -> int:
+        """Coarse cells of column v that hold values (the null cell, when it has its own, is last)."""
+        g = self.coarse_[v]
+        cell = self.cells_[v]
+        own_null = bool(cell["null"]) and cell["k"] > 0 and int(np.sum(g == g[-1])) == 1 and int(g[-1]) == k - 1
+        return k - int(own_null)
+
     @staticmethod
-    def _values(cell: dict[str, Any], f: np.ndarray, rng: np.random.Generator, spec: dict[str, Any] | None) -> np.ndarray:
+    def _values(cell: dict[str, Any], f: np.ndarray, u: np.ndarray, spec: dict[str, Any] | None) -> np.ndarray:
+        """Values of fine cells `f` at positions `u` in [0, 1) inside them."""
         k = cell["k"]
         null = f >= k
         if cell["kind"] == "cat":
@@ -504,7 +759,13 @@ class DPMarginalSynthesizer(BaseSynthesizer):
             m = spec["mask"]
             left = np.where(m, np.clip(left, spec["lo"], spec["hi"]), left)
             right = np.where(m, np.clip(right, spec["lo"], spec["hi"]), right)
-        x = np.where(cell["point"][fc], left, left + rng.random(f.size) * (right - left))
+        scale = cell.get("scale")
+        if scale:  # uniform on the asinh scale the cells were cut on: log-uniform in a wide bin of a heavy tail
+            a, b = np.arcsinh(left / scale), np.arcsinh(right / scale)
+            inside = np.clip(scale * np.sinh(a + u * (b - a)), left, right)
+        else:
+            inside = left + u * (right - left)
+        x = np.where(cell["point"][fc], left, inside)
         return np.where(null, np.nan, x)
 
     # -- privacy statement --------------------------------------------------------------------------
@@ -547,7 +808,7 @@ class DPMarginalSynthesizer(BaseSynthesizer):
         arrays: dict[str, np.ndarray] = {}
         cells = []
         for v, cell in enumerate(self.cells_):
-            cells.append({k: cell[k] for k in ("column", "kind", "k", "null", "lo", "hi") if k in cell})
+            cells.append({k: cell[k] for k in ("column", "kind", "k", "null", "lo", "hi", "scale") if k in cell})
             for key in ("left", "right", "point"):
                 arrays[f"cell{v}_{key}"] = cell[key]
             arrays[f"coarse{v}"] = self.coarse_[v]
@@ -607,6 +868,9 @@ def _check_dp_state(meta: dict[str, Any], arrays: dict[str, np.ndarray], learned
         need(type(k) is int and k >= 0 and type(null) is bool, f"{where}: 'k' must be a count and 'null' a boolean")
         if cell["kind"] == "cat":
             need(k == len(learned[cell["column"]].categories or []), f"{where}: 'k' does not match the column's categories")
+        scale = cell.get("scale")
+        need(scale is None or (type(scale) in (int, float) and math.isfinite(scale) and scale > 0),
+             f"{where}: 'scale' must be a positive number")
         arr(f"cell{v}_left", "f", (k,))
         arr(f"cell{v}_right", "f", (k,))
         arr(f"cell{v}_point", "b", (k,))

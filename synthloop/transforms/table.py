@@ -32,7 +32,9 @@ class TableCodec:
         if col.kind == ColumnKind.DATETIME:
             dt = values if pd.api.types.is_datetime64_any_dtype(values) else pd.to_datetime(
                 values.astype("string"), format=col.datetime_format, errors="coerce")
-            secs = dt.astype("datetime64[ns]").astype("int64").to_numpy().astype(float) / 1e9
+            from synthloop.schema.inference import naive_utc
+
+            secs = naive_utc(dt).astype("datetime64[ns]").astype("int64").to_numpy().astype(float) / 1e9
             secs[dt.isna().to_numpy()] = np.nan
             return secs
         index = self._cat_index[col.name]
@@ -85,6 +87,8 @@ class TableCodec:
             dt = pd.Series(ns.astype("datetime64[ns]"))
             dt[nan] = pd.NaT
             if col.datetime_format:
+                if "%z" in col.datetime_format or "%Z" in col.datetime_format:  # learned as UTC (see naive_utc)
+                    dt = dt.dt.tz_localize("UTC")
                 s = dt.dt.strftime(col.datetime_format)
                 return s.astype(object).where(~nan, None)
             return dt

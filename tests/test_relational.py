@@ -1,0 +1,296 @@
+"""Databases: metadata detection and checks, the multi-table and sequential synthesizer on a tiny
+database with a known law, SDMetrics agreement of the multi-table figures, and the CLI on folders."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from synthloop.errors import ConditionError, ModelFileError
+from synthloop.evaluate.multitable import evaluate_database, multi_table_quality
+from synthloop.schema.metadata import Metadata, MetadataError, detect_metadata
+from synthloop.synthesizers.relational import RelationalSynthesizer
+from tests.conftest import one_line_error, run_cli
+
+GAP_DAYS = 7
+
+
+def shop(seed: int = 0, n: int = 300) -> dict[str, pd.DataFrame]:
+    """Users (rich ones have ~4 orders, poor ones ~1; rich orders cost ~1000, poor ones ~100) and each
+    user's weekly payments (a running balance)."""
+    rng = np.random.default_rng(seed)
+    wealth = rng.choice(["poor", "rich"], size=n)
+    users = pd.DataFrame({"user_id": np.arange(1, n + 1), "wealth": wealth, "age": rng.integers(20, 70, n)})
+    size = np.where(wealth == "rich", rng.poisson(4, n), rng.poisson(1, n))
+    pid = np.repeat(users.user_id.to_numpy(), size)
+    rich = np.repeat(wealth == "rich", size)
+    amount = np.where(rich, rng.normal(1000, 100, pid.size), rng.normal(100, 10, pid.size)).round(2)
+    orders = pd.DataFrame({"order_id": np.arange(pid.size) + 1, "user_id": pid, "amount": amount})
+    k = rng.integers(0, 8, n)
+    uid = np.repeat(users.user_id.to_numpy(), k)
+    step = np.arange(uid.size) - np.repeat(np.r_[0, np.cumsum(k)[:-1]], k)
+    start = np.repeat(rng.integers(0, 30, n), k)
+    value = rng.integers(1, 50, uid.size).astype(float)
+    balance = pd.Series(value).groupby(uid).cumsum().to_numpy()
+    dates = (pd.Timestamp("2020-01-01") + pd.to_timedelta(start + GAP_DAYS * step, unit="D")).strftime("%Y-%m-%d")
+    events = pd.DataFrame({"event_id": np.arange(uid.size) + 1, "user_id": uid, "date": dates, "value": value,
+                           "balance": balance})
+    return {"users": users, "orders": orders, "events": events}
+
+
+def shop_metadata(db: dict[str, pd.DataFrame]) -> Metadata:
+    meta = detect_metadata(db)
+    meta.tables["events"].sequence_key = "user_id"
+    meta.tables["events"].order_by = "date"
+    return meta.check()
+
+
+@pytest.fixture(scope="module")
+def db() -> dict[str, pd.DataFrame]:
+    return shop()
+
+
+@pytest.fixture(scope="module")
+def fitted(db):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return RelationalSynthesizer(epochs=40, min_steps=0, random_state=0).fit(db, shop_metadata(db))
+
+
+@pytest.fixture(scope="module")
+def synth_db(fitted):
+    return fitted.sample(seed=1)
+
+
+# -- metadata -----------------------------------------------------------------------------------------
+def test_metadata_is_detected_from_names_uniqueness_and_containment(db):
+    meta = detect_metadata(db)
+    assert {t: m.primary_key for t, m in meta.tables.items()} == {"users": "user_id", "orders": "order_id",
+                                                                   "events": "event_id"}
+    assert {(r.parent, r.child, r.child_key) for r in meta.relationships} == {
+        ("users", "orders", "user_id"), ("users", "events", "user_id")}
+
+
+def test_metadata_round_trips_through_yaml(db, tmp_path):
+    meta = shop_metadata(db)
+    meta.relationships[0].on_orphans = "null"
+    meta.save(tmp_path / "meta.yaml")
+    back = Metadata.load(tmp_path / "meta.yaml")
+    assert back == meta and back.to_yaml() == meta.to_yaml()
+
+
+def test_text_keys_and_orphans_are_proposed_with_on_orphans_null():
+    airports = pd.DataFrame({"faa": ["EWR", "JFK", "LGA", "BOS"], "alt": [1, 2, 3, 4]})
+    flights = pd.DataFrame({"origin": ["EWR", "JFK"] * 10, "dest": ["BOS"] * 19 + ["XXX"], "delay": range(20)})
+    meta = detect_metadata({"airports": airports, "flights": flights})
+    rels = {r.child_key: r for r in meta.relationships}
+    assert rels["origin"].parent == "airports" and rels["origin"].on_orphans == "error"
+    assert rels["dest"].on_orphans == "null"
+
+
+@pytest.mark.parametrize("case,message", [
+    ("duplicate_key", "table 'users' column 'user_id': primary key is not unique"),
+    ("orphans", "table 'orders' column 'user_id': 3 of"),
+    ("cycle", "relationships users -> orders -> users: the relationships form a cycle"),
+])
+def test_bad_metadata_is_one_line_naming_table_and_column(db, case, message):
+    db = {k: v.copy() for k, v in db.items()}
+    meta = shop_metadata(db)
+    if case == "duplicate_key":
+        db["users"].loc[1, "user_id"] = 1
+    elif case == "orphans":
+        db["orders"].loc[:2, "user_id"] = 99_999
+    else:
+        meta.relationships.append(meta.relationships[0].model_copy(
+            update={"parent": "orders", "parent_key": "order_id", "child": "users", "child_key": "age"}))
+    with pytest.raises(MetadataError, match=message):
+        meta.validate(db)
+
+
+def test_timezone_aware_dates_are_inferred():
+    from synthloop.schema import infer_schema
+
+    df = pd.DataFrame({"t": ["2013-01-01T06:00:00Z", "2013-01-01T07:00:00Z", "2013-01-02T07:00:00Z"] * 5})
+    col = infer_schema(df)["t"]
+    assert col.kind.value == "datetime" and col.max - col.min == 90_000
+
+
+# -- the synthesizer ----------------------------------------------------------------------------------
+def test_every_foreign_key_points_at_a_generated_parent(synth_db):
+    users = synth_db["users"]
+    for t in ("orders", "events"):
+        assert synth_db[t]["user_id"].isin(users["user_id"]).all()
+        assert synth_db[t].columns.tolist() == shop()[t].columns.tolist()
+    assert synth_db["orders"]["order_id"].is_unique
+
+
+def test_child_count_follows_the_parent_column(synth_db):
+    users, orders = synth_db["users"], synth_db["orders"]
+    count = orders["user_id"].value_counts().reindex(users["user_id"]).fillna(0).to_numpy()
+    rich = (users["wealth"] == "rich").to_numpy()
+    assert 3.0 < count[rich].mean() < 5.0 and 0.5 < count[~rich].mean() < 1.6  # law: 4 and 1
+    assert (count == 0).mean() > 0.1  # parents without children are kept
+
+
+def test_child_value_follows_the_parent_value(synth_db):
+    m = synth_db["orders"].merge(synth_db["users"], on="user_id")
+    means = m.groupby("wealth")["amount"].median()
+    assert 850 < means["rich"] < 1150 and means["poor"] < 250  # law: 1000 and 100
+
+
+def test_sequences_keep_gaps_order_and_running_balance(synth_db):
+    ev = synth_db["events"]
+    d = pd.to_datetime(ev["date"])
+    gaps = d.groupby(ev["user_id"]).diff().dt.days.dropna()
+    assert (gaps >= 0).all()
+    assert (gaps == GAP_DAYS).mean() > 0.8
+    bal = ev.groupby("user_id")["balance"].diff().dropna()
+    step = ev.loc[bal.index, "value"]
+    assert np.allclose(bal.abs(), step)
+
+
+def test_same_seed_same_database_and_save_load_round_trip(fitted, synth_db, tmp_path):
+    again = fitted.sample(seed=1)
+    for t in synth_db:
+        pd.testing.assert_frame_equal(again[t], synth_db[t])
+    fitted.save(tmp_path / "db.npz")
+    loaded = RelationalSynthesizer.load(tmp_path / "db.npz")
+    back = loaded.sample(seed=1)
+    for t in synth_db:
+        pd.testing.assert_frame_equal(back[t], synth_db[t])
+
+
+def test_scale_and_conditions_across_tables(fitted):
+    half = fitted.sample(scale=0.5, seed=2)
+    assert len(half["users"]) == 150
+    rich = fitted.sample(seed=3, conditions={"users": {"wealth": "rich"}})
+    assert (rich["users"]["wealth"] == "rich").all()
+    assert rich["orders"]["amount"].median() > 800  # children follow the conditioned parent
+    big = fitted.sample(seed=3, conditions={"orders": {"amount": (900.0, 1100.0)}})
+    assert big["orders"]["amount"].between(900, 1100).all() and len(big["orders"]) > 0
+    with pytest.raises(ConditionError, match="no learned column 'user_id'"):
+        fitted.sample(conditions={"orders": {"user_id": 1}})
+
+
+def test_sample_rows_draws_new_entities_with_conditioned_children(fitted):
+    out = fitted.sample_rows("users", 40, {"orders": {"amount": (900.0, 1100.0)}}, seed=4)
+    users, orders = out["users"], out["orders"]
+    assert len(users) == 40 and orders["user_id"].isin(users["user_id"]).all()
+    assert set(users["user_id"]) <= set(orders["user_id"])  # every new user has at least one such order
+    assert orders["amount"].between(900, 1100).all()
+    with pytest.raises(ConditionError, match="not below"):
+        fitted.sample_rows("orders", 5, {"users": {"wealth": "rich"}})
+
+
+def test_sample_for_writes_the_history_of_given_entities(fitted):
+    people = pd.DataFrame({"wealth": ["rich", "poor"] * 10, "age": [30] * 20})
+    out = fitted.sample_for("users", people, seed=5)
+    assert len(out["users"]) == 20 and set(out) == {"users", "orders", "events"}
+    assert out["orders"]["user_id"].isin(out["users"]["user_id"]).all()
+    assert out["events"]["user_id"].isin(out["users"]["user_id"]).all()
+
+
+def test_a_damaged_database_model_is_one_error(fitted, tmp_path):
+    path = tmp_path / "db.npz"
+    fitted.save(path)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (tmp_path / "bad.npz").write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="bad.npz"):
+        RelationalSynthesizer.load(tmp_path / "bad.npz")
+
+
+# -- evaluation ---------------------------------------------------------------------------------------
+def test_multi_table_quality_agrees_with_sdmetrics(db):
+    sdmetrics = pytest.importorskip("sdmetrics.reports.multi_table")
+    meta = shop_metadata(db)
+    other = shop(seed=5, n=250)
+    ours = multi_table_quality(db, other, meta)
+    schemas = {t: meta.table_schema(t, db[t]) for t in meta.tables}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rep = sdmetrics.QualityReport()
+        rep.generate(db, other, meta.to_sdv_dict(schemas), verbose=False)
+    props = dict(zip(rep.get_properties()["Property"], rep.get_properties()["Score"]))
+    assert abs(ours["quality_score"] - rep.get_score()) < 0.01
+    for ours_key, theirs in [("column_shapes", "Column Shapes"), ("column_pair_trends", "Column Pair Trends"),
+                             ("cardinality", "Cardinality"), ("intertable_trends", "Intertable Trends")]:
+        assert abs(ours[ours_key] - props[theirs]) < 0.01, ours_key
+
+
+def test_database_figures_on_the_synthetic_shop(db, synth_db):
+    fig = evaluate_database(db, synth_db, shop_metadata(db))
+    assert fig["referential_integrity"] == 1.0
+    assert fig["cardinality"] > 0.85 and fig["quality_score"] > 0.8
+    seq = fig["sequences"]["events"]
+    assert seq["order_violations"] == 0.0 and seq["gap_ks"] > 0.8 and seq["length_ks"] > 0.8
+
+
+# -- CLI ----------------------------------------------------------------------------------------------
+def _write(db: dict[str, pd.DataFrame], folder: Path) -> Path:
+    folder.mkdir()
+    for k, v in db.items():
+        v.to_csv(folder / f"{k}.csv", index=False)
+    return folder
+
+
+def test_cli_fits_samples_and_evaluates_a_folder(db, tmp_path):
+    real = _write(db, tmp_path / "real")
+    meta = tmp_path / "meta.yaml"
+    r = run_cli("schema", str(real), "-o", str(meta))
+    assert r.returncode == 0, r.stderr
+    assert Metadata.load(meta).tables["users"].primary_key == "user_id"
+    shop_metadata(db).save(meta)
+    r = run_cli("fit", str(real), "--metadata", str(meta), "-o", str(tmp_path / "m.npz"), "--epochs", "2")
+    assert r.returncode == 0, r.stderr
+    r = run_cli("sample", str(tmp_path / "m.npz"), "--scale", "0.5", "-o", str(tmp_path / "out"), "--seed", "1")
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["events.csv", "orders.csv", "users.csv"]
+    assert len(pd.read_csv(tmp_path / "out" / "users.csv")) == 150
+    r = run_cli("evaluate", str(real), str(tmp_path / "out"), "--metadata", str(meta), "--json", str(tmp_path / "f.json"))
+    assert r.returncode == 0, r.stderr
+    assert "cardinality" in r.stdout and "referential_integrity" in r.stdout
+    r = run_cli("report", str(real), str(tmp_path / "out"), "--metadata", str(meta), "-o", str(tmp_path / "r.html"))
+    assert r.returncode == 0, r.stderr
+    page = (tmp_path / "r.html").read_text()
+    assert "orders.user_id -&gt; users.user_id" in page and "fig-card-0" in page and "Sequences" in page
+
+
+@pytest.mark.parametrize("case,message", [
+    ("duplicate_key", "table 'users' column 'user_id': primary key is not unique"),
+    ("orphans", "table 'orders' column 'user_id': 3 of"),
+    ("cycle", "cycle"),
+    ("no_table", "no table 'buyers'"),
+])
+def test_cli_refuses_bad_metadata_in_one_line_and_writes_nothing(db, tmp_path, case, message):
+    db = {k: v.copy() for k, v in db.items()}
+    meta = shop_metadata(db)
+    if case == "duplicate_key":
+        db["users"].loc[1, "user_id"] = 1
+    elif case == "orphans":
+        db["orders"].loc[:2, "user_id"] = 99_999
+    elif case == "cycle":
+        meta.relationships.append(meta.relationships[0].model_copy(
+            update={"parent": "orders", "parent_key": "order_id", "child": "users", "child_key": "age"}))
+    else:
+        meta.relationships[0].parent = "buyers"
+    real = _write(db, tmp_path / "real")
+    (tmp_path / "meta.yaml").write_text(meta.model_dump_json() if case in ("cycle", "no_table") else meta.to_yaml())
+    r = run_cli("fit", str(real), "--metadata", str(tmp_path / "meta.yaml"), "-o", str(tmp_path / "m.npz"))
+    assert message in one_line_error(r)
+    assert not (tmp_path / "m.npz").exists()
+
+
+def test_per_table_privacy_against_held_out_entities(db):
+    from synthloop.evaluate.multitable import split_entities, table_privacy
+
+    meta = shop_metadata(db)
+    train, hold = split_entities(db, meta, "users", share=0.3, seed=0)
+    assert not set(train["users"]["user_id"]) & set(hold["users"]["user_id"])
+    assert set(hold["orders"]["user_id"]) <= set(hold["users"]["user_id"])
+    fresh = shop(seed=9)
+    dcr = table_privacy(train, fresh, hold, meta)
+    assert set(dcr) == {"users", "orders", "events"} and all(0.2 < v < 0.8 for v in dcr.values())
