@@ -16,6 +16,11 @@ def register(app: typer.Typer) -> None:
     def schema_cmd(
         data: Path = typer.Argument(..., help="Table to inspect."),
         output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the schema (.yaml or .json) for editing."),
+        spec: Optional[Path] = typer.Option(None, "--spec", help="Draft a generation spec (YAML): structured columns learned, "
+                                            "free-text columns written by the LLM from each synthetic row."),
+        text: Optional[list[str]] = typer.Option(None, "--text", metavar="COLUMN", help="With --spec: a column to write "
+                                                 "with the LLM (default: the columns inferred as free text)."),
+        rows: int = typer.Option(100, "--rows", help="With --spec: rows the drafted spec generates."),
     ) -> None:
         """Infer column kinds, bounds, formats and null shares; write them as YAML/JSON to edit and pass back with --schema.
         For a folder of tables: propose the database metadata (keys, relationships, sequences) to edit and pass
@@ -44,3 +49,8 @@ def register(app: typer.Typer) -> None:
         if output:
             write_text(sch.to_json() if output.suffix == ".json" else sch.to_yaml(), output)
             out.print(f"wrote {output}")
+        if spec:
+            from synthloop.spec.draft import draft_spec
+
+            write_text(draft_spec(df, data, spec, text, rows=rows), spec)
+            out.print(f"wrote {spec}: edit the prompts, then run synthloop generate {spec}")

@@ -300,11 +300,40 @@ def _attack_rows(p: dict[str, Any]) -> tuple[list[tuple[str, Any, str, str, str]
     return rows, notes
 
 
+_TEXT_ROWS = [
+    ("length_ks_similarity", "Length KS similarity", "1"), ("vocabulary_similarity", "Vocabulary similarity (1 - TVD)", "1"),
+    ("char_ngram_similarity", "Character 3-gram similarity (1 - TVD)", "1"), ("detection_auc", "Detection AUC (TF-IDF + structured)", "0.5"),
+    ("agreement_rate", "Row-text agreement", "1"),
+]
+
+
+def text_sections(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """One report section for the free-text columns (built from `data["text"]`), escaped here."""
+    from markupsafe import escape
+
+    text = data.get("text") or {}
+    if not text:
+        return []
+    parts = []
+    for col, m in text.items():
+        rows = [(label, m.get(key), ideal) for key, label, ideal in _TEXT_ROWS if key in m]
+        for key, label in (("distinct_1", "Distinct-1"), ("distinct_2", "Distinct-2"), ("mean_chars", "Mean length (characters)")):
+            v = m.get(key) or {}
+            rows.append((f"{label}: real / synthetic", f"{_fmt(v.get('real'))} / {_fmt(v.get('synthetic'))}", "similar"))
+        cp = m.get("copy") or {}
+        rows.append((f"Longest token run shared with a real text: max / mean", f"{cp.get('max')} / {_fmt(cp.get('mean'))}", "small"))
+        rows.append((f"Share of texts with a copied run of {cp.get('threshold')}+ tokens", _fmt(cp.get("share_at_or_above")), "0"))
+        body = "".join(f"<tr><td>{escape(a)}</td><td>{escape(b if isinstance(b, str) else _fmt(b))}</td><td>{escape(c)}</td></tr>"
+                       for a, b, c in rows)
+        parts.append(f"<h3>{escape(col)}</h3><table><tr><th>figure</th><th>value</th><th>ideal</th></tr>{body}</table>")
+    return [{"id": "text", "title": "Free text", "html": "".join(parts)}]
+
+
 def render_html(data: dict[str, Any], title: str | None = None, extra_sections: list[dict[str, Any]] | None = None) -> str:
     """The report page for one evaluation's `data` (an `EvaluationResult.data`). `extra_sections`:
     [{id, title, html (trusted markup), figures: {div id: plotly spec}}] appended after the built-in ones."""
     specs = figure_specs(data)
-    extra = [{**x, "html": Markup(x.get("html", ""))} for x in (extra_sections or [])]
+    extra = [{**x, "html": Markup(x.get("html", ""))} for x in text_sections(data) + list(extra_sections or [])]
     for x in extra:
         specs.update(x.get("figures") or {})
     env = jinja2.Environment(autoescape=True, undefined=jinja2.ChainableUndefined)

@@ -26,7 +26,7 @@ from synthloop.evaluate.fairness import fairness_figures
 from synthloop.evaluate.privacy import exact_copy_rate, feature_matrix, privacy_figures
 from synthloop.evaluate.quality import quality_score
 from synthloop.evaluate.utility import utility_scores
-from synthloop.schema import TableSchema, infer_schema
+from synthloop.schema import ColumnKind, TableSchema, infer_schema
 
 _PLOT_COLUMNS = 60
 _PLOT_POINTS = 1500
@@ -265,7 +265,8 @@ class EvaluationResult:
 def evaluate(real: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame | None = None, target: str | None = None,
              protected: Sequence[str] | None = None, schema: TableSchema | None = None,
              constraints: list[Any] | None = None, seed: int = 0, detection: bool = True, plots: bool = True,
-             max_rows: int = 5_000, threads: int = 1, attacks: bool = True, n_attacks: int = 300) -> EvaluationResult:
+             max_rows: int = 5_000, threads: int = 1, attacks: bool = True, n_attacks: int = 300,
+             text_agreement: dict[str, Any] | None = None) -> EvaluationResult:
     """Judge `synthetic` against `real` (the synthesizer's training rows); see the module docstring.
 
     `holdout`: real rows the synthesizer never saw (for DCR share, membership attack, utility testing).
@@ -276,15 +277,18 @@ def evaluate(real: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame 
     `attacks`: with a holdout, also run the attack suite (`synthloop.evaluate.attacks`: DOMIAS density
     membership attack; Anonymeter's singling-out, linkability and inference risks with `n_attacks`
     attacks each, when Anonymeter is installed; inference on `target` and 5 other columns).
+    Free-text columns (kind text) get the figures of `synthloop.evaluate.text`; `text_agreement`:
+    {column: check(df) -> bool per row}, a row-text agreement check whose rate is reported too.
     """
     with limited_threads(threads):
         return _evaluate(real, synthetic, holdout, target, protected, schema, constraints, seed, detection, plots, max_rows,
-                         attacks, n_attacks)
+                         attacks, n_attacks, text_agreement)
 
 
 def _evaluate(real: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame | None, target: str | None,
               protected: Sequence[str] | None, schema: TableSchema | None, constraints: list[Any] | None, seed: int,
-              detection: bool, plots: bool, max_rows: int, attacks: bool = True, n_attacks: int = 300) -> EvaluationResult:
+              detection: bool, plots: bool, max_rows: int, attacks: bool = True, n_attacks: int = 300,
+              text_agreement: dict[str, Any] | None = None) -> EvaluationResult:
     if not isinstance(real, pd.DataFrame) or not isinstance(synthetic, pd.DataFrame):
         raise DataError("evaluate(real, synthetic): both tables must be pandas DataFrames; read files with synthloop.io.read_table")
     if len(real) == 0 or len(synthetic) == 0:
@@ -335,6 +339,15 @@ def _evaluate(real: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame
     d["coverage"] = coverage_figures(real, synthetic, schema)
     d["constraints"] = constraint_adherence(synthetic, constraints if constraints is not None else schema.constraints, real)
     timings["fairness_coverage_constraints"] = time.perf_counter() - t
+    text_cols = [c.name for c in schema.columns if c.kind == ColumnKind.TEXT and c.name in synthetic.columns]
+    if text_cols:
+        from synthloop.evaluate.text import text_metrics
+
+        t = time.perf_counter()
+        structured = [c.name for c in learned_columns(schema, real, synthetic)]
+        d["text"] = {c: text_metrics(real, synthetic, c, structured=structured, seed=seed, detection=detection,
+                                     agreement=(text_agreement or {}).get(c)) for c in text_cols}
+        timings["text"] = time.perf_counter() - t
     if plots:
         t = time.perf_counter()
         d["plots"] = {"distributions": _distributions(real, synthetic, schema),

@@ -243,7 +243,7 @@ def checker_for(spec: Any, col: Any) -> AgreementChecker | None:
     categories: dict[str, list[Any]] = {}
     for ref in checks.agrees_with.values():
         name = ref.split(".", 1)[1] if "." in ref and ref.split(".", 1)[0] in producer else ref
-        vals = _categories_of(spec, name) if name in producer else None
+        vals = _categories_of(spec, name) if name in producer or name in getattr(spec, "learned_columns", ()) else None
         if vals is not None:
             categories[ref] = vals
     index = [c.name for c in spec.columns].index(col.name)

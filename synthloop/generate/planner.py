@@ -56,9 +56,11 @@ def _check_conditions(spec: Spec, conditions: dict[str, Any]) -> None:
             raise ConditionError(f"condition {name}={value!r}: not one of {allowed}")
 
 
-def make_plan(spec: Spec, n: int | None = None, conditions: dict[str, Any] | None = None) -> Plan:
+def make_plan(spec: Spec, n: int | None = None, conditions: dict[str, Any] | None = None, learned: Any = None) -> Plan:
     """Draw every up-front column for `n` rows (spec.rows by default), vectorized per column.
-    `conditions` fixes sampler columns (and LLM enum fields) to one value; what reads them follows."""
+    `conditions` fixes sampler columns (and LLM enum fields) to one value; what reads them follows.
+    `learned` (a `LearnedPart`, for specs with `learn:`) writes the learned columns after the columns
+    they do not depend on (the conditioning samplers among them) and before those that read them."""
     n = spec.rows if n is None else n
     conditions = dict(conditions or {})
     _check_conditions(spec, conditions)
@@ -70,7 +72,26 @@ def make_plan(spec: Spec, n: int | None = None, conditions: dict[str, Any] | Non
         if col.llm is not None or deps[name] & llm_based:
             llm_based.add(name)
     frame = pd.DataFrame(index=pd.RangeIndex(n))
-    for i_name in order:
+    after: set[str] = set()
+    if spec.learned_columns:
+        from synthloop.generate.learned import learned_dependent
+
+        after = learned_dependent(spec)
+        for name in spec.conditioning_columns():
+            if name in after:
+                idx = [c.name for c in spec.columns].index(name)
+                raise SpecError(f"{spec.source}: columns[{idx}]: '{name}' conditions the learned columns, so it cannot "
+                                "read them too")
+        if learned is None:
+            raise SpecError(f"{spec.source}: the spec learns columns (learn:) but no learned model was given")
+    staged = [o for o in order if o not in after] + ["\0learned"] + [o for o in order if o in after]
+    for i_name in staged:
+        if i_name == "\0learned":
+            if spec.learned_columns:
+                part = learned.sample(frame, n)
+                for c in part.columns:
+                    frame[c] = part[c]
+            continue
         if i_name in llm_based:
             continue
         col = spec.column(i_name)

@@ -173,8 +173,11 @@ def answer_format(col: Column, schema: dict[str, Any]) -> str:
 def build_prompt(spec: Spec, settings: LLMSettings, col: Column, index: int, row: dict[str, Any],
                  row_index: int, n_rows: int, examples: list[dict[str, Any]],
                  assigned: dict[str, Any] | None = None, extra_avoid: list[str] | None = None,
+                 extra_rules: list[str] | None = None, row_rules: list[str] | None = None,
                  fixed_examples: bool = False) -> Prompt:
-    """The exact messages sent for one cell (what `synthloop prompt SPEC --row N` prints).
+    """The exact messages sent for one cell (what `synthloop prompt SPEC --row N` prints);
+    `extra_rules`: fixed lines added to the rules (the real texts' style in mixed specs);
+    `row_rules`: lines for this record only (its planned length in mixed specs).
 
     Laid out for prefix caching: everything that is the same for every row of the column (system,
     fixed rules, avoid list, answer format) comes first and the row's own part (examples, templated
@@ -190,7 +193,7 @@ def build_prompt(spec: Spec, settings: LLMSettings, col: Column, index: int, row
         system = system + "\n" + render(llm.system, ctx, where + ".system")
     schema = answer_schema(col, assigned)
     head: list[str] = []
-    fixed_rules = [r for r in llm.constraints if not _has_placeholder(r)]
+    fixed_rules = [r for r in llm.constraints if not _has_placeholder(r)] + list(extra_rules or [])
     if not llm.structured:
         fixed_rules.append(f"At most {llm.max_chars} characters.")
     if fixed_rules:
@@ -204,10 +207,11 @@ def build_prompt(spec: Spec, settings: LLMSettings, col: Column, index: int, row
     tail: list[str] = []
     if examples:  # examples picked once for the column belong to the shared part
         (head if fixed_examples else tail).append("Examples:\n" + "\n".join(json.dumps(e, ensure_ascii=False) for e in examples))
-    row_rules = [render(r, ctx, f"{where}.constraints[{j}]") for j, r in enumerate(llm.constraints) if _has_placeholder(r)]
-    row_rules += [f'"{k}" must be {json.dumps(v)}.' for k, v in (assigned or {}).items()]
-    if row_rules:
-        tail.append("Rules for this record:\n" + "\n".join(f"- {r}" for r in row_rules))
+    record_rules = [render(r, ctx, f"{where}.constraints[{j}]") for j, r in enumerate(llm.constraints) if _has_placeholder(r)]
+    record_rules += [f'"{k}" must be {json.dumps(v)}.' for k, v in (assigned or {}).items()]
+    record_rules += list(row_rules or [])
+    if record_rules:
+        tail.append("Rules for this record:\n" + "\n".join(f"- {r}" for r in record_rules))
     row_avoid = [render(a, ctx, f"{where}.avoid[{j}]") for j, a in enumerate(llm.avoid) if _has_placeholder(a)]
     row_avoid += list(extra_avoid or [])
     if row_avoid:

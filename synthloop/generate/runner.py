@@ -24,6 +24,9 @@ from synthloop.errors import SynthloopError
 from synthloop.generate.agreement import AgreementChecker, checker_for
 from synthloop.generate.diversity import diversity_report, near_duplicates
 from synthloop.generate.expr import parse_expression
+from synthloop.generate.learned import LearnedPart
+from synthloop.generate.textguide import TextGuide
+from synthloop.generate.textprivacy import copy_figures, trim_copy
 from synthloop.generate.planner import Plan, cell_seed, make_plan
 from synthloop.generate.prompts import REASONING_FIELD, FewShotPool, Prompt, _plain, build_prompt, repair_messages
 from synthloop.generate.store import Journal, JournalWarning, ResponseCache, RunLock, journal_path_for, lock_path_for
@@ -78,6 +81,12 @@ class GenerationResult:
     failed: list[dict[str, Any]] = field(default_factory=list)
 
 
+def learned_model_path_for(out: str | Path) -> Path:
+    """Where a mixed run keeps its fitted model until it finishes (a resumed run samples the same rows)."""
+    p = Path(out)
+    return p.with_name(p.name + ".learned.model")
+
+
 def summary_path_for(out: str | Path) -> Path:
     p = Path(out)
     return p.with_name(p.name + ".summary.json")
@@ -88,8 +97,13 @@ class PromptedGenerator:
 
     def __init__(self, spec: Spec, backend: LLMBackend | None = None, cache_dir: str | Path | None | bool = None,
                  judge_backend: LLMBackend | None = None, runner: Any = None,
-                 endpoints: list[tuple[str, int]] | None = None) -> None:
+                 endpoints: list[tuple[str, int]] | None = None, learned_model: Any = None) -> None:
+        """`learned_model`: a fitted synthesizer for the spec's `learn:` columns (else fitted on first use)."""
         self.spec = spec
+        self._learned_model = learned_model
+        self._learned: LearnedPart | None = None
+        self._model_path: Path | None = None
+        self._guides: dict[str, TextGuide] | None = None
         self._backend = backend
         self._given_backend = backend is not None
         # synthloop.runners: a RayRunner computes rows on a pool of actors (one backend each, spread
@@ -125,8 +139,40 @@ class PromptedGenerator:
             self._pools[col.name] = FewShotPool(self.spec, col, self._index(col.name))
         return self._pools[col.name]
 
+    def learned_part(self) -> LearnedPart | None:
+        """The synthesizer half of a mixed spec (None without `learn:`)."""
+        if not self.spec.learned_columns:
+            return None
+        if self._learned is None:
+            self._learned = LearnedPart(self.spec, self._learned_model, self._model_path)
+        return self._learned
+
+    def guides(self) -> dict[str, TextGuide]:
+        """LLM text column -> what its real texts tell (few-shot neighbours, style, privacy indexes)."""
+        if self._guides is None:
+            self._guides = {}
+            if self.spec.learn is not None:
+                from synthloop.generate.learned import read_learn_table
+                from synthloop.spec.dag import column_reads
+
+                real = read_learn_table(self.spec)
+                context = self.spec.learned_columns + self.spec.conditioning_columns()
+                for col in self.spec.columns:
+                    source = self.spec.text_source(col)
+                    if source is None:
+                        continue
+                    assert col.llm is not None
+                    reads = set().union(*column_reads(col).values())
+                    self._guides[col.name] = TextGuide(
+                        real, source, col.name, context, [c for c in context if c in reads], k=col.llm.neighbours,
+                        seed=self.spec.seed, pii_extra=self.spec.learn.pii)
+        return self._guides
+
     def plan(self, n: int | None = None) -> Plan:
-        return make_plan(self.spec, n, self._conditions)
+        plan = make_plan(self.spec, n, self._conditions, self.learned_part())
+        for guide in self.guides().values():
+            guide.plan(plan.frame)
+        return plan
 
     def prompt(self, plan: Plan, col: Column, i: int, row: dict[str, Any], round_: int = 0,
                extra_avoid: list[str] | None = None) -> Prompt:
@@ -134,8 +180,17 @@ class PromptedGenerator:
         fixed = bool(pool is not None and col.llm is not None and col.llm.few_shot is not None and not col.llm.few_shot.per_row)
         pick_row, pick_round = (0, 0) if fixed else (i, round_)  # one pick for the whole column
         examples = pool.pick(row, np.random.default_rng(cell_seed(self.spec.seed, pick_row, col.name + "#shots", 0, pick_round))) if pool else []
-        return build_prompt(self.spec, self.spec.llm, col, self._index(col.name), row, i, plan.n, examples,
-                            plan.assigned_for(col.name, i), extra_avoid, fixed_examples=fixed)
+        guide = self.guides().get(col.name)
+        rules: list[str] = []
+        row_rules: list[str] = []
+        extra: list[dict[str, Any]] = []
+        if guide is not None:
+            extra = guide.examples(i)  # the nearest real rows: always this row's own
+            if col.llm is not None and col.llm.style:
+                rules, row_rules = guide.rules(), guide.row_rules(i)
+        return build_prompt(self.spec, self.spec.llm, col, self._index(col.name), row, i, plan.n, examples + extra,
+                            plan.assigned_for(col.name, i), extra_avoid, rules, row_rules,
+                            fixed_examples=fixed and not extra)  # row-specific neighbours keep examples per row
 
     def _complete(self, req: LLMRequest, stats: dict[str, Any], backend: LLMBackend | None = None) -> LLMResult:
         """One request through the cache; counts requests, tokens and the backend's busy intervals."""
@@ -203,6 +258,8 @@ class PromptedGenerator:
         request_schema = prompt.schema if not prompt.start or getattr(self.backend, "supports_prefill", False) \
             else _room_for_start(prompt.schema, col.name, len(prompt.start) + 1)
         attempts = max(llm.max_retries + 1, checker.checks.max_attempts if checker is not None else 0)
+        styled_fallback: tuple[dict[str, Any], float] | None = None
+        agreed_counted = False
         for attempt in range(attempts):
             req = LLMRequest(
                 messages=messages, schema=request_schema, seed=cell_seed(self.spec.seed, i, col.name, attempt, round_),
@@ -243,14 +300,24 @@ class PromptedGenerator:
                         errs = checker.judge_failures(self._complete(jreq, stats, self.judge_backend).text)
                     if errs:
                         stats[f"disagreed:{col.name}"] = stats.get(f"disagreed:{col.name}", 0) + 1
+                guide = self.guides().get(col.name) if not llm.structured and llm.style else None
+                if not errs and checker is not None and not agreed_counted:  # agreement, apart from style
+                    agreed_counted = True
+                    stats[f"agreed:{col.name}"] = stats.get(f"agreed:{col.name}", 0) + 1
+                    stats[f"agreed_first:{col.name}"] = stats.get(f"agreed_first:{col.name}", 0) + int(attempt == 0)
+                if not errs and guide is not None:  # mixed specs: the real texts' length range holds
+                    errs = guide.style_failures(out[col.name], i)
+                    stats["style_failed"] = stats.get("style_failed", 0) + int(bool(errs))
+                    gap = guide.length_gap(out[col.name], i) + 10.0 * any("repeats" in e or "than the real" in e for e in errs)
+                    if errs and (styled_fallback is None or gap < styled_fallback[1]):
+                        styled_fallback = (out, gap)  # valid and agreeing: the closest is kept if none fits
                 if not errs:
                     stats["valid_first"] += int(attempt == 0)
-                    if checker is not None:
-                        stats[f"agreed:{col.name}"] = stats.get(f"agreed:{col.name}", 0) + 1
-                        stats[f"agreed_first:{col.name}"] = stats.get(f"agreed_first:{col.name}", 0) + int(attempt == 0)
                     return out, []
             stats["repairs"] += int(attempt < attempts - 1)
             messages = repair_messages(prompt, [_plain_error(e) for e in errs])
+        if styled_fallback is not None:  # style is a preference; validity and agreement were met
+            return styled_fallback[0], []
         return None, errs
 
     def _max_tokens(self, col: Column) -> int:
@@ -413,6 +480,11 @@ class PromptedGenerator:
                   conditions: dict[str, Any] | None, on_warning: Callable[[str], None] | None) -> GenerationResult:
         t_start = time.perf_counter()
         self._conditions = dict(conditions or {})
+        model_path = learned_model_path_for(out) if out is not None and self.spec.learned_columns else None
+        if model_path is not None and self._learned_model is None:
+            if fresh or not journal_path_for(out).exists():  # type: ignore[arg-type]
+                model_path.unlink(missing_ok=True)  # a model left by another run: fit anew
+            self._model_path, self._learned = model_path, None
         plan = self.plan(n)
         self._records = plan.frame.to_dict("records")
         journal = Journal(journal_path_for(out), self.fingerprint(plan.n)) if out else None
@@ -448,12 +520,18 @@ class PromptedGenerator:
             else:
                 for i in todo:
                     done[i] = {"row": i, "status": "ok", "values": {}, "round": 0, "stats": {}}
+            retried = self._retry_failed(plan, journal, done, progress)
             div_before, regenerated = self._dedup(plan, journal, done, progress)
+            text_report = self._text_checks(plan, journal, done, progress)
             if journal is not None:
                 journal.close()
             df, failed = self._assemble(plan, done)
             wall = time.perf_counter() - t_start
             summary = self._summary(plan, df, failed, done, resumed, div_before, regenerated, wall, progress)
+            if text_report:
+                summary["text"] = self._text_summary(df, text_report)
+            if retried:
+                summary["failed_rows_retried"] = retried
             if notes:
                 summary["journal_warnings"] = notes
             if self.runner is not None:
@@ -466,6 +544,8 @@ class PromptedGenerator:
                 write_text(json.dumps(summary, indent=2, default=str) + "\n", summary_path_for(out))
                 if journal is not None and not keep_journal:
                     journal.remove()
+                    if model_path is not None:
+                        model_path.unlink(missing_ok=True)
         except KeyboardInterrupt:
             # Ctrl-C in any phase, writing the outputs included: the journal holds every finished row
             kept = len(done)
@@ -578,6 +658,104 @@ class PromptedGenerator:
                 regenerated[name] += len(res)
         progress.phase("done")
         return before, regenerated
+
+    def _regenerate(self, plan: Plan, col: Column, redo: dict[int, list[str]], journal: Journal | None,
+                    done: dict[int, dict[str, Any]], progress: "_Progress", round_: int) -> int:
+        """Write `col` (and what reads it) again for rows `redo` (row -> things to avoid); returns rows redone."""
+        below = downstream(plan.deps, col.name) | {col.name}
+        keep_cols = [c for c in plan.per_row if c not in below]
+        keep = {i: {o: done[i]["values"][o] for c in keep_cols for o in self.spec.column(c).output_names()
+                    if o in done[i]["values"]} for i in redo}
+        avoid = {i: {col.name: why} for i, why in redo.items()}
+        return len(self._run_rows(plan, sorted(redo), journal, done, progress, round_, avoid, keep))
+
+    def _retry_failed(self, plan: Plan, journal: Journal | None, done: dict[int, dict[str, Any]],
+                      progress: "_Progress") -> int:
+        """Mixed specs: a row whose text failed is tried again with fresh seeds (bounded), since leaving
+        it out would change the learned columns' distribution (rare values fail more often)."""
+        if not self.spec.learned_columns:
+            return 0
+        tried = 0
+        for r in range(self.spec.text_privacy.max_rounds):
+            failed = sorted(i for i, rec in done.items() if rec["status"] != "ok")
+            if not failed:
+                break
+            progress.phase(f"retry failed r{r + 1}")
+            self._run_rows(plan, failed, journal, done, progress, 200 + r)
+            tried += len(failed)
+        return tried
+
+    def _text_checks(self, plan: Plan, journal: Journal | None, done: dict[int, dict[str, Any]],
+                     progress: "_Progress") -> dict[str, Any]:
+        """Text privacy against the learn table: texts sharing `max_copied_run` tokens or more with a
+        real text, or holding a real personal value, are regenerated (bounded); a personal value still
+        there after that is replaced by a fake one, so none reaches the output."""
+        tp = self.spec.text_privacy
+        report: dict[str, Any] = {}
+        for name, guide in self.guides().items():
+            col = self.spec.column(name)
+            before: dict[str, Any] | None = None
+            regenerated = 0
+            for r in range(tp.max_rounds + 1):
+                rows = sorted(i for i, rec in done.items() if rec["status"] == "ok" and name in rec["values"])
+                texts = [str(done[i]["values"][name]) for i in rows]
+                runs = guide.copy.longest_runs(texts)
+                hits = guide.pii.hits(texts)
+                if before is None:
+                    before = {"copy": copy_figures(runs, tp.max_copied_run), "pii_texts": sum(bool(h) for h in hits)}
+                redo: dict[int, list[str]] = {}
+                for k, i in enumerate(rows):
+                    why = []
+                    if runs[k] >= tp.max_copied_run:
+                        why.append(f"copying {runs[k]} words in a row from a real text; use your own words")
+                    if hits[k]:
+                        why.append("real personal names, emails, phone numbers or ids")
+                    if why:
+                        redo[i] = why
+                if not redo or r == tp.max_rounds:
+                    break
+                progress.phase(f"text checks {name} r{r + 1}")
+                regenerated += self._regenerate(plan, col, redo, journal, done, progress, 100 + r)
+            trimmed = 0
+            for i, rec in done.items():  # the last word on copying: no run of max_copied_run tokens leaves the run
+                if rec["status"] == "ok" and name in rec["values"]:
+                    t = str(rec["values"][name])
+                    if guide.copy.longest_runs([t])[0] >= tp.max_copied_run:
+                        rec["values"][name] = trim_copy(guide.copy, t, tp.max_copied_run)
+                        trimmed += 1
+            scrubbed = 0
+            for i, rec in done.items():  # the last word on PII: nothing real leaves the run
+                if rec["status"] == "ok" and name in rec["values"]:
+                    t = str(rec["values"][name])
+                    if guide.pii.spans(t, generic=False):
+                        rec["values"][name] = guide.pii.scrub([t], self.spec.seed)[0]
+                        scrubbed += 1
+            report[name] = {"before": before, "regenerated": regenerated, "pii_scrubbed": scrubbed, "copies_trimmed": trimmed}
+        if report:
+            progress.phase("done")
+        return report
+
+    def _text_summary(self, df: pd.DataFrame, report: dict[str, Any]) -> dict[str, Any]:
+        from synthloop.evaluate.text import length_ks_similarity
+        from synthloop.generate.textguide import style_stats
+
+        out: dict[str, Any] = {}
+        for name, rep in report.items():
+            guide = self.guides()[name]
+            texts = df[name].dropna().astype(str).tolist() if name in df.columns else []
+            runs = guide.copy.longest_runs(texts)
+            out[name] = {
+                "source": self.spec.text_source(self.spec.column(name)),
+                "copy": {"before": rep["before"]["copy"] if rep["before"] else None,
+                         "after": copy_figures(runs, self.spec.text_privacy.max_copied_run)},
+                "pii": {"texts_before": rep["before"]["pii_texts"] if rep["before"] else 0,
+                        "texts_after": sum(bool(h) for h in guide.pii.hits(texts)), "scrubbed": rep["pii_scrubbed"],
+                        "values_checked": len(guide.pii)},
+                "regenerated": rep["regenerated"], "copies_trimmed": rep.get("copies_trimmed", 0),
+                "style": {"real": guide.style, "generated": style_stats(texts),
+                          "length_ks_similarity": length_ks_similarity(guide.texts, texts)},
+            }
+        return out
 
     def _assemble(self, plan: Plan, done: dict[int, dict[str, Any]]) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
         ok = sorted(i for i, r in done.items() if r["status"] == "ok")

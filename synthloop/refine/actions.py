@@ -289,5 +289,73 @@ class RewritePrompt(Action):
             col.llm.prompt = self.prompt
 
 
+@dataclass
+class MoreFewShot(Action):
+    """Show more nearest-neighbour real examples per row (mixed specs: `llm.neighbours`)."""
+
+    column: str = ""
+    to: int = 5
+
+    def summary(self) -> str:
+        return f"MoreFewShot({self.column}: {self.to} neighbours)"
+
+    def apply(self, spec: Any) -> None:
+        col = spec.producer()[self.column]
+        if col.llm is not None:
+            col.llm.neighbours = self.to
+
+
+@dataclass
+class MoreAttempts(Action):
+    """Allow more answers per cell before a text that fails its checks is given up (regeneration)."""
+
+    column: str = ""
+    to: int = 6
+
+    def summary(self) -> str:
+        return f"MoreAttempts({self.column}: {self.to} answers per cell)"
+
+    def apply(self, spec: Any) -> None:
+        col = spec.producer()[self.column]
+        if col.llm is not None and col.llm.checks is not None:
+            col.llm.checks.max_attempts = self.to
+
+
+@dataclass
+class SetTextLength(Action):
+    """State and enforce a length range for a text column (the schema's min/max characters)."""
+
+    column: str = ""
+    min_chars: int = 1
+    max_chars: int = 160
+
+    def summary(self) -> str:
+        return f"SetTextLength({self.column}: {self.min_chars}-{self.max_chars} characters)"
+
+    def apply(self, spec: Any) -> None:
+        col = spec.producer()[self.column]
+        if col.llm is not None:
+            col.llm.min_chars, col.llm.max_chars = self.min_chars, self.max_chars
+            rule = f"Write at least {self.min_chars} characters."
+            if rule not in col.llm.constraints:
+                col.llm.constraints = [c for c in col.llm.constraints if not c.startswith("Write at least ")] + [rule]
+
+
+@dataclass
+class TightenCopying(Action):
+    """Regenerate texts from a shorter copied run on, with one more regeneration round."""
+
+    to: int = 8
+    rounds: int = 3
+
+    def summary(self) -> str:
+        return f"TightenCopying(regenerate from {self.to} copied tokens, {self.rounds} rounds)"
+
+    def apply(self, spec: Any) -> None:
+        spec.text_privacy.max_copied_run = self.to
+        spec.text_privacy.max_rounds = self.rounds
+
+
 ACTIONS = (Resample, FillBins, ReplaceTooClose, AddConstraint, RaiseEpochs, SwitchModel, AdjustQuota, TightenRange,
-           AddNegativeConstraint, AddFewShot, RaiseTemperature, RewritePrompt)
+           AddNegativeConstraint, AddFewShot, RaiseTemperature, RewritePrompt, MoreFewShot, MoreAttempts, SetTextLength,
+           TightenCopying)

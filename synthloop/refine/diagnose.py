@@ -114,6 +114,20 @@ class InstructionMissed(Diagnosis):
 
 
 @dataclass
+class TextTargetMissed(Diagnosis):
+    """A free-text column misses a `text:` target: `figure` is agreement, length, max_copied_run or length_ks."""
+
+    column: str = ""
+    figure: str = ""
+    value: float | None = None
+    target: str = ""
+
+    def summary(self) -> str:
+        v = "n/a" if self.value is None else f"{self.value:.4g}"
+        return f"{self.column}: {self.figure} = {v}, target {self.target}"
+
+
+@dataclass
 class DetectableColumns(Diagnosis):
     auc: float = 0.0
     columns: list[str] = field(default_factory=list)
@@ -173,6 +187,10 @@ def diagnose(data: pd.DataFrame, m: Measurement, ctx: MeasureContext) -> list[Di
             r = ev["ranges"][c.column]
             out.append(TargetMissed(metric=c.metric, value=c.value, target=c.target, column=c.column,
                                     evidence={k: v for k, v in r.items() if k != "rows_outside"}))
+    for c in missed:
+        if c.kind == "text":
+            out.append(TextTargetMissed(column=c.column or "", figure=c.key or "", value=c.value, target=c.target,
+                                        evidence=(ev.get("text") or {}).get(c.column, {})))
     names = {c.metric: c for c in missed if c.kind == "metric"}
     if "constraint_adherence" in names:
         for r in ev.get("constraints", []):

@@ -355,6 +355,10 @@ class PromptedEngine:
         self._own_backend: Any = None
         self._judge_backend: Any = None
         self._rewrites = 0
+        self._learned_model: Any = None
+        unknown_text = [c for c in targets.text if c not in outputs]
+        if unknown_text:
+            raise DataError(f"text targets name column '{unknown_text[0]}', which spec {spec.source} does not produce")
         # the judge holds outputs to the user's own instruction, not to the latest rewrite of it
         self.instructions = {c.name: c.llm.prompt for c in self.spec.columns if c.llm is not None}
         if "judge_pass_rate" in targets.metrics and not any(c.llm is not None for c in self.spec.columns):
@@ -401,13 +405,31 @@ class PromptedEngine:
     def context(self) -> MeasureContext:
         text = [c.name for c in self.spec.columns if c.llm is not None and not c.llm.structured]
         judge = self.judge if "judge_pass_rate" in self.targets.metrics else None
-        return MeasureContext(targets=self.targets, categories=self.categories, text_columns=text, judge=judge)
+        figures = self.text_figures if self.targets.text else None
+        return MeasureContext(targets=self.targets, categories=self.categories, text_columns=text, judge=judge,
+                              text_figures=figures)
+
+    def text_figures(self, data: pd.DataFrame) -> dict[str, dict[str, Any]]:
+        """The last run's text figures per column: agreement (its checks, over written rows), longest
+        copied run and length KS against the learn table's texts (mixed specs)."""
+        summary = getattr(self, "last_summary", None) or {}
+        out: dict[str, dict[str, Any]] = {}
+        for col in self.targets.text:
+            ag = (summary.get("agreement") or {}).get(col) or {}
+            tx = (summary.get("text") or {}).get(col) or {}
+            out[col] = {"agreement": ag.get("written_rows_agreement"),
+                        "max_copied_run": ((tx.get("copy") or {}).get("after") or {}).get("max"),
+                        "length_ks": (tx.get("style") or {}).get("length_ks_similarity")}
+        return out
 
     def generate(self, iteration: int) -> pd.DataFrame:
         from synthloop.generate.runner import PromptedGenerator
 
-        gen = PromptedGenerator(self.spec, backend=self.backend or self._own_backend, cache_dir=self.cache_dir)
+        gen = PromptedGenerator(self.spec, backend=self.backend or self._own_backend, cache_dir=self.cache_dir,
+                                learned_model=self._learned_model)
         res = gen.generate(self.n)
+        if gen.learned_part() is not None:  # mixed specs: fit once, every iteration samples the same model
+            self._learned_model = gen.learned_part().model()
         self.last_summary = res.summary
         self._last = res.data
         return res.data
@@ -444,6 +466,8 @@ class PromptedEngine:
                     acts.append(A.AddNegativeConstraint(column=c, text=f"rows where '{d.rule}' does not hold", why=d.summary()))
             elif isinstance(d, D.InstructionMissed):
                 acts.append(self._rewrite(d))
+            elif isinstance(d, D.TextTargetMissed):
+                acts += self._text_actions(d, producer)
             elif isinstance(d, D.LowDiversity):
                 col = producer[d.column]
                 cur = col.llm.temperature if col.llm and col.llm.temperature is not None else self.spec.llm.temperature
@@ -456,6 +480,32 @@ class PromptedEngine:
                 seen.add(k)
                 out.append(a)
         return out
+
+    def _text_actions(self, d: D.TextTargetMissed, producer: dict[str, Any]) -> list[A.Action]:
+        """Agreement missed: more answers per cell and the contradiction named in the prompt; length
+        missed: the range stated and enforced; copying: a lower regeneration threshold; length KS:
+        more nearest-neighbour examples."""
+        col = producer.get(d.column)
+        if col is None or col.llm is None:
+            return []
+        why = f"text target missed: {d.summary()}"
+        t = self.targets.text[d.column]
+        if d.figure == "agreement":
+            acts: list[A.Action] = [A.AddNegativeConstraint(column=d.column, text="anything that contradicts the values of this record",
+                                                            why=why)]
+            if col.llm.checks is not None and col.llm.checks.max_attempts < 20:
+                acts.insert(0, A.MoreAttempts(column=d.column, to=min(20, col.llm.checks.max_attempts + 2), why=why))
+            return acts
+        if d.figure == "length" and t.length is not None:
+            lo = int(t.length.min) if t.length.min is not None else col.llm.min_chars
+            hi = int(t.length.max) if t.length.max is not None else col.llm.max_chars
+            return [A.SetTextLength(column=d.column, min_chars=max(0, lo), max_chars=max(hi, lo, 1), why=why)]
+        if d.figure == "max_copied_run" and t.max_copied_run is not None:
+            return [A.TightenCopying(to=max(2, min(self.spec.text_privacy.max_copied_run, t.max_copied_run - 1)),
+                                     rounds=min(10, self.spec.text_privacy.max_rounds + 1), why=why)]
+        if d.figure == "length_ks" and col.llm.neighbours < 10:
+            return [A.MoreFewShot(column=d.column, to=min(10, col.llm.neighbours + 2), why=why)]
+        return []
 
     def _rewrite(self, d: D.InstructionMissed) -> A.Action:
         from synthloop.refine.judge import rewrite_prompt

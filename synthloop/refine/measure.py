@@ -150,6 +150,40 @@ def range_checks(data: pd.DataFrame, targets: Targets, evidence: dict[str, Any])
     return checks
 
 
+def text_checks(data: pd.DataFrame, targets: Targets, figures: dict[str, dict[str, Any]], evidence: dict[str, Any]) -> list[Check]:
+    """Checks of the `text:` targets (kind "text", key = the figure) from the run's text figures."""
+    checks: list[Check] = []
+    for col, t in targets.text.items():
+        fig = figures.get(col) or {}
+        ev = evidence.setdefault("text", {}).setdefault(col, dict(fig))
+        if t.agreement is not None:
+            v = fig.get("agreement")
+            short = max(0.0, t.agreement - v) if v is not None else 1.0
+            checks.append(Check(f"text {col} agreement", f">= {t.agreement:g}", v, v is not None and short <= 1e-12, short,
+                                "text", col, "agreement"))
+        if t.max_copied_run is not None:
+            v = fig.get("max_copied_run")
+            short = max(0.0, (v or 0) - t.max_copied_run + 1) / max(t.max_copied_run, 1)
+            checks.append(Check(f"text {col} longest copied run", f"< {t.max_copied_run}", v, v is not None and v < t.max_copied_run,
+                                short, "text", col, "max_copied_run"))
+        if t.length_ks is not None:
+            v = fig.get("length_ks")
+            short = max(0.0, t.length_ks - v) if v is not None else 1.0
+            checks.append(Check(f"text {col} length KS similarity", f">= {t.length_ks:g}", v, v is not None and short <= 1e-12,
+                                short, "text", col, "length_ks"))
+        if t.length is not None and col in data.columns:
+            n = data[col].dropna().astype(str).str.len()
+            inside = n.between(t.length.min if t.length.min is not None else -np.inf,
+                               t.length.max if t.length.max is not None else np.inf)
+            share = float(inside.mean()) if len(n) else 0.0
+            ev["length_inside"] = share
+            ev["length_examples_outside"] = data.loc[n.index[~inside], col].head(3).tolist()
+            short = max(0.0, t.length.share - share)
+            checks.append(Check(f"text {col} length in [{t.length.min}, {t.length.max}]", f">= {t.length.share:.3f} inside",
+                                share, short <= 1e-12, short, "text", col, "length"))
+    return checks
+
+
 @dataclass
 class MeasureContext:
     """What measuring needs besides the synthetic rows: the real training rows (may be None for a
@@ -165,6 +199,7 @@ class MeasureContext:
     reference_pairs: float | None = None
     detection_rows: int = 3000
     judge: Any = None  # prompted specs: data -> {"pass_rate", "columns": {name: report}} (judge_pass_rate)
+    text_figures: Any = None  # prompted specs: data -> {column: {agreement, max_copied_run, length_ks}} (text targets)
     privacy_rows: int = 3000
 
 
@@ -236,6 +271,8 @@ def measure(data: pd.DataFrame, ctx: MeasureContext) -> Measurement:
                 worst = max(worst, rep["duplicate_rate"])
         values["near_duplicate_rate"] = worst
         ev["diversity"] = per
+    if t.text:
+        checks += text_checks(data, t, ctx.text_figures(data) if ctx.text_figures is not None else {}, ev)
     if "judge_pass_rate" in metrics and ctx.judge is not None:
         rep = ctx.judge(data)
         values["judge_pass_rate"] = rep["pass_rate"]

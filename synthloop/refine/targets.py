@@ -9,6 +9,7 @@ shares: {sex: {Female: 0.5, Male: 0.5}}      # exact shares (within `tolerance`)
 parity: [sex]                                # equal shares over every value of a protected column
 min_shares: {is_fraud: {1: 0.25}}            # a rare class at least this share
 ranges: {amount: {min: 1, max: 1000}}        # every value (or `share` of them) inside [min, max]
+text: {note: {agreement: 0.95, length: {min: 40, max: 200}, max_copied_run: 8, length_ks: 0.9}}  # LLM text columns
 constraints: ["fee <= amount"]               # rules that must hold on 100% of rows
 # prompted specs: `metrics: {judge_pass_rate: {min: 0.9}}` has the LLM judge `judge_sample` outputs
 # per LLM column against their instruction; a column below it gets its prompt rewritten (RewritePrompt)
@@ -90,6 +91,17 @@ class RangeTarget(_Strict):
         return self
 
 
+class TextTarget(_Strict):
+    """What a free-text (LLM) column must reach: row-text agreement (its `checks:`), a length range
+    in characters, a ceiling on the token run copied from a real text, length KS similarity to the
+    real texts (mixed specs)."""
+
+    agreement: float | None = Field(None, ge=0, le=1, description="least share of rows whose text passes its checks")
+    length: RangeTarget | None = None
+    max_copied_run: int | None = Field(None, ge=1, description="every text shares fewer tokens in a row with a real text")
+    length_ks: float | None = Field(None, ge=0, le=1, description="least 1 - KS of text lengths against the real texts")
+
+
 class Budget(_Strict):
     iterations: int = Field(5, ge=1, le=100)
     seconds: float | None = Field(None, gt=0)
@@ -160,6 +172,7 @@ class Targets(_Strict):
     min_shares: dict[str, dict[Any, float]] = Field(default_factory=dict)
     ranges: dict[str, RangeTarget] = Field(default_factory=dict)
     constraints: list[Any] = Field(default_factory=list)
+    text: dict[str, TextTarget] = Field(default_factory=dict, description="free-text columns of prompted/mixed specs")
     match_real: bool | None = None
     tolerance: float = Field(0.01, gt=0, le=1, description="largest accepted |share - target|")
     budget: Budget = Field(default_factory=Budget)
@@ -203,7 +216,7 @@ class Targets(_Strict):
 
     @property
     def distribution_targets(self) -> bool:
-        return bool(self.shares or self.parity or self.min_shares or self.ranges)
+        return bool(self.shares or self.parity or self.min_shares or self.ranges or self.text)
 
     def wants_match_real(self) -> bool:
         return self.match_real if self.match_real is not None else not (self.distribution_targets or self.metrics)

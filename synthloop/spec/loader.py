@@ -91,8 +91,40 @@ def parse_spec(data: Any, source: str = "spec", base_dir: Path | None = None, te
         spec.llm.choose_api_key_env(api_key_env)
     elif not spec.llm.api_key_env_allowed():
         raise where.error(("llm", "api_key_env"), key_env_refusal(spec.llm.api_key_env, "a spec"))
+    _check_learn(spec, where)
     _cross_check(spec, where)
     return spec
+
+
+def _check_learn(spec: Spec, where: _Where) -> None:
+    """Read the learn table's header and decide the learned columns; unknown names are errors."""
+    learn = spec.learn
+    if learn is None:
+        return
+    from synthloop.errors import DataError
+    from synthloop.generate.learned import read_learn_table
+
+    try:
+        table = read_learn_table(spec)
+    except (ValueError, OSError, DataError) as exc:
+        raise where.error(("learn", "data"), f"learn table {exc}") from None
+    cols = [str(c) for c in table.columns]
+    spec._table_columns = cols
+    own = {n for c in spec.columns for n in c.output_names()}
+    for key in ("columns", "exclude", "pii"):
+        for j, name in enumerate(getattr(learn, key) or []):
+            if name not in cols:
+                raise where.error(("learn", key, j), f"unknown column '{name}'; {learn.data} has: {', '.join(cols)}")
+    if learn.columns is not None:
+        for j, name in enumerate(learn.columns):
+            if name in own:
+                raise where.error(("learn", "columns", j), f"'{name}' is also a spec column; learn it or write it, not both")
+        spec._learned = list(learn.columns)
+    else:
+        spec._learned = [c for c in cols if c not in own and c not in set(learn.exclude)]
+    for i, col in enumerate(spec.columns):
+        if col.llm is not None and col.llm.like is not None and col.llm.like not in cols:
+            raise where.error(("columns", i, "llm", "like"), f"unknown column '{col.llm.like}'; {learn.data} has: {', '.join(cols)}")
 
 
 def key_env_refusal(name: str, what: str) -> str:
@@ -111,7 +143,7 @@ def _cross_check(spec: Spec, where: _Where) -> None:
             if name in seen and seen[name] != i:
                 raise where.error(("columns", i, "name"), f"column name '{name}' is already used by columns[{seen[name]}]")
             seen[name] = i
-    known = set(seen)
+    known = set(seen) | set(spec.learned_columns)
     for i, col in enumerate(spec.columns):
         try:
             reads = column_reads(col)
@@ -190,18 +222,30 @@ def _check_checks(spec: Spec, col: Any, i: int, where: _Where) -> None:
     producer = spec.producer()
     for label, ref in ch.agrees_with.items():
         name = ref.split(".", 1)[1] if "." in ref and ref.split(".", 1)[0] in producer else ref
-        if name not in producer:
+        if name not in producer and name not in spec.learned_columns:
             raise where.error((*at, "agrees_with", label), f"unknown column '{ref}'; known columns: {', '.join(sorted(producer))}")
         if _categories_of(spec, name) is None:
             raise where.error((*at, "agrees_with", label), f"'{ref}' has no known set of values; name a categorical "
                               "sampler column or a schema field with an enum")
     for j, ref in enumerate(ch.must_mention):
         name = ref.split(".", 1)[1] if "." in ref and ref.split(".", 1)[0] in producer else ref
-        if name not in producer:
+        if name not in producer and name not in spec.learned_columns:
             raise where.error((*at, "must_mention", j), f"unknown column '{ref}'; known columns: {', '.join(sorted(producer))}")
 
 
+MAX_LEARNED_CATEGORIES = 100
+
+
 def _categories_of(spec: Spec, name: str) -> list[Any] | None:
+    if name in spec.learned_columns and name not in spec.producer():  # a learned column: the table's values
+        import pandas as pd
+
+        from synthloop.generate.learned import read_learn_table
+
+        values = read_learn_table(spec)[name].dropna()
+        if pd.api.types.is_float_dtype(values) or values.nunique() > MAX_LEARNED_CATEGORIES:
+            return None
+        return sorted(pd.unique(values).tolist(), key=str)
     col = spec.producer()[name]
     if col.sampler is not None and col.name == name and col.sampler.categorical is not None and not col.sampler.by:
         return list(col.sampler.categorical)

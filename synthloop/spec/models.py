@@ -228,6 +228,11 @@ class LLMColumn(_Strict):
     max_retries: int = Field(2, ge=0, le=10, description="repair attempts after an invalid answer")
     flatten: bool = Field(True, description="structured: each schema property becomes its own column")
     dedup: bool | None = Field(None, description="near-duplicate check (default: on for text columns)")
+    like: str | None = Field(None, description="column of the learn table whose real texts steer this one (few-shot "
+                             "neighbours, style, copy and PII checks); default: the column of the same name, if any")
+    neighbours: int = Field(3, ge=0, le=10, description="few-shot examples from the real rows nearest to each "
+                            "synthetic row (on the structured columns), PII replaced; 0: none")
+    style: bool = Field(True, description="state the real texts' length and typical openings in the prompt")
     checks: Checks | None = Field(None, description="row-text agreement checks on every generated cell")
     start: str | None = Field(None, description="text columns: the text begins with this (a template, e.g. "
                               "'{{ department | title }} visit:'); the embedded backend writes it into the answer, "
@@ -348,6 +353,26 @@ class Diversity(_Strict):
     max_rounds: int = Field(2, ge=0, le=10, description="regeneration rounds for duplicates")
 
 
+class Learn(_Strict):
+    """The learned half of a mixed spec: a real table whose structured columns a synthesizer learns."""
+
+    data: Path = Field(description="real table (CSV/Parquet/JSONL), relative to the spec file")
+    model: str = Field("auto", description="synthesizer: auto, copula, autoregressive, ...")
+    max_seconds: float | None = Field(None, gt=0, description="training time budget")
+    epochs: int | None = Field(None, ge=1)
+    columns: list[str] | None = Field(None, description="columns to learn (default: every column no spec column writes)")
+    exclude: list[str] = Field(default_factory=list, description="table columns neither learned nor written")
+    pii: list[str] = Field(default_factory=list, description="columns whose values must never appear in generated "
+                           "text, besides those detected as personal data")
+    max_rows: int = Field(20000, ge=10, description="real rows used (a seeded sample of larger tables)")
+
+
+class TextPrivacy(_Strict):
+    max_copied_run: int = Field(8, ge=2, le=200, description="regenerate texts sharing this many consecutive tokens "
+                                "with a real text")
+    max_rounds: int = Field(2, ge=0, le=10, description="regeneration rounds for copied runs and PII")
+
+
 class Spec(_Strict):
     name: str
     description: str | None = None
@@ -359,12 +384,38 @@ class Spec(_Strict):
     target_tolerance: float = Field(0.01, gt=0, le=1, description="largest accepted |target - generated| share")
     quotas: bool = Field(True, description="meet categorical shares exactly by planning per-value counts")
     diversity: Diversity = Field(default_factory=Diversity)
+    learn: Learn | None = None
+    text_privacy: TextPrivacy = Field(default_factory=TextPrivacy)
 
     # set by the loader; not part of the YAML
     base_dir: Path = Field(default=Path("."), exclude=True)
     source: str = Field(default="spec", exclude=True)
     # folders besides base_dir that files named in the spec may lie in (--allow-dir; refine's work folder)
     _allowed_dirs: list[Path] = PrivateAttr(default_factory=list)
+    # mixed specs: the learn table's columns (in its order) and those the synthesizer learns
+    _table_columns: list[str] = PrivateAttr(default_factory=list)
+    _learned: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def learned_columns(self) -> list[str]:
+        """Columns the synthesizer writes (empty without a `learn:` block)."""
+        return list(self._learned)
+
+    def conditioning_columns(self) -> list[str]:
+        """Sampler columns that are also learn-table columns: drawn first, the learned ones follow them
+        (Faker and sequence samplers excepted: they replace a personal or id column)."""
+        if self.learn is None:
+            return []
+        return [c.name for c in self.columns if c.sampler is not None and c.name in self._table_columns
+                and c.sampler.kind not in ("faker", "sequence")]  # fakes replace a personal column instead
+
+    def text_source(self, col: Column) -> str | None:
+        """The learn-table column whose real texts steer LLM text column `col` (None: no steering)."""
+        if self.learn is None or col.llm is None or col.llm.structured:
+            return None
+        if col.llm.like is not None:
+            return col.llm.like
+        return col.name if col.name in self._table_columns else None
 
     def allow_dir(self, folder: str | Path) -> None:
         """Let files named in the spec lie in `folder` too (the user's choice, never the spec's)."""
@@ -397,5 +448,10 @@ class Spec(_Strict):
         return out
 
     def output_columns(self, include_hidden: bool = False) -> list[str]:
-        """Columns written to the output (`hidden: true` helpers left out unless asked for)."""
-        return [n for c in self.columns if include_hidden or not c.hidden for n in c.output_names()]
+        """Columns written to the output (`hidden: true` helpers left out unless asked for); with a
+        `learn:` block the learn table's order comes first, then the spec's other columns."""
+        own = [n for c in self.columns if include_hidden or not c.hidden for n in c.output_names()]
+        if not self._learned:
+            return own
+        first = [c for c in self._table_columns if c in self._learned or c in own]
+        return first + [n for n in own if n not in first]

@@ -1,0 +1,286 @@
+"""Mixed specs: learned structured columns plus LLM text steered by the real texts, with text privacy."""
+from __future__ import annotations
+
+import json
+import random
+import re
+import threading
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from synthloop.generate.runner import GenerationInterrupted, PromptedGenerator
+from synthloop.llm.base import BackendBase, LLMRequest, LLMResult
+from synthloop.spec import SpecError, load_spec
+
+WORDS = ["patient", "reports", "mild", "pain", "after", "exercise", "and", "was", "seen", "today", "with", "stable",
+         "vitals", "follow", "up", "planned", "next", "week"]
+
+
+def visits(n: int = 240, seed: int = 0) -> pd.DataFrame:
+    """Structured part + a note whose opening follows severity (the planted rule) and which sometimes
+    names the patient (a real personal value that must never reach a prompt or the output)."""
+    from faker import Faker
+
+    rng = np.random.default_rng(seed)
+    fk = Faker("en_US")
+    fk.seed_instance(seed)
+    sev = rng.choice(["high", "low"], n, p=[0.3, 0.7])
+    dept = rng.choice(["cardiology", "oncology", "ortho"], n)
+    names = [fk.name() for _ in range(n)]
+    notes = []
+    for i in range(n):
+        body = " ".join(rng.choice(WORDS, int(rng.integers(6, 14))))
+        who = f" Seen with {names[i]}." if i % 4 == 0 else ""
+        notes.append(f"{'Urgent' if sev[i] == 'high' else 'Routine check'}: {body} in {dept[i]}.{who}")
+    return pd.DataFrame({"visit_id": [f"V{100000 + i}" for i in range(n)], "patient": names,
+                         "age": rng.integers(18, 90, n), "severity": sev, "department": dept, "note": notes})
+
+
+SPEC = """\
+name: visits
+rows: 30
+seed: 1
+learn:
+  data: visits.csv
+  model: copula
+columns:
+{extra}  - name: note
+    llm:
+      prompt: "Clinical note for a {{{{ severity }}}} severity visit to {{{{ department }}}}, patient aged {{{{ age }}}}."
+      max_chars: 200
+      checks:
+        must_mention: [department]
+        expressions: ["contains(text, 'urgent') == (severity == 'high')"]
+"""
+
+
+def agrees(df: pd.DataFrame) -> np.ndarray:
+    """The planted rule: a high-severity note is urgent, a low one routine."""
+    urgent = df["note"].str.startswith("Urgent")
+    return np.where(df["severity"] == "high", urgent, ~urgent & df["note"].str.contains("Routine"))
+
+
+class Notes(BackendBase):
+    """Writes a note from the row values stated in the prompt; `copy` copies the first few-shot
+    example verbatim until told to stop; `leak` writes a real patient name into the note."""
+
+    name = model_id = "notes"
+    supports_constraints = True
+
+    def __init__(self, copy: bool = False, leak: str | None = None, interrupt_after: int | None = None,
+                 terse: bool = False) -> None:
+        self.copy, self.leak, self.interrupt_after, self.terse = copy, leak, interrupt_after, terse
+        self.calls: list[LLMRequest] = []
+        self._lock = threading.Lock()
+
+    def complete_one(self, r: LLMRequest) -> LLMResult:
+        with self._lock:
+            self.calls.append(r)
+            if self.interrupt_after is not None and len(self.calls) > self.interrupt_after:
+                raise KeyboardInterrupt
+        user = r.messages[1][1]
+        sev, dept = re.search(r"a (high|low) severity visit to (\w+)", user).groups()  # type: ignore[union-attr]
+        if self.copy and "copying" not in user:
+            text = re.findall(r'"note": "([^"]+)"', user)[0]
+        else:
+            lead = "Urgent" if sev == "high" else "Routine check"
+            state = random.Random(r.seed).choice(["stable", "improving", "pain noted"])
+            text = f"{lead}: patient seen today in {dept}, {state}, follow up planned for next week."
+            if self.terse and "Write at least" not in user:  # until a rule asks for more
+                text = f"{lead}: {dept}."
+            if self.leak:
+                text += f" Called {self.leak}."
+        return LLMResult(json.dumps({"note": text}), elapsed=0.001)
+
+
+@pytest.fixture()
+def folder(tmp_path: Path) -> Path:
+    visits().to_csv(tmp_path / "visits.csv", index=False)
+    return tmp_path
+
+
+def write_spec(folder: Path, extra: str = "", text: str | None = None) -> Path:
+    p = folder / "spec.yaml"
+    p.write_text(text if text is not None else SPEC.format(extra=extra))
+    return p
+
+
+def run(folder: Path, backend: BackendBase, extra: str = "", **kw: object) -> tuple[PromptedGenerator, object]:
+    gen = PromptedGenerator(load_spec(write_spec(folder, extra)), backend=backend, cache_dir=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return gen, gen.generate(**kw)  # type: ignore[arg-type]
+
+
+def test_learned_columns_and_llm_text_that_agrees_with_its_row(folder: Path) -> None:
+    gen, res = run(folder, Notes(), extra="  - name: age_band\n    expression: \"age // 10 * 10\"\n")
+    df = res.data  # type: ignore[attr-defined]
+    assert list(df.columns) == ["visit_id", "patient", "age", "severity", "department", "note", "age_band"]
+    assert len(df) == 30 and set(df["severity"]) <= {"high", "low"} and df["age"].between(18, 89).all()
+    assert (df["age_band"] == df["age"] // 10 * 10).all()
+    assert agrees(df).mean() >= 0.95
+    assert res.summary["agreement"]["note"]["written_rows_agreement"] == 1.0  # type: ignore[attr-defined]
+    assert gen.learned_part().model().schema_["patient"].kind.value == "pii"  # faked, never learned
+    prompt = gen.backend.calls[0].messages[1][1]  # type: ignore[attr-defined]
+    assert "Examples:" in prompt and "Write like the real texts" in prompt
+    # the examples are the nearest real rows: same severity and department as the synthetic row
+    sev, dept = re.search(r"a (high|low) severity visit to (\w+)", prompt).groups()  # type: ignore[union-attr]
+    shots = [json.loads(line) for line in prompt.split("Examples:\n")[1].split("\n\n")[0].splitlines()]
+    assert shots and all(s["severity"] == sev and s["department"] == dept for s in shots)
+
+
+def test_a_sampler_column_drawn_first_conditions_the_learned_columns(folder: Path) -> None:
+    _, res = run(folder, Notes(), extra="  - name: severity\n    sampler: {categorical: {high: 0.5, low: 0.5}}\n")
+    df = res.data  # type: ignore[attr-defined]
+    assert (df["severity"].value_counts() == 15).all()  # the quota, not the real 30/70 split
+    assert list(df.columns)[:5] == ["visit_id", "patient", "age", "severity", "department"]
+    assert agrees(df).mean() >= 0.95
+
+
+def test_copied_texts_are_regenerated_so_no_run_of_8_tokens_remains(folder: Path) -> None:
+    from synthloop.generate.textprivacy import CopyIndex
+
+    _, res = run(folder, Notes(copy=True))
+    s = res.summary["text"]["note"]  # type: ignore[attr-defined]
+    assert s["copy"]["before"]["share_at_or_above"] == 1.0 and s["regenerated"] == 30
+    real = pd.read_csv(folder / "visits.csv")["note"]
+    runs = CopyIndex(real).longest_runs(res.data["note"].tolist())  # type: ignore[attr-defined]
+    assert runs.max() < 8 and s["copy"]["after"]["max"] == runs.max()
+
+
+def test_real_personal_values_never_reach_prompts_or_output(folder: Path) -> None:
+    real = pd.read_csv(folder / "visits.csv")
+    leak = real["patient"].iloc[0]  # a real patient the model "remembers"
+    backend = Notes(copy=True, leak=leak)
+    _, res = run(folder, backend)
+    names = set(real["patient"])  # (a fake stand-in may share a surname with a real patient)
+    prompts = "\n".join(c.messages[1][1] for c in backend.calls)
+    assert "Seen with" in prompts  # examples that named patients were used ...
+    assert not [n for n in names if n in prompts]  # ... with the names replaced
+    out = " ".join(res.data["note"])  # type: ignore[attr-defined]
+    assert leak not in out and not any(v in out for v in real["visit_id"])
+    assert res.summary["text"]["note"]["pii"]["texts_after"] == 0  # type: ignore[attr-defined]
+
+
+def test_resume_after_kill_gives_the_rows_of_an_uninterrupted_run(folder: Path) -> None:
+    out = folder / "out.csv"
+    _, whole = run(folder, Notes())
+    with pytest.raises(GenerationInterrupted):
+        run(folder, Notes(interrupt_after=12), out=out)
+    assert (folder / "out.csv.learned.model").exists()  # the fitted model is kept for the resume
+    _, resumed = run(folder, Notes(), out=out)
+    assert 0 < resumed.summary["resumed_rows"] < 30  # type: ignore[attr-defined]
+    pd.testing.assert_frame_equal(resumed.data, whole.data)  # type: ignore[attr-defined]
+    assert not (folder / "out.csv.learned.model").exists()
+
+
+def test_drafted_spec_round_trips_and_generates(folder: Path) -> None:
+    from synthloop.spec.draft import draft_spec
+
+    spec_path = folder / "drafted.yaml"
+    spec_path.write_text(draft_spec(pd.read_csv(folder / "visits.csv"), folder / "visits.csv", spec_path, rows=8))
+    spec = load_spec(spec_path)
+    assert spec.learn is not None and spec.learned_columns == ["visit_id", "patient", "age", "severity", "department"]
+    note = spec.column("note")
+    assert note.llm is not None and "{{ severity }}" in note.llm.prompt and spec.text_source(note) == "note"
+    real = pd.read_csv(folder / "visits.csv")
+    assert not any(n in spec_path.read_text() for n in real["patient"])  # drafted examples are scrubbed too
+    text = spec_path.read_text().replace("Write the note of one record with", "Clinical note for a {{ severity }} severity visit to {{ department }},")
+    spec_path.write_text(text.replace("model: auto", "model: copula"))
+    gen = PromptedGenerator(load_spec(spec_path), backend=Notes(), cache_dir=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        df = gen.generate().data
+    assert len(df) == 8 and "note" in df and agrees(df).all()
+
+
+@pytest.mark.parametrize("text, where, what", [
+    (SPEC.format(extra="").replace("model: copula", "model: copula\n  columns: [age, sevrity]"),
+     "learn.columns[1]", "unknown column 'sevrity'"),
+    (SPEC.format(extra="").replace("{{ department }}", "{{ dept }}"), "columns[0].llm.prompt", "unknown column 'dept'"),
+    (SPEC.format(extra="").replace("max_chars: 200", "max_chars: 200\n      like: notes"), "columns[0].llm.like",
+     "unknown column 'notes'"),
+    (SPEC.format(extra="").replace("data: visits.csv", "data: missing.csv"), "learn.data", "not found"),
+])
+def test_bad_mixed_specs_get_one_line_with_the_yaml_path(folder: Path, text: str, where: str, what: str) -> None:
+    with pytest.raises(SpecError) as err:
+        load_spec(write_spec(folder, text=text))
+    msg = str(err.value)
+    assert "\n" not in msg and f": {where}: " in msg and what in msg and re.search(r"spec\.yaml:\d+:", msg)
+
+
+def test_text_metrics_in_evaluate_and_report() -> None:
+    from synthloop.evaluate import evaluate
+    from synthloop.evaluate.report import render_html
+    from synthloop.evaluate.text import text_metrics
+    from synthloop.schema import infer_schema
+
+    real = visits(200, seed=0).drop(columns=["patient", "visit_id"])
+    good = visits(200, seed=1).drop(columns=["patient", "visit_id"])
+    bad = good.assign(note=["nothing to add"] * len(good))
+    schema = infer_schema(real)
+    res_good = evaluate(real, good, schema=schema, plots=False, attacks=False, text_agreement={"note": agrees})
+    g = res_good.data["text"]["note"]
+    b = text_metrics(real, bad, "note", structured=["age", "severity", "department"], agreement=agrees)
+    assert g["length_ks_similarity"] > 0.8 > b["length_ks_similarity"]
+    assert g["vocabulary_similarity"] > b["vocabulary_similarity"] and g["char_ngram_similarity"] > b["char_ngram_similarity"]
+    assert g["detection_auc"] < 0.75 < b["detection_auc"]
+    assert g["agreement_rate"] == 1.0 > b["agreement_rate"] and g["copy"]["threshold"] == 8
+    assert 'id="text"' in render_html(res_good.data) and "Row-text agreement" in render_html(res_good.data)
+
+
+def test_refine_meets_a_missed_text_length_target_by_stating_the_range(folder: Path) -> None:
+    from synthloop.refine import refine
+
+    spec = load_spec(write_spec(folder))
+    targets = {"text": {"note": {"length": {"min": 40, "max": 200}, "agreement": 0.95, "max_copied_run": 8}},
+               "budget": {"iterations": 3}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = refine(spec, targets, backend=Notes(terse=True), cache_dir=False, work_dir=folder / "work")
+    d = res.to_dict()
+    first, last = d["history"][0], d["history"][-1]
+    assert not first["met"] and last["met"] and res.met
+    assert any("SetTextLength(note: 40-200" in a["summary"] for a in first["actions"])
+
+
+def test_cli_drafts_a_spec_from_a_table_and_generates_it(folder: Path) -> None:
+    pytest.importorskip("openai")
+    from conftest import run_cli
+
+    from synthloop.llm.testing import FakeOpenAIServer
+
+    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}  # this checkout, from another folder
+    r = run_cli("schema", "visits.csv", "--spec", "drafted.yaml", "--rows", "6", cwd=folder, env=env)
+    assert r.returncode == 0, r.stderr
+    text = (folder / "drafted.yaml").read_text().replace("model: auto", "model: copula")
+    (folder / "drafted.yaml").write_text(text)
+    with FakeOpenAIServer() as srv:
+        r = run_cli("generate", "drafted.yaml", "-n", "6", "-o", "out.csv", "--backend", "openai", "--base-url", srv.base_url,
+                    "--model", "fake", "--no-cache", cwd=folder, env=env)
+    assert r.returncode == 0, r.stderr
+    df = pd.read_csv(folder / "out.csv")
+    assert list(df.columns) == ["visit_id", "patient", "age", "severity", "department", "note"] and len(df) == 6
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["text"]["note"]["pii"]["texts_after"] == 0
+
+
+def test_longest_copied_run_and_personal_values_in_text() -> None:
+    from synthloop.generate.textprivacy import CopyIndex, PiiIndex, trim_copy
+
+    idx = CopyIndex(["the quick brown fox jumps over the lazy dog today", "a b c"])
+    runs = idx.longest_runs(["The quick brown fox jumps over the lazy dog!", "fox over lazy", "", "nothing alike here"])
+    assert runs.tolist() == [9, 1, 0, 0]
+    cut = trim_copy(idx, "My note: the quick brown fox jumps over the lazy dog today!", 8)
+    assert cut == "My note: the quick brown fox jumps over the" and idx.longest_runs([cut])[0] < 8
+    pii = PiiIndex({"Maria Lopez": "name", "Tiger": "name", "V100042": "id"}, common=["tiger"])
+    text = "Seen by maria lopez (V100042), call +1 206 555 0199 or maria@example.org; Tiger stripes."
+    assert pii.hits([text])[0] == ["maria lopez", "V100042"]  # the table's own values
+    assert [text[s:e] for s, e, _ in pii.spans(text)][2:] == ["+1 206 555 0199", "maria@example.org"]  # any, when scrubbing
+    clean = pii.scrub([text], seed=1)[0]
+    assert not pii.hits([clean])[0] and "Tiger stripes" in clean  # a common word of the texts is no identifier
