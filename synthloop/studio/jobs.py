@@ -135,8 +135,9 @@ class JobQueue:
             job._cancel = True
             if job.status == "queued":
                 self._finish(job, "cancelled", "cancelled before it started")
-            elif job._process is not None:
+            elif job._process is not None and job._process.pid is not None:
                 job._process.terminate()
+            # else: marked running but its process is still being started; the dispatcher ends it
             self._wake.notify_all()
         return job
 
@@ -144,9 +145,10 @@ class JobQueue:
         with self._wake:
             self._closed = True
             for job in self.jobs.values():
-                if job.status == "running" and job._process is not None:
+                if job.status == "running":
                     job._cancel = True
-                    job._process.terminate()
+                    if job._process is not None and job._process.pid is not None:
+                        job._process.terminate()
             self._wake.notify_all()
 
     # -- internals ------------------------------------------------------------------------------
@@ -177,6 +179,9 @@ class JobQueue:
                     job._process = None
                     self._finish(job, "failed", job.error)
                 continue
+            with self._wake:
+                if job._cancel:  # cancelled (or the queue closed) while the process was starting
+                    proc.terminate()
             threading.Thread(target=self._watch, args=(job, proc, out), name=f"studio-job-{job.id}", daemon=True).start()
 
     def _watch(self, job: Job, proc: Any, out: Any) -> None:
