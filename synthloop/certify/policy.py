@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from synthloop.errors import SynthloopError
+from synthloop.refine.targets import Bound  # one min/max bound for targets and policies
 
 DEFAULT_POLICY = Path(__file__).with_name("default_policy.yaml")
 
@@ -37,28 +38,6 @@ CRITERIA: dict[str, str] = {
 
 class PolicyError(SynthloopError):
     """The policy file is invalid; the message names the file, line and key."""
-
-
-class Bound(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    min: float | None = None
-    max: float | None = None
-
-    @model_validator(mode="after")
-    def _some(self) -> "Bound":
-        if self.min is None and self.max is None:
-            raise ValueError("give min, max or both")
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
-        return self
-
-    def holds(self, v: float) -> bool:
-        return (self.min is None or v >= self.min) and (self.max is None or v <= self.max)
-
-    def text(self) -> str:
-        if self.min is not None and self.max is not None:
-            return f"in [{self.min:g}, {self.max:g}]"
-        return f">= {self.min:g}" if self.min is not None else f"<= {self.max:g}"
 
 
 class Policy(BaseModel):

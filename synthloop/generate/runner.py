@@ -579,6 +579,18 @@ class PromptedGenerator:
                 if col.llm is not None and not col.llm.structured and not isinstance(vals[o], str):
                     raise journal.corrupt(journal.lines[i], f"malformed record: row {i}: '{o}' must be text")
 
+    @staticmethod
+    def _keep_row(rec: dict[str, Any], round_: int, journal: Journal | None, done: dict[int, dict[str, Any]],
+                  results: list[dict[str, Any]], progress: "_Progress") -> None:
+        """Journal and record one finished row (local and Ray paths alike)."""
+        if round_ > 0 and rec["status"] != "ok":
+            return  # a failed regeneration keeps the earlier, valid row
+        if journal is not None:
+            journal.append(rec)
+        done[rec["row"]] = rec
+        results.append(rec)
+        progress.row(rec, fresh_row=round_ == 0)
+
     def _run_rows(self, plan: Plan, todo: list[int], journal: Journal | None, done: dict[int, dict[str, Any]],
                   progress: "_Progress", round_: int = 0, avoid: dict[int, dict[str, list[str]]] | None = None,
                   keep: dict[int, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
@@ -599,14 +611,7 @@ class PromptedGenerator:
                     pending.add(pool.submit(self._run_row, plan, i, round_, (avoid or {}).get(i), (keep or {}).get(i)))
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in finished:
-                    rec = fut.result()
-                    if round_ > 0 and rec["status"] != "ok":
-                        continue  # a failed regeneration keeps the earlier, valid row
-                    if journal is not None:
-                        journal.append(rec)
-                    done[rec["row"]] = rec
-                    results.append(rec)
-                    progress.row(rec, fresh_row=round_ == 0)
+                    self._keep_row(fut.result(), round_, journal, done, results, progress)
         except BaseException:
             for f in pending:
                 f.cancel()

@@ -71,6 +71,9 @@ class Bound(_Strict):
             raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
         return self
 
+    def holds(self, v: float) -> bool:
+        return (self.min is None or v >= self.min) and (self.max is None or v <= self.max)
+
     def text(self) -> str:
         if self.min is not None and self.max is not None:
             return f"[{self.min:g}, {self.max:g}]"

@@ -156,13 +156,7 @@ def run_rows_on_actors(gen: Any, plan: Any, todo: list[int], journal: Any, done:
                     if isinstance(getattr(exc, "cause", None), (SynthloopError, KeyboardInterrupt)):
                         raise exc.cause from None
                     raise
-                if round_ > 0 and rec["status"] != "ok":
-                    continue  # a failed regeneration keeps the earlier, valid row
-                if journal is not None:
-                    journal.append(rec)
-                done[rec["row"]] = rec
-                results.append(rec)
-                progress.row(rec, fresh_row=round_ == 0)
+                gen._keep_row(rec, round_, journal, done, results, progress)
     except BaseException:
         for ref in pending:
             ray.cancel(ref, force=False)
