@@ -162,16 +162,11 @@ def _write_shard(shared: dict[str, Any], shard: dict[str, Any]) -> dict[str, Any
 def _setup(model: Any, n: int | None, seed: int | None, conditions: Any, quotas: Any, shard_rows: int
            ) -> tuple[Any, int, int, dict[str, Any], list[dict[str, Any]]]:
     from synthloop.synthesizers import load_synthesizer
-    from synthloop.synthesizers.base import MAX_SAMPLE_ROWS, MAX_TOTAL_ROWS, _check_rows, _check_seed
+    from synthloop.synthesizers.base import MAX_SAMPLE_ROWS, _check_rows, _check_seed
 
     synth = load_synthesizer(model) if isinstance(model, (str, Path)) else model
     synth._check_fitted()
-    known = conditions if isinstance(conditions, pd.DataFrame) else None
-    if known is not None:
-        if n is not None and n != len(known):
-            raise ConditionError(f"n={n} but the conditions table has {len(known)} rows; give one or the other")
-        n = len(known)
-    n = _check_rows(synth.n_rows_ if n is None else n, MAX_TOTAL_ROWS, "synthloop draws in one run")
+    n, known = synth._draw_size(n, conditions)
     shard_rows = _check_rows(shard_rows, MAX_SAMPLE_ROWS, "one shard holds")
     q = check_quotas(quotas, synth.schema_, conditions)
     if conditions is not None and known is None:

@@ -114,7 +114,7 @@ def _train_loop(config: dict[str, Any]) -> None:
     from ray.train.torch import prepare_model
     from torch.nn import functional as F
 
-    from synthloop.synthesizers.autoregressive import _PARTS, _Net
+    from synthloop.synthesizers.autoregressive import _PARTS, _Net, cosine_lr, train_step
 
     torch.set_num_threads(int(config["threads"]))
     ctx = ray.train.get_context()
@@ -159,16 +159,11 @@ def _train_loop(config: dict[str, Any]) -> None:
             if config["cosine"]:  # the same rate on every rank: from the shared clock and equal shard sizes
                 done = max(elapsed / budget if math.isfinite(budget) else 0.0, (epoch + count / config["rows_per_rank"]) / epochs)
                 for grp in opt.param_groups:
-                    grp["lr"] = config["lr"] * max(0.02, 0.5 * (1 + math.cos(math.pi * min(done, 1.0))))
+                    grp["lr"] = cosine_lr(config["lr"], done)
             else:
                 for grp in opt.param_groups:
                     grp["lr"] = config["lr"] * lr_scale
-            logits = model(x, slot_ranks(x.shape[0]))
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x.T.reshape(-1), reduction="mean") * x.shape[1]
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * x.shape[0]
+            total += train_step(model, opt, x, slot_ranks(x.shape[0])) * x.shape[0]
             count += x.shape[0]
         total, count = all_sum(total, count)
         val_loss = math.nan

@@ -61,6 +61,21 @@ def _input_rank(input_rank: int | str | None, n_slots: int, emb_dim: int, hidden
     return max(int(input_rank), 0)
 
 
+
+def cosine_lr(lr: float, done: float) -> float:
+    """Cosine decay from `lr` to 2% of it as `done` goes 0 -> 1 (the local and the Ray Train loops)."""
+    return lr * max(0.02, 0.5 * (1 + math.cos(math.pi * min(done, 1.0))))
+
+
+def train_step(net: Any, opt: Any, batch: Any, ranks: Any) -> float:
+    """One optimiser step on a batch of token rows; returns the batch's loss (summed over columns)."""
+    logits = net(batch, ranks)
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.T.reshape(-1), reduction="mean") * batch.shape[1]
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return float(loss.detach())
+
 class _Net(nn.Module):
     """Per-token MLP heads over masked token embeddings (one weight slice per head, run as bmm).
 
@@ -376,14 +391,9 @@ class AutoregressiveSynthesizer(ReleaseGuardMixin, BaseSynthesizer):
                     # cosine decay over the run (time or epochs, whichever ends first)
                     done_share = max((t0 - start) / budget, (epoch + i / train.shape[0]) / self.epochs)
                     for grp in opt.param_groups:
-                        grp["lr"] = self.learning_rate * max(0.02, 0.5 * (1 + math.cos(math.pi * min(done_share, 1.0))))
+                        grp["lr"] = cosine_lr(self.learning_rate, done_share)
                 batch = train[order[i:i + bs]]
-                logits = net(batch, self._slot_ranks(self._ranks(batch.shape[0], gen, device)))
-                loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.T.reshape(-1), reduction="mean") * batch.shape[1]
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += float(loss.detach()) * batch.shape[0]
+                total += train_step(net, opt, batch, self._slot_ranks(self._ranks(batch.shape[0], gen, device))) * batch.shape[0]
                 count += batch.shape[0]
                 step_time = max(step_time * 0.9, time.monotonic() - t0) if step_time else time.monotonic() - t0
             if stopped and count == 0:

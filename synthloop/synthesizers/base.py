@@ -165,6 +165,17 @@ class BaseSynthesizer:
             df = enforce_constraints(self, df, rng, known)
         return df
 
+    def _draw_size(self, n: int | None, conditions: Any) -> tuple[int, pd.DataFrame | None]:
+        """Rows of a whole draw (a conditions table sets it) within MAX_TOTAL_ROWS, and that table."""
+        table = conditions if isinstance(conditions, pd.DataFrame) else None
+        if table is not None:
+            if n is not None and n != len(table):
+                raise ConditionError(f"n={n} but the conditions table has {len(table)} rows; give one or the other")
+            n = len(table)
+        n = _check_rows(self.n_rows_ if n is None else n, MAX_TOTAL_ROWS, "synthloop draws in one run",
+                        "; draw in several runs with different seeds")
+        return n, table
+
     def sample_batches(self, n: int | None = None, seed: int | None = None, conditions: Conditions | None = None,
                        batch_rows: int = BATCH_ROWS) -> Iterator[pd.DataFrame]:
         """`n` rows (up to MAX_TOTAL_ROWS) as consecutive DataFrames of at most `batch_rows` rows, so a
@@ -176,13 +187,7 @@ class BaseSynthesizer:
         columns are numbered across batches (unique over the whole draw); other uniqueness rules
         (`unique` constraints) hold within each batch. A conditions table is split along the batches."""
         self._check_fitted()
-        table = conditions if isinstance(conditions, pd.DataFrame) else None
-        if table is not None:
-            if n is not None and n != len(table):
-                raise ConditionError(f"n={n} but the conditions table has {len(table)} rows; give one or the other")
-            n = len(table)
-        n = _check_rows(self.n_rows_ if n is None else n, MAX_TOTAL_ROWS, "synthloop draws in one run",
-                        "; draw in several runs with different seeds")
+        n, table = self._draw_size(n, conditions)
         batch_rows = _check_rows(batch_rows, MAX_SAMPLE_ROWS, "one batch holds")
         if batch_rows < 1:
             raise ConditionError("batch_rows must be at least 1")
