@@ -59,6 +59,20 @@ def _room_for_start(schema: dict[str, Any], field: str, used: int) -> dict[str, 
     return out
 
 
+LENGTH_SLACK = 12  # characters the decoder may write past a row's length band before it is stopped
+
+
+def _with_length(schema: dict[str, Any], field: str, lo: int | None, hi: int | None) -> dict[str, Any]:
+    """`schema` with the text field's length bounds narrowed to at least `lo` / at most `hi`."""
+    out = json.loads(json.dumps(schema))
+    prop = out["properties"][field]
+    if hi is not None:
+        prop["maxLength"] = min(prop.get("maxLength", hi), hi)
+    if lo is not None:
+        prop["minLength"] = min(max(prop.get("minLength", 0), lo), prop.get("maxLength", lo))
+    return out
+
+
 def _plain_error(err: str) -> str:
     """A validation error as a repair note states it: what was wrong, without parser internals."""
     if err.startswith("the answer contains no JSON object"):
@@ -254,9 +268,18 @@ class PromptedGenerator:
         if checker is not None:
             stats[f"checked:{col.name}"] = stats.get(f"checked:{col.name}", 0) + 1
         budget = self._max_tokens(col)
+        # mixed specs: the row's planned length band bounds the decoding (a little slack above it, so a
+        # text the decoder stops is cut back at a word boundary) and the token budget
+        guide = self.guides().get(col.name) if not llm.structured and llm.style else None
+        band = guide.band(i) if guide is not None else None
+        answer_schema_ = prompt.schema
+        if band is not None:
+            cap = min(llm.max_chars, band[1] + LENGTH_SLACK)
+            answer_schema_ = _with_length(prompt.schema, col.name, None, cap)
+            budget = min(budget, int(cap / 2) + 24)
         # a backend that cannot prefill `start` writes only the rest: its schema leaves room for it
-        request_schema = prompt.schema if not prompt.start or getattr(self.backend, "supports_prefill", False) \
-            else _room_for_start(prompt.schema, col.name, len(prompt.start) + 1)
+        request_schema = answer_schema_ if not prompt.start or getattr(self.backend, "supports_prefill", False) \
+            else _room_for_start(answer_schema_, col.name, len(prompt.start) + 1)
         attempts = max(llm.max_retries + 1, checker.checks.max_attempts if checker is not None else 0)
         styled_fallback: tuple[dict[str, Any], float] | None = None
         agreed_counted = False
@@ -283,6 +306,8 @@ class PromptedGenerator:
                 obj.pop(REASONING_FIELD, None)
                 if not llm.structured:
                     out = {col.name: " ".join(str(obj[col.name]).split())}
+                    if band is not None:
+                        out[col.name] = guide.fit_length(out[col.name], i)  # type: ignore[union-attr]
                 elif llm.flatten:
                     out = {k: obj.get(k) for k in col.output_names()}
                 else:
@@ -300,7 +325,6 @@ class PromptedGenerator:
                         errs = checker.judge_failures(self._complete(jreq, stats, self.judge_backend).text)
                     if errs:
                         stats[f"disagreed:{col.name}"] = stats.get(f"disagreed:{col.name}", 0) + 1
-                guide = self.guides().get(col.name) if not llm.structured and llm.style else None
                 if not errs and checker is not None and not agreed_counted:  # agreement, apart from style
                     agreed_counted = True
                     stats[f"agreed:{col.name}"] = stats.get(f"agreed:{col.name}", 0) + 1
@@ -311,6 +335,9 @@ class PromptedGenerator:
                     gap = guide.length_gap(out[col.name], i) + 10.0 * any("repeats" in e or "than the real" in e for e in errs)
                     if errs and (styled_fallback is None or gap < styled_fallback[1]):
                         styled_fallback = (out, gap)  # valid and agreeing: the closest is kept if none fits
+                    if band is not None and len(out[col.name]) < band[0]:  # too short: the next try must reach the band
+                        used = len(prompt.start) + 1 if request_schema is not answer_schema_ and prompt.start else 0
+                        request_schema = _with_length(request_schema, col.name, max(band[0] - used, 0), None)
                 if not errs:
                     stats["valid_first"] += int(attempt == 0)
                     return out, []
