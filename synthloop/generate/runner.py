@@ -33,7 +33,7 @@ from synthloop.generate.store import Journal, JournalWarning, ResponseCache, Run
 from synthloop.llm import LLMBackend, LLMRequest, LLMResult, make_backend
 from synthloop.llm.validate import parse_and_validate, schema_errors
 from synthloop.spec.dag import downstream
-from synthloop.spec.errors import GenerationError
+from synthloop.spec.errors import GenerationError, SpecError
 from synthloop.spec.models import Column, Spec
 
 # the judge model used when the embedded backend runs and its package is installed ("" = the
@@ -186,7 +186,25 @@ class PromptedGenerator:
         plan = make_plan(self.spec, n, self._conditions, self.learned_part())
         for guide in self.guides().values():
             guide.plan(plan.frame)
+        self._prepare_backend()
         return plan
+
+    def _prepare_backend(self) -> None:
+        """A backend that learns from the real texts (finetuned) is tuned, or its adapter loaded,
+        before the first request: on the learn table's text columns, conditioned on the row."""
+        prepare = getattr(self.backend, "prepare", None)
+        if prepare is None or getattr(self, "_prepared", False):
+            return
+        if self.spec.learn is None or not self.guides():
+            raise SpecError(f"{self.spec.source}: llm.backend: finetuned is tuned on real texts; add a learn: block "
+                            "whose table has the text column (or pick another backend)")
+        # the guide's texts: personal values already replaced, so none is learned by the model
+        cols = {name: (g.frame, g.texts) for name, g in self.guides().items()}
+        adapter = self.spec.llm.finetune.adapter if self.spec.llm.finetune is not None else None
+        if adapter and not Path(adapter).expanduser().is_absolute():
+            self.backend.settings = self.spec.llm.finetune.model_copy(update={"adapter": str(self.spec.base_dir / adapter)})  # type: ignore[attr-defined,union-attr]
+        prepare(cols, seed=self.spec.seed, folder=self.spec.base_dir / ".synthloop")
+        self._prepared = True
 
     def prompt(self, plan: Plan, col: Column, i: int, row: dict[str, Any], round_: int = 0,
                extra_avoid: list[str] | None = None) -> Prompt:
@@ -288,7 +306,7 @@ class PromptedGenerator:
                 messages=messages, schema=request_schema, seed=cell_seed(self.spec.seed, i, col.name, attempt, round_),
                 temperature=llm.temperature if llm.temperature is not None else settings.temperature,
                 top_p=settings.top_p, max_tokens=budget, constrained=settings.constrained, context=f"column:{col.name}",
-                start=prompt.start,
+                start=prompt.start, row=self._row_values(self.guides().get(col.name), row) if hasattr(self.backend, "prepare") else (),
             )
             res = self._complete(req, stats)
             obj, errs = parse_and_validate(res.text, prompt.schema)
@@ -346,6 +364,14 @@ class PromptedGenerator:
         if styled_fallback is not None:  # style is a preference; validity and agreement were met
             return styled_fallback[0], []
         return None, errs
+
+    @staticmethod
+    def _row_values(guide: TextGuide | None, row: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+        """The row's structured values a fine-tuned backend conditions on (only backends that
+        `prepare` on real texts read them; the others see the prompt)."""
+        if guide is None:
+            return ()
+        return tuple((c, None if _plain(row.get(c)) is None else str(_plain(row.get(c)))) for c in guide.context)
 
     def _max_tokens(self, col: Column) -> int:
         """The answer's token budget, derived from the schema: ~1 token per 2 characters of its

@@ -124,6 +124,7 @@ class TextGuide:
         self.context = [c for c in context if c in sub.columns]
         self.shown = [c for c in shown if c in self.context]
         self.rows = sub[self.shown].reset_index(drop=True)
+        self.frame = sub[self.context].reset_index(drop=True)  # the rows of `texts` (what a tuned model learns from)
         self.k = k
         self.seed = seed
         self._enc = _Encoder(sub, self.context) if self.context else None
