@@ -55,9 +55,9 @@ def folder(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def spec_text(folder: Path, rows: int = 24, epochs: int = 8) -> str:
+def spec_text(folder: Path, rows: int = 12, epochs: int = 3) -> str:
     llm = (f"llm: {{backend: finetuned, model: {folder / 'tiny-llama'}, temperature: 0.3, "
-           f"finetune: {{epochs: {epochs}, rank: 8, learning_rate: 0.02, batch_size: 16, adapter: adapter}}}}\n")
+           f"finetune: {{epochs: {epochs}, rank: 8, learning_rate: 0.05, batch_size: 16, adapter: adapter}}}}\n")
     return llm + SPEC.format(extra="").replace("rows: 30", f"rows: {rows}").replace(
         "        must_mention: [department]\n", "")
 
@@ -80,7 +80,7 @@ def test_finetuned_backend_learns_texts_that_follow_their_row_and_reuses_its_ada
     assert not info["reused"] and info["last_loss"] < info["first_loss"]
     assert (folder / "adapter" / "adapter_model.safetensors").exists()
     assert json.loads((folder / "adapter" / "synthloop_finetune.json").read_text())["columns"]["note"]
-    assert len(df) == 24 and df["note"].str.len().gt(0).all()
+    assert len(df) == 12 and df["note"].str.len().gt(0).all()
     # the tuned model writes from the row: the planted opening follows severity
     first = df["note"].str.split().str[0]
     assert set(first) <= {"Urgent", "Routine"}
