@@ -118,6 +118,7 @@ class PromptedGenerator:
         self._learned: LearnedPart | None = None
         self._model_path: Path | None = None
         self._guides: dict[str, TextGuide] | None = None
+        self._prepared = False  # a backend that learns from the real texts has been tuned / loaded
         self._backend = backend
         self._given_backend = backend is not None
         # synthloop.runners: a RayRunner computes rows on a pool of actors (one backend each, spread
@@ -192,8 +193,12 @@ class PromptedGenerator:
     def _prepare_backend(self) -> None:
         """A backend that learns from the real texts (finetuned) is tuned, or its adapter loaded,
         before the first request: on the learn table's text columns, conditioned on the row."""
-        prepare = getattr(self.backend, "prepare", None)
-        if prepare is None or getattr(self, "_prepared", False):
+        # (a backend not yet made is made here only when it is one that prepares: planning alone
+        # must not load a model)
+        backend = self._backend if self._backend is not None else (
+            self.backend if self.spec.llm.backend == "finetuned" else None)
+        prepare = getattr(backend, "prepare", None)
+        if prepare is None or self._prepared:
             return
         if self.spec.learn is None or not self.guides():
             raise SpecError(f"{self.spec.source}: llm.backend: finetuned is tuned on real texts; add a learn: block "
@@ -306,7 +311,7 @@ class PromptedGenerator:
                 messages=messages, schema=request_schema, seed=cell_seed(self.spec.seed, i, col.name, attempt, round_),
                 temperature=llm.temperature if llm.temperature is not None else settings.temperature,
                 top_p=settings.top_p, max_tokens=budget, constrained=settings.constrained, context=f"column:{col.name}",
-                start=prompt.start, row=self._row_values(self.guides().get(col.name), row) if hasattr(self.backend, "prepare") else (),
+                start=prompt.start, row=self._row_values(self.guides().get(col.name), row) if self._prepared else (),
             )
             res = self._complete(req, stats)
             obj, errs = parse_and_validate(res.text, prompt.schema)
