@@ -18,6 +18,10 @@ species ("Retriever" in a Cat row disagrees). Prints one JSON line per case:
 3. `mixed`: the mixed spec (same fitted model, nearest-neighbour few-shot with PII replaced, style,
    checks, copy/PII regeneration) -> structured quality beside case 1, text metrics, agreement,
    copied runs, rows/s; `targets` says which of the issue's targets are met.
+4. `mixed_finetuned`: the mixed spec with `llm: {backend: finetuned}` (LoRA over --finetune-base),
+   only where a CUDA GPU is present; elsewhere the row says why it was skipped.
+
+`--skip-scratch` leaves case 2 out (it does not depend on the mixed-spec code).
 """
 from __future__ import annotations
 

@@ -342,3 +342,16 @@ def test_fit_length_cuts_at_a_sentence_or_word_boundary_inside_the_band() -> Non
     assert g.fit_length("short", 0) == "short"  # too short is left for regeneration
     sentence = "A" * (lo - 1) + ". more words that run past the end of the band and beyond it"
     assert g.fit_length(sentence, 0) == "A" * (lo - 1) + "." or lo > len("A" * (lo - 1) + ".")
+
+
+def test_planned_lengths_follow_the_real_distribution_and_each_rows_own_draw() -> None:
+    from scipy.stats import ks_2samp, spearmanr
+
+    from synthloop.generate.textguide import stratified_lengths
+
+    rng = np.random.default_rng(0)
+    real = np.concatenate([np.full(700, 18), rng.integers(3, 47, 2300)])  # peaked, like short labels
+    drawn = rng.choice(real, 150)  # each row's draw from its near real texts
+    planned = stratified_lengths(real, drawn, np.random.default_rng(1))
+    assert 1 - ks_2samp(real, planned).statistic >= 0.97  # i.i.d. draws of 150 are ~0.93
+    assert spearmanr(drawn, planned).statistic > 0.95  # a row with a longer near text is planned longer
