@@ -112,12 +112,12 @@ def fine_tune(base: str | Path, examples: Sequence[tuple[str, str]], out: str | 
             sched.step()
             opt.zero_grad()
             losses.append(float(loss.detach()))
-    tmp = Path(tempfile.mkdtemp(prefix=".adapter-", dir=out.parent if out.parent.exists() else None))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".adapter-", dir=out.parent))  # same filesystem: the rename is atomic
     model.save_pretrained(tmp)  # adapter weights as safetensors + adapter_config.json
     info = {**(meta or {}), "base": str(base.resolve()), "examples": len(seqs), "epochs": epochs,
             "first_loss": round(losses[0], 4) if losses else None, "last_loss": round(float(np.mean(losses[-5:])), 4) if losses else None}
     (tmp / META).write_text(json.dumps(info, indent=1, default=str))
-    out.parent.mkdir(parents=True, exist_ok=True)
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)
