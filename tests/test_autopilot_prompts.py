@@ -106,3 +106,14 @@ def test_a_spec_autopilot_cannot_run_is_one_clear_error(tmp_path):
         Autopilot(tg, 60, tmp_path / "l.journal", max_trials=1, spec=load_spec(tmp_path / "plain.yaml"), backend=Clerk()).run(df)
     with pytest.raises(SynthloopError, match="agreement of LLM texts needs a mixed spec"):
         Autopilot(tg, 60, tmp_path / "m.journal", max_trials=1).run(df)
+
+
+def test_the_command_takes_a_spec_and_refuses_one_it_cannot_search_in_one_line(tmp_path):
+    from conftest import one_line_error, run_cli
+
+    visits().to_csv(tmp_path / "visits.csv", index=False)
+    (tmp_path / "plain.yaml").write_text("name: p\ncolumns:\n  - name: note\n    llm: {prompt: 'A clinical note.'}\n")
+    (tmp_path / "t.yaml").write_text("objective: {target: severity, metric: roc_auc}\n")
+    r = run_cli("autopilot", str(tmp_path / "visits.csv"), "-t", str(tmp_path / "t.yaml"), "-o", str(tmp_path / "o.csv"),
+                "--spec", str(tmp_path / "plain.yaml"))
+    assert "needs a mixed spec (a learn: block)" in one_line_error(r)
