@@ -72,8 +72,10 @@ def register(app: typer.Typer) -> None:
             out.print(f"pareto front: trials {', '.join(map(str, result.pareto))}")
             if result.baseline.get("real_only") and tg.objective.mode == "augment":
                 gain = (f["score"] - base["score"]) * (1 if tg.objective.maximize else -1)
-                out.print(f"versus real rows only: {gain:+.4f} on the validation rows"
-                          + ("" if gain > 0 else " (no synthetic setting helped; train on the real rows alone)"))
+                se = f.get("gain_se") or 0.0
+                out.print(f"versus real rows only: {gain:+.4f} (standard error {se:.4f}) on the validation rows"
+                          + ("" if gain > 0 else " (no synthetic setting helped; train on the real rows alone)")
+                          + (" (within noise: expect less on new rows)" if 0 < gain < 2 * se else ""))
         for s in result.gaps.get("slices", []):
             after = f" -> {s['loss_after']:.3f}" if s.get("loss_after") is not None else ""
             out.print(f"gap: {s['label']} ({s['rows']} rows): loss {s['loss']:.3f}{after} (overall {result.gaps['overall_loss']:.3f})")
