@@ -53,6 +53,9 @@ def load(name: str):
 def _child(kind: str, tables, meta_dict, params, out_path, q) -> None:
     warnings.simplefilter("ignore")
     try:
+        import torch
+
+        torch.set_num_threads(params.get("threads", 1))  # a shared 2-core machine: one thread per model
         t0 = time.perf_counter()
         if kind == "synthloop":
             from synthloop.schema.metadata import Metadata
@@ -212,6 +215,10 @@ def restrict(meta, data):
 
 
 def emit(row):
+    if "session" in row:  # the load when the row was printed: timings on a shared machine are distorted by it
+        import os
+
+        row["load_avg_1m"] = round(os.getloadavg()[0], 2)
     print(json.dumps(row, default=lambda o: float(o) if isinstance(o, (np.floating, np.integer)) else str(o)), flush=True)
     return row
 
@@ -225,6 +232,11 @@ def bench_dataset(name, args, rows_out):
         tables = subset(tables, meta, main, 300 if name == "berka_financial" else 2000)
     n_rows = {t: len(v) for t, v in tables.items()}
     base = {"bench": "relational", "dataset": name, "tables": len(tables), "rows": sum(n_rows.values()), "seed": 0}
+    if args.session is not None:
+        import os
+
+        base["session"] = args.session
+        base["load_avg_1m"] = round(os.getloadavg()[0], 2)
     results = {}
     # ours, on the whole database
     res = {"ok": False, "error": "not run (--models)"} if "synthloop" not in args.models else run_model("synthloop", tables, meta.to_dict(), {"seconds": args.our_seconds, "epochs": args.epochs}, args.our_timeout)
@@ -381,6 +393,7 @@ def main() -> None:
                     help="berka tables given to HMA when it refuses the whole schema (it takes at most 5 tables on 2 levels)")
     ap.add_argument("--no-hma-whole", action="store_true", help="skip HMA on the whole database (known not to finish)")
     ap.add_argument("--models", default="synthloop,sdv_hma,sdv_par", help="which models to run")
+    ap.add_argument("--session", type=int, default=None, help="a session number written into every row")
     ap.add_argument("--out", default=None, help="also append the JSON lines to this file")
     args = ap.parse_args()
     if args.quick:

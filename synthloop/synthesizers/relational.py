@@ -45,6 +45,7 @@ MIN_PRIMARY_PARENTS = 30  # a primary parent table needs this many referenced ro
 SMALL_ROOT = 1000  # a root table under this many rows is learned by the Gaussian copula (steadier on few rows)
 MIN_STEPS = 1500  # small tables train for at least this many optimizer steps (at most MAX_EPOCHS epochs)
 MAX_EPOCHS = 400
+MIN_QUANTILE_PARENTS = 100  # a parent table needs this many rows for its children's count marginal to be kept
 MIN_STEPS_FLOOR = 200  # the least optimizer steps of a tiny table (the floor grows with rows up to min_steps)
 _LEARNED = (ColumnKind.NUMERICAL, ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN, ColumnKind.DATETIME)
 
@@ -362,7 +363,7 @@ class RelationalSynthesizer:
         for name in derived_names:
             cols[name] = derived[t][name]
             specs.append(_num_schema(name, derived[t][name], 0 if name.startswith("__n.") else None))
-            if name.startswith("__n."):
+            if name.startswith("__n.") and len(df) >= MIN_QUANTILE_PARENTS:  # few parents: tails too revealing
                 count_q[name] = _count_quantiles(derived[t][name], self.privacy_k)
         flat = pd.DataFrame(cols)
         for s in specs:  # categorical specs must list the categories their values take
