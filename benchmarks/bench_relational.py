@@ -239,15 +239,19 @@ def bench_dataset(name, args, rows_out):
         base["load_avg_1m"] = round(os.getloadavg()[0], 2)
     results = {}
     # ours, on the whole database
-    res = {"ok": False, "error": "not run (--models)"} if "synthloop" not in args.models else run_model("synthloop", tables, meta.to_dict(), {"seconds": args.our_seconds, "epochs": args.epochs}, args.our_timeout)
+    skip = "synthloop" not in args.models or args.no_ours_whole
+    res = {"ok": False, "error": "not run (--models / --no-ours-whole)"} if skip else run_model(
+        "synthloop", tables, meta.to_dict(), {"seconds": args.our_seconds, "epochs": args.epochs}, args.our_timeout)
     row = {**base, "model": "synthloop", "subset": "whole", "finished": res["ok"]}
     if res["ok"]:
         row.update(fit_s=round(res["fit_s"], 1), sample_s=round(res["sample_s"], 1), peak_mb=round(res["peak_mb"]))
         row.update(score(tables, res["synth"], meta, sdv_dict(meta, tables, False)))
     else:
         row["error"] = res["error"]
-    results["synthloop"] = emit(row)
-    rows_out.append(row)
+    results["synthloop"] = row
+    if not args.no_ours_whole:
+        emit(row)
+        rows_out.append(row)
     # SDV HMA: whole database; if HMA refuses the schema (SDV 2 community HMA takes at most 5 tables and
     # depth 2), SDV's own simplify_schema; then smaller random subsets until one finishes
     data, hma_meta, label = tables, sdv_dict(meta, tables, False), "whole"
@@ -392,6 +396,7 @@ def main() -> None:
     ap.add_argument("--hma-tables", default="account,disp,loan,order,trans",
                     help="berka tables given to HMA when it refuses the whole schema (it takes at most 5 tables on 2 levels)")
     ap.add_argument("--no-hma-whole", action="store_true", help="skip HMA on the whole database (known not to finish)")
+    ap.add_argument("--no-ours-whole", action="store_true", help="skip our run on the whole database (e.g. a rerun of the peer's subset)")
     ap.add_argument("--models", default="synthloop,sdv_hma,sdv_par", help="which models to run")
     ap.add_argument("--session", type=int, default=None, help="a session number written into every row")
     ap.add_argument("--out", default=None, help="also append the JSON lines to this file")

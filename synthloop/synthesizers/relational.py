@@ -8,17 +8,23 @@ How a database is learned (`fit(tables, metadata)`):
   context of its other parents (used to pick which parent row a generated row points at), then the
   number of children it has in each child table (`__n.<child>.<fk>`) and, for a sequence child, the
   time its history starts (`__start.<child>`);
-- a sequence table (an entity's ordered history) adds, per event, its position, the gap since the
-  previous event and the previous event's values (`prev.*`), so each event is drawn given the parent
-  and the event before it; the order column is rebuilt as start + running sum of gaps (so it is
-  never out of order), and a column that is a running total of another (a balance) is rebuilt from
-  its first value and signed steps, so it stays consistent.
+- a sequence table (an entity's ordered history) adds, per event, its position, the number of events
+  still to come, the time of the previous event, the gap since it and the previous event's values
+  (`prev.*`), so each event is drawn given the parent and the event before it; the order column is
+  rebuilt as start + running sum of gaps (so it is never out of order; a history that would run past
+  the order column's learned range starts earlier instead of being clipped into zero gaps), and a
+  column that is a running total of another (a balance) is rebuilt from its first value and signed
+  steps, so it stays consistent.
 Sampling walks the tables parents first: roots draw `scale x rows` rows; a child draws, for every
 synthetic parent row, as many rows as the parent's count column says, conditioned on that row (so
 cardinality, including zero children, and parent-child correlations are kept and every foreign key
-points at a generated parent). The primary parent is the sequence owner, else the foreign key with
-no nulls whose child counts vary most across parent rows; other foreign keys are filled by matching the
-generated parent context against the synthetic parent rows, within the parents' generated counts.
+points at a generated parent). In a whole unconditioned database the drawn counts keep their rank but
+take the learned count distribution (a quantile table, ends clipped to the privacy_k-th counts), so
+cardinality holds even where the model is undertrained. The primary parent is the sequence owner, else
+the foreign key with no nulls whose child counts vary most across parent rows; other foreign keys are
+filled by matching the
+generated parent context against the synthetic parent rows (capacitated nearest neighbours), within the
+parents' generated counts.
 """
 from __future__ import annotations
 
