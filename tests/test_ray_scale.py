@@ -285,3 +285,56 @@ def test_a_dataset_is_never_written_into_a_folder_of_other_files(copula_model, t
         with pytest.raises(DataError, match="holds files but no _manifest.json"):
             sample_to_dataset(copula_model, 100, tmp_path / "mine", seed=1, fresh=fresh)
     assert (tmp_path / "mine" / "part-00000.parquet").read_text() == "not ours"
+
+
+MIXED_SPEC = """\
+name: visits
+rows: 16
+seed: 1
+llm: {backend: openai, base_url: BASE_URL, model: fake, concurrency: 2, max_retries: 0}
+learn:
+  data: visits.csv
+  model: copula
+columns:
+  - name: note
+    llm:
+      prompt: "Clinical note for a {{ severity }} severity visit to {{ department }}, patient aged {{ age }}."
+      max_chars: 200
+      checks:
+        must_mention: [department]
+        expressions: ["contains(text, 'urgent') == (severity == 'high')"]
+"""
+
+
+def _note_answer(body: dict) -> str:
+    """A note that states its row's severity and department (what the spec's checks ask)."""
+    import re
+
+    user = body["messages"][-1]["content"]
+    sev, dept = re.search(r"a (high|low) severity visit to (\w+)", user).groups()
+    lead = "Urgent" if sev == "high" else "Routine check"
+    return json.dumps({"note": f"{lead}: patient seen today in {dept}, follow up planned for next week."})
+
+
+def test_a_mixed_spec_generates_on_ray_actors_the_rows_of_a_local_run(cluster, tmp_path):
+    """learn: block + LLM column: the learned columns are sampled once on the driver (in the plan);
+    the actors write the text, each with the real-text guides planned for those same rows."""
+    from synthloop.generate.runner import PromptedGenerator
+    from synthloop.llm.testing import FakeOpenAIServer
+    from synthloop.spec import load_spec
+    from tests.test_mixed_spec import visits
+
+    visits(120).to_csv(tmp_path / "visits.csv", index=False)
+    with FakeOpenAIServer(answer=_note_answer) as srv:
+        (tmp_path / "spec.yaml").write_text(MIXED_SPEC.replace("BASE_URL", srv.base_url))
+        out = tmp_path / "visits_out.csv"
+        ray_gen = PromptedGenerator(load_spec(tmp_path / "spec.yaml"), cache_dir=False, runner=_ray_runner(2))
+        res = ray_gen.generate(out=out)
+        on_ray = [r["messages"][-1]["content"] for r in srv.requests]
+        local = PromptedGenerator(load_spec(tmp_path / "spec.yaml"), cache_dir=False).generate()
+        on_driver = [r["messages"][-1]["content"] for r in srv.requests[len(on_ray):]]
+    assert res.summary["rows_written"] == 16 and not res.failed
+    assert res.summary["runner"]["runner"] == "ray"
+    pd.testing.assert_frame_equal(res.data, local.data)  # learned columns and notes: the rows of one machine
+    # the prompts too: the few-shot examples are the real rows nearest each synthetic row, on the actors too
+    assert sorted(on_ray) == sorted(on_driver) and all("Examples:" in p for p in on_ray)
