@@ -122,6 +122,13 @@ class ActorPool:
                               f"the journal: fix the cause and run the same command again to resume")
         self._start(k)
 
+    def report_threads(self) -> list[dict[str, Any]]:
+        """Each live actor's threads (backend, OpenMP/BLAS): what the benchmark checks for oversubscription."""
+        try:
+            return self.ray.get([a.threads.remote() for a in self.actors if a is not None], timeout=5)
+        except Exception:  # noqa: BLE001 - a report only
+            return []
+
     def close(self) -> None:
         for a in self.actors:
             if a is not None:
