@@ -230,7 +230,8 @@ def test_copula_correlation_by_map_reduce_on_ray_equals_the_local_fit(cluster, s
 
 
 @pytest.mark.slow
-def test_ray_train_fit_scores_within_a_hundredth_of_a_local_fit(cluster, shared_data, tmp_path):
+@pytest.mark.parametrize("cache_bytes", [None, 0], ids=["shares-in-memory", "streamed-from-ray-data"])
+def test_ray_train_fit_scores_within_a_hundredth_of_a_local_fit(cluster, shared_data, tmp_path, cache_bytes):
     from synthloop.evaluate.headline import evaluate_tables
     from synthloop.runners import RayRunner
     from synthloop.runners.training import fit_distributed
@@ -239,8 +240,12 @@ def test_ray_train_fit_scores_within_a_hundredth_of_a_local_fit(cluster, shared_
 
     df = pd.read_csv(shared_data / "adult" / "adult.csv.gz", nrows=3000)
     local = AutoregressiveSynthesizer(epochs=6, random_state=0).fit(df)
-    spread = fit_distributed(AutoregressiveSynthesizer(epochs=6, random_state=0), df, RayRunner(workers=2))
+    spread = fit_distributed(AutoregressiveSynthesizer(epochs=6, random_state=0), df, RayRunner(workers=2),
+                             cache_bytes=cache_bytes)
     assert spread.train_workers_ == 2 and len(spread.history_) >= 1
+    phases = spread.train_timings_
+    assert phases["cached_shard"] is (cache_bytes is None)  # 0: every epoch streams its share from Ray Data
+    assert phases["worker_threads"] == 1 and phases["omp_num_threads"] == "1"  # one core per worker, no more
     spread.save(tmp_path / "ray.npz")
     again = load_synthesizer(tmp_path / "ray.npz")  # the same model file format as a local fit
     assert type(again) is type(local)
