@@ -3,6 +3,7 @@ node, small object stores), started once for this module. No part of Ray is mock
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -321,9 +322,11 @@ def _note_answer(body: dict) -> str:
     return json.dumps({"note": f"{lead}: patient seen today in {dept}, follow up planned for next week."})
 
 
-def test_a_mixed_spec_generates_on_ray_actors_the_rows_of_a_local_run(cluster, tmp_path):
-    """learn: block + LLM column: the learned columns are sampled once on the driver (in the plan);
-    the actors write the text, each with the real-text guides planned for those same rows."""
+@pytest.mark.slow
+def test_generate_ray_on_a_mixed_spec_writes_the_rows_of_a_local_run(cluster, tmp_path):
+    """`generate --ray-address` with a learn: block + LLM column: the learned columns are sampled once on
+    the driver (in the plan); the actors write the text, each with the real-text guides the driver
+    planned for those rows (nearest real rows as examples, style rules), so prompts and rows match."""
     from synthloop.generate.runner import PromptedGenerator
     from synthloop.llm.testing import FakeOpenAIServer
     from synthloop.spec import load_spec
@@ -332,14 +335,43 @@ def test_a_mixed_spec_generates_on_ray_actors_the_rows_of_a_local_run(cluster, t
     visits(120).to_csv(tmp_path / "visits.csv", index=False)
     with FakeOpenAIServer(answer=_note_answer) as srv:
         (tmp_path / "spec.yaml").write_text(MIXED_SPEC.replace("BASE_URL", srv.base_url))
-        out = tmp_path / "visits_out.csv"
-        ray_gen = PromptedGenerator(load_spec(tmp_path / "spec.yaml"), cache_dir=False, runner=_ray_runner(2))
-        res = ray_gen.generate(out=out)
-        on_ray = [r["messages"][-1]["content"] for r in srv.requests]
-        local = PromptedGenerator(load_spec(tmp_path / "spec.yaml"), cache_dir=False).generate()
-        on_driver = [r["messages"][-1]["content"] for r in srv.requests[len(on_ray):]]
-    assert res.summary["rows_written"] == 16 and not res.failed
-    assert res.summary["runner"]["runner"] == "ray"
-    pd.testing.assert_frame_equal(res.data, local.data)  # learned columns and notes: the rows of one machine
-    # the prompts too: the few-shot examples are the real rows nearest each synthetic row, on the actors too
+        r = run_cli("generate", str(tmp_path / "spec.yaml"), "-o", str(tmp_path / "on_ray.csv"), "--no-cache",
+                    "--ray-address", cluster.address, "--workers", "2")
+        assert r.returncode == 0, r.stderr
+        on_ray = [q["messages"][-1]["content"] for q in srv.requests]
+        PromptedGenerator(load_spec(tmp_path / "spec.yaml"), cache_dir=False).generate(out=tmp_path / "local.csv")
+        on_driver = [q["messages"][-1]["content"] for q in srv.requests[len(on_ray):]]
+    ray_rows, local_rows = pd.read_csv(tmp_path / "on_ray.csv"), pd.read_csv(tmp_path / "local.csv")
+    assert len(ray_rows) == 16 and {"age", "severity", "department", "note"} <= set(ray_rows.columns)
+    pd.testing.assert_frame_equal(ray_rows, local_rows)  # learned columns and notes: the rows of one machine
     assert sorted(on_ray) == sorted(on_driver) and all("Examples:" in p for p in on_ray)
+
+
+def test_an_actor_writes_a_mixed_spec_row_with_the_prompt_the_driver_would_send(tmp_path, monkeypatch):
+    """What an actor gets (a copy of the plan and of the driver's planned text guides) yields the same
+    prompt and record as the driver itself: no Ray needed to check that (RowWorker is a plain class)."""
+    import pickle
+
+    from synthloop.generate.runner import PromptedGenerator
+    from synthloop.llm.testing import FakeOpenAIServer
+    from synthloop.runners.generation import RowWorker
+    from synthloop.spec import load_spec
+    from tests.test_mixed_spec import visits
+
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        monkeypatch.setenv(var, os.environ.get(var, ""))  # RowWorker pins them: restored after the test
+    visits(120).to_csv(tmp_path / "visits.csv", index=False)
+    with FakeOpenAIServer(answer=_note_answer) as srv:
+        (tmp_path / "spec.yaml").write_text(MIXED_SPEC.replace("BASE_URL", srv.base_url))
+        driver = PromptedGenerator(load_spec(tmp_path / "spec.yaml"), cache_dir=False)
+        plan = driver.plan(16)
+        driver._records = plan.frame.to_dict("records")
+        actor = RowWorker(load_spec(tmp_path / "spec.yaml"), False, threads=1)
+        actor.setup(pickle.loads(pickle.dumps(plan)), pickle.loads(pickle.dumps(driver.guides())))
+        rows = [actor.run(i, 0, None, None) for i in (0, 5)]
+        on_actor = [q["messages"] for q in srv.requests]
+        same = [driver._run_row(plan, i) for i in (0, 5)]
+        assert [(r["status"], r["values"]) for r in rows] == [(r["status"], r["values"]) for r in same]
+        on_driver = [q["messages"] for q in srv.requests[len(on_actor):]]
+    assert on_actor == on_driver and all("Examples:" in m[-1]["content"] for m in on_actor)
+    assert actor.threads()["OMP_NUM_THREADS"] == "1"
