@@ -196,10 +196,8 @@ def _train_loop(config: dict[str, Any]) -> None:
         if p.numel() == 0:  # e.g. the middle layers' weights of a one-layer net: never used
             p.requires_grad_(False)
     # every other parameter gets a gradient each step: DDP need not search the graph for unused ones;
-    # the buffers (token offsets, masks) never change, so no broadcast of them before every step; the
-    # gradients live in DDP's all-reduce buckets (one copy less per step)
-    model = prepare_model(net, parallel_strategy_kwargs={"find_unused_parameters": False, "broadcast_buffers": False,
-                                                         "gradient_as_bucket_view": True})
+    # the buffers (token offsets, masks) never change, so no broadcast of them before every step
+    model = prepare_model(net, parallel_strategy_kwargs={"find_unused_parameters": False, "broadcast_buffers": False})
     device = next(model.parameters()).device
     t_model = time.time()
     gen = torch.Generator().manual_seed(int(config["seed"]) + rank)
