@@ -2,14 +2,18 @@
 statistics by map-reduce over partitions.
 
 Autoregressive: everything before the weights happens as in a local fit (schema, release guard,
-constraints, encoding, tokenizers, the initial weights from the seed); the token table then becomes
-a Ray Dataset (train and validation splits as a local fit makes them), each Ray Train worker reads
-its equal share (`get_dataset_shard`), and a TorchTrainer runs DDP (gloo on CPU, NCCL on GPU) with
-a per-worker batch of batch_size / workers, so the global step sees the same batch size as a local
-fit. Validation loss is summed over all workers (all-reduce), so early stopping and learning-rate
-decisions are the same on every rank; rank 0 returns the best weights, which go back into the model:
-`save()` writes the same model file as a local fit. Row order within an epoch comes from Ray Data,
-so a Ray fit is not bit-identical to a local one; its quality is (tests/test_ray_scale.py).
+constraints, encoding, tokenizers, the initial weights from the seed); the token table (train and
+validation splits as a local fit makes them, in its smallest integer type) is then split into equal
+shares, one per Ray Train worker: a share that fits in `CACHE_SHARD_BYTES` goes once through the
+object store and the worker trains every epoch from memory (Ray Data's streaming split would start an
+executor per fit, seconds for a table this size); larger shares are a Ray Dataset each worker streams
+every epoch (`get_dataset_shard`). A TorchTrainer runs DDP (gloo on CPU, NCCL on GPU), one thread per
+CPU of a worker, with a per-worker batch of batch_size / workers, so the global step sees the same
+batch size as a local fit. Validation loss is summed over all workers (all-reduce), so early stopping
+and learning-rate decisions are the same on every rank; rank 0 returns the best weights, which go back
+into the model: `save()` writes the same model file as a local fit. Row order within an epoch differs,
+so a Ray fit is not bit-identical to a local one; its quality is (tests/test_ray_scale.py). Where
+the seconds went (start-up, share read, epochs, hand-back, CPU seconds) is `train_timings_`.
 
 Copula: the correlation of the normal scores is a sum of per-partition cross products
 (`partial_correlation_sums`), so it is exact (to float rounding) whatever the partitioning.
