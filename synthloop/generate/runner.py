@@ -59,6 +59,27 @@ def _room_for_start(schema: dict[str, Any], field: str, used: int) -> dict[str, 
     return out
 
 
+def _exclude_chars(schema: dict[str, Any], checker: AgreementChecker, col: Column) -> dict[str, Any]:
+    """`schema` whose checked string fields carry the characters the column's `forbid_regex` rules
+    out (grammar.EXCLUDE), so a grammar-constrained backend never writes them: the first answer passes
+    those checks instead of being regenerated."""
+    ranges = checker.forbidden_chars()
+    if not ranges:
+        return schema
+    from synthloop.llm.grammar import EXCLUDE
+
+    out = json.loads(json.dumps(schema))
+    props = out.get("properties", {})
+    llm = col.llm
+    assert llm is not None
+    names = [checker.checks.field] if checker.checks.field else [col.name] if not llm.structured else list(props)
+    for name in names:
+        p = props.get(name)
+        if isinstance(p, dict) and p.get("type") == "string" and "enum" not in p and "const" not in p:
+            p[EXCLUDE] = [list(r) for r in ranges]
+    return out
+
+
 def _plain_error(err: str) -> str:
     """A validation error as a repair note states it: what was wrong, without parser internals."""
     if err.startswith("the answer contains no JSON object"):
@@ -257,6 +278,8 @@ class PromptedGenerator:
         # a backend that cannot prefill `start` writes only the rest: its schema leaves room for it
         request_schema = prompt.schema if not prompt.start or getattr(self.backend, "supports_prefill", False) \
             else _room_for_start(prompt.schema, col.name, len(prompt.start) + 1)
+        if checker is not None and getattr(self.backend, "supports_prefill", False):
+            request_schema = _exclude_chars(request_schema, checker, col)
         attempts = max(llm.max_retries + 1, checker.checks.max_attempts if checker is not None else 0)
         styled_fallback: tuple[dict[str, Any], float] | None = None
         agreed_counted = False
