@@ -80,6 +80,18 @@ def _exclude_chars(schema: dict[str, Any], checker: AgreementChecker, col: Colum
     return out
 
 
+_REPAIR_KINDS = (("cut off", "cut off at max_tokens"), ("no JSON", "not JSON"), ("not valid JSON", "not JSON"),
+                 ("does not mention", "must_mention"), ("but the", "agrees_with"), ("rules forbid", "forbid_regex"),
+                 ("required pattern", "regex"), ("breaks the rule", "expressions"), ("fewer than", "min_words"),
+                 ("reviewer", "judge"), ("placeholder", "sanity"), ("stand-in", "sanity"), ("braces", "sanity"),
+                 ("answer format", "sanity"), ("no words", "sanity"))
+
+
+def _repair_kind(err: str) -> str:
+    """The kind of failure that made a cell be asked again (for the summary's repair counts)."""
+    return next((kind for needle, kind in _REPAIR_KINDS if needle in err), "schema" if ":" in err else "style")
+
+
 def _plain_error(err: str) -> str:
     """A validation error as a repair note states it: what was wrong, without parser internals."""
     if err.startswith("the answer contains no JSON object"):
@@ -234,6 +246,8 @@ class PromptedGenerator:
             self._busy.append((t0, t1))
         stats["requests"] += 1
         stats["tokens_in"] += res.prompt_tokens
+        # prompt tokens the backend really computed (the rest came from its KV cache), where it says
+        stats["tokens_in_evaluated"] = stats.get("tokens_in_evaluated", 0) + int(res.meta.get("prompt_evaluated", res.prompt_tokens))
         stats["tokens_out"] += res.completion_tokens
         stats["backend_seconds"] += res.elapsed
         stats["transport_retries"] += res.retries
@@ -338,6 +352,9 @@ class PromptedGenerator:
                     stats["valid_first"] += int(attempt == 0)
                     return out, []
             stats["repairs"] += int(attempt < attempts - 1)
+            if attempt < attempts - 1 and errs:
+                key = f"repair_why:{col.name}:{_repair_kind(errs[0])}"
+                stats[key] = stats.get(key, 0) + 1
             messages = repair_messages(prompt, [_plain_error(e) for e in errs])
         if styled_fallback is not None:  # style is a preference; validity and agreement were met
             return styled_fallback[0], []
@@ -854,7 +871,10 @@ class PromptedGenerator:
             "diversity": diversity,
             # this session's requests (repairs, judge questions and dedup rounds included; cache hits not)
             "requests": {"count": int(sess.get("requests", 0)), "tokens_in": int(sess.get("tokens_in", 0)),
+                         "tokens_in_evaluated": int(sess.get("tokens_in_evaluated", 0)),
                          "tokens_out": int(sess.get("tokens_out", 0)),
+                         "repairs_by_reason": {k.split(":", 1)[1]: int(v) for k, v in sorted(sess.items())
+                                               if k.startswith("repair_why:")},
                          "per_written_row": round(sess.get("requests", 0) / fresh_ok, 4) if fresh_ok > 0 else None},
             "cache": {"hits": int(sess.get("cache_hits", 0)), "misses": self.cache.misses if self.cache else None},
             "timing": {

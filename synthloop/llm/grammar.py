@@ -162,8 +162,9 @@ def _char_rule(name: str) -> str:
         return "char ::= " + _CHAR
     cps = [int(x, 16) for x in name.split("-")[1:]]
     extra = "".join(_cls_char(a) if a == b else f"{_cls_char(a)}-{_cls_char(b)}" for a, b in zip(cps[::2], cps[1::2]))
-    # no \u escapes here: one could spell an excluded character
-    return name + r' ::= [^"\\\x7F\x00-\x1F' + extra + r'] | "\\" ["\\/bfnrt]'
+    # escapes of quotes and backslashes only: \u could spell an excluded character, and \n, \t (cleaned to
+    # spaces later) are what a small model repeats when the characters it wanted are left out
+    return name + r' ::= [^"\\\x7F\x00-\x1F' + extra + r'] | "\\" ["\\]'
 
 
 def _string_rule(lo: int, hi: Any, open_quote: bool = True, char: str = "char") -> str:
