@@ -348,3 +348,18 @@ def test_answers_split_into_fixed_text_and_values_that_end_when_complete() -> No
     free = {"type": "object", "properties": {"n": {"type": "integer"}, "s": {"type": "string"}}, "required": ["n", "s"]}
     prefix, segs = segment_plan(free)  # type: ignore[misc]
     assert prefix == '{"n": ' and [g.kind for g in segs] == ["rest"]
+
+
+def test_planned_values_are_rules_only_for_backends_that_do_not_write_them() -> None:
+    spec = loads_spec(SPEC.replace("columns:\n", "targets: {band: {a: 0.5, b: 0.5}}\ncolumns:\n", 1).replace(
+        "  - name: note\n", "  - name: triage\n    llm:\n      prompt: \"Triage in {{ department }}.\"\n"
+        "      schema: {type: object, properties: {band: {enum: [a, b]}, reason: {type: string}}}\n  - name: note\n", 1))
+
+    class Prefilling(Scripted):
+        supports_prefill = True
+
+    for backend, rule in ((Scripted(), True), (Prefilling(), False)):
+        gen = PromptedGenerator(spec, backend=backend, cache_dir=False)
+        (name, prompt, _), = gen.prompts_for_row(0, columns=["triage"])
+        assert name == "triage" and prompt.schema["properties"]["band"]["enum"] in (["a"], ["b"])  # pinned either way
+        assert ('"band" must be' in prompt.messages[-1][1]) is rule

@@ -184,10 +184,11 @@ def build_prompt(spec: Spec, settings: LLMSettings, col: Column, index: int, row
                  row_index: int, n_rows: int, examples: list[dict[str, Any]],
                  assigned: dict[str, Any] | None = None, extra_avoid: list[str] | None = None,
                  extra_rules: list[str] | None = None, row_rules: list[str] | None = None,
-                 fixed_examples: bool = False) -> Prompt:
+                 fixed_examples: bool = False, state_assigned: bool = True) -> Prompt:
     """The exact messages sent for one cell (what `synthloop prompt SPEC --row N` prints);
     `extra_rules`: fixed lines added to the rules (the real texts' style in mixed specs);
-    `row_rules`: lines for this record only (its planned length in mixed specs).
+    `row_rules`: lines for this record only (its planned length in mixed specs);
+    `state_assigned`: say the planned values as rules (False when the backend writes them itself).
 
     Laid out for prefix caching: everything that is the same for every row of the column (system,
     fixed rules, avoid list, answer format) comes first and the row's own part (examples, templated
@@ -218,7 +219,8 @@ def build_prompt(spec: Spec, settings: LLMSettings, col: Column, index: int, row
     if examples:  # examples picked once for the column belong to the shared part
         (head if fixed_examples else tail).append("Examples:\n" + _example_lines(col, examples))
     record_rules = [render(r, ctx, f"{where}.constraints[{j}]") for j, r in enumerate(llm.constraints) if _has_placeholder(r)]
-    record_rules += [f'"{k}" must be {json.dumps(v)}.' for k, v in (assigned or {}).items()]
+    if state_assigned:  # (a backend that writes pinned values into the answer itself needs no rule)
+        record_rules += [f'"{k}" must be {json.dumps(v)}.' for k, v in (assigned or {}).items()]
     record_rules += list(row_rules or [])
     if record_rules:
         tail.append("Rules for this record:\n" + "\n".join(f"- {r}" for r in record_rules))

@@ -223,7 +223,16 @@ class PromptedGenerator:
                 rules, row_rules = guide.rules(), guide.row_rules(i)
         return build_prompt(self.spec, self.spec.llm, col, self._index(col.name), row, i, plan.n, examples + extra,
                             plan.assigned_for(col.name, i), extra_avoid, rules, row_rules,
-                            fixed_examples=fixed and not extra)  # row-specific neighbours keep examples per row
+                            fixed_examples=fixed and not extra,  # row-specific neighbours keep examples per row
+                            state_assigned=not self._writes_pinned())
+
+    def _writes_pinned(self) -> bool:
+        """Whether the backend writes planned (pinned) values into the answer itself (the embedded
+        backend under constrained decoding): the prompt then needs no "X must be Y" rule, ~15 tokens
+        of every request's row-specific tail."""
+        if self._backend is None:  # not built yet (e.g. `synthloop prompt --no-run`): the spec's choice
+            return self.spec.llm.backend == "embedded" and self.spec.llm.constrained
+        return bool(self.spec.llm.constrained and getattr(self._backend, "supports_prefill", False))
 
     def _complete(self, req: LLMRequest, stats: dict[str, Any], backend: LLMBackend | None = None) -> LLMResult:
         """One request through the cache; counts requests, tokens and the backend's busy intervals."""

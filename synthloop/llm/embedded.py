@@ -180,6 +180,7 @@ class EmbeddedBackend(BackendBase):
         self._llm: Any = None
         self.contexts = contexts
         self.prefill = prefill
+        self.supports_prefill = prefill
         self._plans: dict[str, Any] = {}
         self._formatters: dict[int, Any] = {}
 
@@ -209,6 +210,8 @@ class EmbeddedBackend(BackendBase):
                 raise LLMError(f"cannot turn the JSON schema into a llama.cpp grammar: {exc}") from None
         return self._grammars[key]
 
+    # writes fixed text (a column's `start`, pinned values, the JSON around values) into the answer
+    # itself and enforces character exclusions (grammar.EXCLUDE); per instance: `prefill=False` turns it off
     supports_prefill = True
 
     def _prefill(self, request: LLMRequest) -> tuple[str, list[tuple[Segment, Any]]] | None:
