@@ -1,9 +1,13 @@
 """Prompted generation that a user would keep (issue 14): row-text agreement and speed, before/after.
 
-One command: `python benchmarks/bench_prompted_agreement.py [--rows 100] [--threads 1]` (under
-`flock /tmp/synthloop-bench.lock`). For each spec (examples/prompted/patient_visits.yaml, with its
-agreement rules, and card_transactions.yaml) it runs, in this one process's session and one after
-another on the same machine:
+One command (both specs, before and after, 100 rows each, 1 llama.cpp thread):
+
+    flock /tmp/synthloop-bench.lock .venv/bin/python benchmarks/bench_prompted_agreement.py --session 2
+
+About 21 minutes on a quiet machine, most of it the `before` code (~4 s a patient_visits row and ~6 s a
+card_transactions row there, against ~1-1.5 s after); `--rows N` scales it linearly. For each spec
+(examples/prompted/patient_visits.yaml, with its agreement rules, and card_transactions.yaml) it
+runs, one after another on the same machine:
 
 - `before`: the code of revision --before-rev (default 072f377, main before issue 14: row-specific
   sentence first, one shared llama.cpp context, no agreement checks), unpacked with `git archive`,
@@ -11,7 +15,8 @@ another on the same machine:
   `few_shot.per_row`);
 - `after`: this checkout (fixed part of every prompt first, one llama.cpp context per LLM column,
   agreement checks with regeneration) with the embedded default model, SmolLM2-135M;
-- `after_gemma3_270m`: this checkout with `--llm-model gemma3-270m` (when its package is installed).
+- `after_gemma3_270m` (opt in with `--cases before,after,after_gemma3_270m`, ~4x slower per row):
+  this checkout with `--llm-model gemma3-270m` (when its package is installed).
 
 Each run is a child process (model loaded before its clock starts; response cache off) on
 --threads llama.cpp threads. The written tables of all runs are scored by the same code
@@ -19,7 +24,12 @@ Each run is a child process (model loaded before its clock starts; response cach
 written rows (every check of every checked column passes), avoid-list violations (the spec's
 `forbid_regex` hits), placeholder copies (`<text>`, braces, N/A, echoed error wording), failed
 rows, and quota error (largest |target - written share| over the spec's targets, in points).
-Prints one JSON line per case; `speedup_rows_per_s` compares with `before` of the same spec.
+Prints one JSON line per case; `speedup_rows_per_s` compares with `before` of the same spec (wall
+time; `speedup_rows_per_cpu_s` the same on the child's CPU time, less bent by other processes on a
+shared machine). Where the time of a row goes: `tokens_in_evaluated_per_row` (prompt tokens llama.cpp
+computed; the rest came from the context's KV cache), `tokens_out_per_row` (sampled tokens),
+`grammar_resamples_per_row` (tokens the grammar refused, drawn again under it) and `repairs_by_reason`
+(cells asked again, by the check that failed).
 """
 from __future__ import annotations
 
