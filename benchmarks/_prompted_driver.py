@@ -20,6 +20,9 @@ class Counting(BackendBase):
     def __init__(self, inner: EmbeddedBackend) -> None:
         self.inner = inner
         self.name, self.model_id, self.concurrency, self.supports_constraints = inner.name, inner.model_id, 1, True
+        # what the runner asks of its backend must be the inner one's: hiding it would send the embedded
+        # model the requests of a backend that cannot prefill (no character exclusions, stated pins)
+        self.supports_prefill = getattr(inner, "supports_prefill", False)
         self.requests = self.tokens_in = self.tokens_out = self.evaluated = self.resamples = 0
         self.seconds = 0.0
         self._lock = threading.Lock()
