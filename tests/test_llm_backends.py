@@ -30,6 +30,25 @@ def test_hf_backend_needs_a_local_folder(tmp_path: Path) -> None:
         make_backend(LLMSettings(backend="hf"))
 
 
+def test_finetuned_backend_needs_a_local_folder_and_is_a_command_line_choice(tmp_path: Path) -> None:
+    from synthloop.generate.overrides import apply_overrides
+    from synthloop.spec import Spec
+
+    with pytest.raises(LLMError, match="not a directory"):
+        make_backend(LLMSettings(backend="finetuned", model=str(tmp_path / "missing")))
+    with pytest.raises(LLMError, match="needs llm.model"):
+        make_backend(LLMSettings(backend="finetuned"))
+    spec = Spec.model_validate({"name": "x", "columns": [{"name": "a", "sampler": {"uniform": {"min": 0, "max": 1}}}]})
+    spec = apply_overrides(spec, "finetuned", None, str(tmp_path), None, None, False)
+    assert spec.llm.backend == "finetuned" and spec.llm.model == str(tmp_path)
+
+
+def test_a_row_changes_the_cache_key_only_when_given() -> None:
+    plain = LLMRequest(messages=(("user", "a"),), seed=1)
+    assert LLMRequest(messages=(("user", "a"),), seed=1, row=()).cache_key("m") == plain.cache_key("m")
+    assert LLMRequest(messages=(("user", "a"),), seed=1, row=(("k", "v"),)).cache_key("m") != plain.cache_key("m")
+
+
 def test_cache_key_changes_with_prompt_seed_model_and_schema() -> None:
     base = LLMRequest(messages=(("user", "a"),), seed=1)
     keys = {

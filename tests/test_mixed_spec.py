@@ -284,3 +284,74 @@ def test_longest_copied_run_and_personal_values_in_text() -> None:
     assert [text[s:e] for s, e, _ in pii.spans(text)][2:] == ["+1 206 555 0199", "maria@example.org"]  # any, when scrubbing
     clean = pii.scrub([text], seed=1)[0]
     assert not pii.hits([clean])[0] and "Tiger stripes" in clean  # a common word of the texts is no identifier
+
+
+class Rambler(BackendBase):
+    """Writes on and on (agreeing with its row) until the decoding schema's maxLength stops it, as a
+    grammar-constrained model does; a minLength in the schema is met as well."""
+
+    name = model_id = "rambler"
+    supports_constraints = True
+
+    def __init__(self) -> None:
+        self.calls: list[LLMRequest] = []
+
+    def complete_one(self, r: LLMRequest) -> LLMResult:
+        self.calls.append(r)
+        user = r.messages[1][1]
+        sev, dept = re.search(r"a (high|low) severity visit to (\w+)", user).groups()  # type: ignore[union-attr]
+        rng = random.Random(r.seed)
+        words = [f"{rng.choice(WORDS)}{k}" for k in range(60)]
+        text = f"{'Urgent' if sev == 'high' else 'Routine check'}: {dept} " + " ".join(words)
+        prop = r.schema["properties"]["note"]  # type: ignore[index]
+        return LLMResult(json.dumps({"note": text[: prop.get("maxLength", 10**6)]}), elapsed=0.001)
+
+
+def test_written_texts_follow_the_real_length_distribution_row_by_row(folder: Path) -> None:
+    from synthloop.evaluate.text import length_ks_similarity
+
+    spec = SPEC.format(extra="").replace("rows: 30", "rows: 80")
+    gen = PromptedGenerator(load_spec(write_spec(folder, text=spec)), backend=Rambler(), cache_dir=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        df = gen.generate().data
+    guide = gen.guides()["note"]
+    lens = df["note"].str.len().to_numpy()
+    bands = np.array([guide.band(i) for i in range(len(df))])
+    assert ((lens >= bands[:, 0]) & (lens <= bands[:, 1])).all()  # every text inside its row's band
+    for note in df["note"]:  # cut at word boundaries: the last word is whole (its number is its index)
+        tail = note.split(": ", 1)[1].split()[1:]
+        assert not tail or re.fullmatch(rf"[a-z]+{len(tail) - 1}", tail[-1]), note
+    assert length_ks_similarity(visits()["note"].tolist(), df["note"].tolist()) >= 0.85
+    first = gen.backend.calls[0]  # type: ignore[attr-defined]
+    t = guide.target_length(0)
+    assert f"About {t} characters long" in first.messages[1][1]
+    assert first.schema["properties"]["note"]["maxLength"] <= guide.band(0)[1] + 12  # type: ignore[index]
+
+
+def test_fit_length_cuts_at_a_sentence_or_word_boundary_inside_the_band() -> None:
+    from synthloop.generate.textguide import TextGuide
+
+    real = pd.DataFrame({"k": ["a"] * 50, "t": ["x" * n for n in range(20, 70)]})
+    g = TextGuide(real, "t", "t", ["k"], k=1)
+    g.plan(pd.DataFrame({"k": ["a"]}))
+    lo, hi = g.band(0)  # type: ignore[misc]
+    long = ("Mild pain. " + "word " * 40).strip()
+    cut = g.fit_length(long, 0)
+    assert lo <= len(cut) <= hi and not cut.endswith(" ")
+    assert g.fit_length("short", 0) == "short"  # too short is left for regeneration
+    sentence = "A" * (lo - 1) + ". more words that run past the end of the band and beyond it"
+    assert g.fit_length(sentence, 0) == "A" * (lo - 1) + "." or lo > len("A" * (lo - 1) + ".")
+
+
+def test_planned_lengths_follow_the_real_distribution_and_each_rows_own_draw() -> None:
+    from scipy.stats import ks_2samp, spearmanr
+
+    from synthloop.generate.textguide import stratified_lengths
+
+    rng = np.random.default_rng(0)
+    real = np.concatenate([np.full(700, 18), rng.integers(3, 47, 2300)])  # peaked, like short labels
+    drawn = rng.choice(real, 150)  # each row's draw from its near real texts
+    planned = stratified_lengths(real, drawn, np.random.default_rng(1))
+    assert 1 - ks_2samp(real, planned).statistic >= 0.97  # i.i.d. draws of 150 are ~0.93
+    assert spearmanr(drawn, planned).statistic > 0.95  # a row with a longer near text is planned longer

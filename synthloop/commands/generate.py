@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
         spec_path: Path = typer.Argument(..., metavar="SPEC", help="YAML spec (see examples/prompted/)."),
         n: Optional[int] = typer.Option(None, "-n", "--rows", help="Rows to generate (default: the spec's rows)."),
         output: Optional[Path] = typer.Option(None, "-o", "--out", help="Output table (.csv, .parquet, .jsonl); default outputs/<name>.csv."),
-        backend: Optional[str] = typer.Option(None, "--backend", help="embedded | openai | hf (overrides the spec)."),
+        backend: Optional[str] = typer.Option(None, "--backend", help="embedded | openai | hf | finetuned (overrides the spec)."),
         base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible server, e.g. http://localhost:8000/v1."),
         model: Optional[str] = typer.Option(None, "--model", help="Model name (openai), .gguf path (embedded) or folder (hf)."),
         llm_model: Optional[str] = typer.Option(None, "--llm-model", help=LLM_MODEL_HELP),

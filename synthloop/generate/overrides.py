@@ -26,8 +26,8 @@ def apply_overrides(spec: Any, backend: Optional[str], base_url: Optional[str], 
 
     upd: dict[str, Any] = {}
     if backend is not None:
-        if backend not in ("embedded", "openai", "hf"):
-            raise SpecError(f"--backend {backend}: use embedded, openai or hf")
+        if backend not in ("embedded", "openai", "hf", "finetuned"):
+            raise SpecError(f"--backend {backend}: use embedded, openai, hf or finetuned")
         upd["backend"] = backend
         if backend != spec.llm.backend and model is None:
             upd["model"] = None  # a model name of another backend means nothing here

@@ -33,7 +33,7 @@ from synthloop.generate.store import Journal, JournalWarning, ResponseCache, Run
 from synthloop.llm import LLMBackend, LLMRequest, LLMResult, make_backend
 from synthloop.llm.validate import parse_and_validate, schema_errors
 from synthloop.spec.dag import downstream
-from synthloop.spec.errors import GenerationError
+from synthloop.spec.errors import GenerationError, SpecError
 from synthloop.spec.models import Column, Spec
 
 # the judge model used when the embedded backend runs and its package is installed ("" = the
@@ -56,6 +56,20 @@ def _room_for_start(schema: dict[str, Any], field: str, used: int) -> dict[str, 
         prop["maxLength"] = max(prop["maxLength"] - used, 1)
     if "minLength" in prop:
         prop["minLength"] = max(min(prop["minLength"] - used, prop.get("maxLength", 10**9)), 0)
+    return out
+
+
+LENGTH_SLACK = 12  # characters the decoder may write past a row's length band before it is stopped
+
+
+def _with_length(schema: dict[str, Any], field: str, lo: int | None, hi: int | None) -> dict[str, Any]:
+    """`schema` with the text field's length bounds narrowed to at least `lo` / at most `hi`."""
+    out = json.loads(json.dumps(schema))
+    prop = out["properties"][field]
+    if hi is not None:
+        prop["maxLength"] = min(prop.get("maxLength", hi), hi)
+    if lo is not None:
+        prop["minLength"] = min(max(prop.get("minLength", 0), lo), prop.get("maxLength", lo))
     return out
 
 
@@ -137,6 +151,7 @@ class PromptedGenerator:
         self._learned: LearnedPart | None = None
         self._model_path: Path | None = None
         self._guides: dict[str, TextGuide] | None = None
+        self._prepared = False  # a backend that learns from the real texts has been tuned / loaded
         self._backend = backend
         self._given_backend = backend is not None
         # synthloop.runners: a RayRunner computes rows on a pool of actors (one backend each, spread
@@ -205,7 +220,29 @@ class PromptedGenerator:
         plan = make_plan(self.spec, n, self._conditions, self.learned_part())
         for guide in self.guides().values():
             guide.plan(plan.frame)
+        self._prepare_backend()
         return plan
+
+    def _prepare_backend(self) -> None:
+        """A backend that learns from the real texts (finetuned) is tuned, or its adapter loaded,
+        before the first request: on the learn table's text columns, conditioned on the row."""
+        # (a backend not yet made is made here only when it is one that prepares: planning alone
+        # must not load a model)
+        backend = self._backend if self._backend is not None else (
+            self.backend if self.spec.llm.backend == "finetuned" else None)
+        prepare = getattr(backend, "prepare", None)
+        if prepare is None or self._prepared:
+            return
+        if self.spec.learn is None or not self.guides():
+            raise SpecError(f"{self.spec.source}: llm.backend: finetuned is tuned on real texts; add a learn: block "
+                            "whose table has the text column (or pick another backend)")
+        # the guide's texts: personal values already replaced, so none is learned by the model
+        cols = {name: (g.frame, g.texts) for name, g in self.guides().items()}
+        adapter = self.spec.llm.finetune.adapter if self.spec.llm.finetune is not None else None
+        if adapter and not Path(adapter).expanduser().is_absolute():
+            self.backend.settings = self.spec.llm.finetune.model_copy(update={"adapter": str(self.spec.base_dir / adapter)})  # type: ignore[attr-defined,union-attr]
+        prepare(cols, seed=self.spec.seed, folder=self.spec.base_dir / ".synthloop")
+        self._prepared = True
 
     def prompt(self, plan: Plan, col: Column, i: int, row: dict[str, Any], round_: int = 0,
                extra_avoid: list[str] | None = None) -> Prompt:
@@ -298,9 +335,18 @@ class PromptedGenerator:
         if checker is not None:
             stats[f"checked:{col.name}"] = stats.get(f"checked:{col.name}", 0) + 1
         budget = self._max_tokens(col)
+        # mixed specs: the row's planned length band bounds the decoding (a little slack above it, so a
+        # text the decoder stops is cut back at a word boundary) and the token budget
+        guide = self.guides().get(col.name) if not llm.structured and llm.style else None
+        band = guide.band(i) if guide is not None else None
+        answer_schema_ = prompt.schema
+        if band is not None:
+            cap = min(llm.max_chars, band[1] + LENGTH_SLACK)
+            answer_schema_ = _with_length(prompt.schema, col.name, None, cap)
+            budget = min(budget, int(cap / 2) + 24)
         # a backend that cannot prefill `start` writes only the rest: its schema leaves room for it
-        request_schema = prompt.schema if not prompt.start or getattr(self.backend, "supports_prefill", False) \
-            else _room_for_start(prompt.schema, col.name, len(prompt.start) + 1)
+        request_schema = answer_schema_ if not prompt.start or getattr(self.backend, "supports_prefill", False) \
+            else _room_for_start(answer_schema_, col.name, len(prompt.start) + 1)
         if checker is not None and getattr(self.backend, "supports_prefill", False):
             request_schema = _exclude_chars(request_schema, checker, col)
         attempts = max(llm.max_retries + 1, checker.checks.max_attempts if checker is not None else 0)
@@ -311,7 +357,7 @@ class PromptedGenerator:
                 messages=messages, schema=request_schema, seed=cell_seed(self.spec.seed, i, col.name, attempt, round_),
                 temperature=llm.temperature if llm.temperature is not None else settings.temperature,
                 top_p=settings.top_p, max_tokens=budget, constrained=settings.constrained, context=f"column:{col.name}",
-                start=prompt.start,
+                start=prompt.start, row=self._row_values(self.guides().get(col.name), row) if self._prepared else (),
             )
             res = self._complete(req, stats)
             obj, errs = parse_and_validate(res.text, prompt.schema)
@@ -329,6 +375,8 @@ class PromptedGenerator:
                 obj.pop(REASONING_FIELD, None)
                 if not llm.structured:
                     out = {col.name: " ".join(str(obj[col.name]).split())}
+                    if band is not None:
+                        out[col.name] = guide.fit_length(out[col.name], i)  # type: ignore[union-attr]
                 elif llm.flatten:
                     out = {k: obj.get(k) for k in col.output_names()}
                 else:
@@ -346,7 +394,6 @@ class PromptedGenerator:
                         errs = checker.judge_failures(self._complete(jreq, stats, self.judge_backend).text)
                     if errs:
                         stats[f"disagreed:{col.name}"] = stats.get(f"disagreed:{col.name}", 0) + 1
-                guide = self.guides().get(col.name) if not llm.structured and llm.style else None
                 if not errs and checker is not None and not agreed_counted:  # agreement, apart from style
                     agreed_counted = True
                     stats[f"agreed:{col.name}"] = stats.get(f"agreed:{col.name}", 0) + 1
@@ -357,6 +404,9 @@ class PromptedGenerator:
                     gap = guide.length_gap(out[col.name], i) + 10.0 * any("repeats" in e or "than the real" in e for e in errs)
                     if errs and (styled_fallback is None or gap < styled_fallback[1]):
                         styled_fallback = (out, gap)  # valid and agreeing: the closest is kept if none fits
+                    if band is not None and len(out[col.name]) < band[0]:  # too short: the next try must reach the band
+                        used = len(prompt.start) + 1 if request_schema is not answer_schema_ and prompt.start else 0
+                        request_schema = _with_length(request_schema, col.name, max(band[0] - used, 0), None)
                 if not errs:
                     stats["valid_first"] += int(attempt == 0)
                     return out, []
@@ -368,6 +418,14 @@ class PromptedGenerator:
         if styled_fallback is not None:  # style is a preference; validity and agreement were met
             return styled_fallback[0], []
         return None, errs
+
+    @staticmethod
+    def _row_values(guide: TextGuide | None, row: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+        """The row's structured values a fine-tuned backend conditions on (only backends that
+        `prepare` on real texts read them; the others see the prompt)."""
+        if guide is None:
+            return ()
+        return tuple((c, None if _plain(row.get(c)) is None else str(_plain(row.get(c)))) for c in guide.context)
 
     def _max_tokens(self, col: Column) -> int:
         """The answer's token budget, derived from the schema: ~1 token per 2 characters of its

@@ -4,6 +4,7 @@ prompt; style statistics (length, vocabulary, typical openings) stated in the pr
 the output; and the indexes the privacy checks use (copied token runs, real personal values)."""
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Any, Sequence
 
@@ -46,6 +47,23 @@ def style_rules(stats: dict[str, Any]) -> list[str]:
     if opens:
         rules.append("Real texts often begin with: " + ", ".join(f'"{o}"' for o in opens[:4]) + ".")
     return rules
+
+
+def stratified_lengths(real: np.ndarray, drawn: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Planned lengths whose distribution is the real one up to one stratum: one draw from each of n
+    equal-probability strata of the real lengths, handed out in the order of the rows' own draws
+    (from their near real texts, ties broken at random). A row keeps its place among the others, so
+    length still follows its structured values, and n i.i.d. draws' sampling noise (a KS distance
+    of ~0.9/sqrt(n)) does not reach the marginal."""
+    n = len(drawn)
+    if not n or not len(real):
+        return drawn
+    srt = np.sort(real)
+    u = (np.arange(n) + rng.random(n)) / n
+    strata = srt[np.minimum((u * len(srt)).astype(int), len(srt) - 1)]
+    out = np.empty(n, dtype=srt.dtype)
+    out[np.lexsort((rng.random(n), drawn))] = np.sort(strata)
+    return out
 
 
 class _Encoder:
@@ -123,6 +141,7 @@ class TextGuide:
         self.context = [c for c in context if c in sub.columns]
         self.shown = [c for c in shown if c in self.context]
         self.rows = sub[self.shown].reset_index(drop=True)
+        self.frame = sub[self.context].reset_index(drop=True)  # the rows of `texts` (what a tuned model learns from)
         self.k = k
         self.seed = seed
         self._enc = _Encoder(sub, self.context) if self.context else None
@@ -130,11 +149,12 @@ class TextGuide:
         self._nn: Any = None
         self._picked: dict[int, np.ndarray] = {}
         self._target: dict[int, int] = {}
+        self._target_words: dict[int, int] = {}
 
     def plan(self, frame: pd.DataFrame) -> None:
         """Pick every synthetic row's examples at once: the 4k nearest real rows, k of them by a
         seeded draw (ties of identical structured values would otherwise always give the same k)."""
-        self._picked, self._target = {}, {}
+        self._picked, self._target, self._target_words = {}, {}, {}
         if not self.texts:
             return
         n = len(frame)
@@ -154,7 +174,10 @@ class TextGuide:
         # a planned length per row: that of one more near real text, so lengths follow the real
         # distribution given the structured values (the answer closest to it is kept)
         lengths = np.array([len(t) for t in self.texts])
-        self._target = dict(enumerate(lengths[np.take_along_axis(cand, order[:, -1:], axis=1)[:, 0]]))
+        words = np.array([len(t.split()) for t in self.texts])
+        drawn = np.take_along_axis(cand, order[:, -1:], axis=1)[:, 0]
+        self._target = dict(enumerate(stratified_lengths(lengths, lengths[drawn], rng)))
+        self._target_words = dict(enumerate(words[drawn]))
 
     def examples(self, i: int) -> list[dict[str, Any]]:
         """Few-shot examples of synthetic row i (PII already replaced), distinct texts only."""
@@ -178,9 +201,45 @@ class TextGuide:
         t = self._target.get(i)
         return int(t) if t is not None else None
 
+    def band(self, i: int) -> tuple[int, int] | None:
+        """The lengths (characters) an answer for row i may have: its planned length +- 15% (at least
+        2 characters), inside the real 1st-99th percentile range."""
+        t = self.target_length(i)
+        if t is None:
+            return None
+        tol = max(2, int(np.ceil(0.15 * t)))
+        lo, hi = self.length_range
+        return max(1, min(t - tol, hi), lo), max(min(t + tol, hi), lo, 1)
+
     def row_rules(self, i: int) -> list[str]:
         t = self.target_length(i)
-        return [f"About {t} characters long."] if t is not None else []
+        if t is None:
+            return []
+        w = self._target_words.get(i)
+        words = f"{w} word{'s' if w != 1 else ''}, " if w else ""
+        return [f"About {t} characters long ({words}no more than {self.band(i)[1]} characters)."]  # type: ignore[index]
+
+    def fit_length(self, text: str, i: int) -> str:
+        """`text` cut back into row i's band at a sentence or word boundary when it runs past it (the
+        decoder's cap sits a little above the band, so a text it stopped ends mid-word past the band's
+        end; the cut is made at the boundary nearest the planned length, so lengths are not pushed to the
+        band's top); shorter texts are left as they are, for regeneration."""
+        b = self.band(i)
+        if b is None:
+            return text
+        lo, hi = b
+        text = text.strip()
+        if len(text) <= hi:
+            return text
+        head = text[:hi + 1]
+        ends = [m.end() for m in re.finditer(r"[.!?](?=\s|$)", head) if m.end() >= lo]
+        t = self.target_length(i) or hi
+        if ends:  # the sentence end nearest the planned length, else the word boundary nearest it
+            return head[:min(ends, key=lambda e: abs(e - t))].strip()
+        spaces = [m.start() for m in re.finditer(r"\s", head) if m.start() >= lo]
+        if spaces:
+            return head[:min(spaces, key=lambda e: abs(e - t))].rstrip(" ,;:-(/&").strip() or text
+        return text
 
     def length_gap(self, text: str, i: int) -> float:
         """How far `text` is from row i's planned length (0 when there is none)."""
@@ -198,8 +257,10 @@ class TextGuide:
             out.append(f"it is longer than the real texts (at most about {hi} characters)")
         elif len(text) < lo:
             out.append(f"it is shorter than the real texts (at least about {lo} characters)")
-        elif t is not None and abs(len(text) - t) > max(3, 0.25 * t):
-            out.append(f"it should be about {t} characters long, not {len(text)}")
+        elif t is not None and len(text) < self.band(i)[0]:  # type: ignore[index]
+            out.append(f"it is too short: write about {t} characters, not {len(text)}")
+        elif t is not None and len(text) > self.band(i)[1]:  # type: ignore[index]
+            out.append(f"it is too long: write about {t} characters, not {len(text)}")
         toks = tokens(text)
         grams = [" ".join(toks[i:i + 2]) for i in range(len(toks) - 1)]
         if len(grams) >= 3 and len(set(grams)) < len(grams) * 0.75:

@@ -31,7 +31,11 @@ def make_backend(settings: Any) -> LLMBackend:
         from synthloop.llm.hf import HFBackend
 
         return HFBackend(settings.model, threads=settings.threads)
-    raise LLMError(f"unknown backend '{settings.backend}'; use embedded, openai or hf")
+    if settings.backend == "finetuned":
+        from synthloop.llm.finetune import FineTunedBackend
+
+        return FineTunedBackend(settings.model, getattr(settings, "finetune", None), threads=settings.threads)
+    raise LLMError(f"unknown backend '{settings.backend}'; use embedded, openai, hf or finetuned")
 
 
 __all__ = ["BackendBase", "LLMBackend", "LLMError", "LLMRequest", "LLMResult", "make_backend"]

@@ -26,6 +26,9 @@ class LLMRequest:
     # the answer's first string value begins with this text (a column's `start`); backends that can
     # prefill write it into the answer themselves, the runner adds it for those that cannot
     start: str = ""
+    # the row's structured values (name, value) in mixed specs: what a fine-tuned backend conditions
+    # on instead of the chat prompt; in the cache key only when given
+    row: tuple[tuple[str, Any], ...] = ()
 
     def chat(self) -> list[dict[str, str]]:
         return [{"role": r, "content": c} for r, c in self.messages]
@@ -42,6 +45,8 @@ class LLMRequest:
         )
         if self.start:  # (keys of requests without a start stay what earlier versions wrote)
             payload += json.dumps({"start": self.start}, ensure_ascii=False)
+        if self.row:
+            payload += json.dumps({"row": self.row}, ensure_ascii=False, default=str)
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 

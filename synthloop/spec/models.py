@@ -306,9 +306,24 @@ class Column(_Strict):
 
 
 # -- run settings ------------------------------------------------------------------------------
+class FineTune(_Strict):
+    """LoRA training of the finetuned backend on the learn table's texts (conditioned on the row)."""
+
+    epochs: int = Field(1, ge=1, le=100)
+    rank: int = Field(8, ge=1, le=256)
+    alpha: int = Field(16, ge=1, le=1024)
+    learning_rate: float = Field(2e-4, gt=0, le=1)
+    batch_size: int = Field(8, ge=1, le=1024)
+    max_length: int = Field(256, ge=8, le=8192, description="tokens per training example (prompt + text)")
+    max_texts: int = Field(5000, ge=1, description="real texts per column trained on (a seeded sample beyond)")
+    adapter: str | None = Field(None, description="folder to keep the adapter in (default: .synthloop/adapters "
+                                "beside the spec, one per data and settings)")
+
+
 class LLMSettings(_Strict):
-    backend: Literal["embedded", "openai", "hf"] = "embedded"
-    model: str | None = Field(None, description="embedded: a .gguf path (default SmolLM2-135M); openai: model name; hf: a local directory")
+    backend: Literal["embedded", "openai", "hf", "finetuned"] = "embedded"
+    model: str | None = Field(None, description="embedded: a .gguf path (default SmolLM2-135M); openai: model name; "
+                              "hf: a local directory; finetuned: a local directory with the causal LM to tune")
     base_url: str | None = None
     api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the API key (never logged)")
     concurrency: int = Field(4, ge=1, le=256)
@@ -324,6 +339,7 @@ class LLMSettings(_Strict):
     constrained: bool = Field(True, description="JSON-schema constrained decoding where the backend allows it")
     response_format: Literal["json_schema", "json_object"] = "json_schema"
     system: str = DEFAULT_SYSTEM
+    finetune: FineTune | None = Field(None, description="backend finetuned: LoRA training settings")
 
     # the key variable the user named outside the file (--api-key-env, or code): honoured whatever its name
     _key_env_chosen: str | None = PrivateAttr(None)
