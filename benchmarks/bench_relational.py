@@ -53,6 +53,9 @@ def load(name: str):
 def _child(kind: str, tables, meta_dict, params, out_path, q) -> None:
     warnings.simplefilter("ignore")
     try:
+        import torch
+
+        torch.set_num_threads(params.get("threads", 1))  # a shared 2-core machine: one thread per model
         t0 = time.perf_counter()
         if kind == "synthloop":
             from synthloop.schema.metadata import Metadata
@@ -212,6 +215,10 @@ def restrict(meta, data):
 
 
 def emit(row):
+    if "session" in row:  # the load when the row was printed: timings on a shared machine are distorted by it
+        import os
+
+        row["load_avg_1m"] = round(os.getloadavg()[0], 2)
     print(json.dumps(row, default=lambda o: float(o) if isinstance(o, (np.floating, np.integer)) else str(o)), flush=True)
     return row
 
@@ -225,17 +232,26 @@ def bench_dataset(name, args, rows_out):
         tables = subset(tables, meta, main, 300 if name == "berka_financial" else 2000)
     n_rows = {t: len(v) for t, v in tables.items()}
     base = {"bench": "relational", "dataset": name, "tables": len(tables), "rows": sum(n_rows.values()), "seed": 0}
+    if args.session is not None:
+        import os
+
+        base["session"] = args.session
+        base["load_avg_1m"] = round(os.getloadavg()[0], 2)
     results = {}
     # ours, on the whole database
-    res = {"ok": False, "error": "not run (--models)"} if "synthloop" not in args.models else run_model("synthloop", tables, meta.to_dict(), {"seconds": args.our_seconds, "epochs": args.epochs}, args.our_timeout)
+    skip = "synthloop" not in args.models or args.no_ours_whole
+    res = {"ok": False, "error": "not run (--models / --no-ours-whole)"} if skip else run_model(
+        "synthloop", tables, meta.to_dict(), {"seconds": args.our_seconds, "epochs": args.epochs}, args.our_timeout)
     row = {**base, "model": "synthloop", "subset": "whole", "finished": res["ok"]}
     if res["ok"]:
         row.update(fit_s=round(res["fit_s"], 1), sample_s=round(res["sample_s"], 1), peak_mb=round(res["peak_mb"]))
         row.update(score(tables, res["synth"], meta, sdv_dict(meta, tables, False)))
     else:
         row["error"] = res["error"]
-    results["synthloop"] = emit(row)
-    rows_out.append(row)
+    results["synthloop"] = row
+    if not args.no_ours_whole:
+        emit(row)
+        rows_out.append(row)
     # SDV HMA: whole database; if HMA refuses the schema (SDV 2 community HMA takes at most 5 tables and
     # depth 2), SDV's own simplify_schema; then smaller random subsets until one finishes
     data, hma_meta, label = tables, sdv_dict(meta, tables, False), "whole"
@@ -380,7 +396,9 @@ def main() -> None:
     ap.add_argument("--hma-tables", default="account,disp,loan,order,trans",
                     help="berka tables given to HMA when it refuses the whole schema (it takes at most 5 tables on 2 levels)")
     ap.add_argument("--no-hma-whole", action="store_true", help="skip HMA on the whole database (known not to finish)")
+    ap.add_argument("--no-ours-whole", action="store_true", help="skip our run on the whole database (e.g. a rerun of the peer's subset)")
     ap.add_argument("--models", default="synthloop,sdv_hma,sdv_par", help="which models to run")
+    ap.add_argument("--session", type=int, default=None, help="a session number written into every row")
     ap.add_argument("--out", default=None, help="also append the JSON lines to this file")
     args = ap.parse_args()
     if args.quick:

@@ -119,7 +119,8 @@ def report_dirs(real: Path, synthetic: Path, metadata: Optional[Path], output: P
     out.print(f"wrote {json_path}")
 
 
-def evaluate_dirs(real: Path, synthetic: Path, metadata: Optional[Path], json_out: Optional[Path]) -> dict:
+def evaluate_dirs(real: Path, synthetic: Path, metadata: Optional[Path], json_out: Optional[Path],
+                  holdout: Optional[Path] = None) -> dict:
     import json
 
     from rich.table import Table
@@ -128,7 +129,20 @@ def evaluate_dirs(real: Path, synthetic: Path, metadata: Optional[Path], json_ou
     from synthloop.io import write_text
 
     meta, real_db, synth_db = _both_dirs(real, synthetic, metadata)
-    fig = evaluate_database(real_db, synth_db, meta)
+    hold_db = None
+    if holdout is not None:  # held-out entities: a folder with (some of) the database's tables
+        from synthloop.errors import DataError
+        from synthloop.schema.metadata import read_tables, table_files
+
+        if not holdout.is_dir():
+            raise DataError(f"{holdout}: --holdout for a database is a folder of the held-out entities' tables")
+        present = table_files(holdout)
+        plain = meta.model_copy(update={"tables": {k: v.model_copy(update={"file": None}) for k, v in meta.tables.items()
+                                                   if k in present}})
+        if not plain.tables:
+            raise DataError(f"{holdout}: no table of the database ({', '.join(meta.tables)}) in this folder")
+        hold_db = read_tables(holdout, plain)
+    fig = evaluate_database(real_db, synth_db, meta, hold_db)
     table = Table(title="synthetic vs real database")
     table.add_column("figure")
     table.add_column("value", justify="right")
@@ -138,6 +152,8 @@ def evaluate_dirs(real: Path, synthetic: Path, metadata: Optional[Path], json_ou
     for t, s in fig["sequences"].items():
         for k in ("length_ks", "gap_ks", "order_violations"):
             table.add_row(f"{t}.{k}", f"{s[k]:.4f}")
+    for t, v in fig.get("dcr_share", {}).items():
+        table.add_row(f"{t}.dcr_share (0.5 ideal)", f"{v:.4f}")
     out.print(table)
     if json_out:
         write_text(json.dumps(fig, indent=2, default=json_default), json_out)

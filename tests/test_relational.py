@@ -294,3 +294,60 @@ def test_per_table_privacy_against_held_out_entities(db):
     fresh = shop(seed=9)
     dcr = table_privacy(train, fresh, hold, meta)
     assert set(dcr) == {"users", "orders", "events"} and all(0.2 < v < 0.8 for v in dcr.values())
+
+
+def test_cli_evaluate_a_database_gives_dcr_share_against_held_out_entities(db, tmp_path):
+    import json
+
+    from synthloop.evaluate.multitable import split_entities
+
+    meta = shop_metadata(db)
+    train, hold = split_entities(db, meta, "users", share=0.3, seed=0)
+    real, held, synth = _write(train, tmp_path / "real"), _write(hold, tmp_path / "hold"), _write(shop(seed=9), tmp_path / "syn")
+    meta.save(tmp_path / "meta.yaml")
+    r = run_cli("evaluate", str(real), str(synth), "--metadata", str(tmp_path / "meta.yaml"), "--holdout", str(held),
+                "--json", str(tmp_path / "f.json"))
+    assert r.returncode == 0, r.stderr
+    assert "users.dcr_share" in r.stdout
+    dcr = json.loads((tmp_path / "f.json").read_text())["dcr_share"]
+    assert set(dcr) == {"users", "orders", "events"} and all(0.2 < v < 0.8 for v in dcr.values())
+    r = run_cli("evaluate", str(real), str(synth), "--metadata", str(tmp_path / "meta.yaml"), "--holdout", str(tmp_path / "f.json"))
+    assert r.returncode == 2 and "folder of the held-out entities' tables" in one_line_error(r)
+
+
+def test_drawn_child_counts_keep_their_rank_and_take_the_learned_marginal():
+    from synthloop.synthesizers.relational import _count_quantiles, _to_quantiles
+
+    rng = np.random.default_rng(0)
+    real = rng.poisson(3, 2000).astype(float)
+    q = _count_quantiles(real, k=5)
+    drawn = rng.normal(0, 1, 1500)  # any scale and shape: only the order counts
+    out = _to_quantiles(drawn, q, rng)
+    assert np.all(np.diff(out[np.argsort(drawn)]) >= 0)
+    assert abs(out.mean() - real.mean()) < 0.05 and abs((out == 0).mean() - (real == 0).mean()) < 0.01
+    assert out.max() <= np.sort(real)[-5]  # the largest counts are not stored
+
+
+def test_secondary_keys_go_to_near_parents_within_their_counts():
+    from synthloop.synthesizers.relational import _capacitated_nearest
+
+    rng = np.random.default_rng(0)
+    parents = rng.normal(size=(60, 3))
+    cap = rng.integers(0, 5, 60)
+    truth = rng.permutation(np.repeat(np.arange(60), cap))[: cap.sum() - 4]
+    children = parents[truth] + rng.normal(0, 0.02, (truth.size, 3))
+    got = _capacitated_nearest(children, parents, cap, rng)
+    assert np.all(np.bincount(got, minlength=60) <= cap)
+    assert (got == truth).mean() > 0.95
+
+
+def test_histories_that_overrun_the_learned_range_start_earlier_keeping_their_gaps():
+    from synthloop.synthesizers.relational import _fit_window
+
+    start = np.array([0.0, 90.0, 50.0])
+    gap = np.array([0, 10, 10, 0, 5, 5, 0, 60, 60], dtype=float)  # the third is longer than the whole range
+    ent = np.repeat(np.arange(3), 3)
+    s2, g2 = _fit_window(start, gap, ent, 3, 0.0, 100.0, 1.0)
+    assert s2[0] == 0 and s2[1] == 90 and s2[2] == 0
+    np.testing.assert_array_equal(g2[:6], gap[:6])
+    assert g2[6:].sum() <= 100 and np.all(g2[7:] > 0)

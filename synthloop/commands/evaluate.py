@@ -18,7 +18,8 @@ def register(app: typer.Typer) -> None:
         real: Path = typer.Argument(..., help="Real (training) table."),
         synthetic: Path = typer.Argument(..., help="Synthetic table, or a dataset folder written by `synthloop sample -o FOLDER` "
                                          "(column shapes over all rows by map-reduce, the other figures on a seeded sample)."),
-        holdout: Optional[Path] = typer.Option(None, "--holdout", help="Real rows the synthesizer never saw (for DCR share)."),
+        holdout: Optional[Path] = typer.Option(None, "--holdout", help="Real rows the synthesizer never saw (for DCR share); for a database, a folder of "
+                                          "the held-out entities' tables (`split_entities`), DCR share per table."),
         schema: Optional[Path] = typer.Option(None, "--schema", help="YAML overrides of column kinds."),
         json_out: Optional[Path] = typer.Option(None, "--json", help="Write every figure to this JSON file."),
         metadata: Optional[Path] = typer.Option(None, "--metadata", help="Database metadata YAML when REAL and SYNTHETIC "
@@ -37,7 +38,7 @@ def register(app: typer.Typer) -> None:
         if real.is_dir():  # a database (folders of tables); a real table with a folder is a partitioned dataset
             from synthloop.database import evaluate_dirs
 
-            evaluate_dirs(real, synthetic, metadata, json_out)
+            evaluate_dirs(real, synthetic, metadata, json_out, holdout)
             return
 
         from synthloop.evaluate.headline import evaluate_tables

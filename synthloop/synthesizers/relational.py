@@ -8,17 +8,23 @@ How a database is learned (`fit(tables, metadata)`):
   context of its other parents (used to pick which parent row a generated row points at), then the
   number of children it has in each child table (`__n.<child>.<fk>`) and, for a sequence child, the
   time its history starts (`__start.<child>`);
-- a sequence table (an entity's ordered history) adds, per event, its position, the gap since the
-  previous event and the previous event's values (`prev.*`), so each event is drawn given the parent
-  and the event before it; the order column is rebuilt as start + running sum of gaps (so it is
-  never out of order), and a column that is a running total of another (a balance) is rebuilt from
-  its first value and signed steps, so it stays consistent.
+- a sequence table (an entity's ordered history) adds, per event, its position, the number of events
+  still to come, the time of the previous event, the gap since it and the previous event's values
+  (`prev.*`), so each event is drawn given the parent and the event before it; the order column is
+  rebuilt as start + running sum of gaps (so it is never out of order; a history that would run past
+  the order column's learned range starts earlier instead of being clipped into zero gaps), and a
+  column that is a running total of another (a balance) is rebuilt from its first value and signed
+  steps, so it stays consistent.
 Sampling walks the tables parents first: roots draw `scale x rows` rows; a child draws, for every
 synthetic parent row, as many rows as the parent's count column says, conditioned on that row (so
 cardinality, including zero children, and parent-child correlations are kept and every foreign key
-points at a generated parent). The primary parent is the sequence owner, else the foreign key with
-no nulls whose child counts vary most across parent rows; other foreign keys are filled by matching the
-generated parent context against the synthetic parent rows, within the parents' generated counts.
+points at a generated parent). In a whole unconditioned database the drawn counts keep their rank but
+take the learned count distribution (a quantile table, ends clipped to the privacy_k-th counts), so
+cardinality holds even where the model is undertrained. The primary parent is the sequence owner, else
+the foreign key with no nulls whose child counts vary most across parent rows; other foreign keys are
+filled by matching the
+generated parent context against the synthetic parent rows (capacitated nearest neighbours), within the
+parents' generated counts.
 """
 from __future__ import annotations
 
@@ -45,6 +51,8 @@ MIN_PRIMARY_PARENTS = 30  # a primary parent table needs this many referenced ro
 SMALL_ROOT = 1000  # a root table under this many rows is learned by the Gaussian copula (steadier on few rows)
 MIN_STEPS = 1500  # small tables train for at least this many optimizer steps (at most MAX_EPOCHS epochs)
 MAX_EPOCHS = 400
+MIN_QUANTILE_PARENTS = 100  # a parent table needs this many rows for its children's count marginal to be kept
+MIN_STEPS_FLOOR = 200  # the least optimizer steps of a tiny table (the floor grows with rows up to min_steps)
 _LEARNED = (ColumnKind.NUMERICAL, ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN, ColumnKind.DATETIME)
 
 
@@ -124,7 +132,7 @@ class _Plan:
 class RelationalSynthesizer:
     """A database synthesizer: `fit(tables, metadata)`, `sample(scale, seed)`, `sample_for(...)`, `save`,
     `load`. Each table's model is an `AutoregressiveSynthesizer` (its parameters: `epochs`, `hidden`,
-    `privacy_k`, ...; small tables train for at least `min_steps` optimizer steps), or for a root table
+    `privacy_k`, ...; small tables train for at least min(`min_steps`, their rows) optimizer steps), or for a root table
     under `SMALL_ROOT` rows a Gaussian copula; `max_seconds` bounds the whole fit, shared by size."""
 
     def __init__(self, epochs: int = 24, max_seconds: float | None = None, hidden: int = 128, n_bins: int = 64,
@@ -156,7 +164,9 @@ class RelationalSynthesizer:
 
             return GaussianCopulaSynthesizer(random_state=seed)
         batches = max(1, math.ceil(n_rows * 0.9 / self.batch_size))
-        epochs = min(max(self.epochs, math.ceil(self.min_steps / batches)), max(self.epochs, MAX_EPOCHS))
+        # the floor of optimizer steps grows with the rows (a 200-row table needs far fewer than 4,000)
+        steps = min(self.min_steps, max(MIN_STEPS_FLOOR, n_rows))
+        epochs = min(max(self.epochs, math.ceil(steps / batches)), max(self.epochs, MAX_EPOCHS))
         return AutoregressiveSynthesizer(epochs=epochs, max_seconds=max_seconds, hidden=self.hidden,
                                          n_bins=self.n_bins, privacy_k=self.privacy_k, batch_size=self.batch_size,
                                          fixed_order_share=self.fixed_order_share, random_state=seed,
@@ -283,8 +293,21 @@ class RelationalSynthesizer:
             specs.append(_num_schema("__pos", posn, 0))
             secs = df["__secs"].to_numpy(float)
             gap_unit = _time_unit(secs)
-            gap = np.r_[np.nan, np.diff(secs)] / gap_unit  # in the order column's own unit (days for dates)
-            gap[new] = np.nan
+            # how many events are still to come and when the previous one was (the first event: the start):
+            # a history that must fit many events into the time left draws short gaps, as real ones do
+            # where the data ends at a fixed date
+            left = np.bincount(grp)[grp] - posn - 1
+            cols["__left"] = left.astype(float)
+            specs.append(_num_schema("__left", left, 0))
+            now = np.r_[secs[:1], secs[:-1]]
+            now[new] = secs[new]
+            now = now / gap_unit
+            cols["__now"] = now
+            specs.append(_num_schema("__now", now))
+            # in the order column's own unit (days for dates); the first event's gap is 0, not missing: a
+            # missing token drawn mid-history would read as "first event" to the next step and feed itself
+            gap = np.r_[0.0, np.diff(secs)] / gap_unit
+            gap[new] = 0.0
             running = _running_totals(df, tm.sequence_key, own)
             prev_src = [c for c in own if c.kind in _LEARNED]
             for c in prev_src:
@@ -294,8 +317,8 @@ class RelationalSynthesizer:
                 cols[f"prev.{c.name}"] = lag.to_numpy()
                 specs.append(_renamed(c, f"prev.{c.name}").model_copy(update={"missing_share": max(c.missing_share, 1e-9)}))
                 lag_names.append(f"prev.{c.name}")
-            pg = np.r_[np.nan, gap[:-1]]
-            pg[new] = np.nan
+            pg = np.r_[0.0, gap[:-1]]
+            pg[new] = 0.0
             cols["prev.__gap"] = pg
             specs.append(_num_schema("prev.__gap", pg))
             lag_names.append("prev.__gap")
@@ -342,9 +365,12 @@ class RelationalSynthesizer:
         derived_names = list(derived[t])
         if seq:  # a sequence's own derived columns live on its events' first row only: not supported
             derived_names = []
+        count_q: dict[str, list[float]] = {}
         for name in derived_names:
             cols[name] = derived[t][name]
             specs.append(_num_schema(name, derived[t][name], 0 if name.startswith("__n.") else None))
+            if name.startswith("__n.") and len(df) >= MIN_QUANTILE_PARENTS:  # few parents: tails too revealing
+                count_q[name] = _count_quantiles(derived[t][name], self.privacy_k)
         flat = pd.DataFrame(cols)
         for s in specs:  # categorical specs must list the categories their values take
             if s.kind in (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN):
@@ -358,7 +384,7 @@ class RelationalSynthesizer:
                      gap_unit=float(gap_unit) if seq else 1.0,
                      ctx_src=ctx_src, own=own_names, lags=lag_names, sequence=seq, running={k: list(v) for k, v in running.items()},
                      secondary={r.child_key: r.model_dump() for r in secondary}, sec_ctx=sec_names,
-                     derived=derived_names, order_by=tm.order_by if seq else None,
+                     derived=derived_names, order_by=tm.order_by if seq else None, count_q=count_q,
                      schema=TableSchema(columns=specs))
         return plan, flat
 
@@ -388,7 +414,7 @@ class RelationalSynthesizer:
         conditions = self._check_conditions(conditions)
         out: dict[str, pd.DataFrame] = {}
         for t in self.order_:
-            out[t] = self._sample_table(t, out, rng, scale, conditions.get(t))
+            out[t] = self._sample_table(t, out, rng, scale, conditions.get(t), fix_counts=not conditions)
         return self._finish(out)
 
     def sample_for(self, table: str, rows: pd.DataFrame, seed: int | None = None) -> dict[str, pd.DataFrame]:
@@ -537,7 +563,11 @@ class RelationalSynthesizer:
         return generate_ids(col, n, rng, start=start).to_numpy()
 
     def _sample_table(self, t: str, out: dict[str, pd.DataFrame], rng: np.random.Generator, scale: float,
-                      cond: dict[str, Any] | None, only_primary: bool = False, new_parents: bool = False) -> pd.DataFrame:
+                      cond: dict[str, Any] | None, only_primary: bool = False, new_parents: bool = False,
+                      fix_counts: bool = False) -> pd.DataFrame:
+        """Rows of `t` for the parent rows in `out`. `fix_counts` (a whole unconditioned database): the
+        drawn child counts keep their rank order but take the learned marginal of counts (zeros
+        included), so cardinality holds even where the model's count draws are off."""
         plan = self.plans_[t]
         model = self.models_[t]
         meta = self.metadata_
@@ -564,6 +594,10 @@ class RelationalSynthesizer:
                 ctx = self._condition_frame(t, ctx, cond, rng)
             df = self._draw(model, plan, ctx, n, rng) if model is not None else pd.DataFrame(index=range(n))
         df = df.reset_index(drop=True)
+        if fix_counts and len(df):
+            for c, q in (getattr(plan, "count_q", None) or {}).items():
+                if c in df.columns:
+                    df[c] = _to_quantiles(pd.to_numeric(df[c], errors="coerce").to_numpy(float), q, rng)
         if cond:
             keep = self._meets(t, df, cond)
             df, parent_ids = df[keep].reset_index(drop=True), (parent_ids[keep] if parent_ids is not None else None)
@@ -639,21 +673,37 @@ class RelationalSynthesizer:
         result: dict[str, np.ndarray] = {}
         names = model.schema_.names
         max_len = int(counts.max()) if n else 0
+        unit = float(getattr(plan, "gap_unit", 1.0))
+        start_ent = pd.to_numeric(parent[_start_col(t)], errors="coerce").to_numpy(float) if n else np.zeros(0)
+        if unit > 1:
+            start_ent = np.round(start_ent / unit) * unit
+        start_ent = np.nan_to_num(start_ent, nan=float(np.nanmedian(start_ent)) if np.isfinite(start_ent).any() else 0.0)
+        ent = np.repeat(np.arange(len(counts)), counts)
+        now_ent = start_ent.copy()  # time of each entity's latest event so far
+        timed = {"__now", "__left"} <= set(names)
         prev: pd.DataFrame | None = None
         prev_rows = np.zeros(0, np.int64)
         for k in range(max_len):
             rows = np.flatnonzero(pos == k)
             known = ctx.iloc[rows].reset_index(drop=True)
             extra: dict[str, Any] = {"__pos": np.full(rows.size, float(k))}
+            e = ent[rows]
+            if timed:
+                extra["__left"] = (counts[e] - k - 1).astype(float)
+                extra["__now"] = now_ent[e] / unit
             if k == 0:
                 for lag in plan.lags:
-                    extra[lag] = np.full(rows.size, np.nan)
+                    extra[lag] = np.full(rows.size, 0.0 if lag == "prev.__gap" else np.nan)
             else:  # the previous event of row r is row r - 1 (same entity, since k >= 1)
                 idx = np.searchsorted(prev_rows, rows - 1)
                 for lag in plan.lags:
                     extra[lag] = prev[lag[5:]].to_numpy()[idx]
+                if "prev.__gap" in extra:  # the gap as it is used (rounded to the unit, never negative)
+                    extra["prev.__gap"] = _clean_gap(extra["prev.__gap"], plan)
             known = pd.concat([known, pd.DataFrame(extra)], axis=1)
             drawn = _ctxsample.sample_given(model, known, len(rows), rng)
+            if k > 0:
+                now_ent[e] += _clean_gap(drawn["__gap"].to_numpy(float), plan) * unit
             for c, (a, _) in plan.running.items():  # a running total continues from the previous one
                 if k == 0:
                     continue
@@ -673,17 +723,11 @@ class RelationalSynthesizer:
             if col.kind == ColumnKind.NUMERICAL:
                 df[c] = pd.to_numeric(df[c], errors="coerce")
         # order column: start + running sum of gaps; running totals from first value and signed steps
-        start = pd.to_numeric(parent[_start_col(t)], errors="coerce").to_numpy(float)[rep] if n else np.zeros(0)
-        gap = np.nan_to_num(df["__gap"].to_numpy(float), nan=0.0) if n else np.zeros(0)
-        unit = float(getattr(plan, "gap_unit", 1.0))
-        gap = np.round(np.maximum(gap, 0.0)) * unit if unit > 1 else np.maximum(gap, 0.0)
+        gap = _clean_gap(df["__gap"].to_numpy(float), plan) * unit if n else np.zeros(0)
         gap[pos == 0] = 0.0
-        if unit > 1:
-            start = np.round(start / unit) * unit
-        ent = np.repeat(np.arange(len(counts)), counts)
-        secs = np.nan_to_num(start, nan=float(np.nanmedian(start)) if np.isfinite(start).any() else 0.0) + \
-            pd.Series(gap).groupby(ent).cumsum().to_numpy() if n else np.zeros(0)
         ocol = self.schemas_[t][tm.order_by]
+        start_ent, gap = _fit_window(start_ent, gap, ent, len(counts), ocol.min, ocol.max, unit)
+        secs = start_ent[ent] + pd.Series(gap).groupby(ent).cumsum().to_numpy() if n else np.zeros(0)
         df[tm.order_by] = _seconds_to(ocol, secs)
         return df
 
@@ -728,13 +772,8 @@ class RelationalSynthesizer:
             slots = np.r_[slots, extra]
         if feats is not None:
             xa, xb = feats
-            xb = xb[slots]
-            u = _main_direction(np.vstack([xa, xb]))
-            ra = np.argsort(xa @ u + 1e-9 * rng.random(rows.size), kind="stable")
-            rb = np.argsort(xb @ u + 1e-9 * rng.random(slots.size), kind="stable")
-            assigned = np.empty(rows.size, np.int64)
-            assigned[ra] = slots[rb]
-            out[rows] = keys[assigned]
+            cap = np.bincount(slots, minlength=len(parent))
+            out[rows] = keys[_capacitated_nearest(xa, xb, cap, rng)]
             return _key_array(out, keys)
         out[rows] = keys[rng.permutation(slots)]
         return _key_array(out, keys)
@@ -916,6 +955,11 @@ def _check_plan(p: Path, t: str, data: Any, obj: RelationalSynthesizer) -> _Plan
         raise ModelFileError(f"{p}: tables.{t}.plan: a sequence model needs __pos and __gap")
     if len(data["ctx_src"]) != len(data["ctx"]) or not all(isinstance(c, str) for c in data["ctx_src"]):
         raise ModelFileError(f"{p}: tables.{t}.plan.ctx_src does not match ctx")
+    cq = data.get("count_q", {})
+    if not isinstance(cq, dict) or any(c not in data["derived"] or not isinstance(v, list) or len(v) > 100_000 or
+                                       not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+                                               for x in v) for c, v in cq.items()):
+        raise ModelFileError(f"{p}: tables.{t}.plan.count_q must map count columns to lists of numbers")
     unit = data.get("gap_unit", 1.0)
     if isinstance(unit, bool) or not isinstance(unit, (int, float)) or not 0 < unit <= 86400:
         raise ModelFileError(f"{p}: tables.{t}.plan.gap_unit must be a number of seconds from 0 to 86400")
@@ -932,6 +976,56 @@ def _time_unit(secs: np.ndarray) -> float:
         if v.size and np.all(np.abs(v / unit - np.round(v / unit)) < 1e-9):
             return unit
     return 1.0
+
+
+def _fit_window(start: np.ndarray, gap: np.ndarray, ent: np.ndarray, n_ent: int, lo: float | None,
+                hi: float | None, unit: float) -> tuple[np.ndarray, np.ndarray]:
+    """Histories kept inside the order column's learned range [lo, hi]: one that would run past `hi`
+    starts earlier (its drawn gaps kept), and only if it is longer than the whole range are its gaps
+    shrunk. Without this the decoder clips the overrun events onto `hi`: a run of zero gaps."""
+    if hi is None or not gap.size:
+        return start, gap
+    lo = -np.inf if lo is None else float(lo)
+    total = np.bincount(ent, weights=gap, minlength=n_ent)
+    end = start + total
+    new_start = np.where(end > hi, np.maximum(hi - total, lo), start)
+    room = hi - new_start
+    squeeze = np.where((total > room) & (total > 0), np.maximum(room, 0) / np.maximum(total, 1e-12), 1.0)
+    if (squeeze < 1).any():
+        g = gap * squeeze[ent]
+        gap = np.floor(g / unit) * unit if unit > 1 else g
+    return new_start, gap
+
+
+def _clean_gap(gap: Any, plan: _Plan) -> np.ndarray:
+    """Drawn gaps as used: not negative, whole units where the order column has a coarse unit."""
+    g = np.maximum(np.nan_to_num(np.asarray(gap, dtype=float), nan=0.0), 0.0)
+    return np.round(g) if float(getattr(plan, "gap_unit", 1.0)) > 1 else g
+
+
+def _count_quantiles(v: np.ndarray, k: int, size: int = 1000) -> list[float]:
+    """`size` quantiles of a child-count column (zeros included); the ends clipped to the k-th smallest
+    and largest counts, so no single parent's count is stored."""
+    v = np.sort(np.asarray(v, dtype=float))
+    if v.size == 0:
+        return []
+    q = np.quantile(v, (np.arange(min(size, v.size)) + 0.5) / min(size, v.size), method="inverted_cdf")
+    if k > 0 and v.size > 2 * k:
+        q = np.clip(q, v[k - 1], v[-k])
+    return [float(x) for x in q]
+
+
+def _to_quantiles(x: np.ndarray, q: list[float], rng: np.random.Generator) -> np.ndarray:
+    """Values with their rank order kept (ties broken at random) and the marginal of the quantile table `q`."""
+    x = np.nan_to_num(np.asarray(x, dtype=float), nan=-np.inf)
+    n = x.size
+    if n == 0 or not q:
+        return x
+    order = np.lexsort((rng.random(n), x))
+    levels = (np.arange(n) + 0.5) / n
+    out = np.empty(n)
+    out[order] = np.asarray(q)[np.minimum((levels * len(q)).astype(np.int64), len(q) - 1)]
+    return out
 
 
 def _seconds_to(col: ColumnSchema, secs: np.ndarray) -> pd.Series:
@@ -974,6 +1068,47 @@ def _features(a: pd.DataFrame, a_names: list[str], b: pd.DataFrame, b_names: lis
     if not fa:
         return None
     return np.column_stack(fa), np.column_stack(fb)
+
+
+def _capacitated_nearest(xa: np.ndarray, xb: np.ndarray, cap: np.ndarray, rng: np.random.Generator,
+                         k: int = 16, rounds: int = 6) -> np.ndarray:
+    """For each row of `xa`, a row of `xb` near it, row j of `xb` taken by at most `cap[j]` rows
+    (`cap.sum() >= len(xa)`): rounds of proposals to the k nearest parents that still have room, each
+    parent keeping its closest proposers; what is left after the rounds goes to the free room at random.
+    Keeps the parents' counts and, far better than a 1-D ranking, which parent each child is like."""
+    from sklearn.neighbors import NearestNeighbors
+
+    m = xa.shape[0]
+    out = np.full(m, -1, np.int64)
+    room = cap.astype(np.int64).copy()
+    xb = xb + rng.normal(0, 1e-6, xb.shape)  # identical parents: ties broken at random
+    todo = rng.permutation(m)
+    for _ in range(rounds):
+        free = np.flatnonzero(room > 0)
+        if todo.size == 0 or free.size == 0:
+            break
+        nn = NearestNeighbors(n_neighbors=min(k, free.size)).fit(xb[free])
+        dist, ind = nn.kneighbors(xa[todo])
+        for j in range(ind.shape[1]):
+            if todo.size == 0:
+                break
+            pick = free[ind[:, j]]
+            order = np.lexsort((dist[:, j], pick))  # proposals grouped by parent, closest first
+            p_sorted = pick[order]
+            first = np.r_[0, np.flatnonzero(np.diff(p_sorted)) + 1]
+            rank = np.arange(order.size) - np.repeat(first, np.diff(np.r_[first, order.size]))
+            ok = np.zeros(order.size, bool)
+            ok[order] = rank < room[p_sorted]
+            out[todo[ok]] = pick[ok]
+            np.subtract.at(room, pick[ok], 1)
+            todo, dist, ind = todo[~ok], dist[~ok], ind[~ok]
+            ind_ok = room[free[ind]] > 0  # later choices only among parents that still have room
+            dist = np.where(ind_ok, dist, np.inf)
+    if todo.size:
+        left = np.repeat(np.arange(cap.size), np.maximum(room, 0))
+        out[todo] = rng.choice(left, size=todo.size, replace=False) if left.size >= todo.size else \
+            rng.choice(cap.size, size=todo.size, p=cap / cap.sum())
+    return out
 
 
 def _main_direction(x: np.ndarray) -> np.ndarray:
