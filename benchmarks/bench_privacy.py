@@ -14,9 +14,12 @@ domain taken from the training rows without canaries, as public knowledge would 
 GaussianCopula and TVAE (`--tvae-epochs`). Per case one JSON line:
 - quality: SDMetrics' own QualityReport score (metadata: our schema's `to_sdv_metadata()`), full tables;
 - utility: TSTR / TRTR ROC AUC of the target (HistGradientBoosting, tested on the holdout);
-- Anonymeter's singling-out, linkability and inference risks with their 95% confidence intervals
-  (`--n-attacks` attacks each; control = holdout rows; inference on the target and `--max-secrets` - 1
-  other columns);
+- Anonymeter's singling-out, linkability and inference risks with their 95% confidence intervals,
+  pooled over `--attack-seeds` (synthloop.evaluate.attacks.pooled_anonymeter_risks: each seed draws its own
+  training/control subsample and attacks, `--n-attacks` per risk per seed; the counts of all seeds are
+  summed and the estimate and interval recomputed; every case is attacked with the same seeds; `per_seed`
+  lists each seed's own estimate); control = holdout rows; inference on the target and `--max-secrets` - 1
+  other columns;
 - mia_auc: distance-based membership attack (privacy.py); domias_auc: DOMIAS density attack;
 - canaries: planted canaries whose unique values show up in the output or in the model file (SDV's
   models are pickles; they are searched as bytes), beside the held-out canaries (false-positive baseline).
@@ -54,6 +57,7 @@ DELTA = 1e-6
 
 
 def emit(row: dict) -> None:
+    row = {**row, "load_avg_1m": round(os.getloadavg()[0], 2)} if hasattr(os, "getloadavg") else row
     print(json.dumps(row), flush=True)
 
 
@@ -126,7 +130,7 @@ class SDVModel:
 def judge(syn: pd.DataFrame, train: pd.DataFrame, holdout: pd.DataFrame, schema: Any, target: str,
           args: argparse.Namespace) -> dict[str, Any]:
     from synthloop.evaluate import privacy_figures, quality_score
-    from synthloop.evaluate.attacks import anonymeter_available, anonymeter_risks, domias_attack
+    from synthloop.evaluate.attacks import anonymeter_available, domias_attack, pooled_anonymeter_risks
     from synthloop.evaluate.utility import utility_scores
 
     out: dict[str, Any] = {}
@@ -152,14 +156,18 @@ def judge(syn: pd.DataFrame, train: pd.DataFrame, holdout: pd.DataFrame, schema:
         others = [c.name for c in schema.columns if c.learned and c.name != target]
         rng = np.random.default_rng(args.seed)
         secrets = [target] + [others[i] for i in np.sort(rng.choice(len(others), min(len(others), args.max_secrets - 1), replace=False))]
-        a = anonymeter_risks(train, syn, holdout, schema, n_attacks=args.n_attacks, max_rows=args.anonymeter_rows,
-                             secrets=secrets, seed=args.seed)
+        seeds = [int(v) for v in args.attack_seeds.split(",")]
+        a = pooled_anonymeter_risks(train, syn, holdout, schema, seeds=seeds, n_attacks=args.n_attacks,
+                                    max_rows=args.anonymeter_rows, secrets=secrets)
         for k in ("singling_out", "linkability", "inference"):
             if k in a:
-                out[k] = {"risk": r4(a[k]["risk"]), "ci": [r4(v) for v in a[k]["ci"]]}
+                out[k] = {"risk": r4(a[k]["risk"]), "ci": [r4(v) for v in a[k]["ci"]],
+                          "per_seed": [r4(v) for v in a[k]["per_seed"]]}
         if "inference" in a:
             out["inference"]["secret"] = a["inference"]["secret"]
         out["anonymeter_attacks"] = a["n_attacks"]
+        out["anonymeter_attacks_pooled"] = a["attacks_pooled"]
+        out["anonymeter_seeds"] = a["seeds"]
     else:
         out["anonymeter"] = "skipped: anonymeter not installed"
     out["judge_s"] = round(time.perf_counter() - t, 1)
@@ -305,7 +313,9 @@ def main() -> int:
     ap.add_argument("--epsilons", default="1,3")
     ap.add_argument("--ar-seconds", type=float, default=120.0, help="training budget of our autoregressive model")
     ap.add_argument("--tvae-epochs", type=int, default=20, help="SDV TVAE epochs (its default 300 takes hours on 2 cores)")
-    ap.add_argument("--n-attacks", type=int, default=500, help="Anonymeter attacks per risk")
+    ap.add_argument("--n-attacks", type=int, default=1000, help="Anonymeter attacks per risk and attack seed")
+    ap.add_argument("--attack-seeds", default="0,1,2",
+                    help="Anonymeter attack seeds, the same for every case; their attacks are pooled")
     ap.add_argument("--anonymeter-rows", type=int, default=5_000, help="training and control rows Anonymeter uses")
     ap.add_argument("--max-secrets", type=int, default=8,
                     help="columns Anonymeter's inference attack guesses: the target and others drawn at random")
@@ -317,11 +327,13 @@ def main() -> int:
     if args.quick:
         args.ar_seconds, args.tvae_epochs, args.n_attacks = min(args.ar_seconds, 20.0), min(args.tvae_epochs, 3), min(args.n_attacks, 100)
         args.max_secrets = min(args.max_secrets, 5)
+        args.attack_seeds = args.attack_seeds.split(",")[0]
     import torch
 
     torch.set_num_threads(1)
     machine = {"cpus": os.cpu_count(), "torch_threads": 1, "python": platform.python_version(), "quick": args.quick,
-               "ar_seconds": args.ar_seconds, "tvae_epochs": args.tvae_epochs, "n_attacks": args.n_attacks}
+               "ar_seconds": args.ar_seconds, "tvae_epochs": args.tvae_epochs, "n_attacks": args.n_attacks,
+               "attack_seeds": args.attack_seeds, "session": 2}
     for name in args.datasets.split(","):
         run_dataset(name, args, machine)
     return 0

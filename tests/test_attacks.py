@@ -10,7 +10,7 @@ import pytest
 from synthloop import infer_schema
 from synthloop.evaluate import attacks
 from synthloop.evaluate.attacks import (AttackUnavailable, anonymeter_risks, attack_figures, canary_audit,
-                                        domias_attack, make_canaries, values_in_file)
+                                        domias_attack, make_canaries, pooled_anonymeter_risks, values_in_file)
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +76,26 @@ def test_anonymeter_risks_are_deterministic_for_a_seed(split):
     a = anonymeter_risks(train, fresh, holdout, schema, **kw)
     b = anonymeter_risks(train, fresh, holdout, schema, **kw)
     assert a == b
+
+
+def test_pooled_anonymeter_risks_sum_the_attacks_of_every_seed_and_narrow_the_interval(split):
+    pytest.importorskip("anonymeter")
+    train, holdout, fresh, schema = split
+    kw = dict(n_attacks=60, secrets=["income"], max_rows=600)
+    seeds = (0, 1, 2)
+    one = [anonymeter_risks(train, fresh, holdout, schema, seed=s, **kw) for s in seeds]
+    pooled = pooled_anonymeter_risks(train, fresh, holdout, schema, seeds=seeds, **kw)
+    assert pooled["seeds"] == [0, 1, 2] and pooled["attacks_pooled"] == 180
+    link = pooled["linkability"]
+    assert link["counts"]["n_success"] == sum(r["linkability"]["counts"]["n_success"] for r in one)
+    assert link["counts"]["n_attacks"][0] == sum(r["linkability"]["counts"]["n_attacks"][0] for r in one)
+    assert link["per_seed"] == [r["linkability"]["risk"] for r in one]
+    # three seeds' attacks together: a narrower interval than any one seed's
+    width = link["ci"][1] - link["ci"][0]
+    assert all(width < r["linkability"]["ci"][1] - r["linkability"]["ci"][0] for r in one)
+    assert pooled["inference"]["secret"] == "income" and len(pooled["singling_out"]["per_seed"]) == 3
+    # the same seeds attack every model alike: rerunning gives the same figures
+    assert pooled_anonymeter_risks(train, fresh, holdout, schema, seeds=seeds, **kw) == pooled
 
 
 def test_without_anonymeter_the_suite_says_how_to_install_it(split, monkeypatch):
