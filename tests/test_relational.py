@@ -351,3 +351,14 @@ def test_histories_that_overrun_the_learned_range_start_earlier_keeping_their_ga
     assert s2[0] == 0 and s2[1] == 90 and s2[2] == 0
     np.testing.assert_array_equal(g2[:6], gap[:6])
     assert g2[6:].sum() <= 100 and np.all(g2[7:] > 0)
+
+
+def test_small_parent_tables_keep_the_shape_of_their_child_counts_coarsened():
+    from synthloop.synthesizers.relational import _coarse_counts, _to_quantiles
+
+    real = np.array([32, 54, 248, 601, 685, 1270, 2545, 4240, 5162, 9757, 11560, 14420, 47060, 59545, 54635, 0.0])
+    q = _coarse_counts(real)
+    assert q == sorted(q) and len(q) == real.size and q[0] == 0 and q[-1] == 60000
+    assert np.all(np.abs(np.array(q) - np.sort(real)) <= 0.05 * np.sort(real) + 0.5)  # two significant digits
+    out = _to_quantiles(np.random.default_rng(1).normal(size=16), q, np.random.default_rng(0))
+    assert sorted(out) == q  # one drawn parent per stored count: the real shape, no exact large count stored
