@@ -55,6 +55,7 @@ MAX_EPOCHS = 400
 MIN_QUANTILE_PARENTS = 100  # from this many parent rows the count marginal is a quantile table with clipped ends
 COUNT_DIGITS = 2  # under that, the sorted counts are kept rounded to this many significant digits (shape, not values)
 MIN_STEPS_FLOOR = 200  # the least optimizer steps of a tiny table (the floor grows with rows up to min_steps)
+STEPS_PER_ROW = 0.25  # a small table's optimizer steps per row (above the floor, up to min_steps): fit time grows with size
 _LEARNED = (ColumnKind.NUMERICAL, ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN, ColumnKind.DATETIME)
 
 
@@ -167,7 +168,7 @@ class RelationalSynthesizer:
             return GaussianCopulaSynthesizer(random_state=seed)
         batches = max(1, math.ceil(n_rows * 0.9 / self.batch_size))
         # the floor of optimizer steps grows with the rows (a 200-row table needs far fewer than 4,000)
-        steps = min(self.min_steps, max(MIN_STEPS_FLOOR, n_rows))
+        steps = min(self.min_steps, max(MIN_STEPS_FLOOR, int(n_rows * STEPS_PER_ROW)))
         epochs = min(max(self.epochs, math.ceil(steps / batches)), max(self.epochs, MAX_EPOCHS))
         return AutoregressiveSynthesizer(epochs=epochs, max_seconds=max_seconds, hidden=self.hidden,
                                          n_bins=self.n_bins, privacy_k=self.privacy_k, batch_size=self.batch_size,
