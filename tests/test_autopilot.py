@@ -28,7 +28,7 @@ def rare_table(n: int = 1500, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame({"x1": x1.round(3), "x2": x2.round(3), "g": g, "y": y})
 
 
-def targets(**autopilot):
+def targets(**autopilot):  # floor_z and selection_z may be given too
     return parse_targets({"objective": {"target": "y", "metric": "recall_at_precision", "precision": 0.5, "mode": "synthetic"},
                           "autopilot": {"models": ["copula"], "gaps": False, "relabel": False, **autopilot}}, "t.yaml")
 
@@ -156,3 +156,27 @@ def test_the_example_targets_and_policy_load():
     ex = Path(__file__).resolve().parents[1] / "examples" / "autopilot"
     assert load_targets(ex / "fraud.yaml").objective.metric == "recall_at_precision"
     assert "dp_epsilon" not in load_policy(ex / "policy.yaml").criteria
+
+
+def test_the_objective_is_deterministic_and_a_gain_has_a_paired_standard_error():
+    df = rare_table(1500)
+    schema = infer_schema(df)
+    obj = parse_targets({"objective": {"target": "y", "metric": "recall_at_precision", "precision": 0.5}}, "t").objective
+    judge = Judge(obj, schema, df.iloc[1000:])
+    a, again = judge.score(df.iloc[:1000]), judge.score(df.iloc[:1000])
+    assert a["score"] == again["score"] and a["spread"] > 0  # same rows, same figure; the spread is the bootstrap's
+    assert Judge.gain(a, again) == (0.0, 0.0)  # paired over the same resamples: no noise against itself
+    other = judge.score(df.iloc[:400])
+    gain, se = Judge.gain(other, a)
+    assert other["spread"] > 0 and 0 < se < np.hypot(a["spread"], other["spread"])  # pairing removes the shared noise
+
+
+def test_a_floor_measured_with_a_standard_error_keeps_a_margin_and_the_best_trial_discounts_noisy_gains(tmp_path):
+    ap = Autopilot(targets(floors={"dcr_share": {"min": 0.47, "max": 0.53}}), 60, tmp_path / "j.journal")
+    near = {"dcr_share": 0.52, "dcr_share_se": 0.007}
+    assert ap.violations(near)[1] == ["dcr_share 0.5200 above 0.53 (with a margin of 0.0140: 2 standard errors)"]
+    assert ap.violations({"dcr_share": 0.51, "dcr_share_se": 0.007})[1] == []
+    loose = Autopilot(targets(floors={"dcr_share": {"min": 0.47, "max": 0.53}}, floor_z=0), 60, tmp_path / "k.journal")
+    assert loose.violations(near)[1] == []
+    lucky, steady = {"score": 0.70, "gain_se": 0.08}, {"score": 0.68, "gain_se": 0.01}
+    assert ap.selection_value(steady) > ap.selection_value(lucky)

@@ -3,6 +3,7 @@ node, small object stores), started once for this module. No part of Ray is mock
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -230,7 +231,8 @@ def test_copula_correlation_by_map_reduce_on_ray_equals_the_local_fit(cluster, s
 
 
 @pytest.mark.slow
-def test_ray_train_fit_scores_within_a_hundredth_of_a_local_fit(cluster, shared_data, tmp_path):
+@pytest.mark.parametrize("cache_bytes", [None, 0], ids=["shares-in-memory", "streamed-from-ray-data"])
+def test_ray_train_fit_scores_within_a_hundredth_of_a_local_fit(cluster, shared_data, tmp_path, cache_bytes):
     from synthloop.evaluate.headline import evaluate_tables
     from synthloop.runners import RayRunner
     from synthloop.runners.training import fit_distributed
@@ -239,8 +241,12 @@ def test_ray_train_fit_scores_within_a_hundredth_of_a_local_fit(cluster, shared_
 
     df = pd.read_csv(shared_data / "adult" / "adult.csv.gz", nrows=3000)
     local = AutoregressiveSynthesizer(epochs=6, random_state=0).fit(df)
-    spread = fit_distributed(AutoregressiveSynthesizer(epochs=6, random_state=0), df, RayRunner(workers=2))
+    spread = fit_distributed(AutoregressiveSynthesizer(epochs=6, random_state=0), df, RayRunner(workers=2),
+                             cache_bytes=cache_bytes)
     assert spread.train_workers_ == 2 and len(spread.history_) >= 1
+    phases = spread.train_timings_
+    assert phases["cached_shard"] is (cache_bytes is None)  # 0: every epoch streams its share from Ray Data
+    assert phases["worker_threads"] == 1 and phases["omp_num_threads"] == "1"  # one core per worker, no more
     spread.save(tmp_path / "ray.npz")
     again = load_synthesizer(tmp_path / "ray.npz")  # the same model file format as a local fit
     assert type(again) is type(local)
@@ -285,3 +291,87 @@ def test_a_dataset_is_never_written_into_a_folder_of_other_files(copula_model, t
         with pytest.raises(DataError, match="holds files but no _manifest.json"):
             sample_to_dataset(copula_model, 100, tmp_path / "mine", seed=1, fresh=fresh)
     assert (tmp_path / "mine" / "part-00000.parquet").read_text() == "not ours"
+
+
+MIXED_SPEC = """\
+name: visits
+rows: 16
+seed: 1
+llm: {backend: openai, base_url: BASE_URL, model: fake, concurrency: 2, max_retries: 0}
+learn:
+  data: visits.csv
+  model: copula
+columns:
+  - name: note
+    llm:
+      prompt: "Clinical note for a {{ severity }} severity visit to {{ department }}, patient aged {{ age }}."
+      max_chars: 200
+      checks:
+        must_mention: [department]
+        expressions: ["contains(text, 'urgent') == (severity == 'high')"]
+"""
+
+
+def _note_answer(body: dict) -> str:
+    """A note that states its row's severity and department (what the spec's checks ask)."""
+    import re
+
+    user = body["messages"][-1]["content"]
+    sev, dept = re.search(r"a (high|low) severity visit to (\w+)", user).groups()
+    lead = "Urgent" if sev == "high" else "Routine check"
+    return json.dumps({"note": f"{lead}: patient seen today in {dept}, follow up planned for next week."})
+
+
+@pytest.mark.slow
+def test_generate_ray_on_a_mixed_spec_writes_the_rows_of_a_local_run(cluster, tmp_path):
+    """`generate --ray-address` with a learn: block + LLM column: the learned columns are sampled once on
+    the driver (in the plan); the actors write the text, each with the real-text guides the driver
+    planned for those rows (nearest real rows as examples, style rules), so prompts and rows match."""
+    from synthloop.generate.runner import PromptedGenerator
+    from synthloop.llm.testing import FakeOpenAIServer
+    from synthloop.spec import load_spec
+    from tests.test_mixed_spec import visits
+
+    visits(120).to_csv(tmp_path / "visits.csv", index=False)
+    with FakeOpenAIServer(answer=_note_answer) as srv:
+        (tmp_path / "spec.yaml").write_text(MIXED_SPEC.replace("BASE_URL", srv.base_url))
+        r = run_cli("generate", str(tmp_path / "spec.yaml"), "-o", str(tmp_path / "on_ray.csv"), "--no-cache",
+                    "--ray-address", cluster.address, "--workers", "2")
+        assert r.returncode == 0, r.stderr
+        on_ray = [q["messages"][-1]["content"] for q in srv.requests]
+        PromptedGenerator(load_spec(tmp_path / "spec.yaml"), cache_dir=False).generate(out=tmp_path / "local.csv")
+        on_driver = [q["messages"][-1]["content"] for q in srv.requests[len(on_ray):]]
+    ray_rows, local_rows = pd.read_csv(tmp_path / "on_ray.csv"), pd.read_csv(tmp_path / "local.csv")
+    assert len(ray_rows) == 16 and {"age", "severity", "department", "note"} <= set(ray_rows.columns)
+    pd.testing.assert_frame_equal(ray_rows, local_rows)  # learned columns and notes: the rows of one machine
+    assert sorted(on_ray) == sorted(on_driver) and all("Examples:" in p for p in on_ray)
+
+
+def test_an_actor_writes_a_mixed_spec_row_with_the_prompt_the_driver_would_send(tmp_path, monkeypatch):
+    """What an actor gets (a copy of the plan and of the driver's planned text guides) yields the same
+    prompt and record as the driver itself: no Ray needed to check that (RowWorker is a plain class)."""
+    import pickle
+
+    from synthloop.generate.runner import PromptedGenerator
+    from synthloop.llm.testing import FakeOpenAIServer
+    from synthloop.runners.generation import RowWorker
+    from synthloop.spec import load_spec
+    from tests.test_mixed_spec import visits
+
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        monkeypatch.setenv(var, os.environ.get(var, ""))  # RowWorker pins them: restored after the test
+    visits(120).to_csv(tmp_path / "visits.csv", index=False)
+    with FakeOpenAIServer(answer=_note_answer) as srv:
+        (tmp_path / "spec.yaml").write_text(MIXED_SPEC.replace("BASE_URL", srv.base_url))
+        driver = PromptedGenerator(load_spec(tmp_path / "spec.yaml"), cache_dir=False)
+        plan = driver.plan(16)
+        driver._records = plan.frame.to_dict("records")
+        actor = RowWorker(load_spec(tmp_path / "spec.yaml"), False, threads=1)
+        actor.setup(pickle.loads(pickle.dumps(plan)), pickle.loads(pickle.dumps(driver.guides())))
+        rows = [actor.run(i, 0, None, None) for i in (0, 5)]
+        on_actor = [q["messages"] for q in srv.requests]
+        same = [driver._run_row(plan, i) for i in (0, 5)]
+        assert [(r["status"], r["values"]) for r in rows] == [(r["status"], r["values"]) for r in same]
+        on_driver = [q["messages"] for q in srv.requests[len(on_actor):]]
+    assert on_actor == on_driver and all("Examples:" in m[-1]["content"] for m in on_actor)
+    assert actor.threads()["OMP_NUM_THREADS"] == "1"

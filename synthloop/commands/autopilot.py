@@ -22,6 +22,8 @@ def register(app: typer.Typer) -> None:
                                                "run the same command again to resume a stopped search."),
         validation: Optional[Path] = typer.Option(None, "--validation", help="Real validation table (overrides objective.validation)."),
         seed: Optional[int] = typer.Option(None, "--seed", help="Seed (overrides the targets file)."),
+        spec: Optional[Path] = typer.Option(None, "--spec", help="A mixed spec (learn: DATA) whose LLM columns are written "
+                                            "for every trial's rows; their prompt variants are searched too (autopilot.prompts)."),
         no_report: bool = typer.Option(False, "--no-report", help="Skip the HTML report."),
     ) -> None:
         """Tune generation on your downstream model's score on real rows, within privacy and fidelity floors."""
@@ -46,7 +48,12 @@ def register(app: typer.Typer) -> None:
             vpath = targets.parent / vpath
         val = read_table(vpath) if vpath is not None else None
         jpath = journal or autopilot_paths(output)["journal"]
-        ap = Autopilot(tg, seconds, jpath, max_trials=trials, log=out.print)
+        loaded = None
+        if spec is not None:
+            from synthloop.spec import load_spec
+
+            loaded = load_spec(spec)
+        ap = Autopilot(tg, seconds, jpath, max_trials=trials, log=out.print, spec=loaded)
         result = ap.run(df, val)
         b = result.best
         base = result.baseline.get("real_only") or result.baseline.get("train_real")
@@ -59,11 +66,16 @@ def register(app: typer.Typer) -> None:
             f = b["figures"]
             out.print(f"best trial {b['number']} ({b['params'].get('model')}): {metric} {f['score']:.4f} "
                       f"(spread {f['spread']:.4f}); dcr_share {f['dcr_share']:.3f}; quality {f['quality_score']:.3f}")
+            if f.get("agreement") is not None:
+                chosen = {k.split(":", 1)[1]: v for k, v in b["params"].items() if k.startswith("prompt:")}
+                out.print(f"LLM texts agreeing with their rows: {f['agreement']:.3f}; prompt choices: {chosen}")
             out.print(f"pareto front: trials {', '.join(map(str, result.pareto))}")
             if result.baseline.get("real_only") and tg.objective.mode == "augment":
                 gain = (f["score"] - base["score"]) * (1 if tg.objective.maximize else -1)
-                out.print(f"versus real rows only: {gain:+.4f} on the validation rows"
-                          + ("" if gain > 0 else " (no synthetic setting helped; train on the real rows alone)"))
+                se = f.get("gain_se") or 0.0
+                out.print(f"versus real rows only: {gain:+.4f} (standard error {se:.4f}) on the validation rows"
+                          + ("" if gain > 0 else " (no synthetic setting helped; train on the real rows alone)")
+                          + (" (within noise: expect less on new rows)" if 0 < gain < 2 * se else ""))
         for s in result.gaps.get("slices", []):
             after = f" -> {s['loss_after']:.3f}" if s.get("loss_after") is not None else ""
             out.print(f"gap: {s['label']} ({s['rows']} rows): loss {s['loss']:.3f}{after} (overall {result.gaps['overall_loss']:.3f})")

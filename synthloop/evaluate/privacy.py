@@ -232,7 +232,10 @@ def privacy_figures(train: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.Da
         closer = np.where(tie_c, 0.5, (c_tr < c_ho).astype(float))
         tie = np.abs(d1 - d_ho) <= _TIE
         strictly = (~tie) & (d1 < d_ho)
-        out.update({"dcr_share": float(closer.mean()), "closer_to_training": float(strictly.mean()),
+        out.update({"dcr_share": float(closer.mean()),
+                    # standard error over the synthetic rows queried (floors keep a margin of a few of these)
+                    "dcr_share_se": float(closer.std(ddof=1) / np.sqrt(closer.size)) if closer.size > 1 else 0.0,
+                    "closer_to_training": float(strictly.mean()),
                     "dcr_overfitting_protection": float(min(2.0 * (1.0 - strictly.mean()), 1.0)),
                     "median_dcr_train": float(np.median(d1)), "median_dcr_holdout": float(np.median(d_ho)),
                     "rows_compared": int(len(sy)), "reference_rows": int(n_ref)})

@@ -561,6 +561,7 @@ class PromptedGenerator:
                 journal.close()
             if self._actor_pool is not None:
                 self.actors_replaced_ = self._actor_pool.replaced
+                self.actor_threads_ = self._actor_pool.report_threads()
                 self._actor_pool.close()
                 self._actor_pool = None
         return GenerationResult(df, summary, failed)

@@ -138,7 +138,7 @@ class TextGuide:
         if not self.texts:
             return
         n = len(frame)
-        want = min(4 * self.k, len(self.texts))
+        want = min(max(4 * self.k, 1), len(self.texts))  # neighbours: 0 still plans a length from one near text
         if self._X is None:
             cand = np.tile(np.arange(len(self.texts)), (n, 1))
         else:

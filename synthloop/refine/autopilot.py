@@ -7,7 +7,10 @@ What a trial may change (the `autopilot:` section of the targets file bounds eac
 - the share of the rare class among synthetic rows (conditional oversampling; classification);
 - the share of synthetic rows in the training set (augment mode);
 - conditional generation for one of the weakest slices the gap finder found (synthloop.evaluate.gaps);
-- parity rebalancing of the `protected` columns (equal group shares among synthetic rows).
+- parity rebalancing of the `protected` columns (equal group shares among synthetic rows);
+- with a mixed spec (`--spec`), prompt variants of its LLM columns: the instruction, the few-shot and
+  nearest-example counts and the column's temperature (synthloop.refine.prompt_variants); the texts
+  are written for each trial's rows and their agreement with the rows is a floor (`agreement`).
 
 Optuna's TPE sampler proposes settings; its `constraints_func` sees each trial's floor violations,
 so it learns to stay feasible, and the reported best trial is the best *feasible* one (a trial that
@@ -86,6 +89,7 @@ class TrialPlan:
     gap_share: float
     parity: bool
     relabel: bool = False
+    prompts: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -111,7 +115,9 @@ class Autopilot:
     """One search (see module docstring). `log` receives one line per finished trial."""
 
     def __init__(self, targets: Targets, budget_s: float, journal: str | Path, max_trials: int | None = None,
-                 log: Callable[[str], None] | None = None, threads: int = 1):
+                 log: Callable[[str], None] | None = None, threads: int = 1, spec: Any = None, backend: Any = None):
+        """`spec`: a mixed spec whose LLM columns are written for every trial's rows, with prompt variants
+        searched; `backend`: the LLM backend for them (default: the spec's `llm:` settings)."""
         if targets.objective is None:
             raise SynthloopError("the targets file has no 'objective:' section; autopilot needs one "
                                  "(target, metric, ...; see synthloop/refine/objective.py)")
@@ -124,6 +130,11 @@ class Autopilot:
         self.log = log or (lambda s: None)
         self.threads = threads
         self._fitted: dict[str, Any] = {}
+        self._baseline_scores: dict[str, Any] = {}
+        self.spec = spec
+        self._backend = backend
+        self.prompt_searches: dict[str, Any] = {}
+        self._llm_figures: dict[str, Any] = {}
 
     # -- setup ---------------------------------------------------------------------------------
     def _prepare(self, df: pd.DataFrame, validation: pd.DataFrame | None) -> None:
@@ -146,6 +157,17 @@ class Autopilot:
             self.gaps = find_gaps(self.judge, self.split.train, top=3)
         self.protected = [c for c in dict.fromkeys([*self.targets.protected, *self.targets.parity])
                           if c in schema and not schema[c].kind.value == "numerical"]
+        self.fit_columns = list(self.split.train.columns)
+        if self.spec is not None:
+            from synthloop.refine.prompt_variants import spec_searches
+
+            self.prompt_searches = spec_searches(self.spec, self.settings.prompts, list(df.columns))
+            written = {n for c in self.spec.columns for n in c.output_names()}
+            self.fit_columns = [c for c in self.split.train.columns if c not in written]
+            # a slice on a column the LLM writes cannot be asked of the model
+            self.gaps["slices"] = [g for g in self.gaps["slices"] if g.column in self.fit_columns]
+        elif "agreement" in self.settings.floors:
+            raise SynthloopError("autopilot.floors.agreement: the agreement of LLM texts needs a mixed spec (--spec)")
 
     def _fingerprint(self) -> str:
         h = hashlib.sha256()
@@ -153,6 +175,8 @@ class Autopilot:
         h.update(pd.util.hash_pandas_object(self.split.validation, index=False).to_numpy().tobytes())
         h.update(json.dumps(self.objective.model_dump(mode="json"), sort_keys=True, default=str).encode())
         h.update(json.dumps(self.settings.model_dump(mode="json"), sort_keys=True, default=str).encode())
+        if self.spec is not None:
+            h.update(json.dumps(self.spec.model_dump(mode="json"), sort_keys=True, default=str).encode())
         return h.hexdigest()[:16]
 
     # -- one trial ------------------------------------------------------------------------------
@@ -190,7 +214,12 @@ class Autopilot:
                 gap_share = trial.suggest_float("gap_share", 0.02, s.max_gap_share)
         parity = bool(self.protected) and s.fairness and trial.suggest_categorical("parity", [False, True])
         relabel = s.relabel and self._can_relabel() and trial.suggest_categorical("relabel", [False, True])
-        return TrialPlan(model, fit_params, temperature, rare, share, gap, gap_share, bool(parity), bool(relabel))
+        prompts = {}
+        if self.prompt_searches:
+            from synthloop.refine.prompt_variants import suggest
+
+            prompts = suggest(trial, self.prompt_searches)
+        return TrialPlan(model, fit_params, temperature, rare, share, gap, gap_share, bool(parity), bool(relabel), prompts)
 
     def _can_relabel(self) -> bool:
         return self.objective.task == "regression" or self.split.train[self.objective.target].nunique() == 2
@@ -204,7 +233,10 @@ class Autopilot:
             params = {"random_state": self.targets.seed, **plan.fit_params}
             accepted = klass._get_param_names()
             synth = klass(**{k: v for k, v in params.items() if k in accepted})
-            synth.fit(self.split.train, self.split.schema)
+            if self.fit_columns == list(self.split.train.columns):
+                synth.fit(self.split.train, self.split.schema)
+            else:  # a mixed spec writes the other columns
+                synth.fit(self.split.train[self.fit_columns])
             while len(self._fitted) >= 4:  # a few fitted models stay in memory for trials that only resample
                 self._fitted.pop(next(iter(self._fitted)))
             self._fitted[key] = synth
@@ -243,9 +275,23 @@ class Autopilot:
             else:
                 parts.append(synth.sample(rest, seed=seed + 3))
         out = pd.concat(parts, ignore_index=True)
+        if self.spec is not None:  # the LLM columns, written for these rows under the trial's prompt variant
+            from synthloop.refine.prompt_variants import variant_spec, write_llm_columns
+
+            vspec = variant_spec(self.spec, self.prompt_searches, plan.prompts, seed)
+            out, self._llm_figures = write_llm_columns(vspec, out, self.backend, self.settings.llm_rows)
         if plan.relabel:
             out = self._relabel(out, seed)
         return out.iloc[np.random.default_rng(seed).permutation(len(out))].reset_index(drop=True), synth
+
+    @property
+    def backend(self) -> Any:
+        """The LLM backend of `--spec` runs (the spec's settings unless one was given)."""
+        if self._backend is None:
+            from synthloop.llm import make_backend
+
+            self._backend = make_backend(self.spec.llm)
+        return self._backend
 
     def _relabel(self, rows: pd.DataFrame, seed: int) -> pd.DataFrame:
         """The target of synthetic rows drawn from a teacher (the judge fitted on the real training rows):
@@ -280,15 +326,22 @@ class Autopilot:
         q = quality_score(tr, sy, sp.schema)
         g = getattr(synth, "privacy_guarantee", None)
         g = g() if callable(g) else None
-        figures = {"score": score["score"], "spread": score["spread"], "dcr_share": priv.get("dcr_share"),
+        base = self._baseline_scores.get("real_only") or self._baseline_scores.get("train_real")
+        gain, gain_se = Judge.gain(score, base, self.objective.maximize) if base else (None, None)
+        figures = {"score": score["score"], "spread": score["spread"], "pooled": score.get("pooled"),
+                   "gain": gain, "gain_se": gain_se, "dcr_share": priv.get("dcr_share"), "dcr_share_se": priv.get("dcr_share_se"),
                    "mia_auc": priv.get("mia_auc"), "exact_copy_rate": exact_copy_rate(sp.train, sy, sp.schema),
                    "quality_score": q.score, "column_shapes": q.column_shapes, "column_pair_trends": q.column_pair_trends,
                    "epsilon": (g or {}).get("epsilon") if isinstance(g, dict) else None,
                    "rows_synthetic": int(len(synthetic)), "rows_train": score["rows_train"]}
+        if self.spec is not None:
+            figures.update(self._llm_figures)
         return figures
 
     def violations(self, fig: dict[str, Any]) -> tuple[list[float], list[str]]:
-        """Optuna constraint values (<= 0 is feasible) and a sentence per broken floor."""
+        """Optuna constraint values (<= 0 is feasible) and a sentence per broken floor. A figure measured
+        with a standard error (`NAME_se`) must clear its floor by `floor_z` of them, so that the chosen
+        data keeps the floor on holdout rows it was not measured on."""
         values, broken = [], []
         for name, b in self.settings.floors.items():
             v = fig.get(name)
@@ -296,15 +349,23 @@ class Autopilot:
                 values.append(1.0)
                 broken.append(f"{name} not measured" + (" (not a DP model)" if name == "epsilon" else ""))
                 continue
+            margin = self.settings.floor_z * float(fig.get(f"{name}_se") or 0.0)
+            why = f" (with a margin of {margin:.4f}: {self.settings.floor_z:g} standard errors)" if margin else ""
             if b.min is not None:
-                values.append(b.min - v)
-                if v < b.min:
-                    broken.append(f"{name} {v:.4f} below {b.min:g}")
+                values.append(b.min + margin - v)
+                if v < b.min + margin:
+                    broken.append(f"{name} {v:.4f} below {b.min:g}{why}")
             if b.max is not None:
-                values.append(v - b.max)
-                if v > b.max:
-                    broken.append(f"{name} {v:.4f} above {b.max:g}")
+                values.append(v + margin - b.max)
+                if v > b.max - margin:
+                    broken.append(f"{name} {v:.4f} above {b.max:g}{why}")
         return values, broken
+
+    def selection_value(self, fig: dict[str, Any]) -> float:
+        """What the best trial maximizes: the score (sign-adjusted) less `selection_z` standard errors of
+        its gain over real rows alone (see AutopilotSettings.selection_z)."""
+        sign = 1.0 if self.objective.maximize else -1.0
+        return sign * fig["score"] - self.settings.selection_z * float(fig.get("gain_se") or 0.0)
 
     @staticmethod
     def _constrain(trial: Any, values: list[float]) -> None:
@@ -331,7 +392,7 @@ class Autopilot:
                 raise
             values, broken = self.violations(fig)
             if not broken and math.isfinite(fig["score"]):
-                self._keep_if_best(trial.number, fig["score"], data)
+                self._keep_if_best(trial.number, self.selection_value(fig), data)
             trial.set_user_attr("figures", fig)
             self._constrain(trial, values or [0.0])
             trial.set_user_attr("seconds", time.perf_counter() - t0)
@@ -349,11 +410,11 @@ class Autopilot:
 
     def _keep_if_best(self, number: int, score: float, data: pd.DataFrame) -> None:
         """Write the best feasible trial's rows beside the journal (trained models with a time budget
-        do not refit to the same rows, so the reported data is the measured data)."""
+        do not refit to the same rows, so the reported data is the measured data); `score` is the
+        trial's `selection_value`."""
         from synthloop.io import write_table
 
-        sign = 1 if self.objective.maximize else -1
-        if self._best_kept is not None and sign * score <= sign * self._best_kept[1]:
+        if self._best_kept is not None and score <= self._best_kept[1]:
             return
         write_table(data, self.best_rows_path(number))
         if self._best_kept is not None and self._best_kept[0] != number:
@@ -402,6 +463,10 @@ class Autopilot:
             p["parity"] = False
         if s.relabel and self._can_relabel():
             p["relabel"] = False
+        if self.prompt_searches:
+            from synthloop.refine.prompt_variants import default_params
+
+            p.update(default_params(self.spec, self.prompt_searches))
         return p
 
     # -- the search ------------------------------------------------------------------------------
@@ -412,13 +477,16 @@ class Autopilot:
         study = self._study()
         done = [t for t in study.trials if t.state.is_finished()]
         kept = [t for t in done if t.state.name == "COMPLETE" and self.best_rows_path(t.number).exists()]
-        self._best_kept = (kept[-1].number, kept[-1].value) if kept else None
+        self._best_kept = None
+        if kept and kept[-1].user_attrs.get("figures"):
+            self._best_kept = (kept[-1].number, self.selection_value(kept[-1].user_attrs["figures"]))
         spent = sum(float(t.user_attrs.get("seconds", 0.0)) for t in done)
         if not study.trials:
             study.enqueue_trial(self._default_params())
-        self.baseline = {"real_only": self.judge.score(self.split.train) if self.objective.mode == "augment" else None}
-        if self.objective.mode == "synthetic":
-            self.baseline["train_real"] = self.judge.score(self.split.train)
+        key = "real_only" if self.objective.mode == "augment" else "train_real"
+        self._baseline_scores = {key: self.judge.score(self.split.train)}
+        self.baseline = {"real_only": None,
+                         **{k: {f: v for f, v in sc.items() if f != "boot"} for k, sc in self._baseline_scores.items()}}
         left = self.budget_s - spent
         n_left = None if self.max_trials is None else max(0, self.max_trials - len(done))
         if left > 0 and n_left != 0:
@@ -444,8 +512,7 @@ class Autopilot:
                            "feasible": t.state.name == "COMPLETE" and all(c <= 0 for c in t.user_attrs.get("constraints", [1.0])),
                            "seconds": t.user_attrs.get("seconds"), "fit_seconds_used": t.user_attrs.get("fit_seconds_used")})
         ok = [t for t in trials if t["feasible"] and t["figures"] and math.isfinite(t["figures"]["score"])]
-        sign = 1 if self.objective.maximize else -1
-        best = max(ok, key=lambda t: (sign * t["figures"]["score"], -t["number"])) if ok else None
+        best = max(ok, key=lambda t: (self.selection_value(t["figures"]), -t["number"])) if ok else None
         pareto = pareto_front(ok, self.objective.maximize)
         result = AutopilotResult(objective=self.objective.model_dump(mode="json"), trials=trials, best=best, pareto=pareto,
                                  baseline=self.baseline, gaps={}, floors={k: v.model_dump() for k, v in self.settings.floors.items()},
@@ -493,12 +560,15 @@ class _FixedTrial:
 
 
 def pareto_front(trials: list[dict[str, Any]], maximize: bool = True) -> list[int]:
-    """Numbers of the trials no other trial beats on utility, privacy (|DCR share - 0.5|) and fidelity."""
+    """Numbers of the trials no other trial beats on utility, privacy (|DCR share - 0.5|) and fidelity
+    (and, with --spec, the agreement of the LLM texts)."""
     if not trials:
         return []
     sign = 1.0 if maximize else -1.0
+    agreement = all(t["figures"].get("agreement") is not None for t in trials)  # --spec: LLM text agreement too
     pts = np.array([[sign * t["figures"]["score"], -abs((t["figures"].get("dcr_share") or 0.5) - 0.5),
-                     t["figures"].get("quality_score") or 0.0] for t in trials])
+                     t["figures"].get("quality_score") or 0.0, *([t["figures"]["agreement"]] if agreement else [])]
+                    for t in trials])
     front = []
     for i, p in enumerate(pts):
         dominated = np.any(np.all(pts >= p, axis=1) & np.any(pts > p, axis=1))

@@ -65,13 +65,15 @@ def search_html(result: AutopilotResult) -> str:
     b = result.best
     out = [f"<p>Objective: <b>{e(o['metric'])}</b> of a {e(o['model'] if not o.get('command') else 'user command')} judge "
            f"predicting <b>{e(o['target'])}</b>, trained on {'synthetic rows only' if o['mode'] == 'synthetic' else 'real plus synthetic rows'}, "
-           f"scored on real validation rows ({o['folds']} folds, seed {o['seed']}). {len(result.trials)} trials, {result.seconds:.0f} s this run.</p>"]
+           f"scored on real validation rows (mean over {o.get('bootstrap', 0)} seeded bootstrap resamples, seed {o['seed']}). "
+           f"{len(result.trials)} trials, {result.seconds:.0f} s this run.</p>"]
     base = result.baseline.get("real_only") or result.baseline.get("train_real")
     if base:
         out.append(f"<p>Real rows only: {_f(base['score'])} (spread {_f(base['spread'])}).</p>")
     if b:
         out.append(f"<p>Best trial within every floor: <b>#{b['number']}</b>, {e(o['metric'])} <b>{_f(b['figures']['score'])}</b> "
-                   f"(spread {_f(b['figures']['spread'])}), DCR share {_f(b['figures'].get('dcr_share'))}, quality "
+                   f"(spread {_f(b['figures']['spread'])}; gain over real rows only {_f(b['figures'].get('gain'))} "
+                   f"&plusmn; {_f(b['figures'].get('gain_se'))}), DCR share {_f(b['figures'].get('dcr_share'))}, quality "
                    f"{_f(b['figures'].get('quality_score'))}; settings <code>{e(json.dumps(b['params'], default=str))}</code>.</p>")
     else:
         out.append("<p class='warn'>No trial stayed within every floor: no rows are reported.</p>")
@@ -80,15 +82,20 @@ def search_html(result: AutopilotResult) -> str:
                        f"{'<= ' + format(v['max'], 'g') if v.get('max') is not None else ''}" for k, v in result.floors.items())
     out.append(f"<p>Floors: {e(floors) or 'none'}. Pareto front (utility, privacy, fidelity): trials {e(', '.join(map(str, result.pareto)))}.</p>")
     out.append('<div id="fig-autopilot-pareto" class="plot"></div>')
+    agree = any((t.get("figures") or {}).get("agreement") is not None for t in result.trials)
     out.append("<h3>Trials</h3><div class='scroll'><table><tr><th>#</th><th>model</th><th>settings</th><th>score</th>"
-               "<th>DCR share</th><th>MIA AUC</th><th>quality</th><th>seconds</th><th>why it ended</th></tr>")
+               "<th>gain &plusmn; s.e.</th><th>DCR share</th><th>MIA AUC</th><th>quality</th>"
+               + ("<th>LLM agreement</th>" if agree else "") + "<th>seconds</th><th>why it ended</th></tr>")
     for t in result.trials:
         f = t.get("figures") or {}
+        gain = f"{_f(f.get('gain'))} &plusmn; {_f(f.get('gain_se'))}" if f.get("gain") is not None else "n/a"
         params = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in t["params"].items() if k != "model"}
         mark = " (best)" if b and t["number"] == b["number"] else (" (front)" if t["number"] in result.pareto else "")
         out.append(f"<tr><td>{t['number']}{mark}</td><td>{e(str(t['params'].get('model', '')))}</td><td>{e(json.dumps(params, default=str))}</td>"
-                   f"<td class='num'>{_f(f.get('score'))}</td><td class='num'>{_f(f.get('dcr_share'))}</td><td class='num'>{_f(f.get('mia_auc'))}</td>"
-                   f"<td class='num'>{_f(f.get('quality_score'))}</td><td class='num'>{_f(t.get('seconds'))}</td><td>{e(str(t.get('ended')))}</td></tr>")
+                   f"<td class='num'>{_f(f.get('score'))}</td><td class='num'>{gain}</td><td class='num'>{_f(f.get('dcr_share'))}</td>"
+                   f"<td class='num'>{_f(f.get('mia_auc'))}</td><td class='num'>{_f(f.get('quality_score'))}</td>"
+                   + (f"<td class='num'>{_f(f.get('agreement'))}</td>" if agree else "")
+                   + f"<td class='num'>{_f(t.get('seconds'))}</td><td>{e(str(t.get('ended')))}</td></tr>")
     out.append("</table></div>")
     g = result.gaps.get("slices") or []
     if g:

@@ -15,12 +15,23 @@ objective:
   synthetic_share: 0.5            # augment: share of synthetic rows in the training set
   validation: null                # a real validation file; default: validation_share of the data
   validation_share: 0.2
-  folds: 3                        # stratified folds of the validation set the score is averaged over
+  folds: 3                        # stratified folds of the validation rows, reported per fold
+  judge_seeds: 3                  # the judge's scores are the mean of this many seeded fits
+  bootstrap: 200                  # seeded stratified bootstrap resamples of the validation rows
   seed: 0
 ```
-The judge is fitted once per training set (seeded); its score is the mean over `folds` seeded
-stratified folds of the validation rows, with the spread over folds, so two trials compare on the
-same rows and the noise of a small validation set is visible.
+Why the figure is built this way (a gain found on the validation rows must hold on new rows):
+- the default judge (HistGradientBoosting without early stopping) is deterministic; a judge whose fit
+  is random (early stopping, a random forest: any estimator taking `random_state`) is fitted
+  `judge_seeds` times (seeds seed, seed+1, ...) and its scores averaged, so one fit's randomness
+  does not move a trial's score;
+- the metric is read on all validation rows pooled (not on small folds: a recall read at a fixed
+  precision on 60 positives jumps with every threshold), then averaged over `bootstrap` seeded,
+  class-stratified resamples of those rows: a smoothed figure whose bootstrap spread is the
+  standard error, and whose resamples are the same for every trial, so the gain of a trial over
+  real rows alone has a paired standard error too (`Judge.gain`), which the autopilot's choice of
+  the best trial discounts (`autopilot.selection_z`);
+- the per-fold values stay in the output so the noise of a small validation set is visible.
 """
 from __future__ import annotations
 
@@ -59,6 +70,8 @@ class Objective(BaseModel):
     validation: str | None = None
     validation_share: float = Field(0.2, gt=0, lt=0.9)
     folds: int = Field(3, ge=1, le=20)
+    judge_seeds: int = Field(3, ge=1, le=20, description="seeded judge fits whose scores are averaged")
+    bootstrap: int = Field(200, ge=0, le=5000, description="seeded bootstrap resamples of the validation rows (0: none)")
     seed: int = 0
 
     @model_validator(mode="after")
@@ -151,6 +164,19 @@ class Judge:
             self.y = pd.to_numeric(y, errors="coerce").to_numpy(dtype=float)
         rng = np.random.default_rng(objective.seed)
         self.folds = self._folds(rng)
+        self.resamples = self._resamples(np.random.default_rng([objective.seed, 1]))
+
+    def _resamples(self, rng: np.random.Generator) -> np.ndarray:
+        """Row indices of the seeded bootstrap resamples (class-stratified for classification), one row
+        per resample; the same for every training table, so scores of two trials are paired."""
+        b, n = self.objective.bootstrap, len(self.y)
+        if b == 0 or n < 2:
+            return np.arange(n)[None, :]
+        if self.objective.task != "classification":
+            return rng.integers(0, n, size=(b, n))
+        parts = [idx[rng.integers(0, len(idx), size=(b, len(idx)))] for idx in
+                 (np.flatnonzero(self.y == c) for c in np.unique(self.y))]
+        return np.sort(np.concatenate(parts, axis=1), axis=1)
 
     def _folds(self, rng: np.random.Generator) -> list[np.ndarray]:
         k = self.objective.folds
@@ -180,17 +206,29 @@ class Judge:
         return [self._fit_predict_matrices(train, Xtr, Xte, mask, len(r)) for Xte, r in zip(Xtes, row_sets)]
 
     def _fit_predict_matrices(self, train: pd.DataFrame, Xtr: np.ndarray, Xte: np.ndarray, mask: np.ndarray, n_rows: int) -> np.ndarray:
-        from synthloop.evaluate._frames import limited_threads
-
+        """The mean of `judge_seeds` seeded fits' scores (one fit's randomness does not move a figure)."""
         obj = self.objective
         if obj.task == "classification":
             ytr = (train[obj.target].astype("string") == self.positive).to_numpy(dtype=int)
+            if len(np.unique(ytr)) < 2:
+                return np.full(n_rows, float(ytr[0]) if len(ytr) else 0.0)
         else:
             ytr = pd.to_numeric(train[obj.target], errors="coerce").to_numpy(dtype=float)
+        seeds = range(obj.seed, obj.seed + obj.judge_seeds) if self._seeded() else [obj.seed]
+        return np.mean([self._fit_once(Xtr, ytr, Xte, mask, s) for s in seeds], axis=0)
+
+    def _seeded(self) -> bool:
+        """Whether the judge's fit depends on its seed (else one fit is enough)."""
+        if self.objective.model == "hist_gradient_boosting":
+            return self.objective.model_params.get("early_stopping", False) is not False
+        return "random_state" in getattr(_estimator_class(self.objective.model), "_get_param_names", lambda: [])()
+
+    def _fit_once(self, Xtr: np.ndarray, ytr: np.ndarray, Xte: np.ndarray, mask: np.ndarray, seed: int) -> np.ndarray:
+        from synthloop.evaluate._frames import limited_threads
+
+        obj = self.objective
         with limited_threads(self.threads):
-            if obj.task == "classification" and len(np.unique(ytr)) < 2:
-                return np.full(n_rows, float(ytr[0]) if len(ytr) else 0.0)
-            model = self._model(mask)
+            model = self._model(mask, seed)
             if obj.model != "hist_gradient_boosting":
                 Xtr, Xte = np.nan_to_num(Xtr), np.nan_to_num(Xte)
             model.fit(Xtr, ytr)
@@ -207,30 +245,57 @@ class Judge:
         together, as `predict` does, so that category codes agree."""
         return self._fit_predict(real_train, [rows])[0]
 
-    def _model(self, mask: np.ndarray) -> Any:
+    def _model(self, mask: np.ndarray, seed: int | None = None) -> Any:
         obj = self.objective
+        seed = obj.seed if seed is None else seed
         if obj.model == "hist_gradient_boosting":
             from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
             klass = HistGradientBoostingClassifier if obj.task == "classification" else HistGradientBoostingRegressor
-            params = {"random_state": obj.seed, "categorical_features": mask if mask.any() else None, **obj.model_params}
+            # no early stopping unless asked: sklearn's "auto" turns it on above 10,000 rows and holds out a
+            # random 10% of them, so the same judge would learn differently from real rows alone and from
+            # real plus synthetic rows, and a trial's score would move with the split
+            params = {"random_state": seed, "categorical_features": mask if mask.any() else None,
+                      "early_stopping": False, **obj.model_params}
             return klass(**params)
         klass = _estimator_class(obj.model)
         params = dict(obj.model_params)
         if "random_state" in getattr(klass, "_get_param_names", lambda: [])():
-            params.setdefault("random_state", obj.seed)
+            params.setdefault("random_state", seed)
         return klass(**params)
 
     def score(self, train: pd.DataFrame) -> dict[str, Any]:
-        """{score, spread, folds}: the metric of a judge fitted on `train`, on the validation folds."""
+        """{score, spread, pooled, folds}: the metric of a judge fitted on `train` on the validation rows:
+        `score` the mean over the bootstrap resamples, `spread` their standard deviation (the standard
+        error), `pooled` the plain metric on all rows, `folds` per stratified fold (see module docstring)."""
         if self.objective.command:
             return self._command_score(train)
-        pred = self.predict(train)
-        per = [metric_value(self.objective, self.y[f], pred[f]) for f in self.folds]
-        vals = np.array([v for v in per if np.isfinite(v)])
-        return {"score": float(vals.mean()) if len(vals) else float("nan"),
-                "spread": float(vals.std()) if len(vals) else float("nan"), "folds": per,
-                "rows_train": int(len(train)), "rows_validation": int(len(self.y))}
+        return self.score_predictions(self.predict(train), rows_train=len(train))
+
+    def score_predictions(self, pred: np.ndarray, rows_train: int = 0) -> dict[str, Any]:
+        """`score`'s figures for given scores of the validation rows; `boot` holds the per-resample
+        values (not for files: `Judge.gain` pairs them)."""
+        obj = self.objective
+        per = [metric_value(obj, self.y[f], pred[f]) for f in self.folds]
+        boot = np.array([metric_value(obj, self.y[r], pred[r]) for r in self.resamples])
+        ok = boot[np.isfinite(boot)]
+        return {"score": float(ok.mean()) if len(ok) else float("nan"),
+                "spread": float(ok.std(ddof=1)) if len(ok) > 1 else 0.0,
+                "pooled": metric_value(obj, self.y, pred), "folds": per, "boot": boot,
+                "rows_train": int(rows_train), "rows_validation": int(len(self.y))}
+
+    @staticmethod
+    def gain(score: dict[str, Any], baseline: dict[str, Any], maximize: bool = True) -> tuple[float, float]:
+        """(gain, its standard error) of `score` over `baseline`, paired over the same bootstrap
+        resamples (a gain that only some resamples show has a large error)."""
+        a, b = np.asarray(score.get("boot", [])), np.asarray(baseline.get("boot", []))
+        sign = 1.0 if maximize else -1.0
+        g = sign * (score["score"] - baseline["score"])
+        if a.size < 2 or a.shape != b.shape:
+            return float(g), 0.0
+        d = sign * (a - b)
+        d = d[np.isfinite(d)]
+        return float(g), float(d.std(ddof=1)) if d.size > 1 else 0.0
 
     def _command_score(self, train: pd.DataFrame) -> dict[str, Any]:
         """Run the user's command on a training file and the validation file; it prints one number."""
@@ -252,7 +317,7 @@ class Judge:
             value = float(lines[-1].split()[-1])
         except ValueError:
             raise SynthloopError(f"objective.command '{obj.command}' must print a number last; it printed {lines[-1]!r}") from None
-        return {"score": value, "spread": 0.0, "folds": [value], "rows_train": int(len(train)),
+        return {"score": value, "spread": 0.0, "pooled": value, "folds": [value], "rows_train": int(len(train)),
                 "rows_validation": int(len(self.y))}
 
 

@@ -19,6 +19,9 @@ objective: {target: is_fraud, metric: recall_at_precision, precision: 0.5}   # s
 autopilot:                                   # `synthloop autopilot`: what it searches and the floors it keeps
   models: [copula, autoregressive]
   floors: {dcr_share: {min: 0.47, max: 0.53}, mia_auc: {max: 0.6}, quality_score: {min: 0.7}}
+  floor_z: 2.0                               # figures with a standard error must clear a floor by 2 of them
+  selection_z: 1.0                           # best = highest score less 1 standard error of its gain
+  prompts: {note: {variants: ["..."], few_shot: [0, 3], temperature: [0.3, 1.1]}}   # --spec: LLM columns
 ```
 Learned runs also read `model`, `model_params`, `models` (the ladder SwitchModel climbs), `rows`,
 `seed`, `target` (column for utility) and `holdout_share`.
@@ -126,9 +129,33 @@ FLOORS: dict[str, str] = {
     "mia_auc": "ROC AUC of a distance-based membership-inference attack (0.5 ideal)",
     "epsilon": "differential-privacy epsilon spent (DP models only; a non-DP model has none and breaks an epsilon floor)",
     "quality_score": METRICS["quality_score"],
+    "agreement": "--spec: share of written rows whose LLM text passes its checks (the worst checked column)",
     "column_shapes": METRICS["column_shapes"],
     "column_pair_trends": METRICS["column_pair_trends"],
 }
+
+
+class PromptSearch(_Strict):
+    """What `synthloop autopilot --spec` may change in one LLM column of a mixed spec (`autopilot.prompts`)."""
+    variants: list[str] = Field(default_factory=list, description="other instruction templates tried besides the "
+                                "spec's own prompt (Jinja2, the same row variables)")
+    few_shot: list[int] | None = Field(None, description="few-shot counts tried (0: no few-shot block); default: "
+                                       "0, half and all of the spec's k when the column has few_shot")
+    temperature: tuple[float, float] | None = Field((0.3, 1.1), description="the column's sampling temperature range "
+                                                    "(null: keep the spec's)")
+    neighbours: list[int] | None = Field(None, description="mixed text columns: counts of nearest-real-row examples tried")
+
+    @model_validator(mode="after")
+    def _check(self) -> "PromptSearch":
+        if self.temperature is not None and not 0 <= self.temperature[0] <= self.temperature[1] <= 2:
+            raise ValueError("temperature: give [low, high] with 0 <= low <= high <= 2")
+        if any(k < 0 or k > 20 for k in (self.few_shot or [])):
+            raise ValueError("few_shot: counts lie in 0..20")
+        if any(k < 0 or k > 10 for k in (self.neighbours or [])):
+            raise ValueError("neighbours: counts lie in 0..10")
+        if any(not v.strip() for v in self.variants):
+            raise ValueError("variants: an instruction template may not be empty")
+        return self
 
 
 class AutopilotSettings(_Strict):
@@ -147,6 +174,16 @@ class AutopilotSettings(_Strict):
     epsilons: list[float] = Field(default_factory=lambda: [1.0, 3.0, 10.0], description="dp model: the epsilons tried")
     seconds: tuple[float, float] | None = Field(None, description="trained models: the range of fit budgets (default: scaled to the table)")
     eval_rows: int = Field(5000, ge=100, description="rows the privacy and fidelity floors are measured on")
+    prompts: dict[str, PromptSearch] = Field(default_factory=dict, description="--spec: the LLM columns whose prompt "
+                                             "variants are searched (default: every LLM column, PromptSearch defaults)")
+    llm_rows: int | None = Field(None, ge=1, description="--spec: synthetic rows whose LLM columns are generated per "
+                                 "trial (default: all; a cap keeps trials with a slow LLM short)")
+    floor_z: float = Field(2.0, ge=0, le=10, description="a floor holds when the figure stays inside it by this many "
+                           "standard errors (figures measured with one, e.g. dcr_share): the chosen data then keeps "
+                           "the floor on new holdout rows too, not only on the rows it was measured on")
+    selection_z: float = Field(1.0, ge=0, le=10, description="the best trial is the feasible one with the highest "
+                               "score less this many standard errors of its gain over real rows alone (paired "
+                               "bootstrap): a gain that only some validation rows show does not win the search")
 
     @model_validator(mode="after")
     def _check(self) -> "AutopilotSettings":

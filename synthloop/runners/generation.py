@@ -25,7 +25,9 @@ class RowWorker:
     """A Ray actor: one backend, a copy of the plan, rows computed on request (threads up to the
     backend's concurrency)."""
 
-    def __init__(self, spec: Any, cache_dir: Any, backend: Any = None) -> None:
+    def __init__(self, spec: Any, cache_dir: Any, backend: Any = None, threads: int = 1) -> None:
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            os.environ[var] = str(threads)  # BLAS/OpenMP libraries loaded in this actor: its CPUs only
         from synthloop.generate.runner import PromptedGenerator
         from synthloop.generate.store import ResponseCache
 
@@ -34,11 +36,20 @@ class RowWorker:
             self.gen.cache = ResponseCache(None if cache_dir in (None, True) else cache_dir)
         self.plan: Any = None
 
-    def setup(self, plan: Any) -> int:
+    def setup(self, plan: Any, guides: Any = None) -> int:
+        """The driver's plan and, for a mixed spec, its real-text guides as planned for this plan's
+        rows (nearest real rows, style rules): built once on the driver, never again per actor."""
         self.plan = plan
         self.gen._records = plan.frame.to_dict("records")
+        if guides is not None:
+            self.gen._guides = guides
         _ = self.gen.backend  # load the model now, not inside the first row's timing
         return os.getpid()
+
+    def threads(self) -> dict[str, Any]:
+        """What this actor computes with: its backend's threads and the BLAS/OpenMP settings."""
+        return {"backend_threads": getattr(self.gen.backend, "threads", None),
+                **{v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}}
 
     def run(self, i: int, round_: int, avoid: Any, keep: Any) -> dict[str, Any]:
         return self.gen._run_row(self.plan, i, round_, avoid, keep)
@@ -78,7 +89,14 @@ class ActorPool:
         remote = endpoints or spec.llm.backend == "openai"
         self.cpus = 0.0 if remote and self.backend is None else float(runner.cpus_per_task)
         runner.check_fits(n, self.cpus, "generate")
+        if not remote and self.backend is None and spec.llm.threads is None:
+            # a model in the actor computes on the CPUs Ray gave the actor, no more: llama.cpp's own
+            # default (half the node's cores) would put several actors' threads on each core
+            t = max(1, int(self.cpus))
+            self.slots = [(s.model_copy(update={"llm": s.llm.model_copy(update={"threads": t})}), c) for s, c in self.slots]
+        self.threads = max(1, int(self.cpus)) if not remote else 1
         self.plan_ref = ray.put(plan)
+        self.guides_ref = ray.put(gen.guides()) if gen.spec.learn is not None else None
         self.actors: list[Any] = [None] * n
         self.pids: list[int] = [0] * n
         self.replaced = 0
@@ -90,11 +108,11 @@ class ActorPool:
         spec, conc = self.slots[k]
         cls = self.ray.remote(num_cpus=self.cpus, max_restarts=0, max_concurrency=conc)(RowWorker)
         try:
-            actor = cls.remote(spec, self.cache_dir, self.backend)
+            actor = cls.remote(spec, self.cache_dir, self.backend, self.threads)
         except TypeError as exc:  # e.g. a backend holding a lock or a socket
             raise RunnerError(f"the LLM backend object cannot be sent to Ray workers ({exc}); set it in the spec's "
                               f"llm settings (backend, base_url, model) instead of passing an object") from None
-        self.pids[k] = self.ray.get(actor.setup.remote(self.plan_ref))
+        self.pids[k] = self.ray.get(actor.setup.remote(self.plan_ref, self.guides_ref))
         self.actors[k] = actor
 
     def replace(self, k: int, why: str) -> None:
@@ -103,6 +121,13 @@ class ActorPool:
             raise RunnerError(f"Ray workers keep dying ({self.replaced} replaced; last: {why}); the finished rows are in "
                               f"the journal: fix the cause and run the same command again to resume")
         self._start(k)
+
+    def report_threads(self) -> list[dict[str, Any]]:
+        """Each live actor's threads (backend, OpenMP/BLAS): what the benchmark checks for oversubscription."""
+        try:
+            return self.ray.get([a.threads.remote() for a in self.actors if a is not None], timeout=5)
+        except Exception:  # noqa: BLE001 - a report only
+            return []
 
     def close(self) -> None:
         for a in self.actors:

@@ -22,6 +22,20 @@ def import_ray() -> Any:
     return ray
 
 
+def same_code_for_workers() -> None:
+    """Put the folder this synthloop is imported from first on PYTHONPATH, so that the workers of a
+    Ray instance started from here import the same synthloop as this process (a checkout run from
+    its folder, say), not another copy installed in the environment. Call before Ray starts."""
+    from pathlib import Path
+
+    import synthloop
+
+    root = str(Path(synthloop.__file__).resolve().parents[1])
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if root not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([root, *paths])
+
+
 class RayRunner(Runner):
     """Run on Ray. `address=None` joins the Ray instance this process already uses, else starts a
     local one (or joins `$RAY_ADDRESS`); `address="auto"` or `"ray://host:10001"` / `"host:6379"` joins
@@ -49,6 +63,7 @@ class RayRunner(Runner):
             return self
         kwargs: dict[str, Any] = {"log_to_driver": False, "ignore_reinit_error": True, "logging_level": "ERROR"}
         if self.address is None and not os.environ.get("RAY_ADDRESS"):
+            same_code_for_workers()
             kwargs.update(include_dashboard=False)
             if self.workers_:
                 kwargs["num_cpus"] = int(self.workers_)
