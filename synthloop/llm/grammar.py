@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import dataclass
 from typing import Any
 
 MAX_CHOICES = 1001
@@ -79,6 +80,14 @@ _LOOSE_CHAR = r'char ::= [^"\\] |'
 _STRICT_CHAR = r'char ::= [^"\\\x7F\x00-\x1F] |'
 
 
+def _without_exclude(s: Any) -> Any:
+    if isinstance(s, dict):
+        return {k: _without_exclude(v) for k, v in s.items() if k != EXCLUDE}
+    if isinstance(s, list):
+        return [_without_exclude(v) for v in s]
+    return s
+
+
 def schema_to_gbnf(schema: dict[str, Any]) -> str:
     """GBNF text for `schema` (bounded numbers as enums, see decoding_schema) whose strings admit no
     raw control characters."""
@@ -86,7 +95,7 @@ def schema_to_gbnf(schema: dict[str, Any]) -> str:
 
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
-    text = json_schema_to_gbnf(json.dumps(decoding_schema(schema)))
+    text = json_schema_to_gbnf(json.dumps(decoding_schema(_without_exclude(schema))))
     lines = [(_STRICT_CHAR + line[len(_LOOSE_CHAR):]) if line.startswith(_LOOSE_CHAR) else line
              for line in text.split("\n")]
     return "\n".join(lines)
@@ -116,8 +125,8 @@ def _value_rule(s: dict[str, Any]) -> str | None:
     if "enum" in s:
         return "(" + " | ".join(_lit(json.dumps(v, ensure_ascii=False)) for v in s["enum"]) + ")"
     t = s.get("type")
-    if t == "string" and not (set(s) - {"type", "minLength", "maxLength", "description", "title"}):
-        return _string_rule(int(s.get("minLength", 0)), s.get("maxLength"))
+    if t == "string" and not (set(s) - {"type", "minLength", "maxLength", "description", "title", EXCLUDE}):
+        return _string_rule(int(s.get("minLength", 0)), s.get("maxLength"), char=_char_name(s))
     if t == "integer" and not (set(s) - {"type", "description", "title"}):
         return '"-"? [0-9]{1,15}'
     if t == "number" and not (set(s) - {"type", "description", "title"}):
@@ -127,8 +136,39 @@ def _value_rule(s: dict[str, Any]) -> str | None:
     return None
 
 
-def _string_rule(lo: int, hi: Any, open_quote: bool = True) -> str:
-    rep = f"char{{{max(lo, 0)},{int(hi)}}}" if hi is not None else (f"char{{{max(lo, 0)},}}" if lo else "char*")
+# A string property may carry EXCLUDE: [[first, last], ...] code point ranges its characters must
+# avoid (the column's forbid_regex character classes, see AgreementChecker.forbidden_chars). It is
+# read by the grammar built here only (validators ignore unknown keywords), so a text that must not
+# hold digits is decoded without them instead of being regenerated until it has none.
+EXCLUDE = "x-exclude-chars"
+
+
+def _cls_char(cp: int) -> str:
+    return f"\\x{cp:02X}" if cp < 0x100 else f"\\u{cp:04X}"
+
+
+def _char_name(s: dict[str, Any]) -> str:
+    """The GBNF rule name of a string's characters: `char`, or `charx-<first>-<last>...` (hex code
+    point ranges; GBNF names allow letters, digits and dashes only)."""
+    ranges = s.get(EXCLUDE)
+    if not ranges:
+        return "char"
+    return "charx" + "".join(f"-{int(a):x}-{int(b):x}" for a, b in ranges)
+
+
+def _char_rule(name: str) -> str:
+    """GBNF of a string character rule named by `_char_name`."""
+    if name == "char":
+        return "char ::= " + _CHAR
+    cps = [int(x, 16) for x in name.split("-")[1:]]
+    extra = "".join(_cls_char(a) if a == b else f"{_cls_char(a)}-{_cls_char(b)}" for a, b in zip(cps[::2], cps[1::2]))
+    # escapes of quotes and backslashes only: \u could spell an excluded character, and \n, \t (cleaned to
+    # spaces later) are what a small model repeats when the characters it wanted are left out
+    return name + r' ::= [^"\\\x7F\x00-\x1F' + extra + r'] | "\\" ["\\]'
+
+
+def _string_rule(lo: int, hi: Any, open_quote: bool = True, char: str = "char") -> str:
+    rep = f"{char}{{{max(lo, 0)},{int(hi)}}}" if hi is not None else (f"{char}{{{max(lo, 0)},}}" if lo else f"{char}*")
     return ('"\\"" ' if open_quote else "") + rep + ' "\\""'
 
 
@@ -173,7 +213,8 @@ def prefill_plan(schema: dict[str, Any], start: str = "") -> tuple[str, str] | N
             hi = p.get("maxLength")
             if hi is not None and used > hi:
                 return None
-            rest.append(_string_rule(max(int(p.get("minLength", 0)) - used, 0), None if hi is None else hi - used, open_quote=False))
+            rest.append(_string_rule(max(int(p.get("minLength", 0)) - used, 0), None if hi is None else hi - used,
+                                     open_quote=False, char=_char_name(p)))
         else:
             if start:
                 return None
@@ -184,5 +225,110 @@ def prefill_plan(schema: dict[str, Any], start: str = "") -> tuple[str, str] | N
         return None
     if prefix == "{":
         return None
-    grammar = "root ::= " + " ".join(rest + ['space "}"']) + "\nspace ::= \" \"?\nchar ::= " + _CHAR + "\n"
+    chars = sorted({"char"} | {_char_name(p) for p in props.values() if isinstance(p, dict) and p.get("type") == "string"})
+    grammar = "root ::= " + " ".join(rest + ['space "}"']) + "\nspace ::= \" \"?\n" + "\n".join(_char_rule(c) for c in chars) + "\n"
     return prefix, grammar
+
+
+# -- answers decoded value by value ------------------------------------------------------------
+# Even when nothing is pinned, most of a flat JSON answer is fixed text: `{"category": "`, then
+# `", "channel": "`, then `", "recurring": `, then `}`. Decoded token by token, each of those costs
+# a forward pass and a sampling step; written into the context as a batch they cost a small share
+# of one. `segment_plan` splits an answer into literal text and the values in between; the decoder
+# samples only the values (each under its own grammar, stopping as soon as the value is complete)
+# and evaluates the literals as prompt tokens.
+
+@dataclass(frozen=True)
+class Segment:
+    """A literal (`text`) or a value decoded under `grammar`. `kind` says how the decoder sees
+    that a value is complete: "options" (one of `options`, JSON-encoded, none longer that starts
+    with it), "string" (an unescaped closing quote), or "rest" (this grammar runs to the end of
+    the answer: the model's end-of-turn token ends it)."""
+
+    text: str = ""
+    grammar: str = ""
+    kind: str = ""
+    options: tuple[str, ...] = ()
+
+
+def value_done(seg: Segment, text: str) -> bool:
+    """Whether `text`, decoded so far for value segment `seg`, is a complete value."""
+    if seg.kind == "options":
+        return text in seg.options and not any(o != text and o.startswith(text) for o in seg.options)
+    if seg.kind == "string":
+        body = text[1:] if text.startswith('"') and seg.options != ("open",) else text
+        if not body.endswith('"'):
+            return False
+        k = len(body) - 1
+        while k > 0 and body[k - 1] == "\\":
+            k -= 1
+        return (len(body) - 1 - k) % 2 == 0 and (seg.options == ("open",) or len(text) >= 2)
+    return False
+
+
+def segment_plan(schema: dict[str, Any], start: str = "") -> tuple[str, list[Segment]] | None:
+    """(prefix, segments after it) for a flat object of simple, required values (see prefill_plan;
+    the prefix holds the leading pinned values and `start`), or None."""
+    import json
+
+    s = decoding_schema(schema)
+    props = s.get("properties")
+    if s.get("type") != "object" or not isinstance(props, dict) or not props:
+        return None
+    if set(s.get("required", [])) != set(props):
+        return None
+    rules: dict[str, str] = {}
+    for name, p in props.items():
+        r = _value_rule(p) if isinstance(p, dict) else None
+        if r is None:
+            return None
+        rules[name] = r
+    names = list(props)
+    chars = sorted({"char"} | {_char_name(p) for p in props.values() if isinstance(p, dict) and p.get("type") == "string"})
+    tail = "\nspace ::= \" \"?\n" + "\n".join(_char_rule(c) for c in chars) + "\n"
+    out: list[Segment] = []
+    lit = "{"
+    start_used = not start
+    for j, name in enumerate(names):
+        p = props[name]
+        lit += ("" if j == 0 else ", ") + json.dumps(name) + ": "
+        one = [p["const"]] if "const" in p else p.get("enum") if isinstance(p.get("enum"), list) and len(p["enum"]) == 1 else None
+        if one is not None:
+            lit += json.dumps(one[0], ensure_ascii=False)
+            continue
+        if p.get("type") == "string" and "enum" not in p:
+            used = 0
+            if not start_used:
+                lit += json.dumps(start, ensure_ascii=False)[:-1]
+                used, start_used = len(start), True
+            else:
+                lit += '"'
+            hi = p.get("maxLength")
+            if hi is not None and used > hi:
+                return None
+            rule = _string_rule(max(int(p.get("minLength", 0)) - used, 0), None if hi is None else hi - used,
+                                open_quote=False, char=_char_name(p))
+            out += [Segment(text=lit), Segment(grammar="root ::= " + rule + tail, kind="string", options=("open",))]
+        elif "enum" in p or p.get("type") == "boolean":
+            opts = [json.dumps(v, ensure_ascii=False) for v in p["enum"]] if "enum" in p else ["true", "false"]
+            out += [Segment(text=lit), Segment(grammar="root ::= " + rules[name] + tail, kind="options", options=tuple(opts))]
+        else:  # a free number: its end is not known before the next character; decode the rest whole
+            rest = [rules[name]] + [f'"," space {_lit(json.dumps(n))} space ":" space {rules[n]}' for n in names[j + 1:]]
+            if not start_used:
+                return None
+            out += [Segment(text=lit), Segment(grammar="root ::= " + " ".join(rest + ['space "}"']) + tail, kind="rest")]
+            return _merge(out)
+        lit = ""
+    if not start_used:
+        return None
+    out.append(Segment(text=lit + "}"))
+    return _merge(out)
+
+
+def _merge(segs: list[Segment]) -> tuple[str, list[Segment]]:
+    """(leading literal, the segments after it) with empty literals dropped."""
+    segs = [g for g in segs if g.grammar or g.text]
+    prefix = ""
+    while segs and not segs[0].grammar:
+        prefix += segs.pop(0).text
+    return prefix, segs
