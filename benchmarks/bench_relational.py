@@ -235,7 +235,7 @@ def bench_dataset(name, args, rows_out):
     if args.session is not None:
         import os
 
-        base["session"] = args.session
+        base["session"] = int(args.session) if str(args.session).isdigit() else args.session
         base["load_avg_1m"] = round(os.getloadavg()[0], 2)
     results = {}
     # ours, on the whole database
@@ -398,7 +398,7 @@ def main() -> None:
     ap.add_argument("--no-hma-whole", action="store_true", help="skip HMA on the whole database (known not to finish)")
     ap.add_argument("--no-ours-whole", action="store_true", help="skip our run on the whole database (e.g. a rerun of the peer's subset)")
     ap.add_argument("--models", default="synthloop,sdv_hma,sdv_par", help="which models to run")
-    ap.add_argument("--session", type=int, default=None, help="a session number written into every row")
+    ap.add_argument("--session", default=None, help="a session tag (number or text, e.g. 2b) written into every row")
     ap.add_argument("--out", default=None, help="also append the JSON lines to this file")
     args = ap.parse_args()
     if args.quick:

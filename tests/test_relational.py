@@ -2,6 +2,7 @@
 database with a known law, SDMetrics agreement of the multi-table figures, and the CLI on folders."""
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 
@@ -351,3 +352,26 @@ def test_histories_that_overrun_the_learned_range_start_earlier_keeping_their_ga
     assert s2[0] == 0 and s2[1] == 90 and s2[2] == 0
     np.testing.assert_array_equal(g2[:6], gap[:6])
     assert g2[6:].sum() <= 100 and np.all(g2[7:] > 0)
+
+
+def test_small_parent_tables_keep_the_shape_of_their_child_counts_coarsened():
+    from synthloop.synthesizers.relational import _coarse_counts, _to_quantiles
+
+    real = np.array([32, 54, 248, 601, 685, 1270, 2545, 4240, 5162, 9757, 11560, 14420, 47060, 59545, 54635, 0.0])
+    q = _coarse_counts(real)
+    assert q == sorted(q) and len(q) == real.size and q[0] == 0 and q[-1] == 60000
+    assert np.all(np.abs(np.array(q) - np.sort(real)) <= 0.05 * np.sort(real) + 0.5)  # two significant digits
+    out = _to_quantiles(np.random.default_rng(1).normal(size=16), q, np.random.default_rng(0))
+    assert sorted(out) == q  # one drawn parent per stored count: the real shape, no exact large count stored
+
+
+def test_training_steps_of_a_table_grow_with_its_rows_up_to_min_steps():
+    from synthloop.synthesizers.relational import MIN_STEPS_FLOOR, RelationalSynthesizer
+
+    rs = RelationalSynthesizer(batch_size=512)
+    steps = []
+    for n in (300, 2000, 8000, 40000, 400000):
+        m = rs._model(0, None, n_rows=n)
+        steps.append(m.epochs * max(1, math.ceil(n * 0.9 / 512)))
+    assert steps[0] == MIN_STEPS_FLOOR and steps == sorted(steps)  # a tiny subset fits in a few hundred steps
+    assert steps[1] < 1000 and steps[3] >= rs.min_steps  # large tables keep at least min_steps (epochs: 24)

@@ -19,7 +19,8 @@ Sampling walks the tables parents first: roots draw `scale x rows` rows; a child
 synthetic parent row, as many rows as the parent's count column says, conditioned on that row (so
 cardinality, including zero children, and parent-child correlations are kept and every foreign key
 points at a generated parent). In a whole unconditioned database the drawn counts keep their rank but
-take the learned count distribution (a quantile table, ends clipped to the privacy_k-th counts), so
+take the learned count distribution (a quantile table, ends clipped to the privacy_k-th counts; for a
+parent table under 100 rows its sorted counts rounded to two significant digits), so
 cardinality holds even where the model is undertrained. The primary parent is the sequence owner, else
 the foreign key with no nulls whose child counts vary most across parent rows; other foreign keys are
 filled by matching the
@@ -51,8 +52,10 @@ MIN_PRIMARY_PARENTS = 30  # a primary parent table needs this many referenced ro
 SMALL_ROOT = 1000  # a root table under this many rows is learned by the Gaussian copula (steadier on few rows)
 MIN_STEPS = 1500  # small tables train for at least this many optimizer steps (at most MAX_EPOCHS epochs)
 MAX_EPOCHS = 400
-MIN_QUANTILE_PARENTS = 100  # a parent table needs this many rows for its children's count marginal to be kept
+MIN_QUANTILE_PARENTS = 100  # from this many parent rows the count marginal is a quantile table with clipped ends
+COUNT_DIGITS = 2  # under that, the sorted counts are kept rounded to this many significant digits (shape, not values)
 MIN_STEPS_FLOOR = 200  # the least optimizer steps of a tiny table (the floor grows with rows up to min_steps)
+STEPS_PER_ROW = 0.25  # a small table's optimizer steps per row (above the floor, up to min_steps): fit time grows with size
 _LEARNED = (ColumnKind.NUMERICAL, ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN, ColumnKind.DATETIME)
 
 
@@ -165,7 +168,7 @@ class RelationalSynthesizer:
             return GaussianCopulaSynthesizer(random_state=seed)
         batches = max(1, math.ceil(n_rows * 0.9 / self.batch_size))
         # the floor of optimizer steps grows with the rows (a 200-row table needs far fewer than 4,000)
-        steps = min(self.min_steps, max(MIN_STEPS_FLOOR, n_rows))
+        steps = min(self.min_steps, max(MIN_STEPS_FLOOR, int(n_rows * STEPS_PER_ROW)))
         epochs = min(max(self.epochs, math.ceil(steps / batches)), max(self.epochs, MAX_EPOCHS))
         return AutoregressiveSynthesizer(epochs=epochs, max_seconds=max_seconds, hidden=self.hidden,
                                          n_bins=self.n_bins, privacy_k=self.privacy_k, batch_size=self.batch_size,
@@ -369,8 +372,9 @@ class RelationalSynthesizer:
         for name in derived_names:
             cols[name] = derived[t][name]
             specs.append(_num_schema(name, derived[t][name], 0 if name.startswith("__n.") else None))
-            if name.startswith("__n.") and len(df) >= MIN_QUANTILE_PARENTS:  # few parents: tails too revealing
-                count_q[name] = _count_quantiles(derived[t][name], self.privacy_k)
+            if name.startswith("__n."):  # few parents: coarsened counts, since clipping k of ~16 erases the shape
+                count_q[name] = (_count_quantiles(derived[t][name], self.privacy_k) if len(df) >= MIN_QUANTILE_PARENTS
+                                 else _coarse_counts(derived[t][name]))
         flat = pd.DataFrame(cols)
         for s in specs:  # categorical specs must list the categories their values take
             if s.kind in (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN):
@@ -1013,6 +1017,19 @@ def _count_quantiles(v: np.ndarray, k: int, size: int = 1000) -> list[float]:
     if k > 0 and v.size > 2 * k:
         q = np.clip(q, v[k - 1], v[-k])
     return [float(x) for x in q]
+
+
+def _coarse_counts(v: np.ndarray, digits: int = COUNT_DIGITS) -> list[float]:
+    """The child counts of a small parent table (under `MIN_QUANTILE_PARENTS` rows), sorted and rounded to
+    `digits` significant digits: a table of 16 carriers has a count distribution that 1,000 quantiles
+    clipped at the k-th counts would flatten (cardinality 0.67), while rounding keeps its shape and
+    stores no parent's exact count above 10**digits."""
+    v = np.sort(np.maximum(np.nan_to_num(np.asarray(v, dtype=float)), 0.0))
+    if v.size == 0:
+        return []
+    mag = np.floor(np.log10(np.maximum(v, 1.0)))
+    step = 10.0 ** np.maximum(mag - (digits - 1), 0)
+    return [float(x) for x in np.round(v / step) * step]
 
 
 def _to_quantiles(x: np.ndarray, q: list[float], rng: np.random.Generator) -> np.ndarray:
