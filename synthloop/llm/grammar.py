@@ -172,6 +172,29 @@ def _string_rule(lo: int, hi: Any, open_quote: bool = True, char: str = "char") 
     return ('"\\"" ' if open_quote else "") + rep + ' "\\""'
 
 
+def _flat_rules(schema: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]] | None:
+    """(properties, grammar rule per property) of a flat object of simple, required values, or None:
+    the shape that prefilling and value-by-value decoding both need."""
+    s = decoding_schema(schema)
+    props = s.get("properties")
+    if s.get("type") != "object" or not isinstance(props, dict) or not props:
+        return None
+    if set(s.get("required", [])) != set(props):
+        return None
+    rules: dict[str, str] = {}
+    for name, p in props.items():
+        r = _value_rule(p) if isinstance(p, dict) else None
+        if r is None:
+            return None
+        rules[name] = r
+    return props, rules
+
+
+def _pinned(p: dict[str, Any]) -> list[Any] | None:
+    """The single allowed value of a property (`const` or a one-value `enum`) as a list, else None."""
+    return [p["const"]] if "const" in p else p.get("enum") if isinstance(p.get("enum"), list) and len(p["enum"]) == 1 else None
+
+
 def prefill_plan(schema: dict[str, Any], start: str = "") -> tuple[str, str] | None:
     """(prefix, grammar of the rest) for `schema`, whose answer begins with the fixed properties
     (a single allowed value) and, when `start` is given, with the first string property's value
@@ -179,24 +202,16 @@ def prefill_plan(schema: dict[str, Any], start: str = "") -> tuple[str, str] | N
     nothing is fixed."""
     import json
 
-    s = decoding_schema(schema)
-    props = s.get("properties")
-    if s.get("type") != "object" or not isinstance(props, dict) or not props:
+    flat = _flat_rules(schema)
+    if flat is None:
         return None
-    if set(s.get("required", [])) != set(props):
-        return None
-    rules = {}
-    for name, p in props.items():
-        r = _value_rule(p) if isinstance(p, dict) else None
-        if r is None:
-            return None
-        rules[name] = r
+    props, rules = flat
     names = list(props)
     prefix = "{"
     k = 0
     for k, name in enumerate(names):  # leading properties with exactly one allowed value
         p = props[name]
-        one = [p["const"]] if "const" in p else p.get("enum") if isinstance(p.get("enum"), list) and len(p["enum"]) == 1 else None
+        one = _pinned(p)
         if one is None:
             break
         prefix += ("" if k == 0 else ", ") + json.dumps(name) + ": " + json.dumps(one[0], ensure_ascii=False)
@@ -271,18 +286,10 @@ def segment_plan(schema: dict[str, Any], start: str = "") -> tuple[str, list[Seg
     the prefix holds the leading pinned values and `start`), or None."""
     import json
 
-    s = decoding_schema(schema)
-    props = s.get("properties")
-    if s.get("type") != "object" or not isinstance(props, dict) or not props:
+    flat = _flat_rules(schema)
+    if flat is None:
         return None
-    if set(s.get("required", [])) != set(props):
-        return None
-    rules: dict[str, str] = {}
-    for name, p in props.items():
-        r = _value_rule(p) if isinstance(p, dict) else None
-        if r is None:
-            return None
-        rules[name] = r
+    props, rules = flat
     names = list(props)
     chars = sorted({"char"} | {_char_name(p) for p in props.values() if isinstance(p, dict) and p.get("type") == "string"})
     tail = "\nspace ::= \" \"?\n" + "\n".join(_char_rule(c) for c in chars) + "\n"
@@ -292,7 +299,7 @@ def segment_plan(schema: dict[str, Any], start: str = "") -> tuple[str, list[Seg
     for j, name in enumerate(names):
         p = props[name]
         lit += ("" if j == 0 else ", ") + json.dumps(name) + ": "
-        one = [p["const"]] if "const" in p else p.get("enum") if isinstance(p.get("enum"), list) and len(p["enum"]) == 1 else None
+        one = _pinned(p)
         if one is not None:
             lit += json.dumps(one[0], ensure_ascii=False)
             continue
