@@ -122,7 +122,7 @@ def bench_generate(rows: int) -> dict:
             **ratios(times["local"], times["ray_1"], times["ray_2"])}
 
 
-def bench_fit(train_rows: int | None, epochs: int) -> dict:
+def bench_fit(train_rows: int | None, epochs: int, batch: str = "both") -> dict:
     from synthloop.evaluate.headline import evaluate_tables
     from synthloop.runners import RayRunner
     from synthloop.runners.training import fit_distributed
@@ -131,7 +131,14 @@ def bench_fit(train_rows: int | None, epochs: int) -> dict:
     real = pd.read_csv(ADULT).sample(frac=1.0, random_state=0).reset_index(drop=True)
     train = real if train_rows is None else real.iloc[:train_rows]
     times, quality, cpu, timings = {}, {}, {}, {}
-    for name, runner in [("local", None), ("ray_1", RayRunner(workers=1)), ("ray_2", RayRunner(workers=2))]:
+    # 2 workers with the local batch split between them ("global": the local fit's steps) and/or with
+    # a whole batch each ("per_worker": RayRunner(train_batch="per_worker")); 1 worker is the same either way
+    runs = [("local", None), ("ray_1", RayRunner(workers=1))]
+    if batch in ("global", "both"):
+        runs.append(("ray_2", RayRunner(workers=2)))
+    if batch in ("per_worker", "both"):
+        runs.append(("ray_2_per_worker", RayRunner(workers=2, train_batch="per_worker")))
+    for name, runner in runs:
         # one torch thread per process everywhere: a Ray Train worker runs one (OMP/MKL too), so the
         # local fit and 1 worker compare like with like, and 2 workers use the 2 cores
         synth = AutoregressiveSynthesizer(epochs=epochs, random_state=0, patience=epochs, n_threads=1)
@@ -150,23 +157,26 @@ def bench_fit(train_rows: int | None, epochs: int) -> dict:
         quality[name] = round(evaluate_tables(real, synth.sample(10_000, seed=1), None, synth.schema_)["quality_score"], 4)
     n = len(train)
     samples = (n - round(n * 0.1)) * epochs  # the validation tenth is not trained on
-    fixed = {k: round(times[k] - timings[k]["epochs"], 2) for k in ("ray_1", "ray_2")}
+    twos = [k for k in ("ray_2", "ray_2_per_worker") if k in times]
+    rays = ["ray_1", *twos]
+    main2 = "ray_2_per_worker" if "ray_2_per_worker" in times else "ray_2"
+    fixed = {k: round(times[k] - timings[k]["epochs"], 2) for k in rays}
     return {"case": "fit", "dataset": "adult", "model": "autoregressive", "train_rows": n, "epochs": epochs,
-            "batch_size": 512, "torch_threads_per_process": 1,
+            "batch_size": 512, "torch_threads_per_process": 1, "ratios_use": main2,
             "seconds": {k: round(v, 2) for k, v in times.items()},
             "samples_per_s": {k: round(samples / v) for k, v in times.items()},
             "samples_per_s_per_worker": {"local": round(samples / times["local"]), "ray_1": round(samples / times["ray_1"]),
-                                         "ray_2": round(samples / times["ray_2"] / 2)},
-            "epoch_seconds": {"local": timings["local"]["epochs"], "ray_1": timings["ray_1"]["epochs"],
-                              "ray_2": timings["ray_2"]["epochs"]},
-            "ray_fixed_seconds": fixed, "ray_phases": {k: timings[k] for k in ("ray_1", "ray_2")},
+                                         **{k: round(samples / times[k] / 2) for k in twos}},
+            "epoch_seconds": {k: timings[k]["epochs"] for k in ["local", *rays]},
+            "ray_fixed_seconds": fixed, "ray_phases": {k: timings[k] for k in rays},
             # CPU seconds of the training epochs (local: the whole fit) summed over processes: the work,
             # which other jobs' load inflates far less than wall seconds
-            "cpu_seconds": cpu, "cpu_efficiency_1_to_2": round(cpu["ray_1"] / cpu["ray_2"], 4),
-            "epochs_scaling_efficiency_1_to_2": round(timings["ray_1"]["epochs"] / (2 * timings["ray_2"]["epochs"]), 4),
-            "quality": quality, "quality_gap_vs_local": {k: round(abs(quality[k] - quality["local"]), 4) for k in ("ray_1", "ray_2")},
-            "quality_within_0.01": all(abs(quality[k] - quality["local"]) <= 0.01 for k in ("ray_1", "ray_2")),
-            **ratios(times["local"], times["ray_1"], times["ray_2"])}
+            "cpu_seconds": cpu, "cpu_efficiency_1_to_2": {k: round(cpu["ray_1"] / cpu[k], 4) for k in twos},
+            "epochs_scaling_efficiency_1_to_2": {k: round(timings["ray_1"]["epochs"] / (2 * timings[k]["epochs"]), 4) for k in twos},
+            "scaling_efficiency_1_to_2_by_train_batch": {k: round(times["ray_1"] / (2 * times[k]), 4) for k in twos},
+            "quality": quality, "quality_gap_vs_local": {k: round(abs(quality[k] - quality["local"]), 4) for k in rays},
+            "quality_within_0.01": all(abs(quality[k] - quality["local"]) <= 0.01 for k in rays),
+            **ratios(times["local"], times["ray_1"], times[main2])}
 
 
 def capacity(rows: list[dict]) -> dict:
@@ -190,6 +200,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=40, help="fit epochs on the whole of Adult (default 40: a local fit "
                     "of ~3 minutes on a quiet core, so Ray Train's fixed start-up is amortised as on real tables)")
     ap.add_argument("--cases", default="sample,generate,fit")
+    ap.add_argument("--fit-batch", choices=("global", "per_worker", "both"), default="both",
+                    help="2-worker fit with the local batch split (global), a whole batch per worker, or both")
     ap.add_argument("--tag", default=None, help="a label added to every row (e.g. session2)")
     args = ap.parse_args()
     rows = args.rows or (1_000_000 if args.quick else 20_000_000)
@@ -213,7 +225,7 @@ def main() -> None:
                 elif case == "generate":
                     row = bench_generate(llm_rows)
                 elif case == "fit":
-                    row = bench_fit(train_rows, epochs)
+                    row = bench_fit(train_rows, epochs, args.fit_batch)
                 else:
                     raise SystemExit(f"unknown case {case}")
                 row.update(quick=args.quick, ray=ray.__version__, conditions=cond, **({"tag": args.tag} if args.tag else {}),

@@ -231,8 +231,9 @@ def test_copula_correlation_by_map_reduce_on_ray_equals_the_local_fit(cluster, s
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("cache_bytes", [None, 0], ids=["shares-in-memory", "streamed-from-ray-data"])
-def test_ray_train_fit_scores_within_a_hundredth_of_a_local_fit(cluster, shared_data, tmp_path, cache_bytes):
+@pytest.mark.parametrize("cache_bytes,train_batch", [(None, "global"), (0, "global"), (None, "per_worker")],
+                         ids=["shares-in-memory", "streamed-from-ray-data", "a-whole-batch-per-worker"])
+def test_ray_train_fit_scores_within_a_hundredth_of_a_local_fit(cluster, shared_data, tmp_path, cache_bytes, train_batch):
     from synthloop.evaluate.headline import evaluate_tables
     from synthloop.runners import RayRunner
     from synthloop.runners.training import fit_distributed
@@ -240,11 +241,15 @@ def test_ray_train_fit_scores_within_a_hundredth_of_a_local_fit(cluster, shared_
     from synthloop.synthesizers.autoregressive import AutoregressiveSynthesizer
 
     df = pd.read_csv(shared_data / "adult" / "adult.csv.gz", nrows=3000)
-    local = AutoregressiveSynthesizer(epochs=6, random_state=0).fit(df)
-    spread = fit_distributed(AutoregressiveSynthesizer(epochs=6, random_state=0), df, RayRunner(workers=2),
-                             cache_bytes=cache_bytes)
+    # a whole batch per worker halves the optimizer steps of an epoch: it needs the epochs to converge
+    epochs = 6 if train_batch == "global" else 16
+    local = AutoregressiveSynthesizer(epochs=epochs, random_state=0).fit(df)
+    spread = fit_distributed(AutoregressiveSynthesizer(epochs=epochs, random_state=0), df,
+                             RayRunner(workers=2, train_batch=train_batch), cache_bytes=cache_bytes)
     assert spread.train_workers_ == 2 and len(spread.history_) >= 1
     phases = spread.train_timings_
+    assert phases["train_batch"] == train_batch
+    assert phases["batch_per_worker"] == (512 if train_batch == "per_worker" else 256)  # the local batch is 512
     assert phases["cached_shard"] is (cache_bytes is None)  # 0: every epoch streams its share from Ray Data
     assert phases["worker_threads"] == 1 and phases["omp_num_threads"] == "1"  # one core per worker, no more
     spread.save(tmp_path / "ray.npz")
@@ -252,6 +257,16 @@ def test_ray_train_fit_scores_within_a_hundredth_of_a_local_fit(cluster, shared_
     assert type(again) is type(local)
     q = [evaluate_tables(df, m.sample(3000, seed=1), None, local.schema_)["quality_score"] for m in (local, again)]
     assert abs(q[0] - q[1]) <= 0.01, q
+
+
+def test_an_unknown_train_batch_is_one_error_before_any_worker_starts(cluster, shared_data):
+    from synthloop.runners import RayRunner, RunnerError
+    from synthloop.runners.training import fit_distributed
+    from synthloop.synthesizers.autoregressive import AutoregressiveSynthesizer
+
+    df = pd.read_csv(shared_data / "adult" / "adult.csv.gz", nrows=300)
+    with pytest.raises(RunnerError, match="train_batch must be 'global' or 'per_worker', not 'half'"):
+        fit_distributed(AutoregressiveSynthesizer(epochs=1), df, RayRunner(workers=2, train_batch="half"))
 
 
 def test_more_training_workers_than_cluster_cpus_is_one_error_not_a_hang(cluster, shared_data):

@@ -40,14 +40,22 @@ class RayRunner(Runner):
     """Run on Ray. `address=None` joins the Ray instance this process already uses, else starts a
     local one (or joins `$RAY_ADDRESS`); `address="auto"` or `"ray://host:10001"` / `"host:6379"` joins
     an existing cluster. `workers` caps parallel tasks (default: the cluster's CPUs). A Ray instance
-    this runner started itself is shut down by `close()`."""
+    this runner started itself is shut down by `close()`.
+
+    `train_batch` decides how a Ray Train fit splits the batch: "global" (default) keeps the local
+    fit's batch, divided between the workers, so each step is the local fit's step; "per_worker" gives
+    every worker the whole batch (the global batch grows with the workers, the learning rate by
+    sqrt(workers)): fewer, larger steps and fewer optimizer updates per worker, which is what scales
+    when the per-step cost (optimizer, all-reduce) is a large share of a small model's step."""
 
     name = "ray"
     distributed = True
 
     def __init__(self, address: str | None = None, workers: int | None = None, cpus_per_task: float = 1.0,
-                 max_retries: int = 3, init_kwargs: dict[str, Any] | None = None) -> None:
+                 max_retries: int = 3, init_kwargs: dict[str, Any] | None = None,
+                 train_batch: str = "global") -> None:
         self.address = address
+        self.train_batch = train_batch
         self.workers_ = workers
         self.cpus_per_task = cpus_per_task
         self.max_retries = max_retries

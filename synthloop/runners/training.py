@@ -103,6 +103,9 @@ def _train_on_ray(synth: Any, runner: Runner, n_workers: int, tokens: np.ndarray
 
     t_begin = time.time()
     runner.check_fits(n_workers, getattr(runner, "cpus_per_task", 1), "fit")  # type: ignore[attr-defined]
+    mode = getattr(runner, "train_batch", "global")
+    if mode not in ("global", "per_worker"):
+        raise RunnerError(f"train_batch must be 'global' or 'per_worker', not {mode!r}")
     n = tokens.shape[0]
     perm = torch.randperm(n, generator=gen).numpy()  # the same split as a local fit
     n_val = int(round(n * synth.validation_share)) if n >= 50 else 0
@@ -124,13 +127,18 @@ def _train_on_ray(synth: Any, runner: Runner, n_workers: int, tokens: np.ndarray
             datasets["val"] = ray.data.from_numpy(val_tokens)
     net = synth.net_
     threads = int(synth.n_threads or getattr(runner, "cpus_per_task", 1) or 1)
+    local_batch = min(synth.batch_size, synth._mask_rows())
+    # "global": the local step split between workers; "per_worker": each worker takes a whole local
+    # batch, and the learning rate grows with the square root of the global batch (Adam's usual rule)
+    batch = max(1, local_batch // n_workers) if mode == "global" else max(1, local_batch)
+    lr_factor = 1.0 if mode == "global" else math.sqrt(n_workers)
     config = {
         "net_args": (synth.vocab_, synth.emb_dim, synth.hidden, synth.n_layers, synth.dropout, synth.ordinal_,
                      synth.input_rank_),
         "init": {k: v.detach().cpu().numpy() for k, v in net.state_dict().items()},
         "slot_col": synth._slot_col, "slot_part": synth._slot_part, "n_columns": len(synth.columns_),
-        "fixed_order_share": synth.fixed_order_share, "lr": synth.learning_rate, "wd": synth.weight_decay,
-        "batch_size": max(1, min(synth.batch_size, synth._mask_rows()) // n_workers), "epochs": synth.epochs,
+        "fixed_order_share": synth.fixed_order_share, "lr": synth.learning_rate * lr_factor, "wd": synth.weight_decay,
+        "batch_size": batch, "train_batch": mode, "epochs": synth.epochs,
         "patience": synth.patience, "cosine": math.isfinite(budget) or synth.lr_schedule == "cosine",
         "budget": budget, "start_wall": time.time() - (time.monotonic() - start),
         "rows_per_rank": rows_per_rank, "cache": cache, "shares": shares,
@@ -174,6 +182,7 @@ def _train_on_ray(synth: Any, runner: Runner, n_workers: int, tokens: np.ndarray
         "total": round(time.time() - t_begin, 3),
         "cpu_seconds_epochs": w.get("cpu_epochs"), "cached_shard": bool(config["cache"]), "token_dtype": str(dtype),
         "worker_threads": w.get("threads"), "omp_num_threads": w.get("omp"),
+        "train_batch": config["train_batch"], "batch_per_worker": config["batch_size"],
     }
 
 
