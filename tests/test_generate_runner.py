@@ -95,9 +95,19 @@ def test_invalid_answers_are_repaired_with_the_errors_in_the_prompt(tmp_path: Pa
     assert res.summary["validity"]["repairs"] == 12 and res.summary["validity"]["valid_first_try"] < 1
 
 
+def test_a_failed_row_is_written_again_with_fresh_seeds_keeping_its_planned_values(tmp_path: Path) -> None:
+    be = Scripted(mangle=lambda r, o: "I cannot do that" if "desc" in o and r.seed % 3 == 0 else o)
+    res = gen(be, tmp_path).generate()
+    clean = gen(Scripted(), tmp_path / "clean").generate()
+    assert res.failed == [] and len(res.data) == 12 and res.summary["failed_rows_retried"] >= 1
+    # the retried rows keep their sampled values, so the planned shares hold exactly
+    pd.testing.assert_series_equal(res.data["type"], clean.data["type"])
+    pd.testing.assert_series_equal(res.data["amount"], clean.data["amount"])
+
+
 def test_rows_that_stay_invalid_are_reported_not_kept(tmp_path: Path) -> None:
     be = Scripted(mangle=lambda r, o: "I cannot do that" if "desc" in o and r.seed % 3 == 0 else o)
-    res = gen(be, tmp_path).generate(out=tmp_path / "o.csv")
+    res = gen(be, tmp_path, SPEC.replace("seed: 3\n", "seed: 3\nllm: {row_retries: 0}\n")).generate(out=tmp_path / "o.csv")
     failed_rows = {f["row"] for f in res.failed}
     assert res.failed and all(f["column"] == "desc" and "no JSON object" in f["error"] for f in res.failed)
     assert len(res.data) == 12 - len(failed_rows)

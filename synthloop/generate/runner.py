@@ -784,12 +784,11 @@ class PromptedGenerator:
 
     def _retry_failed(self, plan: Plan, journal: Journal | None, done: dict[int, dict[str, Any]],
                       progress: "_Progress") -> int:
-        """Mixed specs: a row whose text failed is tried again with fresh seeds (bounded), since leaving
-        it out would change the learned columns' distribution (rare values fail more often)."""
-        if not self.spec.learned_columns:
-            return 0
+        """A row that failed every attempt is tried again with fresh seeds (`llm.row_retries` rounds),
+        keeping its planned values: leaving it out would miss the requested row count and the quotas,
+        and in mixed specs change the learned columns' distribution (rare values fail more often)."""
         tried = 0
-        for r in range(self.spec.text_privacy.max_rounds):
+        for r in range(self.spec.llm.row_retries):
             failed = sorted(i for i, rec in done.items() if rec["status"] != "ok")
             if not failed:
                 break

@@ -337,6 +337,8 @@ class LLMSettings(_Strict):
     threads: int | None = Field(None, ge=1, description="embedded: llama.cpp CPU threads (default half the cores, "
                                 "at most 4); --threads on the command line")
     constrained: bool = Field(True, description="JSON-schema constrained decoding where the backend allows it")
+    row_retries: int = Field(2, ge=0, le=10, description="rounds in which a row that failed every attempt is written "
+                             "again with fresh seeds (its sampled values and quota slot kept), so -n N gives N rows")
     response_format: Literal["json_schema", "json_object"] = "json_schema"
     system: str = DEFAULT_SYSTEM
     finetune: FineTune | None = Field(None, description="backend finetuned: LoRA training settings")
