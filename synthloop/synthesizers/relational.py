@@ -59,6 +59,16 @@ STEPS_PER_ROW = 0.25  # a small table's optimizer steps per row (above the floor
 _LEARNED = (ColumnKind.NUMERICAL, ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN, ColumnKind.DATETIME)
 
 
+def _parents_by_counts(parent: pd.DataFrame, count_col: str, k: int, rng: np.random.Generator) -> pd.DataFrame:
+    """`k` rows of `parent` drawn in proportion to their learned child counts (uniformly when all are
+    zero), each now holding one child: the parents of `k` children drawn on their own."""
+    w = np.maximum(np.nan_to_num(pd.to_numeric(parent[count_col], errors="coerce").to_numpy(float)), 0)
+    idx = rng.choice(len(parent), size=k, p=w / w.sum() if w.sum() > 0 else None)
+    chosen = parent.iloc[idx].reset_index(drop=True).copy()
+    chosen[count_col] = 1
+    return chosen
+
+
 def _count_col(child: str, fk: str) -> str:
     return f"__n.{child}.{fk}"
 
@@ -488,12 +498,7 @@ class RelationalSynthesizer:
         for a in reversed(chain):
             out[a] = self._sample_table(a, out, rng, 1.0, None, only_primary=True)
         if plan.primary is not None:
-            parent = out[plan.primary["parent"]]
-            cc = _count_col(table, plan.primary["child_key"])
-            w = np.maximum(np.nan_to_num(pd.to_numeric(parent[cc], errors="coerce").to_numpy(float)), 0)
-            idx = rng.choice(len(parent), size=n, p=w / w.sum() if w.sum() > 0 else None)
-            chosen = parent.iloc[idx].reset_index(drop=True).copy()
-            chosen[cc] = 1
+            chosen = _parents_by_counts(out[plan.primary["parent"]], _count_col(table, plan.primary["child_key"]), n, rng)
             df = self._sample_table(table, {**out, plan.primary["parent"]: chosen}, rng, 1.0, cond or None,
                                     only_primary=True)
         else:
@@ -513,12 +518,7 @@ class RelationalSynthesizer:
         t = rel["parent"]
         plan = self.plans_[t]
         if plan.primary is not None and plan.primary["parent"] in out and len(out[plan.primary["parent"]]):
-            gp = out[plan.primary["parent"]]
-            cc = _count_col(t, plan.primary["child_key"])
-            w = np.maximum(np.nan_to_num(pd.to_numeric(gp[cc], errors="coerce").to_numpy(float)), 0)
-            idx = rng.choice(len(gp), size=k, p=w / w.sum() if w.sum() > 0 else None)
-            chosen = gp.iloc[idx].reset_index(drop=True).copy()
-            chosen[cc] = 1
+            chosen = _parents_by_counts(out[plan.primary["parent"]], _count_col(t, plan.primary["child_key"]), k, rng)
             new = self._sample_table(t, {**out, plan.primary["parent"]: chosen}, rng, 1.0, None, only_primary=True)
         else:
             new = self._sample_table(t, {}, rng, k / max(self.n_rows_[t], 1), None, only_primary=True).head(k)
