@@ -92,21 +92,29 @@ def test_text_keys_and_orphans_are_proposed_with_on_orphans_null():
     assert rels["dest"].on_orphans == "null"
 
 
-@pytest.mark.parametrize("case,message", [
-    ("duplicate_key", "table 'users' column 'user_id': primary key is not unique"),
-    ("orphans", "table 'orders' column 'user_id': 3 of"),
-    ("cycle", "relationships users -> orders -> users: the relationships form a cycle"),
-])
-def test_bad_metadata_is_one_line_naming_table_and_column(db, case, message):
+def _broken(db, case):
+    """A copy of the shop database and its metadata, broken the way `case` names."""
     db = {k: v.copy() for k, v in db.items()}
     meta = shop_metadata(db)
     if case == "duplicate_key":
         db["users"].loc[1, "user_id"] = 1
     elif case == "orphans":
         db["orders"].loc[:2, "user_id"] = 99_999
-    else:
+    elif case == "cycle":
         meta.relationships.append(meta.relationships[0].model_copy(
             update={"parent": "orders", "parent_key": "order_id", "child": "users", "child_key": "age"}))
+    elif case == "no_table":
+        meta.relationships[0].parent = "buyers"
+    return db, meta
+
+
+@pytest.mark.parametrize("case,message", [
+    ("duplicate_key", "table 'users' column 'user_id': primary key is not unique"),
+    ("orphans", "table 'orders' column 'user_id': 3 of"),
+    ("cycle", "relationships users -> orders -> users: the relationships form a cycle"),
+])
+def test_bad_metadata_is_one_line_naming_table_and_column(db, case, message):
+    db, meta = _broken(db, case)
     with pytest.raises(MetadataError, match=message):
         meta.validate(db)
 
@@ -267,17 +275,7 @@ def test_cli_fits_samples_and_evaluates_a_folder(db, tmp_path):
     ("no_table", "no table 'buyers'"),
 ])
 def test_cli_refuses_bad_metadata_in_one_line_and_writes_nothing(db, tmp_path, case, message):
-    db = {k: v.copy() for k, v in db.items()}
-    meta = shop_metadata(db)
-    if case == "duplicate_key":
-        db["users"].loc[1, "user_id"] = 1
-    elif case == "orphans":
-        db["orders"].loc[:2, "user_id"] = 99_999
-    elif case == "cycle":
-        meta.relationships.append(meta.relationships[0].model_copy(
-            update={"parent": "orders", "parent_key": "order_id", "child": "users", "child_key": "age"}))
-    else:
-        meta.relationships[0].parent = "buyers"
+    db, meta = _broken(db, case)
     real = _write(db, tmp_path / "real")
     (tmp_path / "meta.yaml").write_text(meta.model_dump_json() if case in ("cycle", "no_table") else meta.to_yaml())
     r = run_cli("fit", str(real), "--metadata", str(tmp_path / "meta.yaml"), "-o", str(tmp_path / "m.npz"))
