@@ -115,7 +115,7 @@ def test_context_reuse_gives_the_same_rows_as_fresh_contexts(tmp_path: Path) -> 
             self.llm.reset()  # forget the evaluated prefix: every prompt evaluated in full
             return super().complete_one(request)
 
-    b = PromptedGenerator(loads_spec(REUSE_SPEC), backend=Fresh(threads=1, contexts=False), cache_dir=False).generate().data
+    b = PromptedGenerator(loads_spec(REUSE_SPEC), backend=Fresh(threads=1, contexts=False, snapshots=0), cache_dir=False).generate().data
     assert a.equals(b), (a.to_dict("records"), b.to_dict("records"))
 
 
