@@ -6,10 +6,8 @@ from synthloop.llm.embedded import _lookup_draft
 
 
 def test_the_longest_ngram_match_wins_over_a_later_shorter_one() -> None:
-    #          0  1  2  3  4  5  6  7  8  9  10
-    ctx = [1, 2, 3, 9, 9, 7, 3, 5, 5, 1, 2, 3]
-    # the trigram (1, 2, 3) occurred at 0 and is followed by 9, 9, 7; the later bigram (2, 3)... is the same
-    # match; a lone 3 (at 6, followed by 5) must not win over it
+    ctx = [1, 2, 3, 9, 9, 7, 4, 2, 3, 5, 5, 1, 2, 3]
+    # the bigram (2, 3) last occurred at 7 (followed by 5, 5), but the trigram (1, 2, 3) at 0 is longer
     assert _lookup_draft(ctx, 3) == [9, 9, 7]
 
 
