@@ -562,17 +562,20 @@ def _sample_value(llm: Any, seg: Segment, grammar: Any, request: LLMRequest, bud
                 else:
                     tok = full.sample(llm._ctx, idx)
                     resamples += 1
+                why = ""
                 if llama_cpp.llama_vocab_is_eog(vocab, tok):  # allowed only where the grammar is complete
-                    _keep_tokens(llm, base + j + 1) if batch else None
-                    return out, "stop", resamples
-                check.accept(tok)
-                out.append(tok)
-                if seg.kind != "rest" and value_done(seg, llm.detokenize(out, prev_tokens=held).decode("utf-8", errors="ignore")):
-                    _keep_tokens(llm, base + j + 1) if batch else None
-                    return out, "done", resamples
-                if len(out) >= budget:
-                    _keep_tokens(llm, base + j + 1) if batch else None
-                    return out, "length", resamples
+                    why = "stop"
+                else:
+                    check.accept(tok)
+                    out.append(tok)
+                    if seg.kind != "rest" and value_done(seg, llm.detokenize(out, prev_tokens=held).decode("utf-8", errors="ignore")):
+                        why = "done"
+                    elif len(out) >= budget:
+                        why = "length"
+                if why:
+                    if batch:  # the context keeps the pass's tokens up to this position
+                        _keep_tokens(llm, base + j + 1)
+                    return out, why, resamples
                 if j + 1 >= len(batch) or batch[j + 1] != tok:
                     break  # the guess after this position was wrong (or there was none): a new pass
                 counts["draft_accepted"] = counts.get("draft_accepted", 0) + 1
