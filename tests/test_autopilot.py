@@ -204,6 +204,11 @@ def test_cross_validation_scores_every_real_row_once_on_seeded_stratified_folds(
     noisy = judge.cross_validate(lambda k, train: train.assign(y=np.random.default_rng(k).permutation(train["y"].to_numpy())))
     gain, se = Judge.gain(noisy, a)
     assert gain < -0.1 and se > 0  # shuffled labels cost, and the cost has a paired error
+    d = np.subtract(noisy["cv_folds"], a["cv_folds"])
+    assert se >= d.std(ddof=1) / np.sqrt(3) - 1e-12  # folds whose draws disagree widen the error
+    steady = {"score": 0.6, "boot": np.full(50, 0.6) + np.linspace(0, 0.01, 50), "cv_folds": [0.5, 0.6, 0.7]}
+    lucky = {"score": 0.7, "boot": steady["boot"] + 0.1, "cv_folds": [0.5, 0.6, 1.0]}
+    assert Judge.gain(lucky, steady)[1] == pytest.approx(np.std([0, 0, 0.3], ddof=1) / np.sqrt(3))  # one fold's luck
     with pytest.raises(SynthloopError, match="cv: cross-validation"):
         parse_targets({"objective": {"target": "y", "cv": 3, "command": "judge {train}"}}, "t")
 

@@ -605,7 +605,10 @@ class Autopilot:
                 data, _ = self.generate(plan, seed=self.targets.seed + best["number"])
             result.data = data
             result.training = training_table(self.objective, self.split.train, data, plan.synthetic_share)
-        result.gaps = self._gap_report(result.training)
+        training = result.training
+        if self.cv and result.data is not None:  # the slices' "after" is read on the validation rows: keep them out
+            training = training_table(self.objective, self.split.train, result.data, plan.synthetic_share)
+        result.gaps = self._gap_report(training)
         return result
 
     def _gap_report(self, training: pd.DataFrame | None) -> dict[str, Any]:

@@ -235,6 +235,7 @@ class Judge:
             sizes.append(len(training))
         out = self.score_predictions(pred, rows_train=int(round(np.mean(sizes))))
         out["cv"] = len(self.cv_folds)
+        out["cv_folds"] = [metric_value(self.objective, self.y[idx], pred[idx]) for idx in self.cv_folds]
         return out
 
     def predict(self, train: pd.DataFrame, rows: pd.DataFrame | None = None) -> np.ndarray:
@@ -332,7 +333,10 @@ class Judge:
     @staticmethod
     def gain(score: dict[str, Any], baseline: dict[str, Any], maximize: bool = True) -> tuple[float, float]:
         """(gain, its standard error) of `score` over `baseline`, paired over the same bootstrap
-        resamples (a gain that only some resamples show has a large error)."""
+        resamples (a gain that only some resamples show has a large error). Cross-validated figures
+        also pair per fold: each fold has its own model and synthetic draw, which the bootstrap of
+        the scored rows does not see, so the error is the larger of the two (a gain that only some
+        folds' draws show has a large error too)."""
         a, b = np.asarray(score.get("boot", [])), np.asarray(baseline.get("boot", []))
         sign = 1.0 if maximize else -1.0
         g = sign * (score["score"] - baseline["score"])
@@ -340,7 +344,14 @@ class Judge:
             return float(g), 0.0
         d = sign * (a - b)
         d = d[np.isfinite(d)]
-        return float(g), float(d.std(ddof=1)) if d.size > 1 else 0.0
+        se = float(d.std(ddof=1)) if d.size > 1 else 0.0
+        fa, fb = np.asarray(score.get("cv_folds", []), float), np.asarray(baseline.get("cv_folds", []), float)
+        if fa.size > 1 and fa.shape == fb.shape:
+            df = sign * (fa - fb)
+            df = df[np.isfinite(df)]
+            if df.size > 1:
+                se = max(se, float(df.std(ddof=1) / np.sqrt(df.size)))
+        return float(g), se
 
     def _command_score(self, train: pd.DataFrame) -> dict[str, Any]:
         """Run the user's command on a training file and the validation file; it prints one number."""
