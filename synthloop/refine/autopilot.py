@@ -257,10 +257,13 @@ class Autopilot:
                 synth.fit(train, self.split.schema)
             else:  # a mixed spec writes the other columns
                 synth.fit(train[self.fit_columns])
-            keep = 4 if not self.cv else 2 * (len(self.cv_judge.cv_folds) + 1)  # a few models for trials that only resample
+            # a few fitted models stay for trials that only resample (cv: each setting's fold models, and
+            # the rare-class ones); the least recently used goes first
+            keep = 4 if not self.cv else 4 * (len(self.cv_judge.cv_folds) + 1)
             while len(self._fitted) >= keep:
                 self._fitted.pop(next(iter(self._fitted)))
             self._fitted[key] = synth
+        self._fitted[key] = self._fitted.pop(key)  # most recently used last
         return self._fitted[key]
 
     def _is_fitted(self, plan: TrialPlan) -> bool:
