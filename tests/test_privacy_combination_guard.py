@@ -95,3 +95,16 @@ def test_wide_tables_fall_back_to_pairs_then_to_a_seeded_choice():
     assert g._subsets(12).shape == (66, 2)  # C(12, 3) = 220 > 100 >= C(12, 2)
     picked = g._subsets(40)
     assert picked.shape == (100, 3) and np.array_equal(picked, CombinationGuard(max_subsets=100)._subsets(40))
+
+
+def test_dates_empty_numbers_and_two_columns_are_guarded_too():
+    rng = np.random.default_rng(4)
+    n = 300
+    df = pd.DataFrame({"when": pd.Timestamp("2020-01-01") + pd.to_timedelta(rng.integers(0, 900, n), unit="D"),
+                       "empty": np.full(n, np.nan), "kind": rng.choice(["a", "b"], n)})
+    model = AutoregressiveSynthesizer(combination_guard=3, **SMALL).fit(df)
+    assert model.guard_ is not None and model.guard_.subsets_.shape[1] in (2, 3)
+    out = model.sample(400, seed=0)
+    assert len(out) == 400 and model.last_guard_["kept_rare"] == 0
+    two = AutoregressiveSynthesizer(combination_guard=3, **SMALL).fit(df[["when", "kind"]])
+    assert two.guard_.subsets_.shape == (1, 2) and len(two.sample(100, seed=0)) == 100

@@ -7,9 +7,10 @@ reproducing *rare combinations* of the training rows: a synthetic row whose thre
 80, a rare occupation, a country) match one training row lets a predicate built from it isolate that
 person. The guard records, at fit time, which cells of every 3-column combination (columns coarsened
 to a few groups) hold at least `k` training rows; at sample time a row that falls into any other cell
-is drawn again (and, after `max_rounds` draws, dropped from the cell by drawing it once more without
-the guard's check being able to fail: see the model). Only cells that at least `k` rows share are
-stored, which is what the release guard (synthloop.transforms.release) allows a model file to hold.
+is drawn again (after `GUARD_ROUNDS` draws of the model it is kept as drawn: conditions that force a
+rare cell are met). Only cells that at least `k` rows share are stored, which is what the release
+guard (synthloop.transforms.release) allows a model file to hold. It costs fidelity (Adult: SDMetrics
+quality 0.987 -> 0.953 for singling out 0.026 -> 0.009), so the autoregressive model has it opt-in.
 
 Coarse groups: a category token is its own group (rare categories are already one token); a number's
 or date's value tokens are grouped by their training share in value order, with narrow groups at the

@@ -18,6 +18,8 @@ rows beyond each, so no outlier is reproduced, and every stored bin or position 
 by at least k rows or a round cut between two values, so the model file holds no exact rare value;
 early stopping on a validation split keeps the model from memorizing rows. Set `privacy_k=0` to
 switch the guard off (the model file then holds exact values and must be handled like the data).
+`combination_guard=3` (opt-in) also redraws rows whose 3-column combination of coarse values fewer than
+k training rows share (synthloop.synthesizers._combguard): lower singling-out risk, at a fidelity cost.
 """
 from __future__ import annotations
 
