@@ -220,6 +220,7 @@ def main() -> None:
     ap.add_argument("--fit-batch", choices=("global", "per_worker", "both"), default="both",
                     help="2-worker fit with the local batch split (global), a whole batch per worker, or both")
     ap.add_argument("--tag", default=None, help="a label added to every row (e.g. session2)")
+    ap.add_argument("--session", type=int, default=None, help="a session number added to every row")
     args = ap.parse_args()
     rows = args.rows or (1_000_000 if args.quick else 20_000_000)
     shard_rows = 250_000 if args.quick else 1_000_000
@@ -246,12 +247,14 @@ def main() -> None:
                 else:
                     raise SystemExit(f"unknown case {case}")
                 row.update(quick=args.quick, ray=ray.__version__, conditions=cond, **({"tag": args.tag} if args.tag else {}),
+                           **({"session": args.session} if args.session is not None else {}),
                            loadavg_1m_after=round(os.getloadavg()[0], 2),
                            bench_seconds=round(time.perf_counter() - t0, 1))
                 emit(row)
                 done.append(row)
         if done:
-            emit({**capacity(done), "quick": args.quick, "conditions": cond, **({"tag": args.tag} if args.tag else {})})
+            emit({**capacity(done), "quick": args.quick, "conditions": cond, **({"tag": args.tag} if args.tag else {}),
+                  **({"session": args.session} if args.session is not None else {})})
     finally:
         ray.shutdown()
 
