@@ -2,7 +2,8 @@
 
 One command: `python benchmarks/bench_ray.py [--quick]` (full: 20 million Adult rows, 24 LLM rows,
 a 40-epoch fit: about 15 minutes on a quiet 2-core machine; --quick: 1 million rows, 6 LLM rows, 2
-epochs on 5,000 rows, a check in a few minutes). Prints one JSON line per case:
+epochs on 5,000 rows, a check in a few minutes; `--cases fit` alone: about 9-10 minutes quiet).
+Prints one JSON line per case:
 
 1. `sample`: a Gaussian copula fitted on Adult (48,842 rows, seed 0) draws N rows into a partitioned
    Parquet dataset (shards of 1,000,000 rows, seed 7): locally (LocalRunner, this process), then on
@@ -17,6 +18,9 @@ epochs on 5,000 rows, a check in a few minutes). Prints one JSON line per case:
    seconds, the fixed part of a Ray fit (start-up, shard read, hand-back: `ray_phases`), the CPU
    seconds of the epochs (a load-robust measure of the work), and the quality score of 10,000
    sampled rows against the real table (SDMetrics' definitions), beside the local fit's.
+   `efficiency_1_to_2` gives, per 2-worker mode, the wall figure (the target) and the CPU figure
+   (the work of 1 worker / the work of 2); `cpu_per_step` splits a step's CPU ms into forward,
+   backward, optimizer, the rest of the loop and the workers' other threads (gloo, Ray).
 4. `capacity`: per-worker throughput measured above and what 10 and 100 workers would give at the
    measured 1 -> 2 efficiency (a linear projection; docs/scale.md says where it stops).
 
