@@ -108,3 +108,30 @@ def test_dates_empty_numbers_and_two_columns_are_guarded_too():
     assert len(out) == 400 and model.last_guard_["kept_rare"] == 0
     two = AutoregressiveSynthesizer(combination_guard=3, **SMALL).fit(df[["when", "kind"]])
     assert two.guard_.subsets_.shape == (1, 2) and len(two.sample(100, seed=0)) == 100
+
+
+def test_cli_fit_takes_the_guard_and_refuses_a_bad_order_in_one_line(tmp_path, table):
+    """`fit --combination-guard 3` makes a guarded autoregressive model (even with --model auto); a value
+    other than 2 or 3 is one error line, exit 2, no model file."""
+    import subprocess
+    import sys
+
+    from synthloop.synthesizers import load_synthesizer
+
+    data = tmp_path / "t.csv"
+    table.to_csv(data, index=False)
+    ok = subprocess.run([sys.executable, "-m", "synthloop.cli", "fit", str(data), "--combination-guard", "3",
+                         "--epochs", "2", "-o", str(tmp_path / "m.npz")], capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0, ok.stderr
+    model = load_synthesizer(tmp_path / "m.npz")
+    assert model.name == "autoregressive" and model.combination_guard == 3 and model.guard_ is not None
+    bad = subprocess.run([sys.executable, "-m", "synthloop.cli", "fit", str(data), "--model", "autoregressive",
+                          "--combination-guard", "7", "--epochs", "1", "-o", str(tmp_path / "b.npz")],
+                         capture_output=True, text=True, timeout=300)
+    lines = [ln for ln in bad.stderr.splitlines() if ln.strip()]
+    assert bad.returncode == 2 and len(lines) == 1 and "combination_guard must be 0" in lines[0], bad.stderr
+    assert not (tmp_path / "b.npz").exists()
+    copula = subprocess.run([sys.executable, "-m", "synthloop.cli", "fit", str(data), "--model", "copula",
+                             "--combination-guard", "3", "-o", str(tmp_path / "c.npz")], capture_output=True, text=True,
+                            timeout=300)
+    assert copula.returncode == 2 and "--combination-guard does not apply to the copula model" in copula.stderr

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from synthloop.errors import ModelFileError
+from synthloop.errors import ModelFileError, SynthloopError
 from synthloop.schema import ColumnKind
 from synthloop.synthesizers._combguard import CombinationGuard, nominal_groups, ordinal_groups
 from synthloop.synthesizers._release import ReleaseGuardMixin
@@ -359,6 +359,9 @@ class AutoregressiveSynthesizer(ReleaseGuardMixin, BaseSynthesizer):
 
     # -- fit -------------------------------------------------------------------------------------
     def _fit(self, encoded: dict[str, np.ndarray], rng: np.random.Generator) -> None:
+        if self.combination_guard not in (0, 2, 3, None):
+            raise SynthloopError(f"combination_guard must be 0 (off), 2 or 3 (columns per guarded combination), "
+                                 f"got {self.combination_guard!r}")
         start = time.monotonic()
         budget = float(self.max_seconds) if self.max_seconds else math.inf
         encoded = self._clip_released(encoded)
