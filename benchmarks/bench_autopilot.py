@@ -18,6 +18,9 @@ at the objective's synthetic share (b: 0.5; c: as searched), and are scored on t
 objective's figure (the mean over seeded stratified bootstrap resamples of the rows); `value_pooled`
 is the plain metric on all test rows. Prints one JSON line per case and one summary line per dataset
 with the issue's targets: (c) >= (a) + 0.03 on fraud, (c) >= (b) on both, DCR share of (c) in 0.50 +- 0.03.
+With `objective.cv` (the shipped targets: 5 folds) the search scores trials out of fold over all DATA
+rows and refits on all of them, so (a), (b) and (c) all learn from every DATA row; a's
+`validation_value` is then its own cross-validated figure and c's the best trial's.
 """
 from __future__ import annotations
 
