@@ -264,10 +264,12 @@ class TextGuide:
         return [f"About {t} characters long ({words}no more than {self.band(i)[1]} characters)."]  # type: ignore[index]
 
     def fit_length(self, text: str, i: int) -> str:
-        """`text` cut back into row i's band at a sentence or word boundary when it runs past it (the
-        decoder's cap sits a little above the band, so a text it stopped ends mid-word past the band's
-        end; the cut is made at the boundary nearest the planned length, so lengths are not pushed to the
-        band's top); shorter texts are left as they are, for regeneration."""
+        """`text` cut back towards row i's planned length at a sentence or word boundary when it runs
+        past its band (the decoder's cap sits a little above the band, so a text it stopped ends
+        mid-word). The cut is made at the boundary nearest the planned length within the band, else
+        within +-15% of the plan (a near-exact band seldom has a boundary inside it; the length check
+        then asks for another answer and the closest one is kept); shorter texts are left as they are,
+        for regeneration. Separators left at the end of a cut are dropped."""
         b = self.band(i)
         if b is None:
             return text
@@ -275,14 +277,16 @@ class TextGuide:
         text = text.strip()
         if len(text) <= hi:
             return text
-        head = text[:hi + 1]
-        ends = [m.end() for m in re.finditer(r"[.!?](?=\s|$)", head) if m.end() >= lo]
         t = self.target_length(i) or hi
-        if ends:  # the sentence end nearest the planned length, else the word boundary nearest it
-            return head[:min(ends, key=lambda e: abs(e - t))].strip()
-        spaces = [m.start() for m in re.finditer(r"\s", head) if m.start() >= lo]
-        if spaces:
-            return head[:min(spaces, key=lambda e: abs(e - t))].rstrip(" ,;:-(/&").strip() or text
+        w = max(int(np.ceil(0.15 * t)), 2)
+        head = text[:max(hi, t + w) + 2]
+        sentences = [head[:m.end()] for m in re.finditer(r"[.!?](?=\s|$)", head)]
+        words = [head[:m.start()].rstrip(" ,;:-(/&").strip() for m in re.finditer(r"\s", head)]
+        for clo, chi in ((lo, hi), (min(lo, t - w), max(hi, t + w))):
+            for cuts in (sentences, words):  # the sentence end nearest the plan, else the word boundary
+                inside = [c for c in cuts if clo <= len(c) <= chi]
+                if inside:
+                    return min(inside, key=lambda c: (abs(len(c) - t), -len(c)))
         return text
 
     def length_gap(self, text: str, i: int) -> float:
