@@ -344,6 +344,19 @@ def test_fit_length_cuts_at_a_sentence_or_word_boundary_inside_the_band() -> Non
     assert g.fit_length(sentence, 0) == "A" * (lo - 1) + "." or lo > len("A" * (lo - 1) + ".")
 
 
+def test_fit_length_with_a_near_exact_band_cuts_at_the_boundary_nearest_the_plan() -> None:
+    from synthloop.generate.textguide import TextGuide
+
+    real = pd.DataFrame({"k": ["a"] * 40, "t": ["Domestic Shorthair"] * 40})
+    g = TextGuide(real, "t", "t", ["k"], k=1)
+    assert round(g.tolerance * 18) == 0  # one length only: any spread would move its distribution
+    g.plan(pd.DataFrame({"k": ["a"]}))
+    assert g.band(0) == (18, 18)
+    assert g.fit_length("Domestic Shorthair, Tabby, Mix", 0) == "Domestic Shorthair"  # separators dropped first
+    assert g.fit_length("Domestic Short Haired cat", 0) == "Domestic Short Haired"  # none inside: nearest within 15%
+    assert g.style_failures("Domestic Short Haired", 0) and not g.style_failures("Domestic Shorthair", 0)
+
+
 def test_planned_lengths_follow_the_real_distribution_and_each_rows_own_draw() -> None:
     from scipy.stats import ks_2samp, spearmanr
 
@@ -391,8 +404,9 @@ def pets(n: int = 600, seed: int = 0) -> pd.DataFrame:
 
 class Labeler(BackendBase):
     """Writes a short label the way a small model does: often one of the few-shot examples of its
-    prompt (any of them), else a variant of its own of another length; it never reads the length it
-    is asked for, so only the examples shown and the length checks steer it."""
+    prompt (any of them), at times running on past it with more words until the decoder's maxLength
+    stops it, else a variant of its own of another length. It never reads the length it is asked
+    for, so only the examples shown, the cut back and the length checks steer it."""
 
     name = model_id = "labeler"
     supports_constraints = True
@@ -405,7 +419,10 @@ class Labeler(BackendBase):
         rng = random.Random(r.seed)
         shown = re.findall(r'"breed": "([^"]+)"', r.messages[1][1])
         text = rng.choice(shown) if shown and rng.random() < 0.6 else rng.choice(VARIANTS)
-        return LLMResult(json.dumps({"breed": text}), elapsed=0.001)
+        if rng.random() < 0.3:
+            text += ", " + ", ".join(rng.sample(VARIANTS, 3))
+        cap = r.schema["properties"]["breed"].get("maxLength", 10**6)  # type: ignore[index]
+        return LLMResult(json.dumps({"breed": text[:cap]}), elapsed=0.001)
 
 
 PETS_SPEC = """\
@@ -423,14 +440,15 @@ columns:
 
 def test_short_labels_follow_the_real_length_distribution_with_the_derived_tolerance(tmp_path: Path) -> None:
     """Planned lengths stratified over the real ones, an example of the planned length shown last, and
-    answers off their row's length regenerated: a writer that ignores the length it is asked for still
-    matches a peaked real length distribution (KS similarity >= 0.9 on 150 rows, where 150 rows drawn
-    from the real column itself score ~0.94), which the old +-15% band does not."""
+    answers off their row's length cut back or regenerated: a writer that ignores the length it is
+    asked for (and 40% of the time its examples too) still follows a peaked real length distribution
+    far better than with a +-15% band (KS similarity ~0.90 vs ~0.83 on 150 rows; 150 rows drawn from
+    the real column itself score ~0.94 on average)."""
     from synthloop.evaluate.text import length_ks_similarity
 
     real = pets()
     real.to_csv(tmp_path / "pets.csv", index=False)
-    got = {}
+    got, exact = {}, {}
     for name, extra in (("derived", ""), ("wide", "      length_tolerance: 0.15\n")):
         (tmp_path / f"{name}.yaml").write_text(PETS_SPEC.format(extra=extra))
         backend = Labeler()
@@ -441,10 +459,12 @@ def test_short_labels_follow_the_real_length_distribution_with_the_derived_toler
         assert len(df) == 150
         got[name] = length_ks_similarity(real["breed"].tolist(), df["breed"].tolist())
         guide = gen.guides()["breed"]
+        exact[name] = np.mean([len(t) == guide.target_length(i) for i, t in enumerate(df["breed"])])
         if name == "derived":
             assert guide.tolerance <= 0.03
             # each row's last example has its planned length (where a near real text has it)
             hits = [len(guide.examples(i)[-1]["breed"]) == guide.target_length(i) for i in range(len(df))]
             assert np.mean(hits) >= 0.8
             assert re.findall(r'"breed": "([^"]+)"', backend.calls[0].messages[1][1])[-1] == guide.examples(0)[-1]["breed"]
-    assert got["derived"] >= 0.9 and got["derived"] > got["wide"] + 0.03, got
+    assert got["derived"] >= 0.88 and got["derived"] >= got["wide"] + 0.04, got
+    assert exact["derived"] >= exact["wide"] + 0.1, exact
