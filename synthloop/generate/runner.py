@@ -213,7 +213,8 @@ class PromptedGenerator:
                     reads = set().union(*column_reads(col).values())
                     self._guides[col.name] = TextGuide(
                         real, source, col.name, context, [c for c in context if c in reads], k=col.llm.neighbours,
-                        seed=self.spec.seed, pii_extra=self.spec.learn.pii)
+                        seed=self.spec.seed, pii_extra=self.spec.learn.pii,
+                        tolerance=col.llm.length_tolerance)
         return self._guides
 
     def plan(self, n: int | None = None) -> Plan:
