@@ -468,3 +468,14 @@ def test_short_labels_follow_the_real_length_distribution_with_the_derived_toler
             assert re.findall(r'"breed": "([^"]+)"', backend.calls[0].messages[1][1])[-1] == guide.examples(0)[-1]["breed"]
     assert got["derived"] >= 0.88 and got["derived"] >= got["wide"] + 0.04, got
     assert exact["derived"] >= exact["wide"] + 0.1, exact
+
+
+def test_length_misses_are_counted_as_length_repairs_not_schema():
+    """The summary's repairs_by_reason must say why a cell was asked again: a text outside its planned
+    length band is a `length` repair (it used to be filed under `schema` because its message has a colon)."""
+    from synthloop.generate.runner import _repair_kind
+
+    assert _repair_kind("note: it is too long: write about 18 characters, not 25") == "length"
+    assert _repair_kind("note: it is too short: write about 40 characters, not 12") == "length"
+    assert _repair_kind("note: it is longer than the real texts (at most about 90 characters)") == "length"
+    assert _repair_kind("triage.severity: 'urgent' is not one of ['low', 'medium', 'high']") == "schema"

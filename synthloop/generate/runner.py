@@ -98,7 +98,9 @@ _REPAIR_KINDS = (("cut off", "cut off at max_tokens"), ("no JSON", "not JSON"), 
                  ("does not mention", "must_mention"), ("but the", "agrees_with"), ("rules forbid", "forbid_regex"),
                  ("required pattern", "regex"), ("breaks the rule", "expressions"), ("fewer than", "min_words"),
                  ("reviewer", "judge"), ("placeholder", "sanity"), ("stand-in", "sanity"), ("braces", "sanity"),
-                 ("answer format", "sanity"), ("no words", "sanity"))
+                 ("answer format", "sanity"), ("no words", "sanity"), ("too long: write about", "length"),
+                 ("too short: write about", "length"), ("longer than the real texts", "length"),
+                 ("shorter than the real texts", "length"))
 
 
 def _repair_kind(err: str) -> str:
