@@ -3,6 +3,7 @@ package. The model file is found through the installed package's metadata; nothi
 JSON schemas become llama.cpp grammars, so constrained answers are valid JSON by construction."""
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -145,6 +146,17 @@ _MODELS: dict[tuple[str, int, int, str], Any] = {}
 _MODELS_LOCK = threading.Lock()
 
 
+def _close_models() -> None:
+    """Free the cached models while llama_cpp is still importable: left to garbage collection at
+    interpreter exit, each `Llama.__del__` prints an 'Exception ignored' traceback."""
+    with _MODELS_LOCK:
+        models = list(_MODELS.values())
+        _MODELS.clear()
+    for model in models:
+        with contextlib.suppress(Exception):
+            model.close()
+
+
 def _load(path: Path, n_ctx: int, threads: int, slot: str = "") -> Any:
     """One llama.cpp model per (file, context, threads, slot) per process: loading costs more than a
     row. Each slot is its own context (the weights are memory-mapped once and shared), so requests
@@ -158,6 +170,8 @@ def _load(path: Path, n_ctx: int, threads: int, slot: str = "") -> Any:
                 raise LLMError("the embedded backend needs llama-cpp-python; install it with pip install 'synthloop[llm]'") from None
             if not path.exists():
                 raise LLMError(f"{path}: model file not found")
+            if not _MODELS:
+                atexit.register(_close_models)
             with safe_llama_params():
                 _MODELS[key] = Llama(
                     model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
