@@ -518,13 +518,15 @@ def test_length_balance_evens_out_a_writer_biased_in_length(tmp_path: Path) -> N
 
     real = pets()
     real.to_csv(tmp_path / "pets.csv", index=False)
-    got, frames = {}, {}
+    got, frames, calls = {}, {}, {}
     for name, extra, width in (("off", "      length_balance: false\n", 1), ("on", "", 1), ("on4", "", 4)):
         (tmp_path / f"{name}.yaml").write_text(PETS_SPEC.format(extra=extra))
-        gen = PromptedGenerator(load_spec(tmp_path / f"{name}.yaml"), backend=BiasedWriter(width), cache_dir=False)
+        backend = BiasedWriter(width)
+        gen = PromptedGenerator(load_spec(tmp_path / f"{name}.yaml"), backend=backend, cache_dir=False)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             res = gen.generate()
+        calls[name] = backend.calls
         frames[name] = res.data
         got[name] = length_ks_similarity(real["breed"].tolist(), res.data["breed"].tolist())
         bal = res.summary["text"]["breed"].get("length_balance")
@@ -533,16 +535,19 @@ def test_length_balance_evens_out_a_writer_biased_in_length(tmp_path: Path) -> N
             assert bal["moved"] > 0 and bal["length_ks_after"] <= bal["length_ks_before"], bal
     assert got["on"] >= got["off"] + 0.05 and got["on"] >= 0.9, got
     pd.testing.assert_frame_equal(frames["on"], frames["on4"])  # a pure function of the rows' candidates
-    # resume after a kill: the balance is rebuilt from the journal's records
+    # resume after a kill (while the rows are written, and in the length round): the balance is
+    # rebuilt from the journal's records
+    assert calls["on"] - calls["off"] > 40  # the length round's requests
     spec = load_spec(tmp_path / "on.yaml")
-    out = tmp_path / "out.csv"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with pytest.raises(GenerationInterrupted):
-            PromptedGenerator(spec, backend=BiasedWriter(interrupt_after=200), cache_dir=False).generate(out=out)
-        resumed = PromptedGenerator(spec, backend=BiasedWriter(), cache_dir=False).generate(out=out)
-    assert 0 < resumed.summary["resumed_rows"] < 150
-    pd.testing.assert_frame_equal(resumed.data, frames["on"])
+    for k, kill in enumerate((200, calls["on"] - 20)):
+        out = tmp_path / f"out{k}.csv"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with pytest.raises(GenerationInterrupted):
+                PromptedGenerator(spec, backend=BiasedWriter(interrupt_after=kill), cache_dir=False).generate(out=out)
+            resumed = PromptedGenerator(spec, backend=BiasedWriter(), cache_dir=False).generate(out=out)
+        assert 0 < resumed.summary["resumed_rows"] <= 150
+        pd.testing.assert_frame_equal(resumed.data, frames["on"])
 
 
 def test_balance_lengths_fills_the_under_filled_lengths_and_never_raises_ks() -> None:

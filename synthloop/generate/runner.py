@@ -873,7 +873,7 @@ class PromptedGenerator:
                     break
                 progress.phase(f"length {name} r{r + 1}")
                 self._regenerate(plan, col, redo, journal, done, progress, 300 + r)
-        progress.phase("done")
+                progress.phase("done")
 
     def _balance_lengths(self, plan: Plan, done: dict[int, dict[str, Any]]) -> dict[str, Any]:
         """Choose each row's answer among its candidates (`alternates`, its own pick first) so the
