@@ -286,6 +286,14 @@ class Metadata(BaseModel):
             rels.append(r)
         return Metadata(tables=tables, relationships=rels)
 
+    def surrogate_labels(self) -> dict[str, str]:
+        """{label of a `surrogate()` relationship: label of the relationship it stands for}."""
+        out = {}
+        for r in self.single_key_relationships():
+            s = r.model_copy(update={"parent_key": SURROGATE_KEY, "child_key": r.surrogate_key}) if r.composite else r
+            out[s.label] = r.label
+        return out
+
     def to_surrogate(self, tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
         """Tables for `surrogate()`: `__key` = row number of a composite-key table, each composite foreign
         key replaced by the matching parent row's number (empty where none matches)."""
@@ -693,6 +701,9 @@ def detect_metadata(tables: dict[str, pd.DataFrame], files: dict[str, Path] | No
         others = set().union(*(v for k, v in norm_cols.items() if k != name)) if len(tables) > 1 else set()
         metas[name] = TableMeta(primary_key=_primary_key(name, df, others),
                                 file=files[name].name if files and name in files else None)
+    for name, df in tables.items():  # no single key: the columns it shares with other tables, if unique together
+        if metas[name].primary_key is None:
+            metas[name].primary_key = _composite_key(name, df, tables)
     rels: list[Relationship] = []
     for child, df in tables.items():
         for c in df.columns:
@@ -705,7 +716,7 @@ def detect_metadata(tables: dict[str, pd.DataFrame], files: dict[str, Path] | No
             best: tuple[float, str] | None = None
             for parent, pdf in tables.items():
                 pk = metas[parent].primary_key
-                if parent == child or pk is None:
+                if parent == child or pk is None or not isinstance(pk, str):
                     continue
                 named = _norm(c) in (_norm(pk), _singular(parent) + _norm(pk), _singular(parent) + "id",
                                      _norm(parent) + "id")
@@ -723,11 +734,29 @@ def detect_metadata(tables: dict[str, pd.DataFrame], files: dict[str, Path] | No
                 share = float(_isin(s, tables[parent][metas[parent].primary_key]).mean())
                 rels.append(Relationship(parent=parent, parent_key=metas[parent].primary_key, child=child, child_key=c,
                                          on_orphans="error" if share == 1.0 and len(s) == len(df) or share == 1.0 else "null"))
+    for parent, pdf in tables.items():  # composite keys: tables holding all of a composite key's columns
+        pk = metas[parent].primary_key
+        if pk is None or isinstance(pk, str):
+            continue
+        for child, df in tables.items():
+            if child == parent or not set(pk) <= set(map(str, df.columns)):
+                continue
+            ks = key_series(df, pk)
+            hit = lookup(key_series(pdf, pk), ks)[ks.notna().to_numpy()] >= 0
+            if not hit.size or hit.mean() < MIN_CONTAINMENT:
+                continue
+            rel = Relationship(parent=parent, parent_key=list(pk), child=child, child_key=list(pk),
+                               on_orphans="error" if hit.all() and ks.notna().all() else "null")
+            try:
+                Metadata(tables=metas, relationships=rels + [rel]).check()
+            except MetadataError:
+                continue
+            rels.append(rel)
     # sequences: a child with a date column whose parent holds several rows on average
     for child, df in tables.items():
         dates = [str(c) for c in df.columns if pdt.is_datetime64_any_dtype(df[c]) or
                  (df[c].dtype == object and _date_share(df[c]) > 0.99)]
-        parents = [r for r in rels if r.child == child]
+        parents = [r for r in rels if r.child == child and not r.composite]
         if not dates or not parents or any(r.parent == child for r in rels):
             continue
         kids = [r for r in rels if r.parent == child]
@@ -748,6 +777,25 @@ def detect_metadata(tables: dict[str, pd.DataFrame], files: dict[str, Path] | No
             except MetadataError:
                 meta.relationships.pop()
     return meta
+
+
+def _composite_key(name: str, df: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> list[str] | None:
+    """The columns `df` shares (by name) with another table, when there are 2 to 6, all key-like and never
+    empty, and unique together (e.g. weather's origin, year, month, day, hour that flights also hold)."""
+    best = None
+    for other, odf in tables.items():
+        if other == name:
+            continue
+        shared = [str(c) for c in df.columns if c in odf.columns]
+        if not 2 <= len(shared) <= 6 or len(df) < 2:
+            continue
+        if any(df[c].isna().any() or not _key_like(df[c]) for c in shared):
+            continue
+        if key_series(df, shared).duplicated().any():
+            continue
+        if best is None or len(shared) < len(best):
+            best = shared
+    return best
 
 
 def _date_share(s: pd.Series) -> float:
