@@ -501,3 +501,39 @@ def test_cli_fits_and_samples_a_folder_with_composite_keys(tmp_path):
     res = run_cli("fit", str(folder), "--metadata", str(tmp_path / "bad.yaml"), "-o", str(tmp_path / "x.npz"))
     assert "child_key has 2 columns but parent_key has 3" in one_line_error(res)
     assert not (tmp_path / "x.npz").exists()
+
+
+# -- calibration of a whole-database sample -----------------------------------------------------------
+def test_category_shares_move_the_fewest_rows_and_keep_missing_values():
+    from synthloop.synthesizers.relational import _to_shares
+
+    v = pd.Series(["a"] * 70 + ["b"] * 20 + [None] * 10)
+    out = _to_shares(v, ["a", "b", "c"], np.array([0.5, 0.3, 0.2]), np.random.default_rng(0))
+    assert pd.isna(out[90:]).all()  # missing stays missing
+    counts = pd.Series(out[:90]).value_counts()
+    assert counts.to_dict() == {"a": 45, "b": 27, "c": 18}
+    assert (out[:90] != v[:90].to_numpy()).sum() == 25  # only the surplus of "a" moved
+
+
+def test_stored_quantiles_are_cuts_between_values_with_clipped_ends():
+    from synthloop.synthesizers.relational import _midpoint_quantiles
+
+    v = np.arange(1.0, 41.0)  # 40 distinct values
+    q = _midpoint_quantiles(v, 5)
+    assert len(q) == 40 and q == sorted(q)
+    assert min(q) >= 5 and max(q) <= 36  # no value beyond the 5th smallest / largest
+    assert not set(q[5:-5]) & set(v)  # interior: midpoints, no stored training value
+
+
+def test_a_whole_database_sample_takes_each_tables_learned_marginals(fitted, db):
+    raw = RelationalSynthesizer.get_params(fitted)
+    assert raw["calibrate"] is True
+    out = fitted.sample(seed=5)
+    real, syn = db["users"], out["users"]
+    share = real.wealth.value_counts(normalize=True)
+    assert (syn.wealth.value_counts(normalize=True).reindex(share.index) - share).abs().max() <= 1 / len(syn) + 1e-9
+    qs = np.quantile(syn.age, [0.1, 0.5, 0.9])
+    assert np.all(np.abs(qs - np.quantile(real.age, [0.1, 0.5, 0.9])) <= 2)
+    # rank order kept: richer users still have more orders after calibration
+    count = out["orders"]["user_id"].value_counts().reindex(syn["user_id"]).fillna(0).to_numpy()
+    assert count[(syn.wealth == "rich").to_numpy()].mean() > 2 * count[(syn.wealth == "poor").to_numpy()].mean()
