@@ -298,6 +298,8 @@ def bench_dataset(name, args, rows_out):
             data = {t: tables[t] for t in keep}
             hma_dict = sdv_dict(restrict(meta, data), data, False)
             label = f"{len(keep)} of {len(tables)} tables ({', '.join(keep)}), all columns"
+        elif meta.has_composite_keys():  # e.g. airports -> weather -> flights: depth 3; compare with --no-composite
+            fractions_hma = []
         else:
             data, hma_dict = simplified(tables, hma_meta)
             label = f"sdv simplify_schema: {len(data)} tables ({', '.join(f'{t} {v.shape[1]} cols' for t, v in data.items())})"

@@ -146,7 +146,10 @@ class RelationalSynthesizer:
     """A database synthesizer: `fit(tables, metadata)`, `sample(scale, seed)`, `sample_for(...)`, `save`,
     `load`. Each table's model is an `AutoregressiveSynthesizer` (its parameters: `epochs`, `hidden`,
     `privacy_k`, ...; small tables train for at least min(`min_steps`, their rows) optimizer steps), or for a root table
-    under `SMALL_ROOT` rows a Gaussian copula; `max_seconds` bounds the whole fit, shared by size."""
+    under `SMALL_ROOT` rows a Gaussian copula; `max_seconds` bounds the whole fit, shared by size.
+    `calibrate` (default on): a whole unconditioned sample gives each table's own columns their learned,
+    privacy-guarded marginal (see `_marginals`, `_calibrate`). Composite keys are learned on surrogate
+    keys (`Metadata.surrogate`) and written back as columns when sampling."""
 
     def __init__(self, epochs: int = 24, max_seconds: float | None = None, hidden: int = 128, n_bins: int = 64,
                  privacy_k: int = 5, batch_size: int = 512, fixed_order_share: float = 0.8,
