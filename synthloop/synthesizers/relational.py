@@ -644,7 +644,8 @@ class RelationalSynthesizer:
             df = self._draw(model, plan, ctx, n, rng) if model is not None else pd.DataFrame(index=range(n))
         df = df.reset_index(drop=True)
         if fix_counts and len(df):
-            df = self._calibrate(t, df, None if plan.sequence else ctx, model, rng)
+            if self.calibrate:
+                df = self._calibrate(t, df, None if plan.sequence else ctx, model, rng)
             for c, q in (getattr(plan, "count_q", None) or {}).items():
                 if c in df.columns:
                     df[c] = _to_quantiles(pd.to_numeric(df[c], errors="coerce").to_numpy(float), q, rng)
