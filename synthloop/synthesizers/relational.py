@@ -179,7 +179,7 @@ class RelationalSynthesizer:
         if root and n_rows < SMALL_ROOT:
             from synthloop.synthesizers.copula import GaussianCopulaSynthesizer
 
-            return GaussianCopulaSynthesizer(random_state=seed)
+            return GaussianCopulaSynthesizer(random_state=seed, privacy_k=self.privacy_k)
         batches = max(1, math.ceil(n_rows * 0.9 / self.batch_size))
         # the floor of optimizer steps grows with the rows (a 200-row table needs far fewer than 4,000)
         steps = min(self.min_steps, max(MIN_STEPS_FLOOR, int(n_rows * STEPS_PER_ROW)))
@@ -690,7 +690,10 @@ class RelationalSynthesizer:
                     continue
                 known = ctx.iloc[moved].reset_index(drop=True).copy() if ctx.shape[1] else pd.DataFrame(index=range(moved.size))
                 known[c] = new[moved]
-                drawn = self._draw(model, plan, known, moved.size, rng)
+                try:
+                    drawn = self._draw(model, plan, known, moved.size, rng)
+                except ConditionError:  # a category the model cannot produce: this column keeps its draws
+                    continue
                 df = df.copy()
                 for col in drawn.columns:
                     if col in df.columns and col not in plan.ctx:
