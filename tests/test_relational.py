@@ -487,6 +487,7 @@ def test_composite_keys_are_scored_on_their_surrogates_as_sdmetrics(composite_fi
     assert abs(ours["quality_score"] - rep.get_score()) < 0.01
 
 
+@pytest.mark.slow
 def test_cli_fits_and_samples_a_folder_with_composite_keys(tmp_path):
     sdb = stations_db()
     folder = _write(sdb, tmp_path / "db")
@@ -501,6 +502,21 @@ def test_cli_fits_and_samples_a_folder_with_composite_keys(tmp_path):
     res = run_cli("fit", str(folder), "--metadata", str(tmp_path / "bad.yaml"), "-o", str(tmp_path / "x.npz"))
     assert "child_key has 2 columns but parent_key has 3" in one_line_error(res)
     assert not (tmp_path / "x.npz").exists()
+
+
+def test_repeated_generated_keys_move_to_the_nearest_free_cell_of_their_grid():
+    from synthloop.schema.metadata import unique_composite
+
+    rng = np.random.default_rng(0)
+    n = 2 * 10 * 24 - 20  # 20 cells of the (day, hour) grid stay free per station pair
+    df = pd.DataFrame({"station": rng.choice(["A", "B"], n), "day": rng.integers(1, 11, n), "hour": rng.integers(0, 24, n),
+                       "__key": np.arange(n)})
+    assert df.duplicated(["station", "day", "hour"]).sum() > 100
+    out, merged = unique_composite(df, ["station", "day", "hour"], ["station"])
+    assert not out.duplicated(["station", "day", "hour"]).any()
+    assert out.hour.between(0, 23).all() and out.day.between(1, 10).all()
+    kept = len(out) + (0 if merged is None else len(merged))
+    assert kept == n and len(out) >= n - 25  # nearly every repeat found a free hour; the rest merged
 
 
 # -- calibration of a whole-database sample -----------------------------------------------------------

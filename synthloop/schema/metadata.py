@@ -522,10 +522,12 @@ MAX_KEY_SHIFT = 48  # a repeated composite key tries this many nearby values of 
 
 
 def unique_composite(df: pd.DataFrame, cols: list[str], fixed: list[str]) -> tuple[pd.DataFrame, pd.Series | None]:
-    """Rows whose composite key repeats (generated data) made unique: the key's last column that is not a
-    foreign key and holds whole numbers or dates (the least significant part, e.g. `hour`) moves to the
-    nearest value within its range that no other row's key uses (+1, -1, +2, ... units); rows that still
-    repeat are merged into the first row with that key. Returns the rows and, for merged rows,
+    """Rows whose composite key repeats (generated data) made unique. The key's whole-number columns that
+    are not foreign keys span a grid (their ranges, in key order, most significant first: year, month, day,
+    hour); within the row's other key values, a repeated key moves to the nearest free cell of that grid
+    (e.g. the next free hour). Where the grid is too large, the last such column (or date) moves to the
+    nearest free value within its range (+1, -1, +2, ... units). Rows that still repeat are merged into the
+    first row with that key. Returns the rows and, for merged rows,
     {their `__key`: the kept row's `__key`} (None when nothing was merged)."""
     keys = key_series(df, cols)
     dup = keys.duplicated().to_numpy() & keys.notna().to_numpy()
@@ -533,6 +535,11 @@ def unique_composite(df: pd.DataFrame, cols: list[str], fixed: list[str]) -> tup
         return df, None
     df = df.copy()
     free = [c for c in cols if c not in fixed]
+    if _grid_repair(df, cols, free, dup):
+        keys = key_series(df, cols)
+        dup = keys.duplicated().to_numpy() & keys.notna().to_numpy()
+        if not dup.any():
+            return df, None
     col = next((c for c in reversed(free) if _shiftable(df[c])), None)
     if col is not None:
         is_dt = pdt.is_datetime64_any_dtype(df[col])
@@ -575,6 +582,71 @@ def unique_composite(df: pd.DataFrame, cols: list[str], fixed: list[str]) -> tup
     kept_key = df[SURROGATE_KEY].to_numpy()[first]
     remap = pd.Series(kept_key[dup], index=df[SURROGATE_KEY].to_numpy()[dup])
     return df[~dup], remap
+
+
+MAX_GRID_CELLS = 20_000_000
+
+
+def _grid_repair(df: pd.DataFrame, cols: list[str], free: list[str], dup: np.ndarray) -> bool:
+    """In place: repeated keys to the nearest free grid cell (see `unique_composite`); False when the key
+    has no whole-number free column or its grid is too large."""
+    ints = [c for c in free if _shiftable(df[c]) and not pdt.is_datetime64_any_dtype(df[c])]
+    if not ints:
+        return False
+    vals = {c: pd.to_numeric(df[c], errors="coerce").to_numpy(float) for c in ints}
+    ok_rows = np.all([np.isfinite(v) for v in vals.values()], axis=0)
+    lo = {c: float(np.nanmin(v)) for c, v in vals.items()}
+    radix = [int(np.nanmax(vals[c]) - lo[c]) + 1 for c in ints]
+    n_cells = int(np.prod(radix, dtype=np.float64)) if np.prod(radix, dtype=np.float64) < 2**62 else 2**62
+    rest = [c for c in cols if c not in ints]
+    g = pd.factorize(key_series(df, rest).astype(object))[0] if rest else np.zeros(len(df), np.int64)
+    n_groups = int(g.max()) + 1 if g.size else 0
+    if n_groups * n_cells > MAX_GRID_CELLS or n_groups == 0:
+        return False
+    stride = np.cumprod([1] + radix[::-1][:-1])[::-1]
+    code = g.astype(np.int64) * n_cells
+    for c, st in zip(ints, stride):
+        code = code + (np.nan_to_num(vals[c] - lo[c]).astype(np.int64)) * int(st)
+    valid = ok_rows & (g >= 0)
+    used = np.zeros(n_groups * n_cells, bool)
+    used[code[valid & ~dup]] = True
+    todo = np.flatnonzero(dup & valid)
+    moved = []
+    for _ in range(64):
+        if not todo.size:
+            break
+        cells = np.flatnonzero(~used)
+        if not cells.size:
+            break
+        pos = np.searchsorted(cells, code[todo])
+        left, right = cells[np.maximum(pos - 1, 0)], cells[np.minimum(pos, cells.size - 1)]
+        grp = code[todo] // n_cells
+        dl = np.where((pos > 0) & (left // n_cells == grp), code[todo] - left, np.inf)
+        dr = np.where((pos < cells.size) & (right // n_cells == grp), right - code[todo], np.inf)
+        choice = np.where(dl <= dr, left, right)
+        reach = np.minimum(dl, dr) < np.inf
+        if not reach.any():
+            break
+        _, first = np.unique(choice[reach], return_index=True)
+        rows, taken = todo[reach][first], choice[reach][first]
+        used[taken] = True
+        code[rows] = taken
+        moved.append(rows)
+        todo = np.setdiff1d(todo, rows)
+    if not moved:
+        return True
+    rows = np.concatenate(moved)
+    rem = code[rows] % n_cells
+    for c, st in zip(ints, stride):
+        part = rem // int(st)
+        rem = rem % int(st)
+        new = lo[c] + part
+        j = df.columns.get_loc(c)
+        if pdt.is_integer_dtype(df[c]):
+            df.iloc[rows, j] = new.astype(df[c].dtype)
+        else:
+            df.iloc[rows, j] = new.astype(float)
+    return True
 
 
 def _shiftable(s: pd.Series) -> bool:
