@@ -2,7 +2,8 @@
 
 One command: `python benchmarks/bench_ray.py [--quick]` (full: 20 million Adult rows, 24 LLM rows,
 a 40-epoch fit: about 15 minutes on a quiet 2-core machine; --quick: 1 million rows, 6 LLM rows, 2
-epochs on 5,000 rows, a check in a few minutes). Prints one JSON line per case:
+epochs on 5,000 rows, a check in a few minutes; `--cases fit` alone: about 9-10 minutes quiet).
+Prints one JSON line per case:
 
 1. `sample`: a Gaussian copula fitted on Adult (48,842 rows, seed 0) draws N rows into a partitioned
    Parquet dataset (shards of 1,000,000 rows, seed 7): locally (LocalRunner, this process), then on
@@ -17,6 +18,9 @@ epochs on 5,000 rows, a check in a few minutes). Prints one JSON line per case:
    seconds, the fixed part of a Ray fit (start-up, shard read, hand-back: `ray_phases`), the CPU
    seconds of the epochs (a load-robust measure of the work), and the quality score of 10,000
    sampled rows against the real table (SDMetrics' definitions), beside the local fit's.
+   `efficiency_1_to_2` gives, per 2-worker mode, the wall figure (the target) and the CPU figure
+   (the work of 1 worker / the work of 2); `cpu_per_step` splits a step's CPU ms into forward,
+   backward, optimizer, the rest of the loop and the workers' other threads (gloo, Ray).
 4. `capacity`: per-worker throughput measured above and what 10 and 100 workers would give at the
    measured 1 -> 2 efficiency (a linear projection; docs/scale.md says where it stops).
 
@@ -161,6 +165,17 @@ def bench_fit(train_rows: int | None, epochs: int, batch: str = "both") -> dict:
     rays = ["ray_1", *twos]
     main2 = "ray_2_per_worker" if "ray_2_per_worker" in times else "ray_2"
     fixed = {k: round(times[k] - timings[k]["epochs"], 2) for k in rays}
+
+    def per_step(k: str) -> dict:
+        # where an optimizer step's CPU goes, in ms per step per worker (the Ray loop's own clocks)
+        t = timings[k]
+        steps = t.get("steps") or 0
+        split = t.get("cpu_split_epochs") or {}
+        if not steps:
+            return {}
+        return {"steps_all_workers": steps, "samples_all_workers": t.get("samples"),
+                "cpu_ms_per_step": round(1000 * t["cpu_seconds_epochs"] / steps, 2),
+                **{f"{name}_ms": round(1000 * v / steps, 2) for name, v in split.items()}}
     return {"case": "fit", "dataset": "adult", "model": "autoregressive", "train_rows": n, "epochs": epochs,
             "batch_size": 512, "torch_threads_per_process": 1, "ratios_use": main2,
             "seconds": {k: round(v, 2) for k, v in times.items()},
@@ -172,6 +187,12 @@ def bench_fit(train_rows: int | None, epochs: int, batch: str = "both") -> dict:
             # CPU seconds of the training epochs (local: the whole fit) summed over processes: the work,
             # which other jobs' load inflates far less than wall seconds
             "cpu_seconds": cpu, "cpu_efficiency_1_to_2": {k: round(cpu["ray_1"] / cpu[k], 4) for k in twos},
+            "cpu_per_step": {k: per_step(k) for k in rays},
+            # the two figures to read: wall (the target, t1 / (2 x t2) over the whole fit) and CPU (the
+            # work of 1 worker / the work of 2 for the same epochs, which other jobs' load hardly moves)
+            "efficiency_1_to_2": {k: {"wall": round(times["ray_1"] / (2 * times[k]), 4),
+                                      "wall_epochs": round(timings["ray_1"]["epochs"] / (2 * timings[k]["epochs"]), 4),
+                                      "cpu": round(cpu["ray_1"] / cpu[k], 4)} for k in twos},
             "epochs_scaling_efficiency_1_to_2": {k: round(timings["ray_1"]["epochs"] / (2 * timings[k]["epochs"]), 4) for k in twos},
             "scaling_efficiency_1_to_2_by_train_batch": {k: round(times["ray_1"] / (2 * times[k]), 4) for k in twos},
             "quality": quality, "quality_gap_vs_local": {k: round(abs(quality[k] - quality["local"]), 4) for k in rays},
@@ -203,6 +224,7 @@ def main() -> None:
     ap.add_argument("--fit-batch", choices=("global", "per_worker", "both"), default="both",
                     help="2-worker fit with the local batch split (global), a whole batch per worker, or both")
     ap.add_argument("--tag", default=None, help="a label added to every row (e.g. session2)")
+    ap.add_argument("--session", type=int, default=None, help="a session number added to every row")
     args = ap.parse_args()
     rows = args.rows or (1_000_000 if args.quick else 20_000_000)
     shard_rows = 250_000 if args.quick else 1_000_000
@@ -229,12 +251,14 @@ def main() -> None:
                 else:
                     raise SystemExit(f"unknown case {case}")
                 row.update(quick=args.quick, ray=ray.__version__, conditions=cond, **({"tag": args.tag} if args.tag else {}),
+                           **({"session": args.session} if args.session is not None else {}),
                            loadavg_1m_after=round(os.getloadavg()[0], 2),
                            bench_seconds=round(time.perf_counter() - t0, 1))
                 emit(row)
                 done.append(row)
         if done:
-            emit({**capacity(done), "quick": args.quick, "conditions": cond, **({"tag": args.tag} if args.tag else {})})
+            emit({**capacity(done), "quick": args.quick, "conditions": cond, **({"tag": args.tag} if args.tag else {}),
+                  **({"session": args.session} if args.session is not None else {})})
     finally:
         ray.shutdown()
 

@@ -252,6 +252,9 @@ def test_ray_train_fit_scores_within_a_hundredth_of_a_local_fit(cluster, shared_
     assert phases["batch_per_worker"] == (512 if train_batch == "per_worker" else 256)  # the local batch is 512
     assert phases["cached_shard"] is (cache_bytes is None)  # 0: every epoch streams its share from Ray Data
     assert phases["worker_threads"] == 1 and phases["omp_num_threads"] == "1"  # one core per worker, no more
+    # where the epochs' CPU went (summed over workers), for the benchmark's per-step figures
+    assert set(phases["cpu_split_epochs"]) == {"forward", "backward", "optimizer", "loop_other", "other_threads"}
+    assert phases["steps"] >= 2 * len(spread.history_) and phases["samples"] >= phases["steps"]
     spread.save(tmp_path / "ray.npz")
     again = load_synthesizer(tmp_path / "ray.npz")  # the same model file format as a local fit
     assert type(again) is type(local)

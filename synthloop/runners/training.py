@@ -181,6 +181,8 @@ def _train_on_ray(synth: Any, runner: Runner, n_workers: int, tokens: np.ndarray
         "hand_back": round(time.time() - w.get("trained", t_done), 3),
         "total": round(time.time() - t_begin, 3),
         "cpu_seconds_epochs": w.get("cpu_epochs"), "cached_shard": bool(config["cache"]), "token_dtype": str(dtype),
+        # summed over workers: where the epochs' CPU seconds went, and the optimizer steps and samples
+        "cpu_split_epochs": w.get("cpu_split"), "steps": w.get("steps"), "samples": w.get("samples"),
         "worker_threads": w.get("threads"), "omp_num_threads": w.get("omp"),
         "train_batch": config["train_batch"], "batch_per_worker": config["batch_size"],
     }
@@ -198,7 +200,7 @@ def _train_loop(config: dict[str, Any]) -> None:
     from ray.train.torch import prepare_model
     from torch.nn import functional as F
 
-    from synthloop.synthesizers.autoregressive import _PARTS, _Net, cosine_lr, train_step
+    from synthloop.synthesizers.autoregressive import _PARTS, _Net, cosine_lr, make_optimizer, train_step
 
     torch.set_num_threads(threads)
     ctx = ray.train.get_context()
@@ -209,8 +211,10 @@ def _train_loop(config: dict[str, Any]) -> None:
         if p.numel() == 0:  # e.g. the middle layers' weights of a one-layer net: never used
             p.requires_grad_(False)
     # every other parameter gets a gradient each step: DDP need not search the graph for unused ones;
-    # the buffers (token offsets, masks) never change, so no broadcast of them before every step
-    model = prepare_model(net, parallel_strategy_kwargs={"find_unused_parameters": False, "broadcast_buffers": False})
+    # the buffers (token offsets, masks) never change, so no broadcast of them before every step; the
+    # gradients live in DDP's all-reduce buckets (no copy into and out of them after every backward)
+    model = prepare_model(net, parallel_strategy_kwargs={"find_unused_parameters": False, "broadcast_buffers": False,
+                                                         "gradient_as_bucket_view": True})
     device = next(model.parameters()).device
     t_model = time.time()
     gen = torch.Generator().manual_seed(int(config["seed"]) + rank)
@@ -230,7 +234,7 @@ def _train_loop(config: dict[str, Any]) -> None:
             dist.all_reduce(t, op=op or dist.ReduceOp.SUM)
         return t.tolist()
 
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config["lr"], weight_decay=config["wd"])
+    opt = make_optimizer(model.parameters(), config["lr"], config["wd"])
     cache = bool(config["cache"])
     train = val = train_x = val_x = None
     if cache:
@@ -245,7 +249,12 @@ def _train_loop(config: dict[str, Any]) -> None:
         train = ray.train.get_dataset_shard("train")
         val = ray.train.get_dataset_shard("val")
         n_common = int(config["rows_per_rank"])
-    t_data, cpu_data = time.time(), time.process_time()
+    t_data, cpu_data, thread_data = time.time(), time.process_time(), time.thread_time()
+    # this thread's CPU seconds: [forward, backward (with DDP's hooks), optimizer, everything else in
+    # the loop: batches, slot orders, learning rate, validation]; the process's other threads (gloo's
+    # all-reduce, Ray's own) are the rest of process_time
+    split = [0.0, 0.0, 0.0]
+    steps = samples = 0
     bs, epochs, budget = int(config["batch_size"]), int(config["epochs"]), float(config["budget"])
     best, best_state, bad, history = math.inf, None, 0, []
     lr_scale = 1.0
@@ -283,8 +292,10 @@ def _train_loop(config: dict[str, Any]) -> None:
             else:
                 for grp in opt.param_groups:
                     grp["lr"] = config["lr"] * lr_scale
-            total += train_step(model, opt, x, slot_ranks(x.shape[0])) * x.shape[0]
+            total += train_step(model, opt, x, slot_ranks(x.shape[0]), split) * x.shape[0]
             count += x.shape[0]
+            steps += 1
+            samples += x.shape[0]
         total, count = all_reduce([total, count])
         val_loss = math.nan
         if val is not None:
@@ -315,8 +326,12 @@ def _train_loop(config: dict[str, Any]) -> None:
     state = best_state if best_state is not None else net.state_dict()
     # CPU seconds of the epochs summed over workers (all threads of each process, gloo's included):
     # the work done, which a busy machine's waiting does not inflate as it does wall seconds
-    cpu_epochs = all_reduce([time.process_time() - cpu_data])[0]
+    cpu_proc, cpu_thread = time.process_time() - cpu_data, time.thread_time() - thread_data
+    sums = all_reduce([cpu_proc, *split, cpu_thread - sum(split), cpu_proc - cpu_thread, float(steps), float(samples)])
+    cpu_epochs = sums[0]
+    cpu_split = dict(zip(("forward", "backward", "optimizer", "loop_other", "other_threads"), sums[1:6]))
     timings = {"enter": t_enter, "model_ready": t_model, "data_ready": t_data, "trained": time.time(), "cpu_epochs": cpu_epochs,
+               "cpu_split": {k: round(v, 3) for k, v in cpu_split.items()}, "steps": int(sums[6]), "samples": int(sums[7]),
                "threads": torch.get_num_threads(), "omp": os.environ.get("OMP_NUM_THREADS")}
     if rank == 0:
         with tempfile.TemporaryDirectory() as d:

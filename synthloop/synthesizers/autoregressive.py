@@ -67,13 +67,35 @@ def cosine_lr(lr: float, done: float) -> float:
     return lr * max(0.02, 0.5 * (1 + math.cos(math.pi * min(done, 1.0))))
 
 
-def train_step(net: Any, opt: Any, batch: Any, ranks: Any) -> float:
-    """One optimiser step on a batch of token rows; returns the batch's loss (summed over columns)."""
+def make_optimizer(params: Any, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """AdamW with torch's fused kernel (one pass over every parameter per step) where the parameters'
+    device has one. On CPU torch otherwise picks the per-tensor loop: ~4.4 ms a step for Adult's
+    689k weights against ~1.4 ms fused, 9% of a 512-row step, and a cost that every data-parallel
+    worker pays in full on each step (tests/test_autoregressive.py checks the result is unchanged)."""
+    params = [p for p in params if p.requires_grad]
+    devices = {p.device.type for p in params}
+    fused = len(devices) == 1 and next(iter(devices)) in ("cpu", "cuda")
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused or None)
+
+
+def train_step(net: Any, opt: Any, batch: Any, ranks: Any, split: list[float] | None = None) -> float:
+    """One optimiser step on a batch of token rows; returns the batch's loss (summed over columns).
+    With `split`, adds this thread's CPU seconds of [forward, backward, optimizer] to it (the
+    data-parallel loop reports where a step's work goes; a data-parallel backward includes the
+    gradient all-reduce's share of this thread)."""
+    t0 = time.thread_time() if split is not None else 0.0
     logits = net(batch, ranks)
     loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.T.reshape(-1), reduction="mean") * batch.shape[1]
+    t1 = time.thread_time() if split is not None else 0.0
     opt.zero_grad(set_to_none=True)
     loss.backward()
+    t2 = time.thread_time() if split is not None else 0.0
     opt.step()
+    if split is not None:
+        t3 = time.thread_time()
+        split[0] += t1 - t0
+        split[1] += t2 - t1
+        split[2] += t3 - t2
     return float(loss.detach())
 
 class _Net(nn.Module):
@@ -373,7 +395,7 @@ class AutoregressiveSynthesizer(ReleaseGuardMixin, BaseSynthesizer):
         train = torch.as_tensor(tokens[perm[n_val:]], device=device)
         val_rank = self._ranks(n_val, gen, device) if n_val else None
         net = self.net_
-        opt = torch.optim.AdamW(net.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
+        opt = make_optimizer(net.parameters(), self.learning_rate, self.weight_decay)
         bs = max(1, min(self.batch_size, train.shape[0], self._mask_rows()))
         best, best_state, bad = math.inf, None, 0
         step_time = 0.0
