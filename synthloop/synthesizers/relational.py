@@ -392,8 +392,11 @@ class RelationalSynthesizer:
             cols[name] = derived[t][name]
             specs.append(_num_schema(name, derived[t][name], 0 if name.startswith("__n.") else None))
             if name.startswith("__n."):  # few parents: coarsened counts, since clipping k of ~16 erases the shape
+                # quantiles clipped at the k-th counts need many parents *with* children: 3 of 1,458 airports
+                # holding all weather rows would be clipped to zeros, so there the coarsened counts are kept
+                many = int((np.asarray(derived[t][name]) > 0).sum()) >= MIN_QUANTILE_PARENTS
                 count_q[name] = (_count_quantiles(derived[t][name], self.privacy_k) if len(df) >= MIN_QUANTILE_PARENTS
-                                 else _coarse_counts(derived[t][name]))
+                                 and many else _coarse_counts(derived[t][name]))
         marg_q, marg_cat = self._marginals(df, own, running, seq) if self.calibrate else ({}, {})
         flat = pd.DataFrame(cols)
         for s in specs:  # categorical specs must list the categories their values take
