@@ -24,6 +24,7 @@ class Counting(BackendBase):
         # model the requests of a backend that cannot prefill (no character exclusions, stated pins)
         self.supports_prefill = getattr(inner, "supports_prefill", False)
         self.requests = self.tokens_in = self.tokens_out = self.evaluated = self.resamples = 0
+        self.passes = self.drafted = self.accepted = 0  # decoding forward passes and prompt-lookup guesses
         self.seconds = 0.0
         self._lock = threading.Lock()
 
@@ -36,6 +37,9 @@ class Counting(BackendBase):
             # prompt tokens computed (not reused from the KV cache); older code does not say: all of them
             self.evaluated += int(res.meta.get("prompt_evaluated", res.prompt_tokens))
             self.resamples += int(res.meta.get("grammar_resamples", 0))
+            self.passes += int(res.meta.get("passes", 0))
+            self.drafted += int(res.meta.get("drafted", 0))
+            self.accepted += int(res.meta.get("draft_accepted", 0))
             self.seconds += res.elapsed
         return res
 
@@ -53,6 +57,7 @@ def main() -> None:
     summary = res.summary
     print(json.dumps({"wall_s": wall, "cpu_s": cpu, "requests": be.requests, "tokens_in": be.tokens_in,
                       "tokens_in_evaluated": be.evaluated, "tokens_out": be.tokens_out, "grammar_resamples": be.resamples,
+                      "decode_passes": be.passes, "drafted": be.drafted, "draft_accepted": be.accepted,
                       "backend_s": be.seconds, "rows_written": int(summary["rows_written"]),
                       "repairs": summary.get("validity", {}).get("repairs"),
                       "repairs_by_reason": summary.get("requests", {}).get("repairs_by_reason"),

@@ -18,6 +18,9 @@ at the objective's synthetic share (b: 0.5; c: as searched), and are scored on t
 objective's figure (the mean over seeded stratified bootstrap resamples of the rows); `value_pooled`
 is the plain metric on all test rows. Prints one JSON line per case and one summary line per dataset
 with the issue's targets: (c) >= (a) + 0.03 on fraud, (c) >= (b) on both, DCR share of (c) in 0.50 +- 0.03.
+With `objective.cv` (the shipped targets: 5 folds) the search scores trials out of fold over all DATA
+rows and refits on all of them, so (a), (b) and (c) all learn from every DATA row; a's
+`validation_value` is then its own cross-validated figure and c's the best trial's.
 """
 from __future__ import annotations
 
@@ -76,11 +79,13 @@ def privacy(train: pd.DataFrame, synth: pd.DataFrame, test: pd.DataFrame, schema
             "exact_copy_rate": round(exact_copy_rate(train, synth, schema), 4)}
 
 
-def _figures(val_judge: Judge, test_judge: Judge, training: pd.DataFrame) -> dict:
-    """Validation and test figures of one training table (the judge fitted once per row set)."""
-    v, t = val_judge.score(training), test_judge.score(training)
-    return {"validation_value": round(v["score"], 4), "value": round(t["score"], 4), "value_se": round(t["spread"], 4),
-            "value_pooled": round(t["pooled"], 4), "_test": t}
+def _figures(val_judge: Judge | None, test_judge: Judge, training: pd.DataFrame, validation: float | None = None) -> dict:
+    """Validation and test figures of one training table (the judge fitted once per row set); with
+    cross-validation the validation figure is the search's own (given)."""
+    t = test_judge.score(training)
+    v = val_judge.score(training)["score"] if val_judge is not None else validation
+    return {"validation_value": None if v is None else round(v, 4), "value": round(t["score"], 4),
+            "value_se": round(t["spread"], 4), "value_pooled": round(t["pooled"], 4), "_test": t}
 
 
 def _emit(rows: list[dict], row: dict) -> None:
@@ -96,23 +101,30 @@ def run(name: str, budget_s: float, work: Path, fit_seconds: float | None = None
     data, test = stratified_split(df, obj.target, 0.2, SEED)
     schema = infer_schema(data)
     sp = split_data(data, obj, schema)
-    val_judge, test_judge = Judge(obj, schema, sp.validation), Judge(obj, schema, test)
-    base = {"bench": "autopilot", "session": 2, "dataset": name, "rows_data": len(data), "rows_train": len(sp.train),
-            "rows_validation": len(sp.validation), "rows_test": len(test), "seed": SEED, "metric": obj.metric,
-            "targets": str(d["targets"].relative_to(ROOT)), "judge_seeds": obj.judge_seeds, "bootstrap": obj.bootstrap,
-            "loadavg": [round(x, 2) for x in os.getloadavg()]}
+    cv = obj.cv >= 2
+    test_judge = Judge(obj, schema, test)
+    # with cross-validation the search scores every DATA row out of fold and refits on all of them, so
+    # (a), (b) and (c) all learn from every DATA row; else from DATA less the validation rows
+    both = pd.concat([sp.train, sp.validation], ignore_index=True)  # the autopilot's row order: the same folds
+    real = both[both[obj.target].notna()].reset_index(drop=True) if cv else sp.train
+    val_judge = None if cv else Judge(obj, schema, sp.validation)
+    base = {"bench": "autopilot", "session": 3, "dataset": name, "rows_data": len(data), "rows_train": len(real),
+            "rows_validation": 0 if cv else len(sp.validation), "rows_test": len(test), "seed": SEED, "metric": obj.metric,
+            "targets": str(d["targets"].relative_to(ROOT)), "cv": obj.cv, "judge_seeds": obj.judge_seeds,
+            "bootstrap": obj.bootstrap, "loadavg": [round(x, 2) for x in os.getloadavg()]}
     rows: list[dict] = []
     # (a) real only
-    fa = _figures(val_judge, test_judge, sp.train)
+    cv_a = Judge(obj, schema, real).cross_validate(lambda k, train: train)["score"] if cv else None
+    fa = _figures(val_judge, test_judge, real, cv_a)
     _emit(rows, {**base, "case": "a_real_only", **fa})
     # (b) default model, no search: `--model auto` with its scaled budget, synthetic share 0.5
     t0 = time.perf_counter()
-    synth = make_synthesizer("auto", SEED, shape=sp.train.shape, max_seconds=fit_seconds)
-    synth.fit(sp.train, schema)
-    syn_b = synth.sample(synthetic_rows_needed(obj, len(sp.train)), seed=SEED)
-    fb = _figures(val_judge, test_judge, training_table(obj, sp.train, syn_b))
+    synth = make_synthesizer("auto", SEED, shape=real.shape, max_seconds=fit_seconds)
+    synth.fit(real, schema)
+    syn_b = synth.sample(synthetic_rows_needed(obj, len(real)), seed=SEED)
+    fb = _figures(val_judge, test_judge, training_table(obj, real, syn_b))
     _emit(rows, {**base, "case": "b_real_plus_default", "model": synth.name, "fit_budget_s": getattr(synth, "max_seconds", None),
-                 "seconds": round(time.perf_counter() - t0, 1), **fb, **privacy(sp.train, syn_b, test, schema)})
+                 "seconds": round(time.perf_counter() - t0, 1), **fb, **privacy(real, syn_b, test, schema)})
     # (c) autopilot
     t0 = time.perf_counter()
     journal = work / f"{name}.journal"
@@ -123,13 +135,17 @@ def run(name: str, budget_s: float, work: Path, fit_seconds: float | None = None
     if res.best is None:
         _emit(rows, {**base, "case": "c_real_plus_autopilot", "budget_s": budget_s, "value": None, "note": "no feasible trial"})
         return rows
-    fc = _figures(val_judge, test_judge, res.training)
     bt, floor = res.best, tg.autopilot.floors.get("dcr_share")
-    priv_c = privacy(sp.train, res.data, test, schema)
+    fc = _figures(val_judge, test_judge, res.training, bt["figures"]["score"])
+    priv_c = privacy(real, res.data, test, schema)
+    feasible = [t for t in res.trials if t["feasible"] and t["figures"]]
+    gains = sorted((t["figures"]["gain"] for t in feasible), reverse=True)
     _emit(rows, {**base, "case": "c_real_plus_autopilot", "budget_s": budget_s, "seconds": round(time.perf_counter() - t0, 1),
                  "trials": len(res.trials), "feasible_trials": sum(t["feasible"] for t in res.trials), "best_trial": bt["number"],
                  "best_params": {k: (round(v, 3) if isinstance(v, float) else v) for k, v in bt["params"].items()},
                  "validation_gain": round(bt["figures"]["gain"], 4), "validation_gain_se": round(bt["figures"]["gain_se"], 4),
+                 "validation_gains_top5": [round(g, 4) for g in gains[:5]],
+                 "validation_gains_median": round(float(np.median(gains)), 4) if gains else None,
                  "dcr_floor": [floor.min, floor.max] if floor else None, "floor_z": tg.autopilot.floor_z,
                  "selection_z": tg.autopilot.selection_z, "validation_dcr_share": round(bt["figures"]["dcr_share"], 4),
                  **fc, **priv_c})
@@ -139,7 +155,7 @@ def run(name: str, budget_s: float, work: Path, fit_seconds: float | None = None
                "validation_a": fa["validation_value"], "validation_b": fb["validation_value"], "validation_c": fc["validation_value"],
                "pooled_a": fa["value_pooled"], "pooled_b": fb["value_pooled"], "pooled_c": fc["value_pooled"],
                "c_minus_a": round(c - a, 4), "c_minus_a_se": round(gain_test_se, 4), "c_minus_b": round(c - b, 4),
-               "validation_c_minus_a": round(fc["validation_value"] - fa["validation_value"], 4),
+               "validation_c_minus_a": round(bt["figures"]["gain"], 4), "validation_c_minus_a_se": round(bt["figures"]["gain_se"], 4),
                "target_c_ge_b": bool(c >= b), "target_dcr_within_0.5+-0.03": bool(abs(priv_c["dcr_share"] - 0.5) <= 0.03)}
     if name == "fraud":
         summary["target_c_ge_a_plus_0.03"] = bool(c >= a + 0.03)

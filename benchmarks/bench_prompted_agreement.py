@@ -1,11 +1,11 @@
 """Prompted generation that a user would keep (issue 14): row-text agreement and speed, before/after.
 
-One command (both specs, before and after, 100 rows each, 1 llama.cpp thread):
+One command (both specs, before and after, 100 rows each, 1 llama.cpp thread, one CPU):
 
-    flock /tmp/synthloop-bench.lock .venv/bin/python benchmarks/bench_prompted_agreement.py --session 2
+    taskset -c 1 nice -n 10 .venv/bin/python benchmarks/bench_prompted_agreement.py --rows 100 --session 3
 
 About 21 minutes on a quiet machine, most of it the `before` code (~4 s a patient_visits row and ~6 s a
-card_transactions row there, against ~1-1.5 s after); `--rows N` scales it linearly. For each spec
+card_transactions row there, against ~1 s after); `--rows N` scales it linearly. For each spec
 (examples/prompted/patient_visits.yaml, with its agreement rules, and card_transactions.yaml) it
 runs, one after another on the same machine:
 
@@ -13,8 +13,9 @@ runs, one after another on the same machine:
   sentence first, one shared llama.cpp context, no agreement checks), unpacked with `git archive`,
   on the same spec without the keys that revision does not know (`checks`, `start`, `hidden`,
   `few_shot.per_row`);
-- `after`: this checkout (fixed part of every prompt first, one llama.cpp context per LLM column,
-  agreement checks with regeneration) with the embedded default model, SmolLM2-135M;
+- `after`: this checkout (fixed part of every prompt first, one llama.cpp context per LLM column with
+  its recent prompt states saved, values decoded with prompt-lookup guesses checked in the same
+  forward pass, agreement checks with regeneration) with the embedded default model, SmolLM2-135M;
 - `after_gemma3_270m` (opt in with `--cases before,after,after_gemma3_270m`, ~4x slower per row):
   this checkout with `--llm-model gemma3-270m` (when its package is installed).
 
@@ -28,8 +29,9 @@ Prints one JSON line per case; `speedup_rows_per_s` compares with `before` of th
 time; `speedup_rows_per_cpu_s` the same on the child's CPU time, less bent by other processes on a
 shared machine). Where the time of a row goes: `tokens_in_evaluated_per_row` (prompt tokens llama.cpp
 computed; the rest came from the context's KV cache), `tokens_out_per_row` (sampled tokens),
-`grammar_resamples_per_row` (tokens the grammar refused, drawn again under it) and `repairs_by_reason`
-(cells asked again, by the check that failed).
+`grammar_resamples_per_row` (tokens the grammar refused, drawn again under it), `decode_passes_per_row`
+and `draft_accepted_per_row` (forward passes while decoding values, and guessed tokens drawn as
+guessed: each saves a pass) and `repairs_by_reason` (cells asked again, by the check that failed).
 """
 from __future__ import annotations
 
@@ -198,6 +200,10 @@ def main() -> None:
                     "tokens_in_evaluated_per_row": round(run.get("tokens_in_evaluated", run["tokens_in"]) / max(figures["rows_written"], 1), 1),
                     "tokens_out_per_row": round(run["tokens_out"] / max(figures["rows_written"], 1), 1),
                     "grammar_resamples_per_row": round(run.get("grammar_resamples", 0) / max(figures["rows_written"], 1), 2),
+                    # forward passes while decoding values (after: each also checks prompt-lookup guesses;
+                    # the before code does not count them) and the guessed tokens drawn as guessed
+                    "decode_passes_per_row": round(run.get("decode_passes", 0) / max(figures["rows_written"], 1), 2),
+                    "draft_accepted_per_row": round(run.get("draft_accepted", 0) / max(figures["rows_written"], 1), 2),
                     "repairs": run.get("repairs"), "repairs_by_reason": run.get("repairs_by_reason"),
                     **figures, "wall_s": round(run["wall_s"], 2), "cpu_s": round(run.get("cpu_s", 0.0), 2),
                     "backend_s": round(run["backend_s"], 2), "failed_first": run["failed"][:2],

@@ -180,3 +180,67 @@ def test_a_floor_measured_with_a_standard_error_keeps_a_margin_and_the_best_tria
     assert loose.violations(near)[1] == []
     lucky, steady = {"score": 0.70, "gain_se": 0.08}, {"score": 0.68, "gain_se": 0.01}
     assert ap.selection_value(steady) > ap.selection_value(lucky)
+
+
+def test_cross_validation_scores_every_real_row_once_on_seeded_stratified_folds():
+    df = rare_table(900)
+    schema = infer_schema(df)
+    obj = parse_targets({"objective": {"target": "y", "metric": "roc_auc", "cv": 3}}, "t").objective
+    judge = Judge(obj, schema, df)
+    idx = np.sort(np.concatenate(judge.cv_folds))
+    assert len(judge.cv_folds) == 3 and np.array_equal(idx, np.arange(len(df)))  # every row in exactly one fold
+    pos = [judge.y[f].sum() for f in judge.cv_folds]
+    assert max(pos) - min(pos) <= 1  # stratified: the rare class is dealt evenly
+    seen: list[int] = []
+
+    def real_only(k, train):
+        seen.append(len(train))
+        assert len(train) == len(df) - len(judge.cv_folds[k])  # the judge never learns from the fold it scores
+        return train
+
+    a, again = judge.cross_validate(real_only), judge.cross_validate(real_only)
+    assert a["score"] == again["score"] and a["cv"] == 3 and 0.7 < a["score"] <= 1.0
+    assert Judge.gain(a, again) == (0.0, 0.0)  # paired over the same rows and resamples
+    noisy = judge.cross_validate(lambda k, train: train.assign(y=np.random.default_rng(k).permutation(train["y"].to_numpy())))
+    gain, se = Judge.gain(noisy, a)
+    assert gain < -0.1 and se > 0  # shuffled labels cost, and the cost has a paired error
+    d = np.subtract(noisy["cv_folds"], a["cv_folds"])
+    assert se >= d.std(ddof=1) / np.sqrt(3) - 1e-12  # folds whose draws disagree widen the error
+    steady = {"score": 0.6, "boot": np.full(50, 0.6) + np.linspace(0, 0.01, 50), "cv_folds": [0.5, 0.6, 0.7]}
+    lucky = {"score": 0.7, "boot": steady["boot"] + 0.1, "cv_folds": [0.5, 0.6, 1.0]}
+    assert Judge.gain(lucky, steady)[1] == pytest.approx(np.std([0, 0, 0.3], ddof=1) / np.sqrt(3))  # one fold's luck
+    with pytest.raises(SynthloopError, match="cv: cross-validation"):
+        parse_targets({"objective": {"target": "y", "cv": 3, "command": "judge {train}"}}, "t")
+
+
+def test_a_cross_validated_search_refits_the_best_setting_on_every_real_row(tmp_path):
+    tg = parse_targets({"objective": {"target": "y", "metric": "recall_at_precision", "precision": 0.5, "mode": "augment",
+                                      "cv": 3, "validation_share": 0.25},
+                        "autopilot": {"models": ["copula"], "gaps": False, "floors": {"exact_copy_rate": {"max": 0.01}}}}, "t.yaml")
+    df = rare_table(900)
+    lines: list[str] = []
+    ap = Autopilot(tg, 300, tmp_path / "j.journal", max_trials=3, log=lines.append)
+    res = ap.run(df)
+    assert ap.cv and res.baseline["real_only"]["cv"] == 3 and res.baseline["real_only"]["rows_validation"] == len(df)
+    assert all(t["figures"]["cv"] == 3 and t["figures"]["gain_se"] is not None for t in res.trials)
+    assert res.best is not None and any("refitting trial" in line for line in lines)
+    n_syn = len(res.data)
+    assert len(res.training) == len(df) + n_syn  # all real rows (training and validation) plus the refitted model's rows
+    assert not list(tmp_path.glob("j.journal.trial*"))  # no fold's rows stand in for the refitted ones
+    again = Autopilot(tg, 300, tmp_path / "j.journal", max_trials=4).run(df)  # resumes on the same folds
+    assert [t["params"] for t in again.trials[:3]] == [t["params"] for t in res.trials]
+    assert again.trials[0]["figures"]["score"] == res.trials[0]["figures"]["score"]
+
+
+def test_the_rare_class_can_come_from_a_model_of_that_class_alone(tmp_path):
+    from synthloop.refine.autopilot import TrialPlan
+
+    ap = Autopilot(targets(floors={}), 60, tmp_path / "j.journal")
+    ap._prepare(rare_table(600), None)
+    for rare_model in ("class", "joint"):
+        plan = TrialPlan("copula", {}, None, 1.0, None, -1, 0.0, False, rare_model=rare_model)
+        rows, _ = ap.generate(plan, seed=1)
+        assert len(rows) == len(ap.split.train) and (rows["y"] == 1).all()  # rare_share 1: only the rare class
+        assert rows["y"].dtype == ap.split.train["y"].dtype
+    rare_fits = [k for k in ap._fitted if k.endswith("true]")]
+    assert len(rare_fits) == 1  # the class model is fitted once, on the rare rows, and kept

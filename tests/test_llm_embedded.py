@@ -115,7 +115,7 @@ def test_context_reuse_gives_the_same_rows_as_fresh_contexts(tmp_path: Path) -> 
             self.llm.reset()  # forget the evaluated prefix: every prompt evaluated in full
             return super().complete_one(request)
 
-    b = PromptedGenerator(loads_spec(REUSE_SPEC), backend=Fresh(threads=1, contexts=False), cache_dir=False).generate().data
+    b = PromptedGenerator(loads_spec(REUSE_SPEC), backend=Fresh(threads=1, contexts=False, snapshots=0), cache_dir=False).generate().data
     assert a.equals(b), (a.to_dict("records"), b.to_dict("records"))
 
 
@@ -148,3 +148,62 @@ def test_excluded_characters_never_appear_and_the_shared_prefix_is_not_evaluated
     first, second = results
     assert first.meta["prompt_evaluated"] >= first.prompt_tokens  # a fresh context: everything, and the fixed JSON text
     assert second.meta["prompt_evaluated"] < second.prompt_tokens - 20  # the shared head came from the KV cache
+
+
+def test_drafting_keeps_greedy_answers_and_needs_fewer_forward_passes() -> None:
+    """Prompt-lookup drafting checks guessed tokens in the same forward pass; every token is still
+    drawn by the sampler, so a greedy answer is the one decoding a token a pass gives, in fewer passes."""
+    schema = {"type": "object", "properties": {"note": {"type": "string", "minLength": 20, "maxLength": 120}},
+              "required": ["note"], "additionalProperties": False}
+    req = LLMRequest(messages=(("system", "Reply with JSON only."), ("user", "Write a clinical note that repeats this "
+                               "phrase: 45-year-old male, mild sore throat for two days, given rest and fluids.")),
+                     schema=schema, seed=1, temperature=0.0, max_tokens=60, context="column:draft")
+    plain = EmbeddedBackend(threads=1, draft=0).complete_one(req)
+    drafted = EmbeddedBackend(threads=1, draft=4).complete_one(req)
+    assert drafted.text == plain.text
+    assert drafted.meta["draft_accepted"] > 0 and drafted.meta["passes"] < plain.meta["passes"]
+    assert plain.meta["drafted"] == 0
+
+
+def test_drafted_sampled_answers_repeat_for_a_seed_on_a_reused_or_fresh_context() -> None:
+    """Guessed tokens that were not drawn leave the context: a drafted answer leaves the context as a
+    fresh one would be for the next request with the same prompt."""
+    be = EmbeddedBackend(threads=1, draft=4)
+    req = LLMRequest(messages=(("system", "Reply with JSON only."), ("user", "A clinical note: 70-year-old female, "
+                               "knee swelling after a sports injury, given ice and rest.")),
+                     schema={"type": "object", "properties": {"note": {"type": "string", "minLength": 20, "maxLength": 100}},
+                             "required": ["note"], "additionalProperties": False},
+                     seed=9, temperature=0.8, max_tokens=50, context="column:draft2")
+    first = be.complete_one(req)
+    again = be.complete_one(req)  # the shared prefix comes from the KV cache
+    be.context_for(req).reset()
+    fresh = be.complete_one(req)
+    assert first.text == again.text == fresh.text
+    assert again.meta["prompt_evaluated"] < again.prompt_tokens
+
+
+def test_a_saved_prompt_state_is_reused_and_gives_the_answer_a_fresh_context_gives() -> None:
+    """Prompts alternating between two shapes: the third request starts from the saved state of the
+    first (not only from the previous prompt) and answers as a context evaluating everything does."""
+    schema = {"type": "object", "properties": {"note": {"type": "string", "minLength": 10, "maxLength": 60}},
+              "required": ["note"], "additionalProperties": False}
+    head = "Rules:\n- One short sentence.\n\nAlso avoid:\n- other severity levels than "
+
+    def req(sev: str, age: int) -> LLMRequest:
+        task = f"{sev}\n\nTask: A clinical note of a {sev} severity cardiology visit of a patient, {age} years old."
+        return LLMRequest(messages=(("system", "Reply with JSON only."), ("user", head + task)), schema=schema, seed=3,
+                          temperature=0.7, max_tokens=40, context="column:snap")
+
+    runs = {}
+    for keep in (8, 0):
+        be = EmbeddedBackend(threads=1, snapshots=keep)
+        be.context_for(req("low", 41)).reset()
+        be.complete_one(req("high", 40))
+        be.complete_one(req("low", 41))
+        runs[keep] = be.complete_one(req("high", 52))  # shares "...high severity ... patient, " with the first
+    fresh = EmbeddedBackend(threads=1, snapshots=0)
+    fresh.context_for(req("low", 41)).reset()
+    whole = fresh.complete_one(req("high", 52))
+    assert runs[8].text == runs[0].text == whole.text
+    assert whole.meta["prompt_evaluated"] >= whole.prompt_tokens
+    assert runs[8].meta["prompt_evaluated"] <= runs[0].meta["prompt_evaluated"] - 10

@@ -73,7 +73,8 @@ def register(app: typer.Typer) -> None:
             if result.baseline.get("real_only") and tg.objective.mode == "augment":
                 gain = (f["score"] - base["score"]) * (1 if tg.objective.maximize else -1)
                 se = f.get("gain_se") or 0.0
-                out.print(f"versus real rows only: {gain:+.4f} (standard error {se:.4f}) on the validation rows"
+                where = f"out of fold ({ap.cv_judge.objective.cv}-fold cross-validation)" if ap.cv else "on the validation rows"
+                out.print(f"versus real rows only: {gain:+.4f} (standard error {se:.4f}) {where}"
                           + ("" if gain > 0 else " (no synthetic setting helped; train on the real rows alone)")
                           + (" (within noise: expect less on new rows)" if 0 < gain < 2 * se else ""))
         for s in result.gaps.get("slices", []):

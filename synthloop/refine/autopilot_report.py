@@ -134,7 +134,10 @@ def write_autopilot_outputs(result: AutopilotResult, ap: Any, out: Path, report:
         from synthloop.evaluate.suite import evaluate
 
         sp = ap.split
-        ev = evaluate(sp.train, result.data, holdout=sp.validation, target=ap.objective.target, schema=sp.schema,
+        # cross-validated searches refit on every real row: no row is left to be a holdout (the search's
+        # privacy figures, measured with a held-out fold, are in the search section)
+        real, holdout = (ap.cv_rows, None) if getattr(ap, "cv", False) else (sp.train, sp.validation)
+        ev = evaluate(real, result.data, holdout=holdout, target=ap.objective.target, schema=sp.schema,
                       protected=ap.protected or None, seed=ap.targets.seed, max_rows=3000, attacks=False)
         write_text(render_html(ev.data, title=f"synthloop autopilot: {out.name}", extra_sections=[search_section(result)]),
                    paths["report"])

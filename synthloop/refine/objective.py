@@ -16,6 +16,7 @@ objective:
   validation: null                # a real validation file; default: validation_share of the data
   validation_share: 0.2
   folds: 3                        # stratified folds of the validation rows, reported per fold
+  cv: 0                           # autopilot: K-fold cross-validation over all real rows (0: one validation split)
   judge_seeds: 3                  # the judge's scores are the mean of this many seeded fits
   bootstrap: 200                  # seeded stratified bootstrap resamples of the validation rows
   seed: 0
@@ -31,7 +32,15 @@ Why the figure is built this way (a gain found on the validation rows must hold 
   standard error, and whose resamples are the same for every trial, so the gain of a trial over
   real rows alone has a paired standard error too (`Judge.gain`), which the autopilot's choice of
   the best trial discounts (`autopilot.selection_z`);
-- the per-fold values stay in the output so the noise of a small validation set is visible.
+- the per-fold values stay in the output so the noise of a small validation set is visible;
+- `cv: K` (K >= 2; the autopilot's shipped targets use 5) scores a trial by K-fold cross-validation
+  over all real rows (the training and the validation rows): for each stratified fold the
+  synthesizer is fitted on the other folds, its rows are added to those real rows, and the judge
+  scores the held-out fold; the out-of-fold scores of every row are pooled into one figure (and its
+  bootstrap, paired with real rows alone on the same folds). Every real row is scored once, so all
+  cases of a rare class stand behind each figure instead of one validation share of them, and a
+  synthetic draw that happens to suit one split does not carry a trial: each fold has its own
+  model and draw (`Judge.cross_validate`).
 """
 from __future__ import annotations
 
@@ -40,7 +49,7 @@ import shlex
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 import pandas as pd
@@ -70,6 +79,7 @@ class Objective(BaseModel):
     validation: str | None = None
     validation_share: float = Field(0.2, gt=0, lt=0.9)
     folds: int = Field(3, ge=1, le=20)
+    cv: int = Field(0, ge=0, le=20, description="K-fold cross-validation of each autopilot trial over all real rows (0 or 1: off)")
     judge_seeds: int = Field(3, ge=1, le=20, description="seeded judge fits whose scores are averaged")
     bootstrap: int = Field(200, ge=0, le=5000, description="seeded bootstrap resamples of the validation rows (0: none)")
     seed: int = 0
@@ -86,6 +96,11 @@ class Objective(BaseModel):
             raise ValueError("command must contain {train} (the training file it reads)")
         if self.model != "hist_gradient_boosting":
             _estimator_class(self.model)
+        if self.cv == 1:
+            self.cv = 0
+        if self.cv and self.command is not None:
+            raise ValueError("cv: cross-validation fits the judge once per fold in Python; a command judge "
+                             "is scored on the validation rows (set cv: 0)")
         return self
 
     @property
@@ -164,6 +179,7 @@ class Judge:
             self.y = pd.to_numeric(y, errors="coerce").to_numpy(dtype=float)
         rng = np.random.default_rng(objective.seed)
         self.folds = self._folds(rng)
+        self._cv_folds: list[np.ndarray] | None = None
         self.resamples = self._resamples(np.random.default_rng([objective.seed, 1]))
 
     def _resamples(self, rng: np.random.Generator) -> np.ndarray:
@@ -178,8 +194,8 @@ class Judge:
                  (np.flatnonzero(self.y == c) for c in np.unique(self.y))]
         return np.sort(np.concatenate(parts, axis=1), axis=1)
 
-    def _folds(self, rng: np.random.Generator) -> list[np.ndarray]:
-        k = self.objective.folds
+    def _folds(self, rng: np.random.Generator, k: int | None = None) -> list[np.ndarray]:
+        k = self.objective.folds if k is None else k
         n = len(self.y)
         if k == 1 or n < 2 * k:
             return [np.arange(n)]
@@ -191,6 +207,36 @@ class Judge:
         else:
             fold_of = rng.permutation(n) % k
         return [np.flatnonzero(fold_of == f) for f in range(k)]
+
+    @property
+    def cv_folds(self) -> list[np.ndarray]:
+        """The objective's `cv` stratified folds of the rows (seeded, the same for every trial)."""
+        if self._cv_folds is None:
+            self._cv_folds = self._folds(np.random.default_rng([self.objective.seed, 2]), max(2, self.objective.cv))
+        return self._cv_folds
+
+    def fold_rows(self, k: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(the rows outside fold k, the rows of fold k) of the cross-validation."""
+        out = np.ones(len(self.y), dtype=bool)
+        out[self.cv_folds[k]] = False
+        return self.validation[out].reset_index(drop=True), self.validation.iloc[self.cv_folds[k]].reset_index(drop=True)
+
+    def cross_validate(self, training_for: Callable[[int, pd.DataFrame], pd.DataFrame]) -> dict[str, Any]:
+        """`score`'s figures from out-of-fold scores: for each fold k the judge is fitted on
+        `training_for(k, rows outside fold k)` (those real rows plus whatever a trial adds) and scores
+        the rows of fold k; the pooled scores are read like `score_predictions` (bootstrap resamples
+        of all rows, paired across trials)."""
+        pred = np.empty(len(self.y), dtype=float)
+        sizes = []
+        for k, idx in enumerate(self.cv_folds):
+            train, test = self.fold_rows(k)
+            training = training_for(k, train)
+            pred[idx] = self._fit_predict(training, [test])[0]
+            sizes.append(len(training))
+        out = self.score_predictions(pred, rows_train=int(round(np.mean(sizes))))
+        out["cv"] = len(self.cv_folds)
+        out["cv_folds"] = [metric_value(self.objective, self.y[idx], pred[idx]) for idx in self.cv_folds]
+        return out
 
     def predict(self, train: pd.DataFrame, rows: pd.DataFrame | None = None) -> np.ndarray:
         """The judge's scores on `rows` (default: the validation rows) after fitting on `train`."""
@@ -287,7 +333,10 @@ class Judge:
     @staticmethod
     def gain(score: dict[str, Any], baseline: dict[str, Any], maximize: bool = True) -> tuple[float, float]:
         """(gain, its standard error) of `score` over `baseline`, paired over the same bootstrap
-        resamples (a gain that only some resamples show has a large error)."""
+        resamples (a gain that only some resamples show has a large error). Cross-validated figures
+        also pair per fold: each fold has its own model and synthetic draw, which the bootstrap of
+        the scored rows does not see, so the error is the larger of the two (a gain that only some
+        folds' draws show has a large error too)."""
         a, b = np.asarray(score.get("boot", [])), np.asarray(baseline.get("boot", []))
         sign = 1.0 if maximize else -1.0
         g = sign * (score["score"] - baseline["score"])
@@ -295,7 +344,14 @@ class Judge:
             return float(g), 0.0
         d = sign * (a - b)
         d = d[np.isfinite(d)]
-        return float(g), float(d.std(ddof=1)) if d.size > 1 else 0.0
+        se = float(d.std(ddof=1)) if d.size > 1 else 0.0
+        fa, fb = np.asarray(score.get("cv_folds", []), float), np.asarray(baseline.get("cv_folds", []), float)
+        if fa.size > 1 and fa.shape == fb.shape:
+            df = sign * (fa - fb)
+            df = df[np.isfinite(df)]
+            if df.size > 1:
+                se = max(se, float(df.std(ddof=1) / np.sqrt(df.size)))
+        return float(g), se
 
     def _command_score(self, train: pd.DataFrame) -> dict[str, Any]:
         """Run the user's command on a training file and the validation file; it prints one number."""

@@ -164,9 +164,11 @@ class AutopilotSettings(_Strict):
     floors: dict[str, Bound] = Field(default_factory=lambda: {"dcr_share": Bound(min=0.47, max=0.53)})
     temperature: tuple[float, float] = (0.7, 1.2)
     oversample: bool = Field(True, description="search the share of the rare class among synthetic rows")
-    max_rare_share: float = Field(0.5, gt=0, lt=1)
+    max_rare_share: float = Field(1.0, gt=0, le=1, description="highest share of the rare class among synthetic rows "
+                                  "(1: the synthetic rows may all be of the rare class, i.e. oversampling it alone)")
     search_share: bool = Field(True, description="augment mode: search the synthetic share of the training set")
-    share_range: tuple[float, float] = (0.05, 0.6)
+    share_range: tuple[float, float] = Field((0.01, 0.6), description="augment: the synthetic share of the training "
+                                             "set (searched on a log scale: a few rows of a rare class matter)")
     gaps: bool = Field(True, description="search conditional generation for the weakest slices the gap finder finds")
     max_gap_share: float = Field(0.3, ge=0, lt=1)
     fairness: bool = Field(True, description="search parity rebalancing of the `protected` columns")

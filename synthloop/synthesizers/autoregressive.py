@@ -18,6 +18,8 @@ rows beyond each, so no outlier is reproduced, and every stored bin or position 
 by at least k rows or a round cut between two values, so the model file holds no exact rare value;
 early stopping on a validation split keeps the model from memorizing rows. Set `privacy_k=0` to
 switch the guard off (the model file then holds exact values and must be handled like the data).
+`combination_guard=3` (opt-in) also redraws rows whose 3-column combination of coarse values fewer than
+k training rows share (synthloop.synthesizers._combguard): lower singling-out risk, at a fidelity cost.
 """
 from __future__ import annotations
 
@@ -31,8 +33,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from synthloop.errors import ModelFileError
+from synthloop.errors import ModelFileError, SynthloopError
 from synthloop.schema import ColumnKind
+from synthloop.synthesizers._combguard import CombinationGuard, nominal_groups, ordinal_groups
 from synthloop.synthesizers._release import ReleaseGuardMixin
 from synthloop.synthesizers._torch import check_module_arrays
 from synthloop.synthesizers.base import BaseSynthesizer
@@ -40,6 +43,7 @@ from synthloop.transforms.tokenize import CategoryTokenizer, DatetimeTokenizer, 
 
 _DISCRETE = (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN)
 _PARTS = 8  # at most this many token slots per column (a datetime has up to 6)
+GUARD_ROUNDS = 10  # draws of a row that the combination guard rejects before it is kept as drawn
 
 
 # Above this many input weights (slots^2 x (emb_dim + 1) x hidden) the first layer is factorized
@@ -251,7 +255,8 @@ class AutoregressiveSynthesizer(ReleaseGuardMixin, BaseSynthesizer):
                  temperature: float = 1.0, top_p: float = 1.0, privacy_k: int = 5, device: str = "auto",
                  n_threads: int | None = None, random_state: int | None = 0, verbose: bool = False,
                  sample_batch_size: int = 65536, lr_schedule: str = "auto", datetime_parts: bool = True,
-                 rare_label: Any = "other", input_rank: int | str = "auto", schema: Any = None):
+                 rare_label: Any = "other", input_rank: int | str = "auto", combination_guard: int = 0,
+                 schema: Any = None):
         self.epochs = epochs
         self.max_seconds = max_seconds
         self.batch_size = batch_size
@@ -278,6 +283,7 @@ class AutoregressiveSynthesizer(ReleaseGuardMixin, BaseSynthesizer):
         self.datetime_parts = datetime_parts
         self.rare_label = rare_label
         self.input_rank = input_rank
+        self.combination_guard = combination_guard
         self.schema = schema
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -353,6 +359,9 @@ class AutoregressiveSynthesizer(ReleaseGuardMixin, BaseSynthesizer):
 
     # -- fit -------------------------------------------------------------------------------------
     def _fit(self, encoded: dict[str, np.ndarray], rng: np.random.Generator) -> None:
+        if self.combination_guard not in (0, 2, 3, None):
+            raise SynthloopError(f"combination_guard must be 0 (off), 2 or 3 (columns per guarded combination), "
+                                 f"got {self.combination_guard!r}")
         start = time.monotonic()
         budget = float(self.max_seconds) if self.max_seconds else math.inf
         encoded = self._clip_released(encoded)
@@ -371,6 +380,7 @@ class AutoregressiveSynthesizer(ReleaseGuardMixin, BaseSynthesizer):
                 self.tokenizers_.append(NumericTokenizer(self.n_bins, self.n_sub, self.privacy_k).fit(x))
         self._layout()
         tokens = self._tokenize(encoded)
+        self._fit_guard(tokens)
         self.history_: list[dict[str, float]] = []
         seed = int(rng.integers(2**62))
         device = self._device()
@@ -447,6 +457,33 @@ class AutoregressiveSynthesizer(ReleaseGuardMixin, BaseSynthesizer):
             net.load_state_dict(best_state)
         self.best_val_loss_ = float(best)
 
+    # -- the combination guard (synthloop.synthesizers._combguard) ------------------------------------
+    def _first_slots(self) -> np.ndarray:
+        return np.array([int(np.flatnonzero(self._slot_col == ci)[0]) for ci in range(len(self.tokenizers_))], np.int64)
+
+    def _guard_groups(self, tokens: np.ndarray) -> np.ndarray:
+        """(rows, columns) coarse group of each column's first token (see `_combguard`)."""
+        first = self._first_slots()
+        return np.column_stack([self.guard_maps_[ci][np.clip(tokens[:, s], 0, self.guard_maps_[ci].size - 1)]
+                                for ci, s in enumerate(first)]) if first.size else np.zeros((tokens.shape[0], 0), np.int64)
+
+    def _fit_guard(self, tokens: np.ndarray) -> None:
+        """With `combination_guard=r` (2 or 3), record the r-column cells that at least `privacy_k` training
+        rows share (`_combguard`); off by default and with privacy_k=0."""
+        self.guard_ = None
+        self.guard_maps_ = []
+        k = self._release_k()
+        if not self.combination_guard or k <= 0 or len(self.tokenizers_) < 2 or tokens.shape[0] == 0:
+            return
+        for ci, (tok, s) in enumerate(zip(self.tokenizers_, self._first_slots())):
+            v = self.vocab_[s]
+            if isinstance(tok, CategoryTokenizer):
+                self.guard_maps_.append(nominal_groups(tokens[:, s], v))
+            else:
+                nb = (tok.period_ if isinstance(tok, DatetimeTokenizer) else tok).bin_lo_.size
+                self.guard_maps_.append(ordinal_groups(tokens[:, s], nb, v))
+        self.guard_ = CombinationGuard(k, int(self.combination_guard), random_state=0).fit(self._guard_groups(tokens))
+
     def _thread_count(self, token_cells: int) -> int | None:
         """`n_threads`, or with None: one thread for small work (under `_SMALL_WORK` tokens), whose
         operations are too small to split (on a busy machine two threads made them 5-20x slower),
@@ -487,14 +524,26 @@ class AutoregressiveSynthesizer(ReleaseGuardMixin, BaseSynthesizer):
         gen = torch.Generator().manual_seed(seed)
         with _threads(self._thread_count(min(n, self.sample_batch_size) * c)), torch.no_grad():
             self.net_.eval()
-            for p, pattern in enumerate(patterns):  # one pass per distinct set of conditioned columns
-                rows = np.flatnonzero(inverse == p)
-                fixed_cols = [cond[i] for i in range(len(cond)) if pattern[i]]
-                order = fixed_cols + [j for j in range(len(names)) if j not in fixed_cols]
-                step = max(1, min(self.sample_batch_size, 2**26 // max(c * self.net_.e, 1)))  # (rows, slots, e) buffer
-                for s in range(0, rows.size, step):
-                    r = rows[s:s + step]
-                    tokens[r] = self._sample_batch(r, order, set(fixed_cols), known, gen)
+            todo = np.arange(n)
+            guard = getattr(self, "guard_", None)
+            redrawn = 0
+            for round_ in range(GUARD_ROUNDS + 1):
+                for p, pattern in enumerate(patterns):  # one pass per distinct set of conditioned columns
+                    rows = todo[inverse[todo] == p]
+                    fixed_cols = [cond[i] for i in range(len(cond)) if pattern[i]]
+                    order = fixed_cols + [j for j in range(len(names)) if j not in fixed_cols]
+                    step = max(1, min(self.sample_batch_size, 2**26 // max(c * self.net_.e, 1)))  # (rows, slots, e) buffer
+                    for s in range(0, rows.size, step):
+                        r = rows[s:s + step]
+                        tokens[r] = self._sample_batch(r, order, set(fixed_cols), known, gen)
+                if guard is None or todo.size == 0:
+                    break
+                # the combination guard: a row in a cell fewer than privacy_k training rows shared is drawn again
+                todo = todo[~guard.allows(self._guard_groups(tokens[todo]))]
+                if round_ < GUARD_ROUNDS:
+                    redrawn += todo.size
+            # rows still outside after GUARD_ROUNDS draws (conditions that force a rare cell) are kept
+            self.last_guard_ = {"redrawn": int(redrawn), "kept_rare": int(todo.size) if guard is not None else 0}
         u = rng.random((n, len(names)))
         out: dict[str, np.ndarray] = {}
         for ci, (col, tok) in enumerate(zip(self.columns_, self.tokenizers_)):
@@ -613,6 +662,12 @@ class AutoregressiveSynthesizer(ReleaseGuardMixin, BaseSynthesizer):
             arrays[f"net.{k}"] = v.detach().cpu().numpy()
         meta = {"columns": [c.name for c in self.columns_], "tokenizers": toks, "history": self.history_,
                 "input_rank": int(getattr(self, "input_rank_", 0))}
+        guard = getattr(self, "guard_", None)
+        if guard is not None:
+            gm, ga = guard.state()
+            meta["guard"] = gm
+            arrays.update({f"guard_{k}": v for k, v in ga.items()})
+            arrays.update({f"guardmap_{i}": v for i, v in enumerate(self.guard_maps_)})
         return meta, arrays
 
     def _set_state(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
@@ -627,6 +682,14 @@ class AutoregressiveSynthesizer(ReleaseGuardMixin, BaseSynthesizer):
             self.tokenizers_.append(klass.from_state(m, a))
         self.history_ = meta.get("history", [])
         self._layout()
+        self.guard_, self.guard_maps_ = None, []
+        if isinstance(meta.get("guard"), dict):  # files written before the guard have none
+            self.guard_ = CombinationGuard.from_state(meta["guard"], {k[6:]: v for k, v in arrays.items()
+                                                                      if k.startswith("guard_")})
+            self.guard_maps_ = [np.asarray(arrays.get(f"guardmap_{i}", np.zeros(0)), np.int64)
+                                for i in range(len(self.tokenizers_))]
+            if len(self.guard_maps_) != self.guard_.radix_.size or any(m.size == 0 for m in self.guard_maps_):
+                raise ModelFileError("model file: the combination guard's column maps are missing; refit the model")
         rank = meta.get("input_rank", 0)
         if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank <= 4096:
             raise ModelFileError(f"model file: header 'input_rank' must be a whole number from 0 to 4096, got {rank!r}")

@@ -61,7 +61,7 @@ def resolve_model(name: str, shape: Optional[tuple[int, int]] = None) -> str:
 
 def make_synthesizer(model: str, seed: int, epochs: Optional[int] = None, max_seconds: Optional[float] = None,
                      epsilon: Optional[float] = None, delta: Optional[float] = None, domain: Optional[str] = None,
-                     shape: Optional[tuple[int, int]] = None) -> Any:
+                     shape: Optional[tuple[int, int]] = None, combination_guard: Optional[int] = None) -> Any:
     """An unfitted synthesizer from command-line style options; flags a model does not take are refused.
 
     `shape` (rows, columns) of the training table lets `auto` choose the model (`auto_choice`) and
@@ -69,14 +69,14 @@ def make_synthesizer(model: str, seed: int, epochs: Optional[int] = None, max_se
     """
     from synthloop.synthesizers.base import synthesizer_class
 
-    # --epochs only means something to a trained model: `auto` then stays autoregressive
-    klass = synthesizer_class(resolve_model(model, None if epochs is not None else shape))
+    # --epochs and --combination-guard only mean something to the autoregressive model: `auto` then stays it
+    klass = synthesizer_class(resolve_model(model, None if epochs is not None or combination_guard else shape))
     if model == "auto" and max_seconds is None:
         max_seconds = default_budget(*shape) if shape is not None else AUTO_BUDGET_MAX_S
     params: dict[str, Any] = {"random_state": seed}
     accepted = klass._get_param_names()
     for flag, key, value in (("--epochs", "epochs", epochs), ("--epsilon", "epsilon", epsilon), ("--delta", "delta", delta),
-                             ("--domain", "domain", domain)):
+                             ("--domain", "domain", domain), ("--combination-guard", "combination_guard", combination_guard)):
         if value is None:
             continue
         if key not in accepted:
