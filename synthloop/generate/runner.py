@@ -98,7 +98,9 @@ _REPAIR_KINDS = (("cut off", "cut off at max_tokens"), ("no JSON", "not JSON"), 
                  ("does not mention", "must_mention"), ("but the", "agrees_with"), ("rules forbid", "forbid_regex"),
                  ("required pattern", "regex"), ("breaks the rule", "expressions"), ("fewer than", "min_words"),
                  ("reviewer", "judge"), ("placeholder", "sanity"), ("stand-in", "sanity"), ("braces", "sanity"),
-                 ("answer format", "sanity"), ("no words", "sanity"))
+                 ("answer format", "sanity"), ("no words", "sanity"), ("too long: write about", "length"),
+                 ("too short: write about", "length"), ("longer than the real texts", "length"),
+                 ("shorter than the real texts", "length"))
 
 
 def _repair_kind(err: str) -> str:
@@ -213,7 +215,8 @@ class PromptedGenerator:
                     reads = set().union(*column_reads(col).values())
                     self._guides[col.name] = TextGuide(
                         real, source, col.name, context, [c for c in context if c in reads], k=col.llm.neighbours,
-                        seed=self.spec.seed, pii_extra=self.spec.learn.pii)
+                        seed=self.spec.seed, pii_extra=self.spec.learn.pii,
+                        tolerance=col.llm.length_tolerance)
         return self._guides
 
     def plan(self, n: int | None = None) -> Plan:

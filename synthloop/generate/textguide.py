@@ -14,6 +14,8 @@ import pandas as pd
 from synthloop.generate.textprivacy import CopyIndex, PiiIndex, common_tokens, pii_values, tokens
 
 MAX_REAL_TEXTS = 5000
+LENGTH_KS_BUDGET = 0.02  # KS distance the length band may add to the real length distribution (auto tolerance)
+TOLERANCE_GRID = (0.25, 0.2, 0.15, 0.1, 0.07, 0.05, 0.03, 0.02, 0.01, 0.0)
 
 
 def style_stats(texts: Sequence[str], top: int = 5) -> dict[str, Any]:
@@ -64,6 +66,30 @@ def stratified_lengths(real: np.ndarray, drawn: np.ndarray, rng: np.random.Gener
     out = np.empty(n, dtype=srt.dtype)
     out[np.lexsort((rng.random(n), drawn))] = np.sort(strata)
     return out
+
+
+def length_tolerance(real: np.ndarray, budget: float = LENGTH_KS_BUDGET) -> float:
+    """The widest band half-width (a share of the planned length, rounded to whole characters) that
+    keeps the real length distribution within `budget` KS distance when every length is moved
+    anywhere inside its band (uniformly: the worst a model answering "about right" does). A peaked
+    column (short labels, a quarter of them 18 characters) gets a near-exact band; a smooth one
+    (narratives) a wide band and fewer regenerations. Accepting +-15% on such a peaked column alone
+    costs ~0.11 of KS similarity."""
+    vals, cnt = np.unique(np.asarray(real, dtype=int), return_counts=True)
+    if not len(vals):
+        return TOLERANCE_GRID[0]
+    p = cnt / cnt.sum()
+    widest = np.rint(TOLERANCE_GRID[0] * vals).astype(int)
+    xs = np.arange((vals - widest).min() - 1, (vals + widest).max() + 1)
+    if len(xs) > 4000:  # long texts: a grid of integer points (the CDFs are smooth at that scale)
+        xs = np.unique(np.linspace(xs[0], xs[-1], 4000).astype(int))
+    cdf = np.concatenate([[0.0], np.cumsum(p)])[np.searchsorted(vals, xs, side="right")]
+    for r in TOLERANCE_GRID:
+        tol = np.rint(r * vals)
+        frac = np.clip((xs[None, :] - (vals - tol)[:, None] + 1) / (2 * tol + 1)[:, None], 0.0, 1.0)
+        if np.abs(p @ frac - cdf).max() <= budget:
+            return float(r)
+    return 0.0
 
 
 class _Encoder:
@@ -120,10 +146,12 @@ class TextGuide:
 
     `context`: structured columns shared by the real table and the synthetic rows (neighbour search);
     `shown`: the context columns printed beside each example text; `pii_extra`: columns whose values
-    count as personal data besides those detected."""
+    count as personal data besides those detected; `tolerance`: the share of a row's planned length
+    its answer may be off by (None: derived from the real lengths, see `length_tolerance`)."""
 
     def __init__(self, real: pd.DataFrame, text_column: str, output_name: str, context: Sequence[str],
-                 shown: Sequence[str] = (), k: int = 3, seed: int = 0, pii_extra: Sequence[str] = ()) -> None:
+                 shown: Sequence[str] = (), k: int = 3, seed: int = 0, pii_extra: Sequence[str] = (),
+                 tolerance: float | None = None) -> None:
         mask = real[text_column].notna() & real[text_column].astype(str).str.strip().ne("")
         sub = real.loc[mask]
         if len(sub) > MAX_REAL_TEXTS:
@@ -137,6 +165,9 @@ class TextGuide:
         self.style = style_stats(raw)
         lengths = np.array([len(t) for t in raw]) if raw else np.array([0])
         self.length_range = (int(np.floor(np.percentile(lengths, 1))), int(np.ceil(np.percentile(lengths, 99))))
+        # how far an answer may be from its row's planned length (a share of it): given, or the widest
+        # that leaves the real length distribution as it is (see length_tolerance)
+        self.tolerance = float(tolerance) if tolerance is not None else length_tolerance(lengths)
         self.output_name = output_name
         self.context = [c for c in context if c in sub.columns]
         self.shown = [c for c in shown if c in self.context]
@@ -152,8 +183,11 @@ class TextGuide:
         self._target_words: dict[int, int] = {}
 
     def plan(self, frame: pd.DataFrame) -> None:
-        """Pick every synthetic row's examples at once: the 4k nearest real rows, k of them by a
-        seeded draw (ties of identical structured values would otherwise always give the same k)."""
+        """Plan every synthetic row at once: a length (that of one of its 4k nearest real rows,
+        stratified over the real length distribution) and k examples among those near rows, by a
+        seeded draw (ties of identical structured values would otherwise always give the same k),
+        the last of them the near text whose length is closest to the plan, so the examples show the
+        length asked for."""
         self._picked, self._target, self._target_words = {}, {}, {}
         if not self.texts:
             return
@@ -170,21 +204,31 @@ class TextGuide:
         rng = np.random.default_rng([self.seed & 0xFFFFFFFF, 16])
         keys = rng.random(cand.shape)
         order = np.argsort(keys, axis=1)
-        self._picked = dict(enumerate(np.take_along_axis(cand, order[:, : self.k], axis=1))) if self.k else {}
         # a planned length per row: that of one more near real text, so lengths follow the real
         # distribution given the structured values (the answer closest to it is kept)
         lengths = np.array([len(t) for t in self.texts])
         words = np.array([len(t.split()) for t in self.texts])
         drawn = np.take_along_axis(cand, order[:, -1:], axis=1)[:, 0]
-        self._target = dict(enumerate(stratified_lengths(lengths, lengths[drawn], rng)))
-        self._target_words = dict(enumerate(words[drawn]))
+        target = stratified_lengths(lengths, lengths[drawn], rng)
+        self._target = dict(enumerate(target))
+        # the near text closest to the planned length (ties: the seeded keys) is shown last
+        gap = np.abs(lengths[cand] - target[:, None]) + 0.5 * keys
+        best_col = gap.argmin(axis=1)
+        best = cand[np.arange(n), best_col]
+        self._target_words = dict(enumerate(words[best]))
+        if self.k:
+            rest_keys = keys.copy()
+            rest_keys[np.arange(n), best_col] = np.inf
+            rest = np.take_along_axis(cand, np.argsort(rest_keys, axis=1)[:, : self.k - 1], axis=1)
+            self._picked = dict(enumerate(np.hstack([rest, best[:, None]])))
 
     def examples(self, i: int) -> list[dict[str, Any]]:
-        """Few-shot examples of synthetic row i (PII already replaced), distinct texts only."""
+        """Few-shot examples of synthetic row i (PII already replaced), distinct texts only; the last
+        one is the example of the planned length."""
         from synthloop.generate.prompts import _plain
 
         out, seen = [], set()
-        for j in self._picked.get(i, []):
+        for j in reversed(self._picked.get(i, [])):
             t = self.texts[int(j)]
             if t in seen:
                 continue
@@ -192,7 +236,7 @@ class TextGuide:
             ex = {c: _plain(self.rows.at[int(j), c]) for c in self.shown}
             ex[self.output_name] = t
             out.append(ex)
-        return out
+        return out[::-1]
 
     def rules(self) -> list[str]:
         return style_rules(self.style)
@@ -202,12 +246,12 @@ class TextGuide:
         return int(t) if t is not None else None
 
     def band(self, i: int) -> tuple[int, int] | None:
-        """The lengths (characters) an answer for row i may have: its planned length +- 15% (at least
-        2 characters), inside the real 1st-99th percentile range."""
+        """The lengths (characters) an answer for row i may have: its planned length +- `tolerance`
+        of it (rounded to whole characters), inside the real 1st-99th percentile range."""
         t = self.target_length(i)
         if t is None:
             return None
-        tol = max(2, int(np.ceil(0.15 * t)))
+        tol = int(np.rint(self.tolerance * t))
         lo, hi = self.length_range
         return max(1, min(t - tol, hi), lo), max(min(t + tol, hi), lo, 1)
 
@@ -220,10 +264,12 @@ class TextGuide:
         return [f"About {t} characters long ({words}no more than {self.band(i)[1]} characters)."]  # type: ignore[index]
 
     def fit_length(self, text: str, i: int) -> str:
-        """`text` cut back into row i's band at a sentence or word boundary when it runs past it (the
-        decoder's cap sits a little above the band, so a text it stopped ends mid-word past the band's
-        end; the cut is made at the boundary nearest the planned length, so lengths are not pushed to the
-        band's top); shorter texts are left as they are, for regeneration."""
+        """`text` cut back towards row i's planned length at a sentence or word boundary when it runs
+        past its band (the decoder's cap sits a little above the band, so a text it stopped ends
+        mid-word). The cut is made at the boundary nearest the planned length within the band, else
+        within +-15% of the plan (a near-exact band seldom has a boundary inside it; the length check
+        then asks for another answer and the closest one is kept); shorter texts are left as they are,
+        for regeneration. Separators left at the end of a cut are dropped."""
         b = self.band(i)
         if b is None:
             return text
@@ -231,14 +277,16 @@ class TextGuide:
         text = text.strip()
         if len(text) <= hi:
             return text
-        head = text[:hi + 1]
-        ends = [m.end() for m in re.finditer(r"[.!?](?=\s|$)", head) if m.end() >= lo]
         t = self.target_length(i) or hi
-        if ends:  # the sentence end nearest the planned length, else the word boundary nearest it
-            return head[:min(ends, key=lambda e: abs(e - t))].strip()
-        spaces = [m.start() for m in re.finditer(r"\s", head) if m.start() >= lo]
-        if spaces:
-            return head[:min(spaces, key=lambda e: abs(e - t))].rstrip(" ,;:-(/&").strip() or text
+        w = max(int(np.ceil(0.15 * t)), 2)
+        head = text[:max(hi, t + w) + 2]
+        sentences = [head[:m.end()] for m in re.finditer(r"[.!?](?=\s|$)", head)]
+        words = [head[:m.start()].rstrip(" ,;:-(/&").strip() for m in re.finditer(r"\s", head)]
+        for clo, chi in ((lo, hi), (min(lo, t - w), max(hi, t + w))):
+            for cuts in (sentences, words):  # the sentence end nearest the plan, else the word boundary
+                inside = [c for c in cuts if clo <= len(c) <= chi]
+                if inside:
+                    return min(inside, key=lambda c: (abs(len(c) - t), -len(c)))
         return text
 
     def length_gap(self, text: str, i: int) -> float:

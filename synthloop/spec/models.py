@@ -233,6 +233,10 @@ class LLMColumn(_Strict):
     neighbours: int = Field(3, ge=0, le=10, description="few-shot examples from the real rows nearest to each "
                             "synthetic row (on the structured columns), PII replaced; 0: none")
     style: bool = Field(True, description="state the real texts' length and typical openings in the prompt")
+    length_tolerance: float | None = Field(None, ge=0, le=1, description="mixed specs: how far (a share of it) a "
+                                           "text may be from its row's planned length before it is regenerated "
+                                           "(the closest answer is kept); default: the widest band that moves the "
+                                           "real length distribution by at most 0.02 KS distance")
     checks: Checks | None = Field(None, description="row-text agreement checks on every generated cell")
     start: str | None = Field(None, description="text columns: the text begins with this (a template, e.g. "
                               "'{{ department | title }} visit:'); the embedded backend writes it into the answer, "
