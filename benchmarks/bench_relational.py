@@ -326,31 +326,25 @@ def bench_dataset(name, args, rows_out):
         if res["ok"]:
             results["sdv_hma"] = row
             if (frac < 1.0 or data is not tables) and "synthloop" in args.models:  # ours on exactly the data HMA learned
-                res2 = run_model("synthloop", part, sub_meta.to_dict(), {"seconds": args.our_seconds, "epochs": args.epochs},
-                                 args.our_timeout)
-                r2 = {**base, "model": "synthloop", "subset": sub_label, "tables": len(part), "rows": row["rows"],
-                      "finished": res2["ok"]}
-                if res2["ok"]:
-                    r2.update(fit_s=round(res2["fit_s"], 1), fit_cpu_s=round(res2["fit_cpu_s"], 1), sample_s=round(res2["sample_s"], 1), peak_mb=round(res2["peak_mb"]))
-                    r2.update(score(part, res2["synth"], sub_meta, hma_dict))
-                    results["synthloop_same_subset"] = r2
-                else:
-                    r2["error"] = res2["error"]
-                emit(r2)
-                rows_out.append(r2)
-                if args.also_no_guard:  # HMA has no privacy guard: ours without one too, same data
-                    res3 = run_model("synthloop", part, sub_meta.to_dict(), {"seconds": args.our_seconds, "epochs": args.epochs,
-                                                                             "privacy_k": 0}, args.our_timeout)
-                    r3 = {**base, "model": "synthloop_privacy_k0", "subset": sub_label, "tables": len(part),
-                          "rows": row["rows"], "finished": res3["ok"], "privacy_k": 0}
-                    if res3["ok"]:
-                        r3.update(fit_s=round(res3["fit_s"], 1), fit_cpu_s=round(res3["fit_cpu_s"], 1), sample_s=round(res3["sample_s"], 1), peak_mb=round(res3["peak_mb"]))
-                        r3.update(score(part, res3["synth"], sub_meta, hma_dict))
-                        results["synthloop_k0_same_subset"] = r3
+                def ours_on_subset(label: str, key: str, **extra: object) -> None:
+                    """Our model on exactly the data HMA learned (with `extra` synthesizer settings)."""
+                    res2 = run_model("synthloop", part, sub_meta.to_dict(),
+                                     {"seconds": args.our_seconds, "epochs": args.epochs, **extra}, args.our_timeout)
+                    r2 = {**base, "model": label, "subset": sub_label, "tables": len(part), "rows": row["rows"],
+                          "finished": res2["ok"], **extra}
+                    if res2["ok"]:
+                        r2.update(fit_s=round(res2["fit_s"], 1), fit_cpu_s=round(res2["fit_cpu_s"], 1),
+                                  sample_s=round(res2["sample_s"], 1), peak_mb=round(res2["peak_mb"]))
+                        r2.update(score(part, res2["synth"], sub_meta, hma_dict))
+                        results[key] = r2
                     else:
-                        r3["error"] = res3["error"]
-                    emit(r3)
-                    rows_out.append(r3)
+                        r2["error"] = res2["error"]
+                    emit(r2)
+                    rows_out.append(r2)
+
+                ours_on_subset("synthloop", "synthloop_same_subset")
+                if args.also_no_guard:  # HMA has no privacy guard: ours without one too, same data
+                    ours_on_subset("synthloop_privacy_k0", "synthloop_k0_same_subset", privacy_k=0)
             break
     # SDV PAR on the sequence table alone (berka: trans per account)
     seq_tables = [t for t, m in meta.tables.items() if m.sequence_key]
