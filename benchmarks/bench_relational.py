@@ -34,19 +34,35 @@ if not DATA.is_dir():
     DATA = Path("/work/shared/data")
 
 
-def load(name: str):
-    from synthloop.schema.metadata import detect_metadata, read_tables, table_files
+WEATHER_KEY = ["origin", "year", "month", "day", "hour"]
+
+
+def load(name: str, composite: bool = True):
+    from synthloop.schema.metadata import Relationship, detect_metadata, read_tables, table_files
 
     folder = DATA / name
     tables = read_tables(folder)
+    if name == "nycflights13" and composite:  # 3 of 26,115 weather rows repeat their (origin, hour): the first kept
+        tables["weather"] = tables["weather"].drop_duplicates(WEATHER_KEY).reset_index(drop=True)
     meta = detect_metadata(tables, table_files(folder))
     if name == "berka_financial":  # all eight tables; trans is the history of each account
         meta.tables["trans"].sequence_key = "account_id"
         meta.tables["trans"].order_by = "date"
+    if name == "nycflights13" and composite:  # 157 of 32,735 flights have no weather row for their hour: left out
+        from synthloop.schema.metadata import key_series, lookup
+
+        f = tables["flights"]
+        tables["flights"] = f[lookup(key_series(tables["weather"], WEATHER_KEY), key_series(f, WEATHER_KEY)) >= 0].reset_index(drop=True)
+    if name == "nycflights13" and composite and not any(r.composite for r in meta.relationships):
+        # flights -> weather on the composite key (detected once the repeated rows are gone; set here if not)
+        meta.tables["weather"].primary_key = WEATHER_KEY
+        meta.relationships.append(Relationship(parent="weather", parent_key=WEATHER_KEY, child="flights",
+                                               child_key=WEATHER_KEY))
     meta.check()
     tables = meta.orphans_to_null(tables)
     for r in meta.relationships:
-        r.on_orphans = "error" if not tables[r.child][r.child_key].isna().any() else "null"
+        if not r.composite:
+            r.on_orphans = "error" if not tables[r.child][r.child_key].isna().any() else "null"
     return tables, meta
 
 
@@ -57,14 +73,16 @@ def _child(kind: str, tables, meta_dict, params, out_path, q) -> None:
 
         torch.set_num_threads(params.get("threads", 1))  # a shared 2-core machine: one thread per model
         t0 = time.perf_counter()
+        c0 = time.process_time()  # CPU seconds: on a shared machine the fair figure (wall time follows the load)
         if kind == "synthloop":
             from synthloop.schema.metadata import Metadata
             from synthloop.synthesizers.relational import RelationalSynthesizer
 
             meta = Metadata.from_dict(meta_dict)
-            model = RelationalSynthesizer(max_seconds=params["seconds"], epochs=params.get("epochs", 24), random_state=0)
+            model = RelationalSynthesizer(max_seconds=params["seconds"], epochs=params.get("epochs", 24), random_state=0,
+                                          privacy_k=params.get("privacy_k", 5))
             model.fit(tables, meta)
-            fit_s = time.perf_counter() - t0
+            fit_s, fit_cpu = time.perf_counter() - t0, time.process_time() - c0
             t1 = time.perf_counter()
             synth = model.sample(scale=1.0, seed=1)
         elif kind == "sdv_hma":
@@ -74,7 +92,7 @@ def _child(kind: str, tables, meta_dict, params, out_path, q) -> None:
             sm = SdvMeta.load_from_dict(meta_dict)
             model = HMASynthesizer(sm, verbose=False)
             model.fit(tables)
-            fit_s = time.perf_counter() - t0
+            fit_s, fit_cpu = time.perf_counter() - t0, time.process_time() - c0
             t1 = time.perf_counter()
             synth = model.sample_scale(scale=1.0)
         else:  # sdv_par: one sequence table
@@ -85,14 +103,14 @@ def _child(kind: str, tables, meta_dict, params, out_path, q) -> None:
             model = PARSynthesizer(sm, epochs=params.get("epochs", 128), verbose=False)
             (name, df), = tables.items()
             model.fit({name: df})  # SDV 2: a dict of one table
-            fit_s = time.perf_counter() - t0
+            fit_s, fit_cpu = time.perf_counter() - t0, time.process_time() - c0
             t1 = time.perf_counter()
             got = model.sample_sequences(num_sequences=params["sequences"])
             synth = got if isinstance(got, dict) else {name: got}
         sample_s = time.perf_counter() - t1
         with open(out_path, "wb") as fh:  # this run's own temp file, read back by the parent
             pickle.dump(synth, fh)
-        q.put({"ok": True, "fit_s": fit_s, "sample_s": sample_s,
+        q.put({"ok": True, "fit_s": fit_s, "sample_s": sample_s, "fit_cpu_s": fit_cpu,
                "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
     except Exception as exc:  # noqa: BLE001 - reported in the row
         q.put({"ok": False, "error": f"{type(exc).__name__}: {str(exc)[:300]}"})
@@ -120,8 +138,12 @@ def run_model(kind, tables, meta_dict, params, timeout):
 
 
 def sdv_dict(meta, tables, sequences: bool):
-    schemas = {t: meta.table_schema(t, tables[t]) for t in meta.tables}
-    d = meta.to_sdv_dict(schemas)
+    """SDV metadata; composite keys as their single-column surrogates (SDV has none): pass the tables
+    through `meta.to_surrogate` too (`sdv_tables`)."""
+    sur = meta.surrogate()
+    tables = meta.to_surrogate(tables)
+    schemas = {t: sur.table_schema(t, tables[t]) for t in sur.tables}
+    d = sur.to_sdv_dict(schemas)
     if not sequences:
         for t in d["tables"].values():
             t.pop("sequence_key", None)
@@ -130,6 +152,7 @@ def sdv_dict(meta, tables, sequences: bool):
 
 
 def score(real, synth, meta, tables_meta_dict):
+    """`synth` in the user's form (composite keys as columns); SDMetrics judges both on surrogate keys."""
     from sdmetrics.reports.multi_table import QualityReport
 
     from synthloop.evaluate.multitable import multi_table_quality, referential_integrity, sequence_statistics
@@ -137,7 +160,7 @@ def score(real, synth, meta, tables_meta_dict):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         rep = QualityReport()
-        rep.generate(real, synth, tables_meta_dict, verbose=False)
+        rep.generate(meta.to_surrogate(real), meta.to_surrogate(synth), tables_meta_dict, verbose=False)
     props = dict(zip(rep.get_properties()["Property"], rep.get_properties()["Score"]))
     ours = multi_table_quality(real, synth, meta)
     integ = referential_integrity(synth, meta)
@@ -159,8 +182,9 @@ def subset(tables, meta, main: str, rows: int, seed: int = 0):
     np.random.seed(seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        sub = get_random_subset(tables, sm, main_table_name=main, num_rows=rows, verbose=False)
-    return {t: sub[t].reset_index(drop=True) for t in meta.tables}
+        sub = get_random_subset(meta.to_surrogate(tables), sm, main_table_name=main, num_rows=rows, verbose=False)
+    sub = meta.from_surrogate({t: sub[t].reset_index(drop=True) for t in meta.tables}, repair=False)
+    return {t: sub[t][list(tables[t].columns)] for t in meta.tables}
 
 
 def hma_refuses(meta_dict) -> str | None:
@@ -210,7 +234,8 @@ def restrict(meta, data):
         if tm.order_by and tm.order_by not in data[t].columns:
             tm = tm.model_copy(update={"sequence_key": None, "order_by": None})
         tables[t] = tm
-    rels = [r for r in meta.relationships if r.parent in data and r.child in data and r.child_key in data[r.child].columns]
+    rels = [r for r in meta.relationships if r.parent in data and r.child in data and
+            all(c in data[r.child].columns for c in r.child_cols)]
     return Metadata(tables=tables, relationships=rels).check()
 
 
@@ -226,7 +251,7 @@ def emit(row):
 def bench_dataset(name, args, rows_out):
     from synthloop.schema.metadata import Metadata
 
-    tables, meta = load(name)
+    tables, meta = load(name, composite=not args.no_composite)
     main = {"berka_financial": "account", "nycflights13": "flights"}[name]
     if args.quick:
         tables = subset(tables, meta, main, 300 if name == "berka_financial" else 2000)
@@ -237,6 +262,8 @@ def bench_dataset(name, args, rows_out):
 
         base["session"] = int(args.session) if str(args.session).isdigit() else args.session
         base["load_avg_1m"] = round(os.getloadavg()[0], 2)
+    if args.note:
+        base["note"] = args.note
     results = {}
     # ours, on the whole database
     skip = "synthloop" not in args.models or args.no_ours_whole
@@ -244,7 +271,7 @@ def bench_dataset(name, args, rows_out):
         "synthloop", tables, meta.to_dict(), {"seconds": args.our_seconds, "epochs": args.epochs}, args.our_timeout)
     row = {**base, "model": "synthloop", "subset": "whole", "finished": res["ok"]}
     if res["ok"]:
-        row.update(fit_s=round(res["fit_s"], 1), sample_s=round(res["sample_s"], 1), peak_mb=round(res["peak_mb"]))
+        row.update(fit_s=round(res["fit_s"], 1), fit_cpu_s=round(res["fit_cpu_s"], 1), sample_s=round(res["sample_s"], 1), peak_mb=round(res["peak_mb"]))
         row.update(score(tables, res["synth"], meta, sdv_dict(meta, tables, False)))
     else:
         row["error"] = res["error"]
@@ -261,6 +288,7 @@ def bench_dataset(name, args, rows_out):
         fractions_hma = ([] if args.no_hma_whole else [1.0]) + [float(f) for f in args.hma_subsets.split(",") if f]
     hma_dict = hma_meta
     complexity = hma_refuses(hma_meta) if fractions_hma else None
+    keep = []
     if complexity:
         row = {**base, "model": "sdv_hma", "subset": "whole", "finished": False, "error": complexity}
         emit(row)
@@ -270,39 +298,53 @@ def bench_dataset(name, args, rows_out):
             data = {t: tables[t] for t in keep}
             hma_dict = sdv_dict(restrict(meta, data), data, False)
             label = f"{len(keep)} of {len(tables)} tables ({', '.join(keep)}), all columns"
+        elif meta.has_composite_keys():  # e.g. airports -> weather -> flights: depth 3; compare with --no-composite
+            fractions_hma = []
         else:
             data, hma_dict = simplified(tables, hma_meta)
             label = f"sdv simplify_schema: {len(data)} tables ({', '.join(f'{t} {v.shape[1]} cols' for t, v in data.items())})"
+    data_meta = restrict(meta, data) if not complexity or keep else None
     for frac in fractions_hma:
-        part = data if frac >= 1.0 else subset_sdv(data, hma_dict, main, max(10, int(len(data[main]) * frac)))
+        # SDV sees composite keys as surrogate columns (`Metadata.to_surrogate`); ours and the scores the user's form
+        data_s = data_meta.to_surrogate(data) if data_meta is not None else data
+        part_s = data_s if frac >= 1.0 else subset_sdv(data_s, hma_dict, main, max(10, int(len(data_s[main]) * frac)))
+        part = data_meta.from_surrogate(part_s, repair=False) if data_meta is not None else part_s
+        part = {t: part[t][[c for c in data[t].columns if c in part[t].columns]] for t in part}
         limit = args.hma_whole_timeout if frac >= 1.0 else args.sdv_timeout
-        res = run_model("sdv_hma", part, hma_dict, {}, limit)
+        res = run_model("sdv_hma", part_s, hma_dict, {}, limit)
         sub_label = label if frac >= 1.0 else f"{label}; {frac:g} of {main} ({len(part[main])} rows) with related rows"
         row = {**base, "model": "sdv_hma", "subset": sub_label, "tables": len(part),
                "rows": sum(len(v) for v in part.values()), "finished": res["ok"], "time_limit_s": limit}
         sub_meta = restrict(meta, part)
         if res["ok"]:
-            row.update(fit_s=round(res["fit_s"], 1), sample_s=round(res["sample_s"], 1), peak_mb=round(res["peak_mb"]))
-            row.update(score(part, res["synth"], sub_meta, hma_dict))
+            row.update(fit_s=round(res["fit_s"], 1), fit_cpu_s=round(res["fit_cpu_s"], 1), sample_s=round(res["sample_s"], 1), peak_mb=round(res["peak_mb"]))
+            row.update(score(part, sub_meta.from_surrogate(res["synth"]), sub_meta, hma_dict))
         else:
             row["error"] = res["error"]
         emit(row)
         rows_out.append(row)
         if res["ok"]:
             results["sdv_hma"] = row
-            if part is not tables and "synthloop" in args.models:  # ours on exactly the data HMA learned
-                res2 = run_model("synthloop", part, sub_meta.to_dict(), {"seconds": args.our_seconds, "epochs": args.epochs},
-                                 args.our_timeout)
-                r2 = {**base, "model": "synthloop", "subset": sub_label, "tables": len(part), "rows": row["rows"],
-                      "finished": res2["ok"]}
-                if res2["ok"]:
-                    r2.update(fit_s=round(res2["fit_s"], 1), sample_s=round(res2["sample_s"], 1), peak_mb=round(res2["peak_mb"]))
-                    r2.update(score(part, res2["synth"], sub_meta, hma_dict))
-                    results["synthloop_same_subset"] = r2
-                else:
-                    r2["error"] = res2["error"]
-                emit(r2)
-                rows_out.append(r2)
+            if (frac < 1.0 or data is not tables) and "synthloop" in args.models:  # ours on exactly the data HMA learned
+                def ours_on_subset(label: str, key: str, **extra: object) -> None:
+                    """Our model on exactly the data HMA learned (with `extra` synthesizer settings)."""
+                    res2 = run_model("synthloop", part, sub_meta.to_dict(),
+                                     {"seconds": args.our_seconds, "epochs": args.epochs, **extra}, args.our_timeout)
+                    r2 = {**base, "model": label, "subset": sub_label, "tables": len(part), "rows": row["rows"],
+                          "finished": res2["ok"], **extra}
+                    if res2["ok"]:
+                        r2.update(fit_s=round(res2["fit_s"], 1), fit_cpu_s=round(res2["fit_cpu_s"], 1),
+                                  sample_s=round(res2["sample_s"], 1), peak_mb=round(res2["peak_mb"]))
+                        r2.update(score(part, res2["synth"], sub_meta, hma_dict))
+                        results[key] = r2
+                    else:
+                        r2["error"] = res2["error"]
+                    emit(r2)
+                    rows_out.append(r2)
+
+                ours_on_subset("synthloop", "synthloop_same_subset")
+                if args.also_no_guard:  # HMA has no privacy guard: ours without one too, same data
+                    ours_on_subset("synthloop_privacy_k0", "synthloop_k0_same_subset", privacy_k=0)
             break
     # SDV PAR on the sequence table alone (berka: trans per account)
     seq_tables = [t for t, m in meta.tables.items() if m.sequence_key]
@@ -334,7 +376,7 @@ def bench_dataset(name, args, rows_out):
                     synth.insert(0, tm.primary_key, np.arange(len(synth)))
                 seqmeta = Metadata(tables={t: tm}, relationships=[])
                 st = sequence_statistics({t: part}, {t: synth}, seqmeta)[t]
-                row.update(fit_s=round(res["fit_s"], 1), sample_s=round(res["sample_s"], 1), peak_mb=round(res["peak_mb"]),
+                row.update(fit_s=round(res["fit_s"], 1), fit_cpu_s=round(res["fit_cpu_s"], 1), sample_s=round(res["sample_s"], 1), peak_mb=round(res["peak_mb"]),
                            sequences={t: {k: round(v, 4) for k, v in st.items()}})
                 results["sdv_par"] = emit(row)
                 rows_out.append(row)
@@ -359,7 +401,14 @@ def bench_dataset(name, args, rows_out):
         cmp["quality_minus_hma"] = ours_same["sdmetrics_quality"] - hma["sdmetrics_quality"]
         cmp["quality_ge_hma_plus_0.10"] = cmp["quality_minus_hma"] >= 0.10
         cmp["fit_ratio_hma_over_ours_same_data"] = hma["fit_s"] / max(ours_same["fit_s"], 1e-9)
+        if "fit_cpu_s" in hma and "fit_cpu_s" in ours_same:
+            cmp["fit_cpu_ratio_hma_over_ours_same_data"] = hma["fit_cpu_s"] / max(ours_same["fit_cpu_s"], 1e-9)
         cmp["peak_ratio_hma_over_ours_same_data"] = hma["peak_mb"] / max(ours_same["peak_mb"], 1e-9)
+        k0 = results.get("synthloop_k0_same_subset")
+        if k0:
+            cmp["quality_ours_privacy_k0"] = k0["sdmetrics_quality"]
+            cmp["quality_minus_hma_privacy_k0"] = k0["sdmetrics_quality"] - hma["sdmetrics_quality"]
+            cmp["quality_ge_hma_plus_0.10_privacy_k0"] = cmp["quality_minus_hma_privacy_k0"] >= 0.10
     whole_hma = next((r for r in rows_out if r["dataset"] == name and r["model"] == "sdv_hma" and r["subset"] == "whole"), None)
     if whole_hma is not None and ours.get("finished"):
         cmp["fit_le_hma_whole"] = (ours["fit_s"] <= whole_hma["fit_s"]) if whole_hma["finished"] else \
@@ -398,6 +447,11 @@ def main() -> None:
     ap.add_argument("--no-hma-whole", action="store_true", help="skip HMA on the whole database (known not to finish)")
     ap.add_argument("--no-ours-whole", action="store_true", help="skip our run on the whole database (e.g. a rerun of the peer's subset)")
     ap.add_argument("--models", default="synthloop,sdv_hma,sdv_par", help="which models to run")
+    ap.add_argument("--also-no-guard", action="store_true",
+                    help="also run ours with privacy_k=0 (no privacy guard, as the peers) on the peer's subset")
+    ap.add_argument("--no-composite", action="store_true",
+                    help="nycflights13 without the flights -> weather composite key (weather only a child of airports)")
+    ap.add_argument("--note", default=None, help="a note written into every row (e.g. why a time limit is lower)")
     ap.add_argument("--session", default=None, help="a session tag (number or text, e.g. 2b) written into every row")
     ap.add_argument("--out", default=None, help="also append the JSON lines to this file")
     args = ap.parse_args()

@@ -27,7 +27,7 @@ def schema_dir(folder: Path, output: Optional[Path]) -> None:
     from rich.table import Table
 
     from synthloop.io import write_text
-    from synthloop.schema.metadata import detect_metadata, read_tables, table_files
+    from synthloop.schema.metadata import detect_metadata, key_label, read_tables, table_files
 
     tables = read_tables(folder)
     meta = detect_metadata(tables, table_files(folder))
@@ -35,10 +35,10 @@ def schema_dir(folder: Path, output: Optional[Path]) -> None:
     for h in ("table", "rows", "primary key", "foreign keys", "sequence"):
         table.add_column(h)
     for name, t in meta.tables.items():
-        fks = "; ".join(f"{r.child_key} -> {r.parent}.{r.parent_key}" + (" (orphans: null)" if r.on_orphans == "null" else "")
-                        for r in meta.parents_of(name))
+        fks = "; ".join(f"{key_label(r.child_key)} -> {r.parent}.{key_label(r.parent_key)}" +
+                        (" (orphans: null)" if r.on_orphans == "null" else "") for r in meta.parents_of(name))
         seq = f"of {t.sequence_key}, by {t.order_by}" if t.sequence_key else ""
-        table.add_row(name, f"{len(tables[name]):,}", t.primary_key or "-", fks or "-", seq)
+        table.add_row(name, f"{len(tables[name]):,}", key_label(t.primary_key) if t.primary_key else "-", fks or "-", seq)
     out.print(table)
     if output:
         write_text(meta.to_yaml(), output)

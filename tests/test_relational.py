@@ -373,3 +373,183 @@ def test_training_steps_of_a_table_grow_with_its_rows_up_to_min_steps():
         steps.append(m.epochs * max(1, math.ceil(n * 0.9 / 512)))
     assert steps[0] == MIN_STEPS_FLOOR and steps == sorted(steps)  # a tiny subset fits in a few hundred steps
     assert steps[1] < 1000 and steps[3] >= rs.min_steps  # large tables keep at least min_steps (epochs: 24)
+
+
+# -- composite keys -----------------------------------------------------------------------------------
+def stations_db(seed: int = 0, days: int = 12) -> dict[str, pd.DataFrame]:
+    """Stations, hourly readings keyed by (station, day, hour) (warmer at noon, warmer at station S2),
+    and trips that point at the reading of their hour by the same three columns (more trips when warm)."""
+    rng = np.random.default_rng(seed)
+    stations = pd.DataFrame({"station": ["S1", "S2", "S3"], "altitude": [10, 250, 40]})
+    grid = pd.MultiIndex.from_product([stations.station, range(1, days + 1), range(0, 24, 3)],
+                                      names=["station", "day", "hour"]).to_frame(index=False)
+    temp = 10 + 8 * np.sin(np.pi * grid.hour / 24) + 5 * (grid.station == "S2") + rng.normal(0, 1, len(grid))
+    readings = grid.assign(temp=temp.round(1))
+    k = rng.poisson(np.clip(readings.temp.to_numpy() / 6, 0.2, None))
+    trips = readings.loc[np.repeat(np.arange(len(readings)), k), ["station", "day", "hour"]].reset_index(drop=True)
+    trips.insert(0, "trip_id", np.arange(len(trips)) + 1)
+    trips["minutes"] = rng.gamma(4, 5, len(trips)).round(1)
+    return {"stations": stations, "readings": readings, "trips": trips}
+
+
+COMPOSITE_YAML = """
+tables:
+  stations: {primary_key: station}
+  readings: {primary_key: [station, day, hour]}
+  trips: {primary_key: trip_id}
+relationships:
+  - {parent: stations, parent_key: station, child: readings, child_key: station}
+  - {parent: stations, parent_key: station, child: trips, child_key: station}
+  - {parent: readings, parent_key: [station, day, hour], child: trips, child_key: [station, day, hour]}
+"""
+
+
+def test_composite_keys_round_trip_and_are_detected_from_shared_columns(tmp_path):
+    sdb = stations_db()
+    meta = Metadata.from_yaml(COMPOSITE_YAML)
+    meta.validate(sdb)
+    meta.save(tmp_path / "m.yaml")
+    back = Metadata.load(tmp_path / "m.yaml")
+    assert back == meta and back.tables["readings"].primary_key == ["station", "day", "hour"]
+    assert meta.key_columns("readings") == ["station"]  # day and hour are data; only their combination is a key
+    assert set(meta.key_columns("trips")) == {"trip_id", "station", "day", "hour"}
+    found = detect_metadata(sdb)
+    assert found.tables["readings"].primary_key == ["station", "day", "hour"]
+    assert any(r.composite and r.child == "trips" and r.parent == "readings" for r in found.relationships)
+
+
+@pytest.mark.parametrize("case,message", [
+    ("duplicate", "table 'readings' column '(station, day, hour)': primary key is not unique"),
+    ("orphans", "table 'trips' column '(station, day, hour)': 2 of"),
+    ("length", "child_key has 2 columns but parent_key has 3"),
+    ("not_implied", "column 'trips.station' is a foreign key to 'stations' and part of"),
+])
+def test_bad_composite_keys_are_one_line_naming_table_and_columns(case, message):
+    sdb = stations_db()
+    text = COMPOSITE_YAML
+    if case == "duplicate":
+        sdb["readings"].loc[1, ["day", "hour"]] = sdb["readings"].loc[0, ["day", "hour"]].to_numpy()
+    elif case == "orphans":
+        sdb["trips"].loc[:1, "day"] = 99
+    elif case == "length":
+        text = text.replace("child_key: [station, day, hour]", "child_key: [station, day]")
+    elif case == "not_implied":
+        text = text.replace("  - {parent: stations, parent_key: station, child: readings, child_key: station}\n", "")
+    with pytest.raises(MetadataError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        Metadata.from_yaml(text).validate(sdb)
+
+
+@pytest.fixture(scope="module")
+def composite_fit():
+    sdb = stations_db()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = RelationalSynthesizer(epochs=30, min_steps=0, random_state=0).fit(sdb, Metadata.from_yaml(COMPOSITE_YAML))
+    return sdb, model
+
+
+def test_composite_keys_are_unique_and_every_composite_foreign_key_points_at_a_parent(composite_fit, tmp_path):
+    from synthloop.evaluate.multitable import referential_integrity
+
+    sdb, model = composite_fit
+    meta = Metadata.from_yaml(COMPOSITE_YAML)
+    out = model.sample(seed=3)
+    assert list(out["readings"].columns) == list(sdb["readings"].columns)
+    assert list(out["trips"].columns) == list(sdb["trips"].columns)
+    assert not out["readings"].duplicated(["station", "day", "hour"]).any()
+    assert len(out["readings"]) >= 0.9 * len(sdb["readings"])  # repeats moved to free hours, few merged
+    assert set(referential_integrity(out, meta).values()) == {1.0}
+    meta.validate(out)  # the synthetic database satisfies its own metadata
+    # the trip's station is the reading's station: warm readings (S2, noon) draw more trips, as in the data
+    per = out["trips"].merge(out["readings"], on=["station", "day", "hour"])
+    assert per.temp.mean() > out["readings"].temp.mean()
+    model.save(tmp_path / "c.npz")
+    again = RelationalSynthesizer.load(tmp_path / "c.npz").sample(seed=3)
+    for t in out:
+        pd.testing.assert_frame_equal(out[t], again[t])
+
+
+def test_composite_keys_are_scored_on_their_surrogates_as_sdmetrics(composite_fit):
+    from sdmetrics.reports.multi_table import QualityReport
+
+    sdb, model = composite_fit
+    meta = Metadata.from_yaml(COMPOSITE_YAML)
+    out = model.sample(seed=1)
+    ours = multi_table_quality(sdb, out, meta)
+    assert "trips.(station, day, hour) -> readings.(station, day, hour)" in set(ours["relationships"]["relationship"])
+    sur = meta.surrogate()
+    real_s, synth_s = meta.to_surrogate(sdb), meta.to_surrogate(out)
+    schemas = {t: sur.table_schema(t, real_s[t]) for t in sur.tables}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rep = QualityReport()
+        rep.generate(real_s, synth_s, sur.to_sdv_dict(schemas), verbose=False)
+    assert abs(ours["quality_score"] - rep.get_score()) < 0.01
+
+
+@pytest.mark.slow
+def test_cli_fits_and_samples_a_folder_with_composite_keys(tmp_path):
+    sdb = stations_db()
+    folder = _write(sdb, tmp_path / "db")
+    (tmp_path / "meta.yaml").write_text(COMPOSITE_YAML)
+    assert run_cli("fit", str(folder), "--metadata", str(tmp_path / "meta.yaml"), "--epochs", "5",
+                   "-o", str(tmp_path / "m.npz")).returncode == 0
+    assert run_cli("sample", str(tmp_path / "m.npz"), "-o", str(tmp_path / "out")).returncode == 0
+    res = run_cli("evaluate", str(folder), str(tmp_path / "out"), "--metadata", str(tmp_path / "meta.yaml"))
+    assert res.returncode == 0, res.output
+    bad = COMPOSITE_YAML.replace("child_key: [station, day, hour]", "child_key: [station, day]")
+    (tmp_path / "bad.yaml").write_text(bad)
+    res = run_cli("fit", str(folder), "--metadata", str(tmp_path / "bad.yaml"), "-o", str(tmp_path / "x.npz"))
+    assert "child_key has 2 columns but parent_key has 3" in one_line_error(res)
+    assert not (tmp_path / "x.npz").exists()
+
+
+def test_repeated_generated_keys_move_to_the_nearest_free_cell_of_their_grid():
+    from synthloop.schema.metadata import unique_composite
+
+    rng = np.random.default_rng(0)
+    n = 2 * 10 * 24 - 20  # 20 cells of the (day, hour) grid stay free per station pair
+    df = pd.DataFrame({"station": rng.choice(["A", "B"], n), "day": rng.integers(1, 11, n), "hour": rng.integers(0, 24, n),
+                       "__key": np.arange(n)})
+    assert df.duplicated(["station", "day", "hour"]).sum() > 100
+    out, merged = unique_composite(df, ["station", "day", "hour"], ["station"])
+    assert not out.duplicated(["station", "day", "hour"]).any()
+    assert out.hour.between(0, 23).all() and out.day.between(1, 10).all()
+    kept = len(out) + (0 if merged is None else len(merged))
+    assert kept == n and len(out) >= n - 25  # nearly every repeat found a free hour; the rest merged
+
+
+# -- calibration of a whole-database sample -----------------------------------------------------------
+def test_category_shares_move_the_fewest_rows_and_keep_missing_values():
+    from synthloop.synthesizers.relational import _to_shares
+
+    v = pd.Series(["a"] * 70 + ["b"] * 20 + [None] * 10)
+    out = _to_shares(v, ["a", "b", "c"], np.array([0.5, 0.3, 0.2]), np.random.default_rng(0))
+    assert pd.isna(out[90:]).all()  # missing stays missing
+    counts = pd.Series(out[:90]).value_counts()
+    assert counts.to_dict() == {"a": 45, "b": 27, "c": 18}
+    assert (out[:90] != v[:90].to_numpy()).sum() == 25  # only the surplus of "a" moved
+
+
+def test_stored_quantiles_are_cuts_between_values_with_clipped_ends():
+    from synthloop.synthesizers.relational import _midpoint_quantiles
+
+    v = np.arange(1.0, 41.0)  # 40 distinct values
+    q = _midpoint_quantiles(v, 5)
+    assert len(q) == 40 and q == sorted(q)
+    assert min(q) >= 5 and max(q) <= 36  # no value beyond the 5th smallest / largest
+    assert not set(q[5:-5]) & set(v)  # interior: midpoints, no stored training value
+
+
+def test_a_whole_database_sample_takes_each_tables_learned_marginals(fitted, db):
+    raw = RelationalSynthesizer.get_params(fitted)
+    assert raw["calibrate"] is True
+    out = fitted.sample(seed=5)
+    real, syn = db["users"], out["users"]
+    share = real.wealth.value_counts(normalize=True)
+    assert (syn.wealth.value_counts(normalize=True).reindex(share.index) - share).abs().max() <= 1 / len(syn) + 1e-9
+    qs = np.quantile(syn.age, [0.1, 0.5, 0.9])
+    assert np.all(np.abs(qs - np.quantile(real.age, [0.1, 0.5, 0.9])) <= 2)
+    # rank order kept: richer users still have more orders after calibration
+    count = out["orders"]["user_id"].value_counts().reindex(syn["user_id"]).fillna(0).to_numpy()
+    assert count[(syn.wealth == "rich").to_numpy()].mean() > 2 * count[(syn.wealth == "poor").to_numpy()].mean()

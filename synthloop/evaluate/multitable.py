@@ -9,7 +9,9 @@ per-entity sequence statistics and per-table privacy.
 - Intertable Trends: per relationship, the child joined to its parent; pairs of one parent column and
   one child column, scored and counted as Column Pair Trends; mean over all counted pairs.
 - Quality = mean of the four property scores (NaN ones left out), as SDMetrics.
-Key columns (primary and foreign) are ids: never scored.
+Key columns (primary and foreign) are ids: never scored. Composite keys are scored on their surrogate
+form (`Metadata.surrogate`): a composite primary key's columns are data of its table, a composite
+foreign key's columns are the parent's (scored there); relationship labels stay the user's.
 """
 from __future__ import annotations
 
@@ -20,7 +22,15 @@ import pandas as pd
 
 from synthloop.evaluate.quality import ks_complement, quality_score
 from synthloop.schema import TableSchema
-from synthloop.schema.metadata import Metadata
+from synthloop.schema.metadata import Metadata, key_series, lookup
+
+
+def single_keys(real: dict[str, pd.DataFrame], synthetic: dict[str, pd.DataFrame],
+                metadata: Metadata) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame], Metadata]:
+    """Both databases and the metadata with composite keys as single-column surrogates (as they are otherwise)."""
+    if not metadata.has_composite_keys():
+        return real, synthetic, metadata
+    return metadata.to_surrogate(real), metadata.to_surrogate(synthetic), metadata.surrogate()
 
 
 def _schemas(metadata: Metadata, real: dict[str, pd.DataFrame]) -> dict[str, TableSchema]:
@@ -46,6 +56,10 @@ def _prefixed(schema: TableSchema, prefix: str) -> list:
 def multi_table_quality(real: dict[str, pd.DataFrame], synthetic: dict[str, pd.DataFrame], metadata: Metadata,
                         schemas: dict[str, TableSchema] | None = None) -> dict[str, Any]:
     """The four properties, the overall score and the per-table / per-relationship detail."""
+    labels = metadata.surrogate_labels() if metadata.has_composite_keys() else {}
+    if labels:
+        real, synthetic, metadata = single_keys(real, synthetic, metadata)
+        schemas = None
     schemas = schemas or _schemas(metadata, real)
     shapes, pairs = [], []
     per_table: dict[str, Any] = {}
@@ -69,7 +83,7 @@ def multi_table_quality(real: dict[str, pd.DataFrame], synthetic: dict[str, pd.D
     for rel in metadata.relationships:
         cr = cardinality(real[rel.parent][rel.parent_key], real[rel.child][rel.child_key])
         cs = cardinality(synthetic[rel.parent][rel.parent_key], synthetic[rel.child][rel.child_key])
-        card_rows.append({"relationship": rel.label, "parent": rel.parent, "child": rel.child, "foreign_key": rel.child_key,
+        card_rows.append({"relationship": labels.get(rel.label, rel.label), "parent": rel.parent, "child": rel.child, "foreign_key": rel.child_key,
                           "score": ks_complement(cr, cs), "mean_children_real": float(cr.mean()) if cr.size else float("nan"),
                           "mean_children_synthetic": float(cs.mean()) if cs.size else float("nan")})
         dr = _denormalize(real, rel, real)
@@ -84,7 +98,7 @@ def multi_table_quality(real: dict[str, pd.DataFrame], synthetic: dict[str, pd.D
         p = q.pairs
         cross = p[(p["column_1"].isin(pcols) & p["column_2"].isin(ccols)) | (p["column_1"].isin(ccols) & p["column_2"].isin(pcols))]
         if len(cross):
-            inter.append(cross.assign(relationship=rel.label))
+            inter.append(cross.assign(relationship=labels.get(rel.label, rel.label)))
     card_df = pd.DataFrame(card_rows, columns=["relationship", "parent", "child", "foreign_key", "score",
                                                "mean_children_real", "mean_children_synthetic"])
     card = float(card_df["score"].mean()) if len(card_df) else float("nan")
@@ -102,9 +116,10 @@ def referential_integrity(synthetic: dict[str, pd.DataFrame], metadata: Metadata
     """Per relationship, the share of set foreign keys that point at a parent row (1.0 is required)."""
     out = {}
     for rel in metadata.relationships:
-        fk = synthetic[rel.child][rel.child_key].dropna()
-        keys = synthetic[rel.parent][rel.parent_key]
-        out[rel.label] = float(fk.isin(keys).mean()) if len(fk) else 1.0
+        fk = key_series(synthetic[rel.child], rel.child_key).dropna()
+        keys = key_series(synthetic[rel.parent], rel.parent_key)
+        hit = (lookup(keys, fk) >= 0) if rel.composite else fk.isin(keys).to_numpy()
+        out[rel.label] = float(np.mean(hit)) if len(fk) else 1.0
     return out
 
 
@@ -170,7 +185,7 @@ def split_entities(tables: dict[str, pd.DataFrame], metadata: Metadata, table: s
     other tables are kept whole in the training side (and copied to the holdout side)."""
     rng = np.random.default_rng(seed)
     pk = metadata.tables[table].primary_key
-    ids = tables[table][pk]
+    ids = key_series(tables[table], pk)
     hold_ids = set(ids[rng.random(len(ids)) < share])
     train, hold = dict(tables), dict(tables)
     train[table] = tables[table][~ids.isin(hold_ids)].reset_index(drop=True)
@@ -180,12 +195,12 @@ def split_entities(tables: dict[str, pd.DataFrame], metadata: Metadata, table: s
         parent, gone = frontier.pop()
         for rel in metadata.children_of(parent):
             c = tables[rel.child]
-            mask = c[rel.child_key].isin(gone)
-            train[rel.child] = train[rel.child][~train[rel.child][rel.child_key].isin(gone)].reset_index(drop=True)
+            mask = key_series(c, rel.child_key).isin(gone)
+            train[rel.child] = train[rel.child][~key_series(train[rel.child], rel.child_key).isin(gone)].reset_index(drop=True)
             hold[rel.child] = c[mask].reset_index(drop=True)
             cpk = metadata.tables[rel.child].primary_key
             if cpk:
-                frontier.append((rel.child, set(c.loc[mask, cpk])))
+                frontier.append((rel.child, set(key_series(c, cpk)[mask])))
     return train, hold
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from markupsafe import Markup
 
-from synthloop.evaluate.multitable import cardinality, multi_table_quality, referential_integrity, sequence_statistics
+from synthloop.evaluate.multitable import cardinality, multi_table_quality, referential_integrity, single_keys, sequence_statistics
 from synthloop.evaluate.report import _REAL, _SYNTH, _fmt, _layout, plotly_js
 from synthloop.schema.metadata import Metadata
 
@@ -69,6 +69,8 @@ def database_report_html(real: dict[str, pd.DataFrame], synthetic: dict[str, pd.
     q = multi_table_quality(real, synthetic, metadata)
     integ = referential_integrity(synthetic, metadata)
     seq = sequence_statistics(real, synthetic, metadata)
+    user = metadata
+    real, synthetic, metadata = single_keys(real, synthetic, metadata)  # composite keys: on their surrogates
     specs: dict[str, Any] = {}
     rels = []
     inter = q["intertable_pairs"]
@@ -77,8 +79,8 @@ def database_report_html(real: dict[str, pd.DataFrame], synthetic: dict[str, pd.
         fig = f"fig-card-{i}"
         specs[fig] = _card_spec(cardinality(real[rel.parent][rel.parent_key], real[rel.child][rel.child_key]),
                                 cardinality(synthetic[rel.parent][rel.parent_key], synthetic[rel.child][rel.child_key]),
-                                f"children of {rel.parent} in {rel.child} ({rel.child_key})")
-        pairs = _records(inter[inter["relationship"] == rel.label]) if len(inter) and "relationship" in inter else []
+                                f"children of {rel.parent} in {rel.child} ({r['foreign_key'] if not rel.child_key.startswith('__fk.') else r['relationship']})")
+        pairs = _records(inter[inter["relationship"] == r["relationship"]]) if len(inter) and "relationship" in inter else []
         rels.append({**r, "fig": fig, "pairs": pairs})
     shapes = {t: _records(g) for t, g in q["shapes"].groupby("table", sort=False)} if len(q["shapes"]) else {}
     cards = [("quality (SDMetrics definition)", q["quality_score"]), ("column shapes", q["column_shapes"]),
@@ -88,7 +90,7 @@ def database_report_html(real: dict[str, pd.DataFrame], synthetic: dict[str, pd.
     env = jinja2.Environment(autoescape=True)
     html = env.from_string(_TEMPLATE).render(
         title=title or "Synthetic database report", cards=cards, fmt=_fmt, tables=q["tables"], shapes=shapes,
-        subtitle=f"{len(metadata.tables)} tables, {len(metadata.relationships)} relationships; "
+        subtitle=f"{len(user.tables)} tables, {len(user.relationships)} relationships; "
                  f"{sum(len(v) for v in real.values()):,} real rows, {sum(len(v) for v in synthetic.values()):,} synthetic rows",
         relationships=rels, integrity=integ, sequences=seq, specs_json=Markup(specs_json),
         plotly_js=Markup(plotly_js().replace("</script", "<\\/script")))

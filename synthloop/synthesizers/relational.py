@@ -52,7 +52,7 @@ MIN_PRIMARY_PARENTS = 30  # a primary parent table needs this many referenced ro
 SMALL_ROOT = 1000  # a root table under this many rows is learned by the Gaussian copula (steadier on few rows)
 MIN_STEPS = 1500  # small tables train for at least this many optimizer steps (at most MAX_EPOCHS epochs)
 MAX_EPOCHS = 400
-MIN_QUANTILE_PARENTS = 100  # from this many parent rows the count marginal is a quantile table with clipped ends
+MIN_QUANTILE_PARENTS = 100  # from this many parent rows (and parents with children) the count marginal is a clipped quantile table
 COUNT_DIGITS = 2  # under that, the sorted counts are kept rounded to this many significant digits (shape, not values)
 MIN_STEPS_FLOOR = 200  # the least optimizer steps of a tiny table (the floor grows with rows up to min_steps)
 STEPS_PER_ROW = 0.25  # a small table's optimizer steps per row (above the floor, up to min_steps): fit time grows with size
@@ -146,12 +146,15 @@ class RelationalSynthesizer:
     """A database synthesizer: `fit(tables, metadata)`, `sample(scale, seed)`, `sample_for(...)`, `save`,
     `load`. Each table's model is an `AutoregressiveSynthesizer` (its parameters: `epochs`, `hidden`,
     `privacy_k`, ...; small tables train for at least min(`min_steps`, their rows) optimizer steps), or for a root table
-    under `SMALL_ROOT` rows a Gaussian copula; `max_seconds` bounds the whole fit, shared by size."""
+    under `SMALL_ROOT` rows a Gaussian copula; `max_seconds` bounds the whole fit, shared by size.
+    `calibrate` (default on): a whole unconditioned sample gives each table's own columns their learned,
+    privacy-guarded marginal (see `_marginals`, `_calibrate`). Composite keys are learned on surrogate
+    keys (`Metadata.surrogate`) and written back as columns when sampling."""
 
     def __init__(self, epochs: int = 24, max_seconds: float | None = None, hidden: int = 128, n_bins: int = 64,
                  privacy_k: int = 5, batch_size: int = 512, fixed_order_share: float = 0.8,
                  random_state: int | None = 0, verbose: bool = False, n_threads: int | None = None,
-                 min_steps: int = MIN_STEPS):
+                 min_steps: int = MIN_STEPS, calibrate: bool = True):
         self.epochs = epochs
         self.max_seconds = max_seconds
         self.hidden = hidden
@@ -163,6 +166,7 @@ class RelationalSynthesizer:
         self.verbose = verbose
         self.n_threads = n_threads
         self.min_steps = min_steps
+        self.calibrate = calibrate
 
     def get_params(self) -> dict[str, Any]:
         import inspect
@@ -175,7 +179,7 @@ class RelationalSynthesizer:
         if root and n_rows < SMALL_ROOT:
             from synthloop.synthesizers.copula import GaussianCopulaSynthesizer
 
-            return GaussianCopulaSynthesizer(random_state=seed)
+            return GaussianCopulaSynthesizer(random_state=seed, privacy_k=self.privacy_k)
         batches = max(1, math.ceil(n_rows * 0.9 / self.batch_size))
         # the floor of optimizer steps grows with the rows (a 200-row table needs far fewer than 4,000)
         steps = min(self.min_steps, max(MIN_STEPS_FLOOR, int(n_rows * STEPS_PER_ROW)))
@@ -197,6 +201,11 @@ class RelationalSynthesizer:
                 raise DataError(f"table '{name}': expected a pandas DataFrame, got {type(df).__name__}")
         metadata.validate(tables)
         tables = metadata.orphans_to_null(tables)
+        # composite keys: learned on single-column surrogate keys, turned back after sampling (_finish)
+        self.user_metadata_ = metadata
+        self.columns_ = {t: [str(c) for c in tables[t].columns] for t in metadata.tables}
+        tables = metadata.to_surrogate(tables)
+        metadata = metadata.surrogate()
         self.metadata_ = metadata
         self.order_ = metadata.order()
         self.schemas_ = {t: metadata.table_schema(t, tables[t]) for t in self.order_}
@@ -383,8 +392,12 @@ class RelationalSynthesizer:
             cols[name] = derived[t][name]
             specs.append(_num_schema(name, derived[t][name], 0 if name.startswith("__n.") else None))
             if name.startswith("__n."):  # few parents: coarsened counts, since clipping k of ~16 erases the shape
+                # quantiles clipped at the k-th counts need many parents *with* children: 3 of 1,458 airports
+                # holding all weather rows would be clipped to zeros, so there the coarsened counts are kept
+                many = int((np.asarray(derived[t][name]) > 0).sum()) >= MIN_QUANTILE_PARENTS
                 count_q[name] = (_count_quantiles(derived[t][name], self.privacy_k) if len(df) >= MIN_QUANTILE_PARENTS
-                                 else _coarse_counts(derived[t][name]))
+                                 and many else _coarse_counts(derived[t][name]))
+        marg_q, marg_cat = self._marginals(df, own, running, seq) if self.calibrate else ({}, {})
         flat = pd.DataFrame(cols)
         for s in specs:  # categorical specs must list the categories their values take
             if s.kind in (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN):
@@ -399,8 +412,43 @@ class RelationalSynthesizer:
                      ctx_src=ctx_src, own=own_names, lags=lag_names, sequence=seq, running={k: list(v) for k, v in running.items()},
                      secondary={r.child_key: r.model_dump() for r in secondary}, sec_ctx=sec_names,
                      derived=derived_names, order_by=tm.order_by if seq else None, count_q=count_q,
+                     marg_q=marg_q, marg_cat=marg_cat,
                      schema=TableSchema(columns=specs))
         return plan, flat
+
+    def _marginals(self, df: pd.DataFrame, own: list[ColumnSchema], running: dict[str, Any],
+                   seq: bool) -> tuple[dict[str, list[float]], dict[str, list[list[Any]]]]:
+        """The learned marginal of each own column, for `calibrate`: numbers and dates as quantiles of the
+        midpoints between neighbouring sorted values (ends clipped at the privacy_k-th values: no outlier,
+        and cuts between values rather than values), categories as shares of those held by at least
+        privacy_k rows (rarer ones pooled as the model's rare label). A running total and its steps are
+        left alone (they must stay consistent)."""
+        skip = set(running) | {a for a, _ in running.values()}
+        q: dict[str, list[float]] = {}
+        cat: dict[str, list[list[Any]]] = {}
+        k = self.privacy_k
+        for c in own:
+            if c.name in skip:
+                continue
+            if c.kind in (ColumnKind.NUMERICAL, ColumnKind.DATETIME):
+                v = _order_seconds(df[c.name], c)
+                v = np.sort(v[np.isfinite(v)])
+                if v.size < max(2 * k, 4):
+                    continue
+                q[c.name] = _midpoint_quantiles(v, k)
+            elif c.kind in (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN):
+                v = df[c.name].dropna()
+                if v.empty:
+                    continue
+                vc = v.value_counts()
+                common = vc[vc >= max(k, 1)] if k > 0 else vc
+                rare = int(vc.sum() - common.sum())
+                pairs = [[_json_value(x), int(n)] for x, n in common.items()]
+                if rare:
+                    pairs.append([_json_value(getattr(self, "rare_label", "other")), rare])
+                tot = float(sum(n for _, n in pairs))
+                cat[c.name] = [[x, n / tot] for x, n in pairs]
+        return q, cat
 
     def _parent_values(self, parent: str, tables: Mapping[str, pd.DataFrame], derived: dict[str, dict[str, np.ndarray]]) -> dict[str, Any]:
         df = tables[parent]
@@ -599,6 +647,8 @@ class RelationalSynthesizer:
             df = self._draw(model, plan, ctx, n, rng) if model is not None else pd.DataFrame(index=range(n))
         df = df.reset_index(drop=True)
         if fix_counts and len(df):
+            if self.calibrate:
+                df = self._calibrate(t, df, None if plan.sequence else ctx, model, rng)
             for c, q in (getattr(plan, "count_q", None) or {}).items():
                 if c in df.columns:
                     df[c] = _to_quantiles(pd.to_numeric(df[c], errors="coerce").to_numpy(float), q, rng)
@@ -622,6 +672,54 @@ class RelationalSynthesizer:
             df[fk] = self._match(t, fk, rel, df, out[rel["parent"]], rng)
         order = [c for c in self.schemas_[t].names] + [c for c in plan.derived]
         return df[[c for c in order if c in df.columns]]
+
+    def _calibrate(self, t: str, df: pd.DataFrame, ctx: pd.DataFrame | None, model: Any,
+                   rng: np.random.Generator) -> pd.DataFrame:
+        """Each own column takes its learned marginal (see `_marginals`). Categories first: the fewest rows
+        (drawn at random) move from over- to under-represented categories and are drawn again given
+        their new category (and their parent context), so their other columns and child counts follow
+        it; a sequence's events are left as drawn. Then numbers and dates take the learned quantiles
+        keeping their rank order (so their dependence on other columns and on the parent is kept). A
+        model's marginal on a small table is as noisy as a fresh sample; this removes that noise."""
+        plan = self.plans_[t]
+        if ctx is not None and model is not None:
+            for c, pairs in (getattr(plan, "marg_cat", None) or {}).items():
+                if c not in df.columns or not pairs:
+                    continue
+                new = _to_shares(df[c], [p[0] for p in pairs], np.array([p[1] for p in pairs], float), rng)
+                old = df[c].to_numpy(dtype=object)
+                moved = np.flatnonzero(pd.Series(new).astype(str).to_numpy() != pd.Series(old).astype(str).to_numpy())
+                if not moved.size:
+                    continue
+                known = ctx.iloc[moved].reset_index(drop=True).copy() if ctx.shape[1] else pd.DataFrame(index=range(moved.size))
+                known[c] = new[moved]
+                try:
+                    drawn = self._draw(model, plan, known, moved.size, rng)
+                except ConditionError:  # a category the model cannot produce: this column keeps its draws
+                    continue
+                df = df.copy()
+                for col in drawn.columns:
+                    if col in df.columns and col not in plan.ctx:
+                        vals = drawn[col].to_numpy()
+                        if df[col].dtype != object and vals.dtype == object:
+                            df[col] = df[col].astype(object)
+                        df.iloc[moved, df.columns.get_loc(col)] = vals
+                df[c] = np.where(np.isin(np.arange(len(df)), moved), new, df[c].to_numpy(dtype=object))
+        for c, q in (getattr(plan, "marg_q", None) or {}).items():
+            if c not in df.columns or not q:
+                continue
+            col = self.schemas_[t][c]
+            x = _order_seconds(df[c], col)
+            ok = np.isfinite(x)
+            if not ok.any():
+                continue
+            x[ok] = _to_quantiles(x[ok], q, rng)
+            if col.kind == ColumnKind.DATETIME:
+                df[c] = _seconds_to(col, x).to_numpy()
+            else:
+                dec = col.decimals
+                df[c] = np.round(x, dec if dec is not None else 6)
+        return df
 
     def _condition_frame(self, t: str, ctx: pd.DataFrame, cond: dict[str, Any], rng: np.random.Generator) -> pd.DataFrame:
         """Context plus per-row values for the conditioned columns (lists: drawn uniformly among them)."""
@@ -789,6 +887,9 @@ class RelationalSynthesizer:
             if t in out:
                 df = out[t]
                 res[t] = df[[c for c in self.schemas_[t].names if c in df.columns]].reset_index(drop=True)
+        user = getattr(self, "user_metadata_", self.metadata_)
+        if user is not self.metadata_:  # composite keys: their columns from the surrogate keys, made unique
+            res = user.from_surrogate(res, getattr(self, "columns_", None))
         return res
 
     # -- persistence -------------------------------------------------------------------------
@@ -809,7 +910,8 @@ class RelationalSynthesizer:
                 arrays.update({f"t{i}.{k}": v for k, v in arr.items()})
             parts[t] = entry
         header = {"format": FORMAT, "version": FORMAT_VERSION, "params": self.get_params(),
-                  "metadata": self.metadata_.to_dict(), "order": self.order_, "tables": parts}
+                  "metadata": getattr(self, "user_metadata_", self.metadata_).to_dict(), "order": self.order_, "tables": parts,
+                  "columns": getattr(self, "columns_", None)}
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:
             np.savez_compressed(fh, __header__=np.array(json.dumps(header)), **arrays)
         return Path(path)
@@ -855,7 +957,13 @@ class RelationalSynthesizer:
         h = entries(header, "header")
         params = check_params(p, _ParamsOf(cls), dict(h["params"]))
         obj = cls(**params)
-        obj.metadata_ = Metadata.from_dict(dict(header["metadata"]), f"{p}: metadata")
+        obj.user_metadata_ = Metadata.from_dict(dict(header["metadata"]), f"{p}: metadata")
+        obj.metadata_ = obj.user_metadata_.surrogate()
+        cols = header.get("columns")
+        if cols is not None and not (isinstance(cols, dict) and all(
+                isinstance(v, list) and all(isinstance(c, str) for c in v) for v in cols.values())):
+            raise ModelFileError(f"{p}: header 'columns' must map tables to lists of column names")
+        obj.columns_ = cols
         order = obj.metadata_.order()
         if list(h["order"]) != order:
             raise ModelFileError(f"{p}: header 'order' does not match the metadata's tables")
@@ -964,6 +1072,18 @@ def _check_plan(p: Path, t: str, data: Any, obj: RelationalSynthesizer) -> _Plan
                                        not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
                                                for x in v) for c, v in cq.items()):
         raise ModelFileError(f"{p}: tables.{t}.plan.count_q must map count columns to lists of numbers")
+    mq = data.get("marg_q", {})
+    if not isinstance(mq, dict) or any(c not in data["own"] or not isinstance(v, list) or len(v) > 100_000 or
+                                       not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+                                               for x in v) for c, v in mq.items()):
+        raise ModelFileError(f"{p}: tables.{t}.plan.marg_q must map own columns to lists of numbers")
+    mc = data.get("marg_cat", {})
+    if not isinstance(mc, dict) or any(
+            c not in data["own"] or not isinstance(v, list) or len(v) > 100_000 or not all(
+                isinstance(e, list) and len(e) == 2 and isinstance(e[0], (str, int, float, bool)) and
+                isinstance(e[1], (int, float)) and not isinstance(e[1], bool) and math.isfinite(e[1]) and e[1] >= 0
+                for e in v) for c, v in mc.items()):
+        raise ModelFileError(f"{p}: tables.{t}.plan.marg_cat must map own columns to [category, share] pairs")
     unit = data.get("gap_unit", 1.0)
     if isinstance(unit, bool) or not isinstance(unit, (int, float)) or not 0 < unit <= 86400:
         raise ModelFileError(f"{p}: tables.{t}.plan.gap_unit must be a number of seconds from 0 to 86400")
@@ -1017,6 +1137,52 @@ def _count_quantiles(v: np.ndarray, k: int, size: int = 1000) -> list[float]:
     if k > 0 and v.size > 2 * k:
         q = np.clip(q, v[k - 1], v[-k])
     return [float(x) for x in q]
+
+
+def _midpoint_quantiles(v: np.ndarray, k: int, size: int = 1000) -> list[float]:
+    """Up to `size` quantiles of the midpoints between neighbouring sorted values, clipped to the k-th
+    smallest and largest values (see `RelationalSynthesizer._marginals`)."""
+    v = np.sort(np.asarray(v, dtype=float))
+    mid = np.r_[v[0], (v[:-1] + v[1:]) / 2] if v.size > 1 else v
+    m = min(size, mid.size)
+    q = np.quantile(mid, (np.arange(m) + 0.5) / m, method="inverted_cdf")
+    if k > 0 and v.size > 2 * k:
+        q = np.clip(q, v[k - 1], v[-k])
+    return [float(x) for x in q]
+
+
+def _json_value(x: Any) -> Any:
+    return x.item() if isinstance(x, np.generic) else x
+
+
+def _to_shares(values: pd.Series, cats: list[Any], share: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """`values` (missing ones kept) with category counts as close to `share` as whole rows allow: every
+    category keeps up to its quota of its rows (chosen at random), the other rows take the missing ones."""
+    v = values.to_numpy(dtype=object).copy()
+    ok = values.notna().to_numpy()
+    n = int(ok.sum())
+    if n == 0 or share.sum() <= 0:
+        return v
+    share = share / share.sum()
+    want = np.floor(share * n).astype(np.int64)
+    rest = n - int(want.sum())
+    if rest > 0:
+        want[np.argsort(-(share * n - want), kind="stable")[:rest]] += 1
+    keys = pd.Index([str(c) for c in cats])
+    rows = np.flatnonzero(ok)
+    code = keys.get_indexer(pd.Series(v[rows]).astype(str))
+    order = rng.permutation(rows.size)
+    rank = pd.Series(np.arange(rows.size)).groupby(code[order]).cumcount().to_numpy()
+    keep = np.zeros(rows.size, bool)
+    inq = code[order] >= 0
+    keep[order[inq]] = rank[inq] < want[code[order][inq]]
+    have = np.bincount(code[keep], minlength=len(cats))
+    fill = np.repeat(np.arange(len(cats)), np.maximum(want - have, 0))
+    free = rows[~keep]
+    fill = rng.permutation(fill)[:free.size]
+    vals = np.asarray(cats, dtype=object)
+    v[free[rng.permutation(free.size)[:fill.size]]] = vals[fill]
+    return v
 
 
 def _coarse_counts(v: np.ndarray, digits: int = COUNT_DIGITS) -> list[float]:
