@@ -229,6 +229,7 @@ def main() -> None:
     row = text_row(df_m, sum_m, wall_m)
     guide = gens["mixed"].guides()[TEXT]
     length = length_block(real_texts, df_m, guide)
+    length["balance"] = (sum_m.get("text", {}).get(TEXT) or {}).get("length_balance")
     if args.save:
         out = Path(args.save)
         out.mkdir(parents=True, exist_ok=True)

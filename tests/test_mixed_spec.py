@@ -479,3 +479,84 @@ def test_length_misses_are_counted_as_length_repairs_not_schema():
     assert _repair_kind("note: it is too short: write about 40 characters, not 12") == "length"
     assert _repair_kind("note: it is longer than the real texts (at most about 90 characters)") == "length"
     assert _repair_kind("triage.severity: 'urgent' is not one of ['low', 'medium', 'high']") == "schema"
+
+
+class BiasedWriter(BackendBase):
+    """Reads the length it is asked for and misses it one way, as a small model does with short
+    labels: 60% of its answers are 2 characters too long, a quarter 1 too short, the rest exact (by
+    the request's seed, so a retry may land elsewhere)."""
+
+    name = model_id = "biased"
+    supports_constraints = True
+
+    def __init__(self, concurrency: int = 1, interrupt_after: int | None = None) -> None:
+        self.concurrency, self.interrupt_after = concurrency, interrupt_after
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def complete_one(self, r: LLMRequest) -> LLMResult:
+        with self._lock:
+            self.calls += 1
+            if self.interrupt_after is not None and self.calls > self.interrupt_after:
+                raise KeyboardInterrupt
+        rng = random.Random(r.seed)
+        m = re.search(r"About (\d+) characters", r.messages[1][1])
+        want = int(m.group(1)) if m else 12
+        u = rng.random()
+        n = want + (2 if u < 0.6 else -1 if u < 0.85 else 0)
+        text = "".join(rng.choice("abcdefghijklmnop") for _ in range(max(n, 1)))  # one word: never cut back
+        cap = r.schema["properties"]["breed"].get("maxLength", 10**6)  # type: ignore[index]
+        return LLMResult(json.dumps({"breed": text[:cap]}), elapsed=0.001)
+
+
+def test_length_balance_evens_out_a_writer_biased_in_length(tmp_path: Path) -> None:
+    """A writer that misses its planned length one way (mostly too long) leaves the short, peaked
+    lengths under-filled; choosing among each row's valid answers with the whole column in view
+    (llm.length_balance) brings the written length distribution back to the real one, never
+    raises the KS distance, and gives the same rows with 1 or 4 threads and after a resume."""
+    from synthloop.evaluate.text import length_ks_similarity
+
+    real = pets()
+    real.to_csv(tmp_path / "pets.csv", index=False)
+    got, frames, calls = {}, {}, {}
+    for name, extra, width in (("off", "      length_balance: false\n", 1), ("on", "", 1), ("on4", "", 4)):
+        (tmp_path / f"{name}.yaml").write_text(PETS_SPEC.format(extra=extra))
+        backend = BiasedWriter(width)
+        gen = PromptedGenerator(load_spec(tmp_path / f"{name}.yaml"), backend=backend, cache_dir=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = gen.generate()
+        calls[name] = backend.calls
+        frames[name] = res.data
+        got[name] = length_ks_similarity(real["breed"].tolist(), res.data["breed"].tolist())
+        bal = res.summary["text"]["breed"].get("length_balance")
+        assert (bal is None) == (name == "off")
+        if bal:
+            assert bal["moved"] > 0 and bal["length_ks_after"] <= bal["length_ks_before"], bal
+    assert got["on"] >= got["off"] + 0.05 and got["on"] >= 0.9, got
+    pd.testing.assert_frame_equal(frames["on"], frames["on4"])  # a pure function of the rows' candidates
+    # resume after a kill (while the rows are written, and in the length round): the balance is
+    # rebuilt from the journal's records
+    assert calls["on"] - calls["off"] > 40  # the length round's requests
+    spec = load_spec(tmp_path / "on.yaml")
+    for k, kill in enumerate((200, calls["on"] - 20)):
+        out = tmp_path / f"out{k}.csv"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with pytest.raises(GenerationInterrupted):
+                PromptedGenerator(spec, backend=BiasedWriter(interrupt_after=kill), cache_dir=False).generate(out=out)
+            resumed = PromptedGenerator(spec, backend=BiasedWriter(), cache_dir=False).generate(out=out)
+        assert 0 < resumed.summary["resumed_rows"] <= 150
+        pd.testing.assert_frame_equal(resumed.data, frames["on"])
+
+
+def test_balance_lengths_fills_the_under_filled_lengths_and_never_raises_ks() -> None:
+    from synthloop.generate.textguide import balance_lengths
+
+    real = np.array([18] * 50 + [20] * 50)
+    cands = [[20, 18]] * 50 + [[20]] * 50  # the writer's own picks: all 20
+    choice, before, after = balance_lengths(real, cands)
+    assert before == pytest.approx(0.5) and after == pytest.approx(0.0)
+    assert (choice[:50] == 1).all() and (choice[50:] == 0).all()
+    choice, before, after = balance_lengths(real, [[18]] * 50 + [[20]] * 50)
+    assert after == before == 0.0 and not choice.any()

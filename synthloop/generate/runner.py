@@ -326,7 +326,10 @@ class PromptedGenerator:
         return self._checkers[col.name]
 
     def _llm_cell(self, plan: Plan, col: Column, i: int, row: dict[str, Any], round_: int,
-                  extra_avoid: list[str] | None, stats: dict[str, Any]) -> tuple[dict[str, Any] | None, list[str]]:
+                  extra_avoid: list[str] | None, stats: dict[str, Any],
+                  cands: list[str] | None = None) -> tuple[dict[str, Any] | None, list[str]]:
+        """One cell; `cands` (mixed text columns) collects every valid, agreeing answer that misses
+        only its length band, the returned one first, for `_balance_lengths`."""
         llm = col.llm
         assert llm is not None
         prompt = self.prompt(plan, col, i, row, round_, extra_avoid)
@@ -407,11 +410,15 @@ class PromptedGenerator:
                     gap = guide.length_gap(out[col.name], i) + 10.0 * any("repeats" in e or "than the real" in e for e in errs)
                     if errs and (styled_fallback is None or gap < styled_fallback[1]):
                         styled_fallback = (out, gap)  # valid and agreeing: the closest is kept if none fits
+                    if cands is not None and gap < 10.0:  # only its length is off: a candidate
+                        cands.append(out[col.name])
                     if band is not None and len(out[col.name]) < band[0]:  # too short: the next try must reach the band
                         used = len(prompt.start) + 1 if request_schema is not answer_schema_ and prompt.start else 0
                         request_schema = _with_length(request_schema, col.name, max(band[0] - used, 0), None)
                 if not errs:
                     stats["valid_first"] += int(attempt == 0)
+                    if cands is not None:
+                        cands[:] = _first(out[col.name], cands)
                     return out, []
             stats["repairs"] += int(attempt < attempts - 1)
             if attempt < attempts - 1 and errs:
@@ -419,6 +426,8 @@ class PromptedGenerator:
                 stats[key] = stats.get(key, 0) + 1
             messages = repair_messages(prompt, [_plain_error(e) for e in errs])
         if styled_fallback is not None:  # style is a preference; validity and agreement were met
+            if cands is not None:
+                cands[:] = _first(styled_fallback[0][col.name], cands)
             return styled_fallback[0], []
         return None, errs
 
@@ -475,6 +484,7 @@ class PromptedGenerator:
         """Compute the per-row columns of row i; `keep` holds values not to recompute (dedup rounds)."""
         stats = _new_stats()
         values: dict[str, Any] = dict(keep or {})
+        alternates: dict[str, list[str]] = {}
         for name in plan.per_row:
             col = self.spec.column(name)
             if all(o in values for o in col.output_names()):
@@ -484,12 +494,31 @@ class PromptedGenerator:
                 v = self._exprs[name].evaluate(pd.DataFrame([ctx])).iloc[0]
                 values[name] = _plain(v)
                 continue
+            cands: list[str] | None = [] if name in self._balanced(plan) else None
             out, errs = self._llm_cell(plan, col, i, self._context(plan, i, values), round_,
-                                       (extra_avoid or {}).get(name), stats)
+                                       (extra_avoid or {}).get(name), stats, cands)
             if out is None:
                 return {"row": i, "status": "failed", "column": name, "error": "; ".join(errs), "round": round_, "stats": stats}
             values.update(out)
-        return {"row": i, "status": "ok", "values": values, "round": round_, "stats": stats}
+            if cands and len(cands) > 1:
+                alternates[name] = cands
+        rec = {"row": i, "status": "ok", "values": values, "round": round_, "stats": stats}
+        if alternates:
+            rec["alternates"] = alternates
+        return rec
+
+    def _balanced(self, plan: Plan) -> set[str]:
+        """Text columns whose length is balanced over the rows (`llm.length_balance`): steered by real
+        texts with a planned length, and read by no other column (a chosen answer must not disagree
+        with a column computed from another one)."""
+        out = set()
+        for name, guide in self.guides().items():
+            col = self.spec.column(name)
+            assert col.llm is not None
+            if col.llm.length_balance and not col.llm.structured and col.llm.style and guide.real_lengths.any() \
+                    and name in plan.per_row and not downstream(plan.deps, name) - {name}:
+                out.add(name)
+        return out
 
     def prompts_for_row(self, i: int, n: int | None = None, columns: list[str] | None = None,
                         run_upstream: bool = True) -> list[tuple[str, Prompt, int]]:
@@ -632,12 +661,16 @@ class PromptedGenerator:
                     done[i] = {"row": i, "status": "ok", "values": {}, "round": 0, "stats": {}}
             retried = self._retry_failed(plan, journal, done, progress)
             div_before, regenerated = self._dedup(plan, journal, done, progress)
+            self._length_rounds(plan, journal, done, progress)
+            balanced = self._balance_lengths(plan, done)
             text_report = self._text_checks(plan, journal, done, progress)
             if journal is not None:
                 journal.close()
             df, failed = self._assemble(plan, done)
             wall = time.perf_counter() - t_start
             summary = self._summary(plan, df, failed, done, resumed, div_before, regenerated, wall, progress)
+            for name, rep in balanced.items():
+                text_report.setdefault(name, {})["length_balance"] = rep
             if text_report:
                 summary["text"] = self._text_summary(df, text_report)
             if retried:
@@ -696,6 +729,23 @@ class PromptedGenerator:
         """Journal and record one finished row (local and Ray paths alike)."""
         if round_ > 0 and rec["status"] != "ok":
             return  # a failed regeneration keeps the earlier, valid row
+        old = done.get(rec["row"])
+        if 300 <= round_ < 400 and old is not None and old["status"] == "ok" and rec["status"] == "ok":
+            # a length round: the row's new answers join the ones it had (the balance picks among all)
+            alts = {}
+            for k, v in rec["values"].items():
+                if isinstance(v, str) and v != old["values"].get(k) or k in rec.get("alternates", {}):
+                    mine = rec.get("alternates", {}).get(k) or [v]
+                    alts[k] = list(dict.fromkeys([*mine, *(old.get("alternates", {}).get(k) or [old["values"][k]])]))
+            rec = {**rec, "alternates": alts} if alts else rec
+        if 100 <= round_ < 200 and old is not None and old["status"] == "ok":
+            # a text-privacy regeneration comes after the length balance: the record keeps the
+            # candidates the balance saw, so a resume balances exactly as the first run did
+            alts = {k: list(v) for k, v in old.get("alternates", {}).items()}
+            for k, v in old["values"].items():
+                if k not in alts and rec["values"].get(k) != v and isinstance(v, str):
+                    alts[k] = [v]
+            rec = {**rec, "alternates": alts} if alts else {k: v for k, v in rec.items() if k != "alternates"}
         if journal is not None:
             journal.append(rec)
         done[rec["row"]] = rec
@@ -800,6 +850,58 @@ class PromptedGenerator:
             tried += len(failed)
         return tried
 
+    def _length_rounds(self, plan: Plan, journal: Journal | None, done: dict[int, dict[str, Any]],
+                       progress: "_Progress") -> None:
+        """Rows none of whose answers is inside its planned length band are written again
+        (`llm.length_rounds`, fresh seeds, the other columns kept), so the balance has answers to
+        choose from where the writer missed; which rows is decided by each row's own record, so a
+        resume redoes exactly the rows the interrupted run had not."""
+        for name in sorted(self._balanced(plan)):
+            col = self.spec.column(name)
+            assert col.llm is not None
+            guide = self.guides()[name]
+            for r in range(col.llm.length_rounds):
+                redo = {}
+                for i, rec in sorted(done.items()):
+                    if rec["status"] != "ok" or name not in rec["values"] or rec.get("round", 0) >= 300 + r:
+                        continue
+                    band = guide.band(i)
+                    cands = rec.get("alternates", {}).get(name) or [str(rec["values"][name])]
+                    if band is not None and not any(band[0] <= len(t) <= band[1] for t in cands):
+                        redo[i] = []
+                if not redo:
+                    break
+                progress.phase(f"length {name} r{r + 1}")
+                self._regenerate(plan, col, redo, journal, done, progress, 300 + r)
+                progress.phase("done")
+
+    def _balance_lengths(self, plan: Plan, done: dict[int, dict[str, Any]]) -> dict[str, Any]:
+        """Choose each row's answer among its candidates (`alternates`, its own pick first) so the
+        column's written lengths follow the real ones (textguide.balance_lengths). Runs once, after
+        every row and dedup round is in, on the journal's records only: the same rows give the same
+        choices with any worker count, on Ray, and after a resume. Rows regenerated later for text
+        privacy keep their new text (their record holds the candidates this pass saw)."""
+        from synthloop.generate.textguide import balance_lengths
+
+        report: dict[str, Any] = {}
+        for name in sorted(self._balanced(plan)):
+            rows = sorted(i for i, rec in done.items() if rec["status"] == "ok" and name in rec["values"])
+            guide = self.guides()[name]
+            cands = [done[i].get("alternates", {}).get(name) or [str(done[i]["values"][name])] for i in rows]
+            # each row starts from its answer closest to its plan (ties: the order written)
+            cands = [sorted(c, key=lambda t, i=i: abs(len(t) - (guide.target_length(i) or len(t)))) for i, c in zip(rows, cands)]
+            choice, ks0, ks1 = balance_lengths(guide.real_lengths, [[len(t) for t in c] for c in cands])
+            moved = 0
+            for k, i in enumerate(rows):
+                if 100 <= done[i].get("round", 0) < 200:
+                    continue
+                text = cands[k][int(choice[k])]
+                moved += text != done[i]["values"][name]
+                done[i]["values"][name] = text
+            report[name] = {"rows_with_choices": sum(len(c) > 1 for c in cands), "moved": int(moved),
+                            "length_ks_before": round(ks0, 4), "length_ks_after": round(ks1, 4)}
+        return report
+
     def _text_checks(self, plan: Plan, journal: Journal | None, done: dict[int, dict[str, Any]],
                      progress: "_Progress") -> dict[str, Any]:
         """Text privacy against the learn table: texts sharing `max_copied_run` tokens or more with a
@@ -870,6 +972,8 @@ class PromptedGenerator:
                 "style": {"real": guide.style, "generated": style_stats(texts),
                           "length_ks_similarity": length_ks_similarity(guide.texts, texts)},
             }
+            if "length_balance" in rep:
+                out[name]["length_balance"] = rep["length_balance"]
         return out
 
     def _assemble(self, plan: Plan, done: dict[int, dict[str, Any]]) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
@@ -992,6 +1096,11 @@ def _loads_obj(v: Any) -> dict[str, Any]:
     except ValueError:
         return {}
     return obj if isinstance(obj, dict) else {}
+
+
+def _first(chosen: str, cands: list[str]) -> list[str]:
+    """`chosen` then the other distinct candidates, in the order they were written."""
+    return list(dict.fromkeys([chosen, *cands]))
 
 
 def busy_seconds(intervals: list[tuple[float, float]]) -> float:

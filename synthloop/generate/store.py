@@ -56,6 +56,10 @@ def record_problem(rec: Any) -> str | None:
     rnd = rec.get("round", 0)
     if not isinstance(rnd, int) or isinstance(rnd, bool) or rnd < 0:
         return "'round' must be a non-negative integer"
+    alts = rec.get("alternates", {})
+    if not isinstance(alts, dict) or not all(isinstance(v, list) and all(isinstance(t, str) for t in v)
+                                             for v in alts.values()):
+        return "'alternates' must be an object of lists of texts"
     stats = rec.get("stats", {})
     if not isinstance(stats, dict) or not all(_json_number(v) for v in stats.values()):
         return "'stats' must be an object of numbers"

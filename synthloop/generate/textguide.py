@@ -92,6 +92,47 @@ def length_tolerance(real: np.ndarray, budget: float = LENGTH_KS_BUDGET) -> floa
     return 0.0
 
 
+def balance_lengths(real: np.ndarray, candidates: Sequence[Sequence[int]], passes: int = 8) -> tuple[np.ndarray, float, float]:
+    """One candidate per row (index into its list; the first is the row's own pick, closest to its
+    plan) so that the chosen lengths follow the real length distribution: a writer that misses its
+    plans in one direction (a model that writes 20 characters when 18 are asked) leaves some lengths
+    under-filled, and a row whose valid answers include one in an under-filled place takes it.
+    Greedy over the rows in order, a move only when it lowers (KS distance, squared CDF gap) in that
+    order, so the KS distance never grows; a pure function of the candidate lists, hence the same
+    with any worker count or after a resume. Returns (choice, KS before, KS after)."""
+    n = len(candidates)
+    choice = np.zeros(n, dtype=int)
+    real = np.sort(np.asarray(real, dtype=int))
+    if not n or not len(real):
+        return choice, 0.0, 0.0
+    flat = np.concatenate([np.asarray(c, dtype=int) for c in candidates])
+    grid = np.unique(np.concatenate([real, flat]))  # the CDFs change only at these lengths
+    f_real = np.searchsorted(real, grid, side="right") / len(real)
+    first = np.array([c[0] for c in candidates], dtype=int)
+    f_w = np.searchsorted(np.sort(first), grid, side="right") / n
+    d = f_w - f_real
+    ks0 = float(np.abs(d).max())
+    multi = [r for r in range(n) if len(set(candidates[r])) > 1]  # only rows with a choice (few)
+    for _ in range(passes):
+        moved = False
+        for r in multi:
+            c = np.asarray(candidates[r], dtype=int)
+            cur = c[choice[r]]
+            # moving row r from length cur to b shifts the written CDF by 1/n between them
+            shift = ((grid[None, :] >= c[:, None]).astype(float) - (grid >= cur).astype(float)[None, :]) / n
+            trial = d[None, :] + shift
+            ks = np.round(np.abs(trial).max(axis=1), 12)
+            l2 = np.round((trial ** 2).sum(axis=1), 12)
+            best = int(np.lexsort((np.arange(len(c)), l2, ks))[0])
+            if (ks[best], l2[best]) < (ks[choice[r]], l2[choice[r]]):
+                d = trial[best]
+                choice[r] = best
+                moved = True
+        if not moved:
+            break
+    return choice, ks0, float(np.abs(d).max())
+
+
 class _Encoder:
     """Structured columns as numbers for neighbour search: ranks in [0, 1] for numbers and dates,
     one-hot (scaled so a mismatch costs 1) for the most common categories."""
@@ -168,6 +209,7 @@ class TextGuide:
         # how far an answer may be from its row's planned length (a share of it): given, or the widest
         # that leaves the real length distribution as it is (see length_tolerance)
         self.tolerance = float(tolerance) if tolerance is not None else length_tolerance(lengths)
+        self.real_lengths = lengths  # what `balance_lengths` matches the written lengths to
         self.output_name = output_name
         self.context = [c for c in context if c in sub.columns]
         self.shown = [c for c in shown if c in self.context]

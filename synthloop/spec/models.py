@@ -237,6 +237,14 @@ class LLMColumn(_Strict):
                                            "text may be from its row's planned length before it is regenerated "
                                            "(the closest answer is kept); default: the widest band that moves the "
                                            "real length distribution by at most 0.02 KS distance")
+    length_balance: bool = Field(True, description="mixed specs: each row keeps its valid, agreeing answers that "
+                                 "differ only in length, and after all rows are written one per row is chosen so "
+                                 "the column's length distribution follows the real one (a model that misses its "
+                                 "plans one way is evened out); off, or when another column reads this one: the "
+                                 "answer closest to the row's plan")
+    length_rounds: int = Field(1, ge=0, le=5, description="with length_balance: a row none of whose answers "
+                               "has its planned length is written again (fresh seeds) this many times, its new "
+                               "answers joining its candidates; 0: none")
     checks: Checks | None = Field(None, description="row-text agreement checks on every generated cell")
     start: str | None = Field(None, description="text columns: the text begins with this (a template, e.g. "
                               "'{{ department | title }} visit:'); the embedded backend writes it into the answer, "
