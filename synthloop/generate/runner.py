@@ -40,6 +40,15 @@ from synthloop.spec.models import Column, Spec
 # generating model). Empty: the Gemma package ships the base gemma-3-270m, which lost to SmolLM2 in
 # bench_prompted_agreement (see the README), so it is not the default judge.
 DEFAULT_JUDGE_MODEL = ""
+# journal round numbers: 0 the first pass, 1.. near-duplicate rounds, then one band of 100 per later pass
+TEXT_ROUND, RETRY_ROUND, LENGTH_ROUND = 100, 200, 300  # text privacy, failed-row retries, length rounds
+
+
+def _in_rounds(round_: int, base: int) -> bool:
+    """Whether journal round `round_` belongs to the pass whose rounds start at `base`."""
+    return base <= round_ < base + 100
+
+
 STAT_KEYS = ("cells", "valid_first", "repairs", "transport_retries", "cache_hits", "backend_seconds", "requests",
              "tokens_in", "tokens_out", "schema_invalid")
 
@@ -730,7 +739,7 @@ class PromptedGenerator:
         if round_ > 0 and rec["status"] != "ok":
             return  # a failed regeneration keeps the earlier, valid row
         old = done.get(rec["row"])
-        if 300 <= round_ < 400 and old is not None and old["status"] == "ok" and rec["status"] == "ok":
+        if _in_rounds(round_, LENGTH_ROUND) and old is not None and old["status"] == "ok" and rec["status"] == "ok":
             # a length round: the row's new answers join the ones it had (the balance picks among all)
             alts = {}
             for k, v in rec["values"].items():
@@ -738,7 +747,7 @@ class PromptedGenerator:
                     mine = rec.get("alternates", {}).get(k) or [v]
                     alts[k] = list(dict.fromkeys([*mine, *(old.get("alternates", {}).get(k) or [old["values"][k]])]))
             rec = {**rec, "alternates": alts} if alts else rec
-        if 100 <= round_ < 200 and old is not None and old["status"] == "ok":
+        if _in_rounds(round_, TEXT_ROUND) and old is not None and old["status"] == "ok":
             # a text-privacy regeneration comes after the length balance: the record keeps the
             # candidates the balance saw, so a resume balances exactly as the first run did
             alts = {k: list(v) for k, v in old.get("alternates", {}).items()}
@@ -846,7 +855,7 @@ class PromptedGenerator:
             if not failed:
                 break
             progress.phase(f"retry failed r{r + 1}")
-            self._run_rows(plan, failed, journal, done, progress, 200 + r)
+            self._run_rows(plan, failed, journal, done, progress, RETRY_ROUND + r)
             tried += len(failed)
         return tried
 
@@ -863,7 +872,7 @@ class PromptedGenerator:
             for r in range(col.llm.length_rounds):
                 redo = {}
                 for i, rec in sorted(done.items()):
-                    if rec["status"] != "ok" or name not in rec["values"] or rec.get("round", 0) >= 300 + r:
+                    if rec["status"] != "ok" or name not in rec["values"] or rec.get("round", 0) >= LENGTH_ROUND + r:
                         continue
                     band = guide.band(i)
                     cands = rec.get("alternates", {}).get(name) or [str(rec["values"][name])]
@@ -872,7 +881,7 @@ class PromptedGenerator:
                 if not redo:
                     break
                 progress.phase(f"length {name} r{r + 1}")
-                self._regenerate(plan, col, redo, journal, done, progress, 300 + r)
+                self._regenerate(plan, col, redo, journal, done, progress, LENGTH_ROUND + r)
                 progress.phase("done")
 
     def _balance_lengths(self, plan: Plan, done: dict[int, dict[str, Any]]) -> dict[str, Any]:
@@ -893,7 +902,7 @@ class PromptedGenerator:
             choice, ks0, ks1 = balance_lengths(guide.real_lengths, [[len(t) for t in c] for c in cands])
             moved = 0
             for k, i in enumerate(rows):
-                if 100 <= done[i].get("round", 0) < 200:
+                if _in_rounds(done[i].get("round", 0), TEXT_ROUND):
                     continue
                 text = cands[k][int(choice[k])]
                 moved += text != done[i]["values"][name]
@@ -932,7 +941,7 @@ class PromptedGenerator:
                 if not redo or r == tp.max_rounds:
                     break
                 progress.phase(f"text checks {name} r{r + 1}")
-                regenerated += self._regenerate(plan, col, redo, journal, done, progress, 100 + r)
+                regenerated += self._regenerate(plan, col, redo, journal, done, progress, TEXT_ROUND + r)
             trimmed = 0
             for i, rec in done.items():  # the last word on copying: no run of max_copied_run tokens leaves the run
                 if rec["status"] == "ok" and name in rec["values"]:
